@@ -1,0 +1,229 @@
+"""The index machinery every zcio buffer shares: java.nio.Buffer.
+
+A buffer is a linear, finite sequence of elements of one primitive type.  Besides its
+content it has four indexes, and the following invariant always holds::
+
+    0 <= mark <= position <= limit <= capacity
+
+* capacity: the number of elements it holds; never changes.
+* limit: the index of the first element that must not be read or written.
+* position: the index of the next element a relative get or put reads or writes.
+* mark: the index ``reset()`` returns the position to; undefined (-1) until ``mark()``.
+
+A failed call changes no index and no content (bulk calls check every bound first).
+Buffers are not safe for use by several threads at once without locking, as in Java.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Self, overload
+
+from ._errors import (
+    IllegalArgumentError,
+    IndexOutOfBoundsError,
+    InvalidMarkError,
+    ReadOnlyBufferError,
+)
+from ._memory import Memory
+
+__all__ = ["Buffer"]
+
+
+def check_from_index_size(offset: int, size: int, length: int) -> None:
+    """Java's ``Objects.checkFromIndexSize``: ``0 <= offset <= offset + size <= length``."""
+    if offset < 0 or size < 0 or offset + size > length or length < 0:
+        raise IndexOutOfBoundsError(
+            f"range [{offset}, {offset} + {size}) out of bounds for length {length}"
+        )
+
+
+def check_int(value: object, what: str) -> int:
+    """``value`` as an index-like int; TypeError for anything that is not an integer."""
+    if type(value) is int:
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return int(value)
+    raise TypeError(f"{what} must be an int, not {type(value).__name__}")
+
+
+class Buffer:
+    """Base of ByteBuffer and the typed buffers: indexes, their checks, and lifetime.
+
+    Subclasses set ``_mv`` (a memoryview of this buffer's bytes) and ``_mem`` (the
+    memory block shared by every buffer derived from the same allocation).
+    """
+
+    __slots__ = ("_mark", "_pos", "_lim", "_cap", "_ro", "_mem", "_mv", "__weakref__")
+
+    _mark: int
+    _pos: int
+    _lim: int
+    _cap: int
+    _ro: bool
+    _mem: Memory
+    _mv: memoryview
+
+    # -- the four indexes --------------------------------------------------------------
+
+    def capacity(self) -> int:
+        """The number of elements this buffer holds."""
+        return self._cap
+
+    @overload
+    def position(self) -> int: ...
+    @overload
+    def position(self, new_position: int) -> Self: ...
+    def position(self, new_position: int | None = None) -> int | Self:
+        """Get the position, or set it and return this buffer.
+
+        Setting: ``0 <= new_position <= limit`` or IllegalArgumentError; a mark
+        greater than the new position is discarded.
+        """
+        if new_position is None:
+            return self._pos
+        new_position = check_int(new_position, "position")
+        if new_position > self._lim or new_position < 0:
+            raise IllegalArgumentError(
+                f"new position {new_position} out of range [0, limit {self._lim}]"
+            )
+        if self._mark > new_position:
+            self._mark = -1
+        self._pos = new_position
+        return self
+
+    @overload
+    def limit(self) -> int: ...
+    @overload
+    def limit(self, new_limit: int) -> Self: ...
+    def limit(self, new_limit: int | None = None) -> int | Self:
+        """Get the limit, or set it and return this buffer.
+
+        Setting: ``0 <= new_limit <= capacity`` or IllegalArgumentError; a position
+        greater than the new limit becomes the new limit; a mark greater than it is
+        discarded.
+        """
+        if new_limit is None:
+            return self._lim
+        new_limit = check_int(new_limit, "limit")
+        if new_limit > self._cap or new_limit < 0:
+            raise IllegalArgumentError(
+                f"new limit {new_limit} out of range [0, capacity {self._cap}]"
+            )
+        self._lim = new_limit
+        if self._pos > new_limit:
+            self._pos = new_limit
+        if self._mark > new_limit:
+            self._mark = -1
+        return self
+
+    def mark(self) -> Self:
+        """Set the mark at the position."""
+        self._mark = self._pos
+        return self
+
+    def reset(self) -> Self:
+        """Set the position back to the mark; InvalidMarkError if the mark is undefined."""
+        if self._mark < 0:
+            raise InvalidMarkError("reset() without a mark")
+        self._pos = self._mark
+        return self
+
+    def clear(self) -> Self:
+        """Make the buffer ready to be filled again; content is untouched.
+
+        ::
+
+            before: mark=1  position=5  limit=6  capacity=8
+            after:  mark=-1 position=0  limit=8  capacity=8
+        """
+        self._pos = 0
+        self._lim = self._cap
+        self._mark = -1
+        return self
+
+    def flip(self) -> Self:
+        """Make what was written readable: limit = position, position = 0, no mark.
+
+        ::
+
+            before: 0 ........ position=5 ........ limit=capacity=8
+            after:  position=0 ........ limit=5 ........ capacity=8
+        """
+        self._lim = self._pos
+        self._pos = 0
+        self._mark = -1
+        return self
+
+    def rewind(self) -> Self:
+        """Read again from the start: position = 0, no mark; the limit stays."""
+        self._pos = 0
+        self._mark = -1
+        return self
+
+    def remaining(self) -> int:
+        """``limit - position``: elements a relative bulk get could read."""
+        return self._lim - self._pos
+
+    def has_remaining(self) -> bool:
+        """Whether ``position < limit``."""
+        return self._pos < self._lim
+
+    def __len__(self) -> int:
+        """``remaining()``, so ``len(buf)`` reads like a sequence's length."""
+        return self._lim - self._pos
+
+    def mark_value(self) -> int:
+        """The mark, or -1 when undefined (Java's package-private ``markValue()``)."""
+        return self._mark
+
+    # -- kind ----------------------------------------------------------------------------
+
+    def is_read_only(self) -> bool:
+        """Whether content-mutating calls raise ReadOnlyBufferError."""
+        return self._ro
+
+    def is_direct(self) -> bool:
+        """Whether the content lives off the Python heap (``allocate_direct``, mappings)."""
+        return self._mem.direct
+
+    # -- checks shared by get/put --------------------------------------------------------
+
+    def _check_index(self, index: int, nb: int = 1) -> int:
+        """``index`` if ``[index, index + nb)`` lies below the limit, else IndexOutOfBoundsError."""
+        if type(index) is not int:
+            index = check_int(index, "index")
+        if index < 0 or nb > self._lim - index:
+            raise IndexOutOfBoundsError(
+                f"index {index} (+{nb}) out of bounds for limit {self._lim}"
+            )
+        return index
+
+    def _check_writable(self) -> None:
+        if self._ro:
+            raise ReadOnlyBufferError(f"{type(self).__name__} is read-only")
+
+    def _check_memory(self) -> None:
+        if self._mem.released:
+            raise self._mem.released_error()
+
+    # -- lifetime ------------------------------------------------------------------------
+
+    def release(self) -> None:
+        """Free this buffer's memory now, for it and every buffer derived from it.
+
+        Afterwards any access to the content raises ReleasedBufferError (a ValueError);
+        indexes can still be read.  Idempotent.  Direct memory leaves the ``direct``
+        pool at once, unless a memoryview obtained from ``memoryview()`` was sliced or
+        exported further, in which case it is freed when that view is gone.
+        """
+        self._mem.release()
+
+    def is_released(self) -> bool:
+        """Whether ``release()`` was called on this buffer or one sharing its memory."""
+        return self._mem.released
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.release()

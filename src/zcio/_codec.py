@@ -1,0 +1,83 @@
+"""Encoding of Java's primitive types in either byte order, and Python's value rules.
+
+Java's put methods take a typed value; Python passes an unbounded ``int`` or a
+``float``.  zcio's choices, documented once here:
+
+* integer puts accept the signed range and the unsigned range of the type
+  (``put_int`` takes -2**31 .. 2**32-1, as ``put`` takes -128..255); 2**31 is stored
+  as its two's complement, which ``get_int`` reads back as -2**31.  Anything outside
+  both ranges raises IllegalArgumentError (a ValueError); a non-integer raises TypeError.
+* ``put_float`` narrows a Python float as Java's ``(float)`` cast does: round to
+  nearest, and a finite value beyond float's range becomes an infinity (CPython's
+  ``struct`` would raise OverflowError instead).
+* chars are UTF-16 code units: ``get_char`` returns a one-character ``str``;
+  ``put_char`` takes a one-character ``str`` whose code point is at most U+FFFF, or
+  an int 0..65535.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+
+from ._errors import IllegalArgumentError
+from ._order import ByteOrder
+
+__all__ = ["Codec", "CODECS", "int_for", "float32_for", "char_code"]
+
+
+class Codec:
+    """Precompiled ``struct.Struct`` objects for one byte order."""
+
+    __slots__ = ("i16", "u16", "i32", "u32", "i64", "u64", "f32", "f64")
+
+    def __init__(self, order: ByteOrder) -> None:
+        p = order.prefix
+        self.i16 = struct.Struct(p + "h")
+        self.u16 = struct.Struct(p + "H")
+        self.i32 = struct.Struct(p + "i")
+        self.u32 = struct.Struct(p + "I")
+        self.i64 = struct.Struct(p + "q")
+        self.u64 = struct.Struct(p + "Q")
+        self.f32 = struct.Struct(p + "f")
+        self.f64 = struct.Struct(p + "d")
+
+
+CODECS = {order: Codec(order) for order in ByteOrder}
+
+
+def int_for(value: object, bits: int, type_name: str) -> int:
+    """``value`` as the signed ``bits``-wide int Java would store, or an error.
+
+    Called on the slow path only, after ``struct`` refused ``value`` as signed.
+    """
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{type_name} value must be an int, not {type(value).__name__}")
+    if -(1 << (bits - 1)) <= value < (1 << bits):
+        return value - (1 << bits) if value >= (1 << (bits - 1)) else value
+    raise IllegalArgumentError(
+        f"{value} does not fit a {type_name} "
+        f"(signed {-(1 << (bits - 1))}..{(1 << (bits - 1)) - 1} or unsigned 0..{(1 << bits) - 1})"
+    )
+
+
+def float32_for(value: object) -> float:
+    """``value`` narrowed as Java's ``(float)`` cast: overflow gives an infinity."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise TypeError(f"float value must be a real number, not {type(value).__name__}")
+    return math.inf if value > 0 else -math.inf
+
+
+def char_code(value: object) -> int:
+    """The UTF-16 code unit for a one-character str or an int 0..65535."""
+    if isinstance(value, str):
+        if len(value) == 1 and ord(value) <= 0xFFFF:
+            return ord(value)
+        raise IllegalArgumentError(
+            f"a char is one UTF-16 code unit (U+0000..U+FFFF), not {value!r}"
+        )
+    if isinstance(value, int) and not isinstance(value, bool):
+        if 0 <= value <= 0xFFFF:
+            return value
+        raise IllegalArgumentError(f"char code {value} out of range 0..65535")
+    raise TypeError(f"char value must be a str or an int, not {type(value).__name__}")

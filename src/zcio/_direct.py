@@ -1,0 +1,175 @@
+"""Direct-memory accounting: the pools, the cap, and reservation with gc-and-retry.
+
+This is Java's ``java.nio.Bits`` and ``BufferPoolMXBean`` for zcio.  Two pools exist:
+``direct`` (``allocate_direct`` and, later, pooled arenas) and ``mapped`` (file mappings).
+Each counts buffers, their total capacity and the memory really used (capacity rounded
+up to whole pages, since that is what the kernel maps).
+
+The cap (Java's ``-XX:MaxDirectMemorySize``) bounds the ``direct`` pool's memory used.
+It comes from ``set_max_direct_memory(n)``, else the environment variable
+``ZCIO_MAX_DIRECT_MEMORY`` read at import (``"512m"``, ``"2g"``, ``"65536"``), else a
+quarter of physical memory (the JVM's default heap size, which is also its default
+direct-memory cap).
+"""
+
+from __future__ import annotations
+
+import gc
+import mmap
+import os
+import re
+import threading
+import time
+from dataclasses import dataclass
+
+from ._errors import IllegalArgumentError, OutOfDirectMemoryError
+
+__all__ = [
+    "BufferPoolInfo",
+    "buffer_pools",
+    "max_direct_memory",
+    "set_max_direct_memory",
+    "parse_size",
+    "PAGE_SIZE",
+]
+
+PAGE_SIZE = mmap.PAGESIZE
+
+_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+_SIZE_RE = re.compile(r"\s*(\d+)\s*([kmgt]?)(?:i?b)?\s*", re.IGNORECASE)
+
+# Backoff after gc.collect(), as Bits.reserveMemory sleeps 1, 2, 4... ms while it waits
+# for cleaners run by other threads; shorter in total (63 ms) than Java's 511 ms.
+_RETRY_SLEEPS = (0.001, 0.002, 0.004, 0.008, 0.016, 0.032)
+
+
+def parse_size(text: str) -> int:
+    """Parse a size like the JVM's flags: ``"65536"``, ``"64k"``, ``"512m"``, ``"2G"``.
+
+    Suffixes are binary (k = 1024) and may be followed by ``b`` or ``ib``.
+    Raises IllegalArgumentError for anything else.
+    """
+    m = _SIZE_RE.fullmatch(text)
+    if m is None:
+        raise IllegalArgumentError(f"not a size: {text!r} (expected e.g. 65536, 64k, 512m, 2g)")
+    return int(m.group(1)) * _UNITS[m.group(2).lower()]
+
+
+def round_to_pages(n: int) -> int:
+    """``n`` rounded up to a whole number of pages."""
+    return -(-n // PAGE_SIZE) * PAGE_SIZE
+
+
+@dataclass(frozen=True)
+class BufferPoolInfo:
+    """A snapshot of one pool, as Java's BufferPoolMXBean reports it."""
+
+    name: str
+    count: int
+    total_capacity: int
+    memory_used: int
+
+
+class _Pool:
+    """Counters of one pool; every change happens under the pool's lock."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.count = 0
+        self.total_capacity = 0
+        self.memory_used = 0
+        self.lock = threading.Lock()
+
+    def add(self, capacity: int, used: int) -> None:
+        with self.lock:
+            self._add_locked(capacity, used)
+
+    def _add_locked(self, capacity: int, used: int) -> None:
+        self.count += 1
+        self.total_capacity += capacity
+        self.memory_used += used
+
+    def remove(self, capacity: int, used: int) -> None:
+        with self.lock:
+            self.count -= 1
+            self.total_capacity -= capacity
+            self.memory_used -= used
+
+    def snapshot(self) -> BufferPoolInfo:
+        with self.lock:
+            return BufferPoolInfo(self.name, self.count, self.total_capacity, self.memory_used)
+
+
+DIRECT = _Pool("direct")
+MAPPED = _Pool("mapped")
+
+
+def _default_cap() -> int:
+    env = os.environ.get("ZCIO_MAX_DIRECT_MEMORY")
+    if env:
+        return parse_size(env)
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 4
+    except (ValueError, OSError):  # pragma: no cover - sysconf names exist on Linux
+        return 1 << 30
+
+
+_max_direct = _default_cap()
+
+
+def max_direct_memory() -> int:
+    """The cap on the ``direct`` pool's memory used, in bytes."""
+    return _max_direct
+
+
+def set_max_direct_memory(n: int | str) -> None:
+    """Set the cap on direct memory (bytes, or a size string like ``"512m"``).
+
+    Memory already reserved stays reserved; a lower cap only refuses new reservations.
+    """
+    global _max_direct
+    size = parse_size(n) if isinstance(n, str) else n
+    if size < 0:
+        raise IllegalArgumentError(f"negative direct-memory cap: {size}")
+    _max_direct = size
+
+
+def _try_reserve(capacity: int, used: int) -> bool:
+    with DIRECT.lock:
+        if DIRECT.memory_used + used > _max_direct:
+            return False
+        DIRECT._add_locked(capacity, used)
+        return True
+
+
+def reserve_direct(capacity: int, used: int) -> None:
+    """Count ``used`` bytes against the cap, or raise OutOfDirectMemoryError.
+
+    As ``Bits.reserveMemory``: try; on failure collect garbage (whose finalizers free
+    unreachable direct buffers) and retry, then retry with a short backoff while other
+    threads release; then give up with the numbers.
+    """
+    if _try_reserve(capacity, used):
+        return
+    gc.collect()
+    if _try_reserve(capacity, used):
+        return
+    for pause in _RETRY_SLEEPS:
+        time.sleep(pause)
+        if _try_reserve(capacity, used):
+            return
+    snap = DIRECT.snapshot()
+    raise OutOfDirectMemoryError(
+        f"cannot reserve {used} bytes of direct memory (allocated: {snap.memory_used}, "
+        f"limit: {_max_direct}; set_max_direct_memory() or ZCIO_MAX_DIRECT_MEMORY)"
+    )
+
+
+def unreserve_direct(capacity: int, used: int) -> None:
+    """Give back what :func:`reserve_direct` took."""
+    DIRECT.remove(capacity, used)
+
+
+def buffer_pools() -> list[BufferPoolInfo]:
+    """Snapshots of the ``direct`` and ``mapped`` pools (Java's BufferPoolMXBean list)."""
+    return [DIRECT.snapshot(), MAPPED.snapshot()]

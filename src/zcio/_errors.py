@@ -1,0 +1,84 @@
+"""One exception tree for zcio, rooted in :class:`ZcioError`.
+
+Every leaf also inherits the builtin a plain Python caller would reach for, so
+``except IndexError`` or ``except MemoryError`` catches zcio's errors naturally:
+
+====================================  ==========================  =====================
+Java                                  zcio                        builtin base
+====================================  ==========================  =====================
+BufferOverflowException               BufferOverflowError         IndexError
+BufferUnderflowException              BufferUnderflowError        IndexError
+IndexOutOfBoundsException             IndexOutOfBoundsError       IndexError
+IllegalArgumentException              IllegalArgumentError        ValueError
+IllegalStateException                 IllegalStateError           ValueError
+InvalidMarkException                  InvalidMarkError            ValueError (via state)
+UnsupportedOperationException         UnsupportedOperationError   TypeError
+ReadOnlyBufferException               ReadOnlyBufferError         TypeError (via above)
+OutOfMemoryError("Direct buffer...")  OutOfDirectMemoryError      MemoryError
+(none: Java never frees explicitly)   ReleasedBufferError         ValueError (via state)
+====================================  ==========================  =====================
+
+``TypeError`` for unsupported operations follows CPython, where writing to a read-only
+memoryview raises ``TypeError``; ``ValueError`` for illegal state follows CPython's
+"I/O operation on closed file".  Messages carry the numbers involved.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ZcioError",
+    "BufferOverflowError",
+    "BufferUnderflowError",
+    "IndexOutOfBoundsError",
+    "IllegalArgumentError",
+    "IllegalStateError",
+    "InvalidMarkError",
+    "ReleasedBufferError",
+    "UnsupportedOperationError",
+    "ReadOnlyBufferError",
+    "OutOfDirectMemoryError",
+]
+
+
+class ZcioError(Exception):
+    """Root of every exception zcio raises on purpose."""
+
+
+class BufferOverflowError(ZcioError, IndexError):
+    """A relative put would pass the limit; nothing was written and no index moved."""
+
+
+class BufferUnderflowError(ZcioError, IndexError):
+    """A relative get would pass the limit; nothing was read and no index moved."""
+
+
+class IndexOutOfBoundsError(ZcioError, IndexError):
+    """An absolute index, offset or length lies outside the bounds it is checked against."""
+
+
+class IllegalArgumentError(ZcioError, ValueError):
+    """An argument is out of its documented range (negative capacity, position > limit...)."""
+
+
+class IllegalStateError(ZcioError, ValueError):
+    """The object is not in a state that allows the call."""
+
+
+class InvalidMarkError(IllegalStateError):
+    """``reset()`` was called while the mark is undefined."""
+
+
+class ReleasedBufferError(IllegalStateError):
+    """The buffer's memory was released (``release()`` or the end of a ``with`` block)."""
+
+
+class UnsupportedOperationError(ZcioError, TypeError):
+    """The buffer kind does not support the call (``array()`` of a direct buffer...)."""
+
+
+class ReadOnlyBufferError(UnsupportedOperationError):
+    """A content-mutating call on a read-only buffer; nothing changed."""
+
+
+class OutOfDirectMemoryError(ZcioError, MemoryError):
+    """Reserving direct memory would pass the cap, even after collecting garbage."""

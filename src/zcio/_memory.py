@@ -1,0 +1,209 @@
+"""Blocks of memory that buffers view, and their release.
+
+A :class:`Memory` is shared by a buffer and everything derived from it (slices,
+duplicates, read-only views, typed views).  Buffers touch the bytes only through
+memoryviews that the block hands out and records.  ``release()`` revokes every one of
+them (``memoryview.release()``), so a later access raises instead of reading freed
+memory, and then frees the block.
+
+Freeing is safe whatever order things happen in, because the block never unmaps memory
+that something can still reach: a direct block is an anonymous ``mmap`` and CPython
+refuses to close an mmap while any buffer export is alive.  If the user still holds a
+memoryview that zcio cannot revoke (one they sliced further, or one exported to numpy),
+the unmap is deferred until that view is gone; its accounting stays in the pool until
+then, so the pools always tell the truth about mapped memory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import mmap
+import weakref
+from typing import TYPE_CHECKING, Any
+
+from ._direct import PAGE_SIZE, reserve_direct, round_to_pages, unreserve_direct
+from ._errors import ReleasedBufferError
+
+if TYPE_CHECKING:
+    from ._types import Buffer
+
+__all__ = ["Memory", "HeapMemory", "DirectMemory", "buffer_address"]
+
+
+class _PyBuffer(ctypes.Structure):
+    _fields_ = [
+        ("buf", ctypes.c_void_p),
+        ("obj", ctypes.py_object),
+        ("len", ctypes.c_ssize_t),
+        ("itemsize", ctypes.c_ssize_t),
+        ("readonly", ctypes.c_int),
+        ("ndim", ctypes.c_int),
+        ("format", ctypes.c_char_p),
+        ("shape", ctypes.c_void_p),
+        ("strides", ctypes.c_void_p),
+        ("suboffsets", ctypes.c_void_p),
+        ("internal", ctypes.c_void_p),
+    ]
+
+
+_get_buffer = ctypes.pythonapi.PyObject_GetBuffer
+_get_buffer.argtypes = [ctypes.py_object, ctypes.POINTER(_PyBuffer), ctypes.c_int]
+_get_buffer.restype = ctypes.c_int
+_release_buffer = ctypes.pythonapi.PyBuffer_Release
+_release_buffer.argtypes = [ctypes.POINTER(_PyBuffer)]
+_release_buffer.restype = None
+
+
+def buffer_address(obj: Buffer) -> int:
+    """The address of the first byte of a contiguous bytes-like object (0 if empty)."""
+    view = _PyBuffer()
+    _get_buffer(obj, ctypes.byref(view), 0)  # PyBUF_SIMPLE: contiguous bytes
+    try:
+        return view.buf or 0
+    finally:
+        _release_buffer(ctypes.byref(view))
+
+
+class Memory:
+    """A block of bytes; hands out revocable memoryviews of itself."""
+
+    direct = False
+    __slots__ = ("_base", "_views", "_prune_at", "released", "size", "__weakref__")
+
+    def __init__(self, base: memoryview) -> None:
+        self._base = base  # format "B", 1-D, covering the whole block
+        # Weak references (memoryviews are unhashable, so no WeakSet), pruned of dead
+        # entries whenever the list doubles: amortised O(1) per view handed out.
+        self._views: list[weakref.ref[memoryview]] = []
+        self._prune_at = 8
+        self._track(base)
+        self.released = False
+        self.size = len(base)
+
+    def view(self, start: int, stop: int, readonly: bool = False) -> memoryview:
+        """A memoryview of bytes ``[start, stop)``, revoked when the block is released."""
+        if self.released:
+            raise self.released_error()
+        mv = self._base[start:stop]
+        if readonly:
+            ro = mv.toreadonly()
+            mv.release()
+            mv = ro
+        self._track(mv)
+        return mv
+
+    def _track(self, mv: memoryview) -> None:
+        views = self._views
+        views.append(weakref.ref(mv))
+        if len(views) >= self._prune_at:
+            views[:] = [r for r in views if r() is not None]
+            self._prune_at = max(8, 2 * len(views))
+
+    def address(self) -> int:
+        """The address of byte 0 of the block."""
+        if self.released:
+            raise self.released_error()
+        return buffer_address(self._base)
+
+    def released_error(self) -> ReleasedBufferError:
+        return ReleasedBufferError(
+            f"{'direct' if self.direct else 'heap'} buffer memory of {self.size} bytes "
+            "was released"
+        )
+
+    def translate(self, error: Exception) -> Exception:
+        """Turn the ValueError of a revoked memoryview into ReleasedBufferError."""
+        if self.released:
+            err = self.released_error()
+            err.__suppress_context__ = True
+            return err
+        return error
+
+    def release(self) -> None:
+        """Revoke every view this block handed out, then free what can be freed now.
+
+        Idempotent.  Views exported further (a memoryview sliced by the user, a numpy
+        array over it) cannot be revoked; they stay valid and keep the memory alive.
+        """
+        if self.released:
+            return
+        self.released = True
+        views, self._views = self._views, []
+        for ref in views:
+            mv = ref()
+            if mv is None:
+                continue
+            with contextlib.suppress(BufferError):  # exported further: stays valid, alive
+                mv.release()
+        self._free()
+
+    def _free(self) -> None:
+        """Free the storage if nothing can reach it any more (heap: nothing to do)."""
+
+
+class HeapMemory(Memory):
+    """Bytes on the Python heap: a bytearray, or any object wrapped by ``ByteBuffer.wrap``."""
+
+    __slots__ = ("obj", "readonly")
+
+    def __init__(self, obj: Any) -> None:
+        mv = memoryview(obj)
+        if not mv.c_contiguous:
+            raise ValueError("wrap() needs a C-contiguous bytes-like object")
+        self.obj = obj
+        self.readonly = mv.readonly
+        super().__init__(mv.cast("B") if mv.format != "B" or mv.ndim != 1 else mv)
+
+
+def _unmap_accounting(capacity: int, used: int) -> None:
+    unreserve_direct(capacity, used)
+
+
+class DirectMemory(Memory):
+    """Off-heap memory: a private anonymous mapping, page-aligned and zero-filled.
+
+    Syscalls: ``mmap(MAP_PRIVATE|MAP_ANONYMOUS)`` on allocation, ``munmap`` when the
+    last view is gone.  Counted in the ``direct`` pool from reservation to unmap.
+    """
+
+    direct = True
+    __slots__ = ("_mmap", "_finalizer", "_address")
+
+    def __init__(self, capacity: int) -> None:
+        used = round_to_pages(capacity) if capacity else 0
+        reserve_direct(capacity, used)
+        mm: mmap.mmap | None = None
+        try:
+            if capacity:
+                mm = mmap.mmap(-1, used, flags=mmap.MAP_PRIVATE)
+                base = memoryview(mm)[:capacity]
+            else:
+                base = memoryview(bytearray())
+        except BaseException:
+            unreserve_direct(capacity, used)
+            raise
+        self._mmap = mm
+        super().__init__(base)
+        self._address = buffer_address(base) if capacity else 0
+        assert self._address % PAGE_SIZE == 0
+        # The cleaner holds only the numbers it gives back, never the memory object.
+        target: object = mm if mm is not None else self
+        self._finalizer = weakref.finalize(target, _unmap_accounting, capacity, used)
+        self._finalizer.atexit = False
+
+    def address(self) -> int:
+        if self.released:
+            raise self.released_error()
+        return self._address
+
+    def _free(self) -> None:
+        mm, self._mmap = self._mmap, None
+        if mm is None:
+            self._finalizer()
+            return
+        try:
+            mm.close()  # munmap; refused while a view the user holds is alive
+        except BufferError:
+            return  # deferred: the mmap unmaps (and the cleaner runs) when that view dies
+        self._finalizer()
