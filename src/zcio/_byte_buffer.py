@@ -428,14 +428,14 @@ class ByteBuffer(Buffer):
         if kind in "fd":
             try:
                 st.pack_into(self._mv, i, float32_for(value))
-            except ValueError as e:
+            except (ValueError, TypeError) as e:  # revoked view
                 raise self._mem.translate(e) from None
             return
         bits = st.size * 8
         names = {16: "short", 32: "int", 64: "long"}
         try:
             st.pack_into(self._mv, i, int_for(value, bits, names[bits]))
-        except ValueError as e:
+        except (ValueError, TypeError) as e:  # revoked view
             raise self._mem.translate(e) from None
 
     def _put_at(self, st: struct.Struct, index: int, value: Any) -> Self:
@@ -446,7 +446,7 @@ class ByteBuffer(Buffer):
             st.pack_into(self._mv, i, value)
         except (struct.error, OverflowError):
             self._put_slow(st, i, value)
-        except ValueError as e:
+        except (ValueError, TypeError) as e:  # revoked view
             raise self._mem.translate(e) from None
         return self
 
@@ -460,7 +460,7 @@ class ByteBuffer(Buffer):
             st.pack_into(self._mv, p, value)
         except (struct.error, OverflowError):
             self._put_slow(st, p, value)
-        except ValueError as e:
+        except (ValueError, TypeError) as e:  # revoked view
             raise self._mem.translate(e) from None
         self._pos = p + st.size
         return self
@@ -515,7 +515,7 @@ class ByteBuffer(Buffer):
                 st.pack_into(self._mv, p, a)
             except (struct.error, OverflowError):
                 self._put_slow(st, p, a)
-            except ValueError as e:
+            except (ValueError, TypeError) as e:  # revoked view
                 raise self._mem.translate(e) from None
             self._pos = p + 4
             return self

@@ -101,7 +101,7 @@ class TypedBuffer(Buffer):
             self._st.pack_into(self._mv, byte_index, raw)
         except (struct.error, OverflowError):
             self._st.pack_into(self._mv, byte_index, self._coerce(raw))
-        except ValueError as e:
+        except (ValueError, TypeError) as e:  # revoked view
             raise self._mem.translate(e) from None
 
     def _load(self, i: int) -> Any:

@@ -1,0 +1,33 @@
+"""Shared fixtures: every test must leave direct memory, mappings and fds as it found them."""
+
+from __future__ import annotations
+
+import gc
+import os
+from collections.abc import Iterator
+
+import pytest
+
+import zcio
+
+
+def _open_fds() -> set[str]:
+    return set(os.listdir("/proc/self/fd"))
+
+
+def _pool_usage() -> list[tuple[str, int, int, int]]:
+    return [(p.name, p.count, p.total_capacity, p.memory_used) for p in zcio.buffer_pools()]
+
+
+@pytest.fixture(autouse=True)
+def leak_check() -> Iterator[None]:
+    """After each test: direct and mapped pools back to zero, no fd left open, cap restored."""
+    cap = zcio.max_direct_memory()
+    fds = _open_fds()
+    yield
+    zcio.set_max_direct_memory(cap)
+    gc.collect()
+    usage = _pool_usage()
+    assert usage == [("direct", 0, 0, 0), ("mapped", 0, 0, 0)], f"leaked: {usage}"
+    leaked_fds = _open_fds() - fds
+    assert not leaked_fds, f"fds left open: {sorted(leaked_fds)}"
