@@ -99,7 +99,7 @@ class ByteBuffer(Buffer):
     ) -> Self:
         buf = cls.__new__(cls)
         buf._mem = mem
-        buf._mv = mem.view(off, off + cap) if mv is None else mv
+        buf._mv = mem.view(off, off + cap, ro) if mv is None else mv
         buf._off = off
         buf._cap = cap
         buf._pos = pos
@@ -304,17 +304,18 @@ class ByteBuffer(Buffer):
           bytes-like or a ByteBuffer (absolute offsets in it); no position changes.
         """
         if type(a) is int and b is None:
-            if self._ro:
-                raise ReadOnlyBufferError("put() on a read-only buffer")
+            # Hot path: a read-only buffer's view refuses the write itself, so the
+            # read-only check runs only on the failure paths (still first, as in Java).
             p = self._pos
             if p >= self._lim:
-                raise BufferOverflowError(f"put() at position {p} = limit {self._lim}")
+                raise self._overflow(1)
             if not -128 <= a <= 255:
+                self._check_writable()
                 raise IllegalArgumentError(f"byte value {a} out of range -128..255")
             try:
                 self._mv[p] = a & 0xFF
-            except ValueError as e:
-                raise self._mem.translate(e) from None
+            except (ValueError, TypeError) as e:
+                raise self._write_error(e) from None
             self._pos = p + 1
             return self
         if isinstance(a, int) and not isinstance(a, bool):
@@ -363,6 +364,10 @@ class ByteBuffer(Buffer):
         return self
 
     def _put_buffer(self, src: ByteBuffer) -> Self:
+        # As in Java 17: HeapByteBufferR refuses at once; DirectByteBufferR inherits
+        # ByteBuffer.put(ByteBuffer), which rejects src == this before refusing.
+        if not self._mem.direct:
+            self._check_writable()
         if src is self:
             raise IllegalArgumentError("the source buffer is this buffer")
         self._check_writable()
@@ -376,6 +381,11 @@ class ByteBuffer(Buffer):
         return self
 
     def _put_buffer_at(self, index: int, src: ByteBuffer, offset: Any, length: Any) -> Self:
+        # Java 17's own quirk, reproduced: HeapByteBufferR refuses this put before any
+        # check, DirectByteBufferR inherits ByteBuffer's version, which checks the
+        # ranges first and only then refuses.
+        if not self._mem.direct:
+            self._check_writable()
         index = check_int(index, "index")
         offset = 0 if offset is None else check_int(offset, "offset")
         length = src._lim - offset if length is None else check_int(length, "length")
@@ -399,10 +409,18 @@ class ByteBuffer(Buffer):
             f"get of {nb} bytes at position {self._pos} with limit {self._lim}"
         )
 
-    def _overflow(self, nb: int) -> BufferOverflowError:
+    def _overflow(self, nb: int) -> BufferOverflowError | ReadOnlyBufferError:
+        if self._ro:
+            return ReadOnlyBufferError("put on a read-only buffer")
         return BufferOverflowError(
             f"put of {nb} bytes at position {self._pos} with limit {self._lim}"
         )
+
+    def _write_error(self, error: Exception) -> Exception:
+        """The error for a write the memoryview refused: read-only, else released."""
+        if self._ro:
+            return ReadOnlyBufferError("put on a read-only buffer")
+        return self._mem.translate(error)
 
     def _get_at(self, st: struct.Struct, index: int) -> Any:
         i = self._check_index(index, st.size)
@@ -424,6 +442,7 @@ class ByteBuffer(Buffer):
 
     def _put_slow(self, st: struct.Struct, i: int, value: Any) -> None:
         """Pack ``value`` at ``i`` after the fast path failed: coerce, or raise."""
+        self._check_writable()
         kind = st.format[1]
         if kind in "fd":
             try:
@@ -451,8 +470,6 @@ class ByteBuffer(Buffer):
         return self
 
     def _put_rel(self, st: struct.Struct, value: Any) -> Self:
-        if self._ro:
-            raise ReadOnlyBufferError("put on a read-only buffer")
         p = self._pos
         if self._lim - p < st.size:
             raise self._overflow(st.size)
@@ -460,8 +477,8 @@ class ByteBuffer(Buffer):
             st.pack_into(self._mv, p, value)
         except (struct.error, OverflowError):
             self._put_slow(st, p, value)
-        except (ValueError, TypeError) as e:  # revoked view
-            raise self._mem.translate(e) from None
+        except (ValueError, TypeError) as e:  # read-only or revoked view
+            raise self._write_error(e) from None
         self._pos = p + st.size
         return self
 
@@ -504,9 +521,7 @@ class ByteBuffer(Buffer):
 
     def put_int(self, a: int, b: int | None = None, /) -> Self:
         """``put_int(v)`` at position (position += 4) or ``put_int(index, v)``."""
-        if b is None:
-            if self._ro:
-                raise ReadOnlyBufferError("put on a read-only buffer")
+        if b is None:  # _put_rel inlined: the hot path of the benchmarks
             p = self._pos
             if self._lim - p < 4:
                 raise self._overflow(4)
@@ -515,8 +530,8 @@ class ByteBuffer(Buffer):
                 st.pack_into(self._mv, p, a)
             except (struct.error, OverflowError):
                 self._put_slow(st, p, a)
-            except (ValueError, TypeError) as e:  # revoked view
-                raise self._mem.translate(e) from None
+            except (ValueError, TypeError) as e:  # read-only or revoked view
+                raise self._write_error(e) from None
             self._pos = p + 4
             return self
         return self._put_at(self._c.i32, a, b)
@@ -607,9 +622,7 @@ class ByteBuffer(Buffer):
     def as_read_only_buffer(self) -> ByteBuffer:
         """A read-only duplicate: same content and indexes, BIG_ENDIAN."""
         self._check_memory()
-        return self._make(
-            self._mem, self._off, self._cap, self._pos, self._lim, self._mark, True, self._mv
-        )
+        return self._make(self._mem, self._off, self._cap, self._pos, self._lim, self._mark, True)
 
     def compact(self) -> Self:
         """Move ``[position, limit)`` to the start; ready to be filled again.

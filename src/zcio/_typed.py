@@ -52,6 +52,8 @@ class TypedBuffer(Buffer):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        if "_fmt" not in cls.__dict__:  # an abstract intermediate class
+            return
         cls._structs = {o: struct.Struct(o.prefix + cls._fmt) for o in ByteOrder}
         cls._size = struct.calcsize(cls._fmt)
 
@@ -70,7 +72,7 @@ class TypedBuffer(Buffer):
     ) -> Self:
         buf = cls.__new__(cls)
         buf._mem = mem
-        buf._mv = mem.view(off, off + cap * cls._size) if mv is None else mv
+        buf._mv = mem.view(off, off + cap * cls._size, ro) if mv is None else mv
         buf._off = off
         buf._cap = cap
         buf._pos = pos
@@ -273,7 +275,7 @@ class TypedBuffer(Buffer):
         """A read-only duplicate."""
         self._check_memory()
         return self._view_of(self._mem, self._off, self._cap, True, self._order,
-                             self._pos, self._lim, self._mark, self._mv)
+                             self._pos, self._lim, self._mark)
 
     def compact(self) -> Self:
         """Move ``[position, limit)`` to index 0; position = remaining, limit = capacity."""
@@ -431,11 +433,10 @@ class LongBuffer(TypedBuffer):
         return low - (1 << 32) if low >= 1 << 31 else low
 
 
-class FloatBuffer(TypedBuffer):
-    """32-bit floats; equal when ``==`` or both NaN, ordered by ``Float.compare``."""
+class _FloatingBuffer(TypedBuffer):
+    """Floats and doubles: equal when ``==`` or both NaN, ordered by ``Float.compare``."""
 
     __slots__ = ()
-    _fmt = "f"
 
     def _coerce(self, value: Any) -> Any:
         return float32_for(value)
@@ -453,15 +454,15 @@ class FloatBuffer(TypedBuffer):
         return _java_float_to_int(v)
 
 
-class DoubleBuffer(TypedBuffer):
-    """64-bit floats; equal when ``==`` or both NaN, ordered by ``Double.compare``."""
+class FloatBuffer(_FloatingBuffer):
+    """32-bit floats."""
+
+    __slots__ = ()
+    _fmt = "f"
+
+
+class DoubleBuffer(_FloatingBuffer):
+    """64-bit floats."""
 
     __slots__ = ()
     _fmt = "d"
-
-    def _coerce(self, value: Any) -> Any:
-        return float32_for(value)
-
-    _same = FloatBuffer._same
-    _compare = FloatBuffer._compare
-    _hash_term = FloatBuffer._hash_term
