@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 import zcio
+from zcio import _scratch
 
 
 def _open_fds() -> set[str]:
@@ -26,6 +27,7 @@ def leak_check() -> Iterator[None]:
     fds = _open_fds()
     yield
     zcio.set_max_direct_memory(cap)
+    _scratch.clear()  # the transfer engine's bounded per-thread buffer and pipe
     gc.collect()
     usage = _pool_usage()
     assert usage == [("direct", 0, 0, 0), ("mapped", 0, 0, 0)], f"leaked: {usage}"

@@ -1,8 +1,10 @@
 """zcio: zero-copy I/O for Python.
 
 Java NIO's buffers (``ByteBuffer`` with heap and accounted off-heap direct memory,
-typed views) with Java 17's exact semantics and Python names.  See the README for the
-Java-to-Python name table and each deliberate difference.
+typed views) and channels (``FileChannel`` with mapping, locks and kernel zero-copy
+transfers) with Java 17's semantics and Python names, and copy accounting that shows
+what each path costs.  See the README for the Java-to-Python name table and each
+deliberate difference.
 """
 
 from ._buffer import Buffer as Buffer
@@ -12,18 +14,35 @@ from ._direct import buffer_pools as buffer_pools
 from ._direct import max_direct_memory as max_direct_memory
 from ._direct import parse_size as parse_size
 from ._direct import set_max_direct_memory as set_max_direct_memory
+from ._errors import AlignmentError as AlignmentError
 from ._errors import BufferOverflowError as BufferOverflowError
 from ._errors import BufferUnderflowError as BufferUnderflowError
+from ._errors import ClosedChannelError as ClosedChannelError
 from ._errors import IllegalArgumentError as IllegalArgumentError
 from ._errors import IllegalStateError as IllegalStateError
 from ._errors import IndexOutOfBoundsError as IndexOutOfBoundsError
 from ._errors import InvalidMarkError as InvalidMarkError
+from ._errors import NonReadableChannelError as NonReadableChannelError
+from ._errors import NonWritableChannelError as NonWritableChannelError
 from ._errors import OutOfDirectMemoryError as OutOfDirectMemoryError
+from ._errors import OverlappingFileLockError as OverlappingFileLockError
 from ._errors import ReadOnlyBufferError as ReadOnlyBufferError
 from ._errors import ReleasedBufferError as ReleasedBufferError
+from ._errors import TransferError as TransferError
 from ._errors import UnsupportedOperationError as UnsupportedOperationError
 from ._errors import ZcioError as ZcioError
+from ._file_channel import FileChannel as FileChannel
+from ._file_channel import OpenOption as OpenOption
+from ._file_lock import FileLock as FileLock
+from ._mapped import MapMode as MapMode
+from ._mapped import MappedByteBuffer as MappedByteBuffer
+from ._metrics import Measurement as Measurement
+from ._metrics import PathStats as PathStats
+from ._metrics import measure as measure
+from ._metrics import metrics as metrics
 from ._order import ByteOrder as ByteOrder
+from ._transfer import PATHS as TRANSFER_PATHS
+from ._transfer import transfer as transfer
 from ._typed import CharBuffer as CharBuffer
 from ._typed import DoubleBuffer as DoubleBuffer
 from ._typed import FloatBuffer as FloatBuffer
@@ -35,6 +54,7 @@ from ._typed import TypedBuffer as TypedBuffer
 __version__ = "0.1.0"
 
 __all__ = [
+    "AlignmentError",
     "Buffer",
     "BufferOverflowError",
     "BufferPoolInfo",
@@ -42,7 +62,10 @@ __all__ = [
     "ByteBuffer",
     "ByteOrder",
     "CharBuffer",
+    "ClosedChannelError",
     "DoubleBuffer",
+    "FileChannel",
+    "FileLock",
     "FloatBuffer",
     "IllegalArgumentError",
     "IllegalStateError",
@@ -50,15 +73,28 @@ __all__ = [
     "IntBuffer",
     "InvalidMarkError",
     "LongBuffer",
+    "MapMode",
+    "MappedByteBuffer",
+    "Measurement",
+    "NonReadableChannelError",
+    "NonWritableChannelError",
+    "OpenOption",
     "OutOfDirectMemoryError",
+    "OverlappingFileLockError",
+    "PathStats",
     "ReadOnlyBufferError",
     "ReleasedBufferError",
     "ShortBuffer",
+    "TRANSFER_PATHS",
+    "TransferError",
     "TypedBuffer",
     "UnsupportedOperationError",
     "ZcioError",
     "buffer_pools",
     "max_direct_memory",
+    "measure",
+    "metrics",
     "parse_size",
     "set_max_direct_memory",
+    "transfer",
 ]

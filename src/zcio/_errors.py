@@ -16,7 +16,18 @@ UnsupportedOperationException         UnsupportedOperationError   TypeError
 ReadOnlyBufferException               ReadOnlyBufferError         TypeError (via above)
 OutOfMemoryError("Direct buffer...")  OutOfDirectMemoryError      MemoryError
 (none: Java never frees explicitly)   ReleasedBufferError         ValueError (via state)
+ClosedChannelException                ClosedChannelError          OSError
+NonReadable/NonWritableChannelExc.    NonReadable/...ChannelError ValueError (via state)
+OverlappingFileLockException          OverlappingFileLockError    ValueError (via state)
+IllegalBlockingModeException          IllegalBlockingModeError    ValueError (via state)
+NotYetConnectedException              NotYetConnectedError        ValueError (via state)
+ClosedSelector/CancelledKeyException  ClosedSelector/...KeyError  ValueError (via state)
+(O_DIRECT EINVAL, made explicit)      AlignmentError              ValueError (via arg)
+(an I/O error after partial progress) TransferError               OSError
 ====================================  ==========================  =====================
+
+Errors the kernel reports with nothing moved stay the builtin ``OSError`` subclasses
+(``ConnectionResetError``, ``FileNotFoundError``...) so plain Python code handles them.
 
 ``TypeError`` for unsupported operations follows CPython, where writing to a read-only
 memoryview raises ``TypeError``; ``ValueError`` for illegal state follows CPython's
@@ -37,6 +48,16 @@ __all__ = [
     "UnsupportedOperationError",
     "ReadOnlyBufferError",
     "OutOfDirectMemoryError",
+    "ClosedChannelError",
+    "NonReadableChannelError",
+    "NonWritableChannelError",
+    "OverlappingFileLockError",
+    "IllegalBlockingModeError",
+    "NotYetConnectedError",
+    "ClosedSelectorError",
+    "CancelledKeyError",
+    "AlignmentError",
+    "TransferError",
 ]
 
 
@@ -82,3 +103,52 @@ class ReadOnlyBufferError(UnsupportedOperationError):
 
 class OutOfDirectMemoryError(ZcioError, MemoryError):
     """Reserving direct memory would pass the cap, even after collecting garbage."""
+
+
+class ClosedChannelError(ZcioError, OSError):
+    """The channel is closed (Java's ClosedChannelException, an IOException)."""
+
+
+class NonReadableChannelError(IllegalStateError):
+    """A read on a channel that was not opened for reading."""
+
+
+class NonWritableChannelError(IllegalStateError):
+    """A write on a channel that was not opened for writing."""
+
+
+class OverlappingFileLockError(IllegalStateError):
+    """A lock overlaps one this process already holds on the same file."""
+
+
+class IllegalBlockingModeError(IllegalStateError):
+    """The call needs the other blocking mode (register() of a blocking channel...)."""
+
+
+class NotYetConnectedError(IllegalStateError):
+    """I/O on a socket channel that is not connected yet."""
+
+
+class ClosedSelectorError(IllegalStateError):
+    """The selector is closed."""
+
+
+class CancelledKeyError(IllegalStateError):
+    """The selection key was cancelled."""
+
+
+class AlignmentError(IllegalArgumentError):
+    """O_DIRECT I/O with a position, address or length that is not suitably aligned."""
+
+
+class TransferError(ZcioError, OSError):
+    """A transfer failed after moving some bytes.
+
+    ``transferred`` says exactly how many bytes reached the target before the error;
+    positions were advanced by that much.  ``errno``/``strerror`` are the kernel's.
+    """
+
+    def __init__(self, error: OSError, transferred: int) -> None:
+        super().__init__(error.errno, f"{error.strerror} after {transferred} bytes transferred")
+        self.transferred = transferred
+        self.__cause__ = error

@@ -1,0 +1,108 @@
+"""What every channel shares: one file descriptor, closed exactly once.
+
+A channel is open from creation until ``close()``; afterwards every I/O call raises
+ClosedChannelError.  ``close()`` is idempotent.  The descriptor is set to -1 *before*
+the kernel's ``close(2)`` runs, so a second close is a no-op and a stale channel fails
+loudly instead of touching a descriptor number the process may have reused.  A channel
+collected while open closes itself and warns with ResourceWarning, as files do.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Sequence
+from typing import Any, Self
+
+from ._byte_buffer import ByteBuffer
+from ._errors import ClosedChannelError, IllegalArgumentError
+
+__all__ = ["Channel", "remaining_views", "advance", "check_buffers"]
+
+
+class Channel:
+    """Base of every channel: the descriptor's lifetime and the open/closed state."""
+
+    _fd: int = -1
+    _owns_fd: bool = True
+
+    def _init_fd(self, fd: int, owns_fd: bool = True) -> None:
+        self._fd = fd
+        self._owns_fd = owns_fd
+
+    def fileno(self) -> int:
+        """The file descriptor; ClosedChannelError once closed."""
+        fd = self._fd
+        if fd < 0:
+            raise ClosedChannelError(f"{type(self).__name__} is closed")
+        return fd
+
+    _ensure_open = fileno
+
+    def is_open(self) -> bool:
+        """Whether ``close()`` has not been called."""
+        return self._fd >= 0
+
+    def close(self) -> None:
+        """Close the channel (idempotent).  Syscalls: ``close(2)`` if the fd is owned."""
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            self._on_close()
+            if self._owns_fd:
+                os.close(fd)
+
+    def _on_close(self) -> None:
+        """Hook for subclasses: release what hangs on the descriptor (locks...)."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if self._fd >= 0:
+            warnings.warn(f"unclosed {self!r}", ResourceWarning, source=self, stacklevel=2)
+            self.close()
+
+    def __repr__(self) -> str:
+        state = f"fd={self._fd}" if self._fd >= 0 else "closed"
+        return f"zcio.{type(self).__name__}[{state}]"
+
+
+def check_buffers(bufs: Sequence[ByteBuffer], offset: int, length: int | None) -> list[ByteBuffer]:
+    """Java's scatter/gather argument check: ``bufs[offset:offset+length]``, all ByteBuffers."""
+    if length is None:
+        length = len(bufs) - offset
+    if offset < 0 or length < 0 or offset + length > len(bufs):
+        raise IndexError(f"buffers [{offset}, {offset} + {length}) out of bounds for {len(bufs)}")
+    chosen = list(bufs[offset : offset + length])
+    for b in chosen:
+        if not isinstance(b, ByteBuffer):
+            raise TypeError(f"expected ByteBuffer, not {type(b).__name__}")
+    return chosen
+
+
+def remaining_views(bufs: Sequence[ByteBuffer], writable: bool) -> list[memoryview]:
+    """Memoryviews of each buffer's ``[position, limit)``, for readv/writev.
+
+    ``writable``: the kernel will write into them (a read), so read-only buffers are
+    refused with IllegalArgumentError, as Java refuses them.  The views pin the memory:
+    a concurrent ``release()`` cannot unmap it under the kernel.
+    """
+    views = []
+    for b in bufs:
+        if writable and b.is_read_only():
+            raise IllegalArgumentError("read into a read-only buffer")
+        views.append(b._rest())
+    return views
+
+
+def advance(bufs: Sequence[ByteBuffer], n: int) -> None:
+    """Advance positions buffer by buffer by the ``n`` bytes the kernel moved."""
+    for b in bufs:
+        if n <= 0:
+            break
+        step = min(n, b.remaining())
+        b._pos += step
+        n -= step

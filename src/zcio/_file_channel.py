@@ -1,0 +1,435 @@
+"""FileChannel: java.nio.channels.FileChannel with Python names.
+
+A file channel reads and writes a file through ByteBuffers, at its own position
+(relative calls) or at a given one (positional calls, which leave the channel's
+position alone).  It maps regions of the file into memory (``map``), locks regions
+(``lock``/``try_lock``), and moves bytes to and from other channels inside the kernel
+(``transfer_to``/``transfer_from``).
+
+Every call raises ClosedChannelError once the channel is closed; reads on a channel
+not opened for reading raise NonReadableChannelError, writes NonWritableChannelError.
+A call that fails in the kernel with nothing moved raises the builtin OSError and
+changes no position.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import fcntl
+import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, overload
+
+from . import _syscalls
+from ._byte_buffer import ByteBuffer
+from ._channel import Channel, advance, check_buffers, remaining_views
+from ._errors import (
+    AlignmentError,
+    IllegalArgumentError,
+    NonReadableChannelError,
+    NonWritableChannelError,
+)
+from ._file_lock import MAX_LOCK_SIZE, FileLock, acquire
+from ._memory import buffer_address
+from ._metrics import metrics
+from ._syscalls import IOV_MAX, retry
+
+if TYPE_CHECKING:
+    from ._mapped import MapMode, MappedByteBuffer
+
+__all__ = ["FileChannel", "OpenOption"]
+
+
+class OpenOption(enum.Enum):
+    """Java's StandardOpenOption, plus DIRECT (O_DIRECT, Java's ExtendedOpenOption)."""
+
+    READ = "read"
+    WRITE = "write"
+    APPEND = "append"
+    CREATE = "create"
+    CREATE_NEW = "create_new"
+    TRUNCATE_EXISTING = "truncate_existing"
+    DELETE_ON_CLOSE = "delete_on_close"
+    SYNC = "sync"
+    DSYNC = "dsync"
+    DIRECT = "direct"
+
+
+def _open_flags(options: set[OpenOption]) -> tuple[int, bool, bool]:
+    """``open(2)`` flags and (readable, writable) for a set of options, with Java's rules."""
+    opt = OpenOption  # a short local alias keeps the rules readable
+    append = opt.APPEND in options
+    writable = opt.WRITE in options or append
+    readable = opt.READ in options or not writable
+    if readable and append:
+        raise IllegalArgumentError("READ + APPEND not allowed")
+    if append and opt.TRUNCATE_EXISTING in options:
+        raise IllegalArgumentError("APPEND + TRUNCATE_EXISTING not allowed")
+    flags = os.O_CLOEXEC | (os.O_RDWR if readable and writable else
+                            os.O_WRONLY if writable else os.O_RDONLY)
+    if writable:  # CREATE, CREATE_NEW and TRUNCATE_EXISTING are ignored for reading only
+        if opt.CREATE_NEW in options:
+            flags |= os.O_CREAT | os.O_EXCL
+        elif opt.CREATE in options:
+            flags |= os.O_CREAT
+        if opt.TRUNCATE_EXISTING in options:
+            flags |= os.O_TRUNC
+    if append:
+        flags |= os.O_APPEND
+    if opt.SYNC in options:
+        flags |= os.O_SYNC
+    if opt.DSYNC in options:
+        flags |= os.O_DSYNC
+    if opt.DIRECT in options:
+        flags |= os.O_DIRECT
+    return flags, readable, writable
+
+
+class FileChannel(Channel):
+    """A channel for reading, writing, mapping and locking a file."""
+
+    def __init__(self, fd: int, readable: bool, writable: bool, path: str | None = None,
+                 owns_fd: bool = True) -> None:
+        self._init_fd(fd, owns_fd)
+        self._readable = readable
+        self._writable = writable
+        flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+        self._append = bool(flags & os.O_APPEND)
+        self._direct = bool(flags & os.O_DIRECT)
+        self._dio: tuple[int, int, str] | None = None
+        self._path = path
+        self._locks: list[FileLock] = []
+
+    # -- opening -----------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], *options: OpenOption,
+             mode: int = 0o666) -> FileChannel:
+        """Open ``path`` with Java's StandardOpenOption rules.
+
+        No option means READ; APPEND implies WRITE; READ with APPEND, or APPEND with
+        TRUNCATE_EXISTING, raise IllegalArgumentError; CREATE/CREATE_NEW/
+        TRUNCATE_EXISTING apply only when writing.  DELETE_ON_CLOSE unlinks the file
+        right after opening it, as the JDK does on Unix: the data lives until the
+        channel closes.  ``mode`` is the permission of a created file (less the umask).
+
+        Syscalls: ``open(2)`` (and ``unlink(2)`` for DELETE_ON_CLOSE).
+        """
+        opts = set(options)
+        for o in opts:
+            if not isinstance(o, OpenOption):
+                raise TypeError(f"options must be OpenOption members, not {o!r}")
+        flags, readable, writable = _open_flags(opts)
+        fd = os.open(path, flags, mode)
+        if OpenOption.DELETE_ON_CLOSE in opts:
+            # Best effort, as the JDK: the spec cannot promise to unlink the right file.
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+        return cls(fd, readable, writable, os.fspath(path))
+
+    @classmethod
+    def from_fd(cls, fd: int) -> FileChannel:
+        """A channel on an already open descriptor, which the caller keeps.
+
+        The channel works on a duplicate (``dup(2)``): it shares the file position and
+        the open file's locks, and closing either descriptor leaves the other usable.
+        Readable/writable come from the descriptor's access mode.
+        """
+        access = fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE
+        dup = os.dup(fd)
+        os.set_inheritable(dup, False)
+        return cls(dup, access in (os.O_RDONLY, os.O_RDWR), access in (os.O_WRONLY, os.O_RDWR))
+
+    @classmethod
+    def from_file(cls, file: Any) -> FileChannel:
+        """A channel on a Python file object's descriptor (flushed first); see from_fd."""
+        if hasattr(file, "flush"):
+            file.flush()
+        return cls.from_fd(file.fileno())
+
+    # -- checks --------------------------------------------------------------------
+
+    def _readable_fd(self) -> int:
+        fd = self.fileno()
+        if not self._readable:
+            raise NonReadableChannelError("channel not opened for reading")
+        return fd
+
+    def _writable_fd(self) -> int:
+        fd = self.fileno()
+        if not self._writable:
+            raise NonWritableChannelError("channel not opened for writing")
+        return fd
+
+    def is_readable(self) -> bool:
+        """Whether the channel was opened for reading."""
+        return self._readable
+
+    def is_writable(self) -> bool:
+        """Whether the channel was opened for writing."""
+        return self._writable
+
+    def is_append(self) -> bool:
+        """Whether writes always go to the end of the file (O_APPEND)."""
+        return self._append
+
+    def is_direct(self) -> bool:
+        """Whether I/O bypasses the page cache (O_DIRECT); see ``dio_alignment``."""
+        return self._direct
+
+    def dio_alignment(self) -> tuple[int, int, str]:
+        """O_DIRECT alignment: (memory alignment, offset/length alignment, source)."""
+        if self._dio is None:
+            self._dio = _syscalls.dio_alignment(self.fileno())
+        return self._dio
+
+    def _check_direct(self, views: Sequence[memoryview], position: int) -> None:
+        """For O_DIRECT: refuse misaligned I/O up front, naming the alignment needed."""
+        mem_align, off_align, source = self.dio_alignment()
+        if position % off_align:
+            raise AlignmentError(
+                f"O_DIRECT position {position} is not a multiple of {off_align} ({source})"
+            )
+        for v in views:
+            if len(v) % off_align:
+                raise AlignmentError(f"O_DIRECT length {len(v)} is not a multiple of "
+                                     f"{off_align} ({source}); use ByteBuffer.aligned_slice")
+            address = buffer_address(v) if len(v) else 0
+            if address % mem_align:
+                raise AlignmentError(
+                    f"O_DIRECT buffer address {address:#x} is not aligned to {mem_align} "
+                    f"({source}); use a direct buffer's aligned_slice({mem_align})"
+                )
+
+    # -- reading ---------------------------------------------------------------------
+
+    @overload
+    def read(self, dst: ByteBuffer, position: int | None = None) -> int: ...
+    @overload
+    def read(self, dsts: Sequence[ByteBuffer], offset: int = 0, length: int | None = None,
+             /) -> int: ...
+    def read(self, dst: Any, position: Any = None, length: Any = None) -> int:
+        """Read into ``dst`` from the channel's position, or from ``position``.
+
+        * ``read(dst)``: up to ``dst.remaining()`` bytes from the channel's position;
+          both positions advance by the count.
+        * ``read(dst, position)``: from ``position``; the channel's position stays.
+        * ``read(dsts, offset=0, length=None)``: scatter read into
+          ``dsts[offset:offset+length]`` in order (at most IOV_MAX buffers per call).
+
+        Returns the count, 0 if ``dst`` has no room, -1 at end of file (a ``position``
+        at or past the end included).  A read-only ``dst``: IllegalArgumentError.
+
+        Syscalls: ``readv(2)`` or ``preadv(2)``; may read fewer bytes than asked.  On
+        error nothing moves.
+        """
+        fd = self._readable_fd()
+        if isinstance(dst, ByteBuffer):
+            bufs = [dst]
+            if position is not None:
+                if position < 0:
+                    raise IllegalArgumentError(f"negative position: {position}")
+                if length is not None:
+                    raise TypeError("read(dst, position) takes no length")
+        else:
+            bufs = check_buffers(dst, 0 if position is None else position, length)[:IOV_MAX]
+            position = None
+        views = [v for v in remaining_views(bufs, writable=True) if len(v)]
+        if not views:
+            return 0
+        if self._direct:
+            self._check_direct(views, self._position_for_io(position))
+        sys_ = _syscalls.SYS
+        n = (retry(sys_.readv, fd, views) if position is None
+             else retry(sys_.preadv, fd, views, position))
+        metrics.record("file_read", user_bytes=n)
+        if n == 0:
+            return -1
+        advance(bufs, n)
+        return n
+
+    # -- writing -------------------------------------------------------------------
+
+    @overload
+    def write(self, src: ByteBuffer, position: int | None = None) -> int: ...
+    @overload
+    def write(self, srcs: Sequence[ByteBuffer], offset: int = 0, length: int | None = None,
+              /) -> int: ...
+    def write(self, src: Any, position: Any = None, length: Any = None) -> int:
+        """Write ``src``'s remaining bytes at the channel's position, or at ``position``.
+
+        * ``write(src)``: the channel's position advances by the count (in append mode
+          the write goes to the end of the file first).
+        * ``write(src, position)``: at ``position``, growing the file if it lies past the
+          end; the channel's position stays.  (In append mode Linux appends anyway.)
+        * ``write(srcs, offset=0, length=None)``: gather write of
+          ``srcs[offset:offset+length]``, IOV_MAX buffers per ``writev``, going on while
+          the kernel takes each chunk whole.
+
+        Returns the count; each source's position advances, buffer by buffer, by what
+        the kernel took.
+
+        Syscalls: ``write(2)``, ``pwrite(2)`` or ``writev(2)``; may write fewer bytes
+        than given (a full disk, a signal).  On error nothing moves, or for a gather
+        write, the count so far is returned and the error comes again on the next call.
+        """
+        fd = self._writable_fd()
+        sys_ = _syscalls.SYS
+        if isinstance(src, ByteBuffer):
+            if position is not None and position < 0:
+                raise IllegalArgumentError(f"negative position: {position}")
+            view = src._rest()
+            if not view:
+                return 0
+            if self._direct:
+                self._check_direct([view], self._position_for_io(position))
+            n = (retry(sys_.write, fd, view) if position is None
+                 else retry(sys_.pwrite, fd, view, position))
+            metrics.record("file_write", user_bytes=n)
+            src._pos += n
+            return n
+        bufs = check_buffers(src, 0 if position is None else position, length)
+        total = 0
+        for start in range(0, len(bufs), IOV_MAX):
+            chunk = bufs[start : start + IOV_MAX]
+            views = [v for v in remaining_views(chunk, writable=False) if len(v)]
+            if not views:
+                continue
+            if self._direct:
+                self._check_direct(views, self._position_for_io(None))
+            want = sum(len(v) for v in views)
+            try:
+                n = retry(sys_.writev, fd, views)
+            except OSError:
+                if total:
+                    return total  # the bytes already written stand; the error recurs
+                raise
+            metrics.record("file_write", user_bytes=n)
+            advance(chunk, n)
+            total += n
+            if n < want:
+                break
+        return total
+
+    # -- position, size ----------------------------------------------------------------
+
+    def _position_for_io(self, position: int | None) -> int:
+        return os.lseek(self.fileno(), 0, os.SEEK_CUR) if position is None else position
+
+    @overload
+    def position(self) -> int: ...
+    @overload
+    def position(self, new_position: int) -> FileChannel: ...
+    def position(self, new_position: int | None = None) -> int | FileChannel:
+        """Get the channel's position (the file size in append mode), or set it.
+
+        Setting past the end is allowed: a later write grows the file (a hole between).
+        Negative: IllegalArgumentError.  Syscalls: ``lseek(2)`` (``fstat`` in append).
+        """
+        fd = self.fileno()
+        if new_position is None:
+            if self._append:
+                return os.fstat(fd).st_size
+            return os.lseek(fd, 0, os.SEEK_CUR)
+        if new_position < 0:
+            raise IllegalArgumentError(f"negative position: {new_position}")
+        os.lseek(fd, new_position, os.SEEK_SET)
+        return self
+
+    def size(self) -> int:
+        """The file's current size.  Syscalls: ``fstat(2)``."""
+        return os.fstat(self.fileno()).st_size
+
+    def truncate(self, size: int) -> FileChannel:
+        """Cut the file to ``size`` if it is longer; a position past ``size`` becomes ``size``.
+
+        A larger ``size`` leaves the file alone (Java's rule).  Negative:
+        IllegalArgumentError.  Syscalls: ``ftruncate(2)``, ``lseek(2)``.
+        """
+        fd = self._writable_fd()
+        if size < 0:
+            raise IllegalArgumentError(f"negative size: {size}")
+        if size < os.fstat(fd).st_size:
+            os.ftruncate(fd, size)
+        if os.lseek(fd, 0, os.SEEK_CUR) > size:
+            os.lseek(fd, size, os.SEEK_SET)
+        return self
+
+    def force(self, meta_data: bool = True) -> None:
+        """Flush the file's data (and metadata if ``meta_data``) to the device.
+
+        Syscalls: ``fsync(2)``, or ``fdatasync(2)`` without metadata.
+        """
+        fd = self.fileno()
+        if meta_data:
+            os.fsync(fd)
+        else:
+            os.fdatasync(fd)
+
+    # -- locks -------------------------------------------------------------------------
+
+    def _lock(self, position: int, size: int, shared: bool, wait: bool) -> FileLock | None:
+        if shared:
+            self._readable_fd()
+        else:
+            self._writable_fd()
+        lock = acquire(self, position, size, shared, wait)
+        if lock is not None:
+            self._locks = [k for k in self._locks if k.is_valid()] + [lock]
+        return lock
+
+    def lock(self, position: int = 0, size: int = MAX_LOCK_SIZE, shared: bool = False
+             ) -> FileLock:
+        """Lock ``[position, position + size)``, waiting while another process holds it.
+
+        Shared locks need a readable channel, exclusive ones a writable channel.  A
+        range overlapping a lock this process holds: OverlappingFileLockError.
+        Syscalls: ``fcntl(F_OFD_SETLKW)``.
+        """
+        lock = self._lock(position, size, shared, wait=True)
+        assert lock is not None
+        return lock
+
+    def try_lock(self, position: int = 0, size: int = MAX_LOCK_SIZE, shared: bool = False
+                 ) -> FileLock | None:
+        """As ``lock``, but None at once if another process holds a conflicting lock.
+
+        Syscalls: ``fcntl(F_OFD_SETLK)``.
+        """
+        return self._lock(position, size, shared, wait=False)
+
+    def _on_close(self) -> None:
+        for lock in self._locks:
+            lock._invalidate()  # closing the descriptor drops OFD locks in the kernel
+        self._locks = []
+
+    # -- mapping and transfers -------------------------------------------------------
+
+    def map(self, mode: MapMode, position: int, size: int) -> MappedByteBuffer:
+        """Map ``[position, position + size)`` of the file; see ``zcio.MappedByteBuffer``."""
+        from ._mapped import map_file
+
+        return map_file(self, mode, position, size)
+
+    def transfer_to(self, position: int, count: int, target: Any) -> int:
+        """Move up to ``count`` bytes from ``position`` to ``target`` inside the kernel.
+
+        See ``zcio._transfer.transfer_to`` for the paths tried and the rules.
+        """
+        from ._transfer import transfer_to
+
+        return transfer_to(self, position, count, target)
+
+    def transfer_from(self, src: Any, position: int, count: int) -> int:
+        """Move up to ``count`` bytes from ``src`` into this file at ``position``.
+
+        See ``zcio._transfer.transfer_from`` for the paths tried and the rules.
+        """
+        from ._transfer import transfer_from
+
+        return transfer_from(self, src, position, count)
+
+    def __repr__(self) -> str:
+        state = f"fd={self._fd}" if self._fd >= 0 else "closed"
+        return f"zcio.FileChannel[{self._path or 'fd'} {state}]"

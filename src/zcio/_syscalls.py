@@ -1,0 +1,268 @@
+"""The kernel calls zcio makes, behind one replaceable object.
+
+Channels never call ``os``/``socket`` I/O functions directly: they call methods of
+``SYS`` (a :class:`Syscalls`), so tests can swap in a layer that returns EINTR, EAGAIN,
+short counts, ENOSPC, EXDEV or ECONNRESET on demand (``override``).  Each method makes
+exactly one system call and returns its result or raises its ``OSError``.  CPython
+retries EINTR inside ``os`` functions (PEP 475); the ctypes calls here retry it too, and
+callers retry ``InterruptedError`` raised by a replaced layer with :func:`retry`.
+
+What ``os`` lacks is bound with ctypes: ``tee``, ``vmsplice``, ``mincore``,
+``fallocate`` (the real one: glibc's ``posix_fallocate`` silently writes zeros where the
+file system cannot allocate), and ``statx`` for O_DIRECT alignment.  Each feature has
+:func:`is_available` and :func:`unavailability_cause`.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import os
+import socket
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+__all__ = [
+    "Syscalls",
+    "SYS",
+    "override",
+    "retry",
+    "is_available",
+    "unavailability_cause",
+    "IOV_MAX",
+    "MAX_TRANSFER",
+    "dio_alignment",
+]
+
+T = TypeVar("T")
+
+#: Linux moves at most this many bytes per read/write/sendfile/splice call
+#: (MAX_RW_COUNT); Java caps transferTo at the same 0x7ffff000.
+MAX_TRANSFER = 0x7FFFF000
+
+try:
+    IOV_MAX = os.sysconf("SC_IOV_MAX")
+except (ValueError, OSError):  # pragma: no cover - Linux always has it
+    IOV_MAX = 1024
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+
+
+def _bind(name: str, restype: Any, *argtypes: Any) -> Any:
+    fn = getattr(_libc, name, None)
+    if fn is not None:
+        fn.restype = restype
+        fn.argtypes = list(argtypes)
+    return fn
+
+
+_ssize_t, _size_t, _uint, _int = ctypes.c_ssize_t, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int
+_tee = _bind("tee", _ssize_t, _int, _int, _size_t, _uint)
+_vmsplice = _bind("vmsplice", _ssize_t, _int, ctypes.c_void_p, _size_t, _uint)
+_mincore = _bind("mincore", _int, ctypes.c_void_p, _size_t, ctypes.c_void_p)
+_fallocate = _bind("fallocate", _int, _int, _int, ctypes.c_int64, ctypes.c_int64)
+_statx = _bind("statx", _int, _int, ctypes.c_char_p, _int, _uint, ctypes.c_void_p)
+
+
+class _IoVec(ctypes.Structure):
+    _fields_ = [("iov_base", ctypes.c_void_p), ("iov_len", ctypes.c_size_t)]
+
+
+def _check(result: int) -> int:
+    """Raise the OSError for a libc ``-1`` result; else return it."""
+    if result == -1:
+        e = ctypes.get_errno()
+        raise OSError(e, os.strerror(e))
+    return result
+
+
+def _eintr_loop(fn: Callable[[], int]) -> int:
+    while True:
+        try:
+            return _check(fn())
+        except InterruptedError:
+            continue
+
+
+def retry(fn: Callable[..., T], *args: Any) -> T:
+    """Call ``fn(*args)`` again for as long as it raises InterruptedError (EINTR)."""
+    while True:
+        try:
+            return fn(*args)
+        except InterruptedError:
+            continue
+
+
+def _causes() -> dict[str, str | None]:
+    causes: dict[str, str | None] = {}
+    for name, present in [
+        ("sendfile", hasattr(os, "sendfile")),
+        ("splice", hasattr(os, "splice")),
+        ("copy_file_range", hasattr(os, "copy_file_range")),
+        ("tee", _tee is not None),
+        ("vmsplice", _vmsplice is not None),
+        ("mincore", _mincore is not None),
+        ("fallocate", _fallocate is not None),
+        ("statx", _statx is not None),
+    ]:
+        causes[name] = None if present else f"{name} is not provided by this OS or its libc"
+    return causes
+
+
+_CAUSES = _causes()
+
+
+def is_available(feature: str) -> bool:
+    """Whether zcio can make this call here (``"splice"``, ``"tee"``, ``"statx"``...)."""
+    return _CAUSES.get(feature, f"unknown feature {feature!r}") is None
+
+
+def unavailability_cause(feature: str) -> str | None:
+    """Why a feature is unavailable, or None if it is available."""
+    return _CAUSES.get(feature, f"unknown feature {feature!r}")
+
+
+def _unavailable(feature: str) -> OSError:
+    return OSError(errno.ENOSYS, unavailability_cause(feature) or feature)
+
+
+class Syscalls:
+    """One method per system call.  Subclass or wrap it to inject faults in tests."""
+
+    # -- files and pipes ---------------------------------------------------------------
+
+    def readv(self, fd: int, bufs: Sequence[memoryview]) -> int:
+        """``readv(2)``: fill ``bufs`` in order; 0 at end of file."""
+        return os.readv(fd, bufs)
+
+    def preadv(self, fd: int, bufs: Sequence[memoryview], offset: int) -> int:
+        """``preadv(2)`` at ``offset``; the file position does not move."""
+        return os.preadv(fd, bufs, offset)
+
+    def write(self, fd: int, buf: memoryview) -> int:
+        """``write(2)``: may write fewer bytes than given."""
+        return os.write(fd, buf)
+
+    def pwrite(self, fd: int, buf: memoryview, offset: int) -> int:
+        """``pwrite(2)`` at ``offset``; the file position does not move."""
+        return os.pwrite(fd, buf, offset)
+
+    def writev(self, fd: int, bufs: Sequence[memoryview]) -> int:
+        """``writev(2)``: at most IOV_MAX buffers; may write fewer bytes than given."""
+        return os.writev(fd, bufs)
+
+    def pwritev(self, fd: int, bufs: Sequence[memoryview], offset: int) -> int:
+        """``pwritev(2)`` at ``offset``."""
+        return os.pwritev(fd, bufs, offset)
+
+    def sendfile(self, out_fd: int, in_fd: int, offset: int | None, count: int) -> int:
+        """``sendfile(2)`` from ``in_fd`` at ``offset`` (None: its file position)."""
+        return os.sendfile(out_fd, in_fd, offset, count)
+
+    def splice(
+        self,
+        src: int,
+        dst: int,
+        count: int,
+        offset_src: int | None = None,
+        offset_dst: int | None = None,
+        flags: int = 0,
+    ) -> int:
+        """``splice(2)``: one of ``src``/``dst`` must be a pipe."""
+        return os.splice(src, dst, count, offset_src, offset_dst, flags)
+
+    def tee(self, src: int, dst: int, count: int, flags: int = 0) -> int:
+        """``tee(2)``: duplicate up to ``count`` bytes from pipe ``src`` into pipe ``dst``."""
+        if _tee is None:
+            raise _unavailable("tee")
+        return _eintr_loop(lambda: int(_tee(src, dst, count, flags)))
+
+    def vmsplice(self, fd: int, addresses: Sequence[tuple[int, int]], flags: int = 0) -> int:
+        """``vmsplice(2)``: map user memory (address, length pairs) into pipe ``fd``."""
+        if _vmsplice is None:
+            raise _unavailable("vmsplice")
+        iov = (_IoVec * len(addresses))(*[_IoVec(a, n) for a, n in addresses])
+        return _eintr_loop(lambda: int(_vmsplice(fd, iov, len(addresses), flags)))
+
+    def copy_file_range(
+        self, src: int, dst: int, count: int, offset_src: int | None, offset_dst: int | None
+    ) -> int:
+        """``copy_file_range(2)``: file to file inside the kernel (reflink where it can)."""
+        return os.copy_file_range(src, dst, count, offset_src, offset_dst)
+
+    def fallocate(self, fd: int, offset: int, length: int, mode: int = 0) -> None:
+        """``fallocate(2)``: reserve blocks; EOPNOTSUPP where the file system cannot."""
+        if _fallocate is None:
+            raise _unavailable("fallocate")
+        _eintr_loop(lambda: int(_fallocate(fd, mode, offset, length)))
+
+    def mincore(self, address: int, length: int) -> bytes:
+        """``mincore(2)``: one byte per page, bit 0 set if resident."""
+        if _mincore is None:
+            raise _unavailable("mincore")
+        page = os.sysconf("SC_PAGE_SIZE")
+        vec = ctypes.create_string_buffer((length + page - 1) // page or 1)
+        _eintr_loop(lambda: int(_mincore(address, length, vec)))
+        return vec.raw
+
+    # -- sockets -----------------------------------------------------------------------
+
+    def send(self, sock: socket.socket, buf: memoryview, flags: int = 0) -> int:
+        """``send(2)``: may send fewer bytes; BlockingIOError when non-blocking and full."""
+        return sock.send(buf, flags)
+
+    def sendmsg(self, sock: socket.socket, bufs: Sequence[memoryview], flags: int = 0) -> int:
+        """``sendmsg(2)`` of several buffers at once (a gather write)."""
+        return sock.sendmsg(bufs, (), flags)
+
+    def recv_into(self, sock: socket.socket, buf: memoryview, flags: int = 0) -> int:
+        """``recv(2)`` into ``buf``; 0 when the peer shut its side down."""
+        return sock.recv_into(buf, len(buf), flags)
+
+    def recvmsg_into(self, sock: socket.socket, bufs: Sequence[memoryview]) -> int:
+        """``recvmsg(2)`` into several buffers (a scatter read)."""
+        return sock.recvmsg_into(bufs)[0]
+
+
+SYS = Syscalls()
+
+
+@contextmanager
+def override(layer: Syscalls) -> Iterator[Syscalls]:
+    """Use ``layer`` for every kernel call zcio makes inside the block (tests only)."""
+    global SYS
+    saved, SYS = SYS, layer
+    try:
+        yield layer
+    finally:
+        SYS = saved
+
+
+_STATX_DIOALIGN = 0x2000
+_AT_EMPTY_PATH = 0x1000
+
+
+def dio_alignment(fd: int) -> tuple[int, int, str]:
+    """O_DIRECT alignment for ``fd``: (memory alignment, offset/length alignment, source).
+
+    Asks the kernel with ``statx(STATX_DIOALIGN)`` (Linux 6.1+); where that is missing or
+    unanswered, falls back to the file system's block size for both, and says so.
+    """
+    if _statx is not None:
+        buf = ctypes.create_string_buffer(256)
+        try:
+            _eintr_loop(lambda: int(_statx(fd, b"", _AT_EMPTY_PATH, _STATX_DIOALIGN, buf)))
+        except OSError:
+            pass
+        else:
+            raw, order = buf.raw, sys.byteorder
+            mask = int.from_bytes(raw[0:4], order)  # struct statx: stx_mask
+            mem_align = int.from_bytes(raw[152:156], order)  # stx_dio_mem_align
+            off_align = int.from_bytes(raw[156:160], order)  # stx_dio_offset_align
+            if mask & _STATX_DIOALIGN and mem_align and off_align:
+                return mem_align, off_align, "statx(STATX_DIOALIGN)"
+    blksize = os.fstat(fd).st_blksize
+    return blksize, blksize, "st_blksize (statx DIOALIGN unavailable)"
