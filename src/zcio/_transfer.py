@@ -37,6 +37,7 @@ import os
 import select
 import stat
 import time
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,13 +84,8 @@ class _End:
 
 def _end(obj: Any, writing: bool) -> _End:
     """Classify ``obj``: a zcio channel, anything with ``fileno()``, or a channel object."""
-    if isinstance(obj, FileChannel):
-        if writing and not obj.is_writable():
-            raise NonWritableChannelError("target channel not opened for writing")
-        if not writing and not obj.is_readable():
-            raise NonReadableChannelError("source channel not opened for reading")
     if hasattr(obj, "fileno"):
-        try:
+        try:  # closed first, then readable/writable, as the JDK checks
             fd = obj.fileno()
         except ClosedChannelError:
             raise
@@ -97,6 +93,11 @@ def _end(obj: Any, writing: bool) -> _End:
             raise ClosedChannelError(f"{obj!r} is closed") from e
         if fd < 0:
             raise ClosedChannelError(f"{obj!r} is closed")
+        if isinstance(obj, FileChannel):
+            if writing and not obj.is_writable():
+                raise NonWritableChannelError("target channel not opened for writing")
+            if not writing and not obj.is_readable():
+                raise NonReadableChannelError("source channel not opened for reading")
         mode = os.fstat(fd).st_mode
         kind = (_FILE if stat.S_ISREG(mode) else _SOCKET if stat.S_ISSOCK(mode)
                 else _PIPE if stat.S_ISFIFO(mode) else _OTHER)
@@ -304,8 +305,12 @@ class _Transfer:
             with memoryview(mm) as whole, whole[start - base :] as view:
                 return self._write_all(view, "mmap_write", may_stop=True)
         finally:
-            mm.close()
-            MAPPED.remove(length, used)
+            try:
+                mm.close()
+            except BufferError:  # someone still holds a view: unmap when it goes
+                weakref.finalize(mm, MAPPED.remove, length, used).atexit = False
+            else:
+                MAPPED.remove(length, used)
 
     def _read_write(self, want: int) -> int:
         buf = _scratch.temporary_buffer(min(want, _scratch.CHUNK))
@@ -481,9 +486,11 @@ def transfer(src: Any, dst: Any, count: int | None = None, *, path: str | None =
     """Move ``count`` bytes (default: all until the source ends) from ``src`` to ``dst``.
 
     Loops to completion by the cheapest path, waiting (poll) on non-blocking
-    channels.  Both endpoints' positions advance by what moved.  If the source ends
-    before ``count`` bytes, or an error strikes after some moved, TransferError says
-    exactly how many reached ``dst``.  Returns the count moved.
+    channels.  Both endpoints' positions advance by what moved.  For a file source,
+    "all" is what lies between its position and its size when the call starts.  If the
+    source ends early (a file that shrank, a peer that closed before ``count``), or
+    an error strikes after some bytes moved, TransferError says exactly how many reached
+    ``dst``.  Returns the count moved.
     """
     if count is not None and count < 0:
         raise IllegalArgumentError(f"negative count {count}")
@@ -494,8 +501,10 @@ def transfer(src: Any, dst: Any, count: int | None = None, *, path: str | None =
     else:
         want = count
     moved = _run_positioned(s, d, max(want, 0), path, wait=True)
-    if count is not None and moved < count:
-        raise TransferError(OSError(errno.ENODATA, f"source ended after {moved} of {count} "
-                                    "bytes"), moved)
+    if moved < want and (count is not None or s.kind == _FILE):
+        # A file's size at the start defines "all": ending early means it shrank.
+        what = "source file shrank" if count is None else "source ended"
+        raise TransferError(OSError(errno.ENODATA, f"{what} after {moved} of {want} bytes"),
+                            moved)
     return moved
 

@@ -1,0 +1,545 @@
+"""The transfer engine: every rung forced in turn, the fallbacks, Java's rules, and faults.
+
+After every fault, counts and positions must say exactly what reached the target, and
+the target must hold exactly those bytes (checked end to end), never more or twice.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import threading
+import time
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import zcio
+from faults import OK, Faults, short
+from zcio import FileChannel, OpenOption, TransferError, _scratch, _syscalls, transfer
+from zcio._syscalls import MAX_TRANSFER
+
+R, W, C, T = OpenOption.READ, OpenOption.WRITE, OpenOption.CREATE, OpenOption.TRUNCATE_EXISTING
+SIZE = 3_000_017  # not a multiple of any chunk or page size
+
+
+@pytest.fixture
+def data() -> bytes:
+    return os.urandom(SIZE)
+
+
+@pytest.fixture
+def src_path(tmp_path: Path, data: bytes) -> Path:
+    p = tmp_path / "src"
+    p.write_bytes(data)
+    return p
+
+
+class Drain:
+    """A thread reading a socket or pipe fd to EOF, collecting what arrived."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd, self.got = fd, bytearray()
+        self.thread = threading.Thread(target=self._run)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while chunk := os.read(self.fd, 1 << 20):
+            self.got += chunk
+
+    def join(self) -> bytes:
+        self.thread.join(10)
+        assert not self.thread.is_alive()
+        return bytes(self.got)
+
+
+class Feed:
+    """A thread writing ``data`` into a socket or pipe fd, then closing it."""
+
+    def __init__(self, sock_or_fd: socket.socket | int, data: bytes) -> None:
+        self.target, self.data = sock_or_fd, data
+        self.thread = threading.Thread(target=self._run)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            if isinstance(self.target, socket.socket):
+                self.target.sendall(self.data)
+            else:
+                view = memoryview(self.data)
+                while view:
+                    view = view[os.write(self.target, view):]
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the reader went away on purpose (a fault test)
+        finally:
+            if isinstance(self.target, socket.socket):
+                self.target.close()
+            else:
+                os.close(self.target)
+
+    def join(self) -> None:
+        self.thread.join(10)
+        assert not self.thread.is_alive()
+
+
+@pytest.fixture
+def sockets() -> Iterator[tuple[socket.socket, socket.socket]]:
+    a, b = socket.socketpair()
+    yield a, b
+    a.close()
+    b.close()
+
+
+def paths_of(m: zcio.Measurement) -> set[str]:
+    return {name for name, p in m.paths.items() if p.operations}
+
+
+# -- every rung, forced, end to end ------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", [None, *zcio.TRANSFER_PATHS])
+def test_file_to_file(tmp_path: Path, src_path: Path, data: bytes, path: str | None) -> None:
+    dst_path = tmp_path / "dst"
+    with FileChannel.open(src_path) as src, FileChannel.open(dst_path, W, C) as dst:
+        src.position(10)
+        with zcio.measure() as m:
+            n = transfer(src, dst, path=path)
+        assert n == SIZE - 10
+        assert (src.position(), dst.position()) == (SIZE, SIZE - 10)
+    assert dst_path.read_bytes() == data[10:]
+    assert paths_of(m) == {path or "copy_file_range"}
+    assert m.kernel_bytes + m.user_bytes >= n
+
+
+@pytest.mark.parametrize("path", [None, "sendfile", "splice", "mmap_write", "read_write"])
+def test_file_to_socket(sockets: tuple[socket.socket, socket.socket], src_path: Path,
+                        data: bytes, path: str | None) -> None:
+    a, b = sockets
+    drain = Drain(b.fileno())
+    with FileChannel.open(src_path) as src, zcio.measure() as m:
+        assert transfer(src, a, path=path) == SIZE
+    a.shutdown(socket.SHUT_WR)
+    assert drain.join() == data
+    assert paths_of(m) == {path or "sendfile"}
+    stats = m.paths[path or "sendfile"]
+    if path in (None, "sendfile", "splice"):
+        assert (stats.kernel_bytes, stats.user_bytes) == (SIZE, 0)  # nothing crossed
+    elif path == "mmap_write":
+        assert (stats.kernel_bytes, stats.user_bytes) == (0, SIZE)  # one CPU copy
+    else:
+        assert (stats.kernel_bytes, stats.user_bytes) == (0, 2 * SIZE)  # in and out
+
+
+@pytest.mark.parametrize("path", [None, "splice", "read_write"])
+def test_socket_to_file(tmp_path: Path, sockets: tuple[socket.socket, socket.socket],
+                        data: bytes, path: str | None) -> None:
+    a, b = sockets
+    feed = Feed(a, data)
+    dst_path = tmp_path / "dst"
+    with FileChannel.open(dst_path, W, C) as dst, zcio.measure() as m:
+        dst.position(5)
+        assert transfer(b, dst, path=path) == SIZE
+        assert dst.position() == 5 + SIZE
+    feed.join()
+    assert dst_path.read_bytes() == bytes(5) + data
+    assert paths_of(m) == {path or "splice"}
+
+
+@pytest.mark.parametrize("path", [None, "splice", "read_write"])
+def test_socket_to_socket(data: bytes, path: str | None) -> None:
+    a, b = socket.socketpair()
+    c, d = socket.socketpair()
+    with a, b, c, d:
+        feed, drain = Feed(a, data), Drain(d.fileno())
+        with zcio.measure() as m:
+            assert transfer(b, c, path=path) == SIZE
+        c.shutdown(socket.SHUT_WR)
+        feed.join()
+        assert drain.join() == data
+    assert paths_of(m) == {path or "splice"}
+
+
+@pytest.mark.parametrize("path", [None, "sendfile", "splice", "mmap_write", "read_write"])
+def test_file_to_pipe_and_pipe_to_file(tmp_path: Path, src_path: Path, data: bytes,
+                                       path: str | None) -> None:
+    r, w = os.pipe()
+    try:
+        drain = Drain(r)
+        with FileChannel.open(src_path) as src, zcio.measure() as m:
+            assert transfer(src, _Fd(w), path=path) == SIZE
+        os.close(w)
+        w = -1
+        assert drain.join() == data
+        assert paths_of(m) == {path or "sendfile"}
+    finally:
+        if w >= 0:
+            os.close(w)
+        os.close(r)
+    r, w = os.pipe()
+    feed = Feed(w, data)
+    try:
+        with FileChannel.open(tmp_path / "back", W, C) as dst:
+            assert transfer(_Fd(r), dst, path=None if path is None else
+                            ("splice" if path != "read_write" else "read_write")) == SIZE
+        feed.join()
+        assert (tmp_path / "back").read_bytes() == data
+    finally:
+        os.close(r)
+
+
+class _Fd:
+    """A bare descriptor as an endpoint: anything with ``fileno()`` works."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def fileno(self) -> int:
+        return self.fd
+
+
+class ObjectSink:
+    """A channel-like object with only ``write(ByteBuffer)``: the engine relays to it."""
+
+    def __init__(self) -> None:
+        self.got = bytearray()
+
+    def write(self, buf: zcio.ByteBuffer) -> int:
+        n = buf.remaining()
+        self.got += bytes(buf)
+        buf.position(buf.limit())
+        return n
+
+
+def test_channel_objects_without_descriptors(src_path: Path, data: bytes) -> None:
+    sink = ObjectSink()
+    with FileChannel.open(src_path) as src, zcio.measure() as m:
+        assert src.transfer_to(0, SIZE, sink) == SIZE
+    assert bytes(sink.got) == data
+    assert paths_of(m) == {"read_write"}
+
+
+# -- Java's rules ------------------------------------------------------------------------
+
+
+def test_transfer_to_rules(tmp_path: Path, src_path: Path, data: bytes) -> None:
+    with FileChannel.open(src_path) as src, FileChannel.open(tmp_path / "d", W, C) as dst:
+        src.position(7)
+        with pytest.raises(zcio.IllegalArgumentError):
+            src.transfer_to(-1, 10, dst)
+        with pytest.raises(zcio.IllegalArgumentError):
+            src.transfer_to(0, -1, dst)
+        assert src.transfer_to(SIZE + 1, 10, dst) == 0  # past the end: nothing
+        assert src.transfer_to(SIZE - 5, 100, dst) == 5  # cut to what the file has
+        assert src.transfer_to(0, 10, dst) == 10
+        assert src.position() == 7  # the source channel's position never moves
+        assert dst.position() == 15  # the target's advances
+    assert (tmp_path / "d").read_bytes() == data[-5:] + data[:10]
+
+
+def test_transfer_from_rules(tmp_path: Path, src_path: Path, data: bytes) -> None:
+    target = tmp_path / "d"
+    target.write_bytes(b"0123456789")
+    with FileChannel.open(src_path) as src, FileChannel.open(target, R, W) as dst:
+        src.position(100)
+        dst.position(3)
+        assert dst.transfer_from(src, 11, 50) == 0  # position past this file's end
+        assert dst.transfer_from(src, 10, 50) == 50
+        assert src.position() == 150  # the source's position advances
+        assert dst.position() == 3  # this channel's does not
+        with pytest.raises(zcio.IllegalArgumentError):
+            dst.transfer_from(src, -1, 1)
+    assert target.read_bytes() == b"0123456789" + data[100:150]
+
+
+def test_readability_writability_and_closed(tmp_path: Path, src_path: Path) -> None:
+    with FileChannel.open(src_path) as ro, FileChannel.open(tmp_path / "w", W, C) as wo:
+        with pytest.raises(zcio.NonWritableChannelError):
+            ro.transfer_to(0, 1, ro)  # a read-only target
+        with pytest.raises(zcio.NonReadableChannelError):
+            wo.transfer_to(0, 1, wo)  # a write-only source
+        with pytest.raises(zcio.NonWritableChannelError):
+            ro.transfer_from(wo, 0, 1)  # a read-only destination
+        closed = FileChannel.open(src_path)
+        closed.close()
+        with pytest.raises(zcio.ClosedChannelError):
+            ro.transfer_to(0, 1, closed)
+        with pytest.raises(zcio.ClosedChannelError):
+            closed.transfer_to(0, 1, wo)
+
+
+def test_forced_path_that_cannot_apply(sockets: tuple[socket.socket, socket.socket],
+                                       src_path: Path) -> None:
+    with FileChannel.open(src_path) as src:
+        with pytest.raises(zcio.IllegalArgumentError, match="copy_file_range"):
+            transfer(src, sockets[0], path="copy_file_range")
+        with pytest.raises(zcio.IllegalArgumentError, match="unknown"):
+            transfer(src, sockets[0], path="teleport")
+
+
+def test_environment_forces_a_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                   src_path: Path, data: bytes) -> None:
+    monkeypatch.setenv("ZCIO_TRANSFER_PATH", "mmap_write")
+    with FileChannel.open(src_path) as src, FileChannel.open(tmp_path / "d", W, C) as dst, \
+            zcio.measure() as m:
+        transfer(src, dst)
+    assert paths_of(m) == {"mmap_write"}
+    assert (tmp_path / "d").read_bytes() == data
+
+
+# -- fallbacks ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("err", [errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP])
+def test_each_rung_falls_to_the_next(tmp_path: Path, src_path: Path, data: bytes,
+                                     err: int) -> None:
+    layer = Faults({"copy_file_range": [err], "sendfile": [err]})
+    mmap_refused = _refuse_mmap(err)
+    with _syscalls.override(layer), mmap_refused, FileChannel.open(src_path) as src, \
+            FileChannel.open(tmp_path / "d", W, C) as dst, zcio.measure() as m:
+        assert transfer(src, dst) == SIZE
+    assert [c[0] for c in layer.calls[:2]] == ["copy_file_range", "sendfile"]
+    assert paths_of(m) == {"read_write"}
+    assert (tmp_path / "d").read_bytes() == data
+
+
+class _refuse_mmap:
+    """Make mmap() of the source fail with ``err`` so the ladder reaches read_write."""
+
+    def __init__(self, err: int) -> None:
+        self.err = err
+
+    def __enter__(self) -> None:
+        import mmap as mmap_module
+
+        import zcio._transfer as engine
+
+        self.saved = engine.mmap
+        err = self.err
+
+        class Refusing:
+            ALLOCATIONGRANULARITY = mmap_module.ALLOCATIONGRANULARITY
+            ACCESS_READ = mmap_module.ACCESS_READ
+
+            @staticmethod
+            def mmap(*args: object, **kwargs: object) -> None:
+                raise OSError(err, os.strerror(err))
+
+        engine.mmap = Refusing  # type: ignore[assignment]
+
+    def __exit__(self, *exc: object) -> None:
+        import zcio._transfer as engine
+
+        engine.mmap = self.saved
+
+
+def test_forced_path_does_not_fall_back(tmp_path: Path, src_path: Path) -> None:
+    layer = Faults({"copy_file_range": [errno.EXDEV]})
+    with _syscalls.override(layer), FileChannel.open(src_path) as src, \
+            FileChannel.open(tmp_path / "d", W, C) as dst:
+        with pytest.raises(OSError) as info:
+            transfer(src, dst, path="copy_file_range")
+        assert info.value.errno == errno.EXDEV
+        assert (src.position(), dst.position()) == (0, 0)
+
+
+def test_error_after_progress_is_not_a_fallback(tmp_path: Path, src_path: Path,
+                                                data: bytes) -> None:
+    layer = Faults({"copy_file_range": [short(1000), errno.EXDEV]})
+    with _syscalls.override(layer), FileChannel.open(src_path) as src, \
+            FileChannel.open(tmp_path / "d", W, C) as dst:
+        # The first rung moved bytes in an earlier step, then refused: the next step
+        # falls back (nothing moved in it), and the transfer completes exactly once.
+        assert transfer(src, dst) == SIZE
+    assert (tmp_path / "d").read_bytes() == data
+
+
+# -- faults ------------------------------------------------------------------------------
+
+
+def test_eintr_is_retried_and_nothing_is_written_twice(
+        sockets: tuple[socket.socket, socket.socket], src_path: Path, data: bytes) -> None:
+    a, b = sockets
+    layer = Faults({"sendfile": [errno.EINTR, short(1000), errno.EINTR, OK]})
+    drain = Drain(b.fileno())
+    with _syscalls.override(layer), FileChannel.open(src_path) as src:
+        assert transfer(src, a) == SIZE
+    a.shutdown(socket.SHUT_WR)
+    assert zlib.crc32(drain.join()) == zlib.crc32(data)
+
+
+@pytest.mark.parametrize("path", ["copy_file_range", "sendfile", "splice", "mmap_write",
+                                  "read_write"])
+def test_short_counts_add_up(tmp_path: Path, src_path: Path, data: bytes, path: str) -> None:
+    name = {"mmap_write": "pwrite", "read_write": "pwrite"}.get(path, path)
+    layer = Faults({name: [short(4097), short(1), short(65536)] * 3})
+    with _syscalls.override(layer), FileChannel.open(src_path) as src, \
+            FileChannel.open(tmp_path / "d", W, C) as dst:
+        assert transfer(src, dst, path=path) == SIZE
+        assert dst.position() == SIZE
+    assert (tmp_path / "d").read_bytes() == data
+
+
+def test_eagain_returns_what_moved_and_resumes_exactly(src_path: Path, data: bytes) -> None:
+    a, b = socket.socketpair()
+    with a, b, FileChannel.open(src_path) as src:
+        a.setblocking(False)
+        position, chunks = 0, []
+        for _ in range(10_000):
+            n = src.transfer_to(position, SIZE - position, a)
+            assert n >= 0
+            position += n
+            while True:  # drain what arrived so far
+                try:
+                    chunk = b.recv(1 << 20, socket.MSG_DONTWAIT)
+                except BlockingIOError:
+                    break
+                chunks.append(chunk)
+            if position == SIZE:
+                break
+        assert position == SIZE
+        a.close()
+        while chunk := b.recv(1 << 20):
+            chunks.append(chunk)
+    assert b"".join(chunks) == data
+
+
+def test_nonblocking_target_full_returns_zero(src_path: Path) -> None:
+    a, b = socket.socketpair()
+    with a, b, FileChannel.open(src_path) as src:
+        a.setblocking(False)
+        while True:
+            try:
+                a.send(b"x" * 65536)
+            except BlockingIOError:
+                break
+        assert src.transfer_to(0, SIZE, a) == 0
+
+
+def test_per_call_cap(tmp_path: Path) -> None:
+    """A 5 GiB (sparse) file: no single syscall is asked for more than 0x7ffff000 bytes."""
+    big = tmp_path / "big"
+    with open(big, "wb") as f:
+        f.truncate(5 << 30)
+
+    def pretend(real: object, out_fd: int, in_fd: int, offset: int, count: int) -> int:
+        return count  # the kernel "sent" everything it was asked for
+
+    layer = Faults({"sendfile": [pretend] * 10})
+    with open(os.devnull, "wb") as devnull, _syscalls.override(layer), \
+            FileChannel.open(big) as src:
+        assert src.transfer_to(0, 5 << 30, devnull) == 5 << 30
+    counts = [args[3] for name, args in layer.calls if name == "sendfile"]
+    assert counts == [MAX_TRANSFER, MAX_TRANSFER, (5 << 30) - 2 * MAX_TRANSFER]
+
+
+def test_source_shrinking_midway_is_an_error_not_a_busy_loop(tmp_path: Path, src_path: Path,
+                                                             data: bytes) -> None:
+    def then_shrink(real: object, out_fd: int, in_fd: int, offset: int, count: int) -> int:
+        n = os.sendfile(out_fd, in_fd, offset, min(count, 1000))
+        os.truncate(src_path, 5000)
+        return n
+
+    layer = Faults({"sendfile": [then_shrink]})
+    a, b = socket.socketpair()
+    drain = Drain(b.fileno())
+    started = time.monotonic()
+    with a, b, _syscalls.override(layer), FileChannel.open(src_path) as src:
+        with pytest.raises(TransferError) as info:
+            transfer(src, a)
+        assert info.value.transferred == 5000
+        assert info.value.errno == errno.ENODATA
+        assert src.position() == 5000
+        a.shutdown(socket.SHUT_WR)
+        assert drain.join() == data[:5000]
+    assert time.monotonic() - started < 5
+
+
+def test_enospc_midway_reports_exactly_what_landed(tmp_path: Path, src_path: Path,
+                                                   data: bytes) -> None:
+    layer = Faults({"copy_file_range": [short(123_457), errno.ENOSPC]})
+    with _syscalls.override(layer), FileChannel.open(src_path) as src, \
+            FileChannel.open(tmp_path / "d", W, C) as dst:
+        with pytest.raises(TransferError) as info:
+            transfer(src, dst)
+        assert info.value.transferred == 123_457
+        assert info.value.errno == errno.ENOSPC
+        assert isinstance(info.value, OSError)
+        assert (src.position(), dst.position()) == (123_457, 123_457)
+    assert (tmp_path / "d").read_bytes() == data[:123_457]
+
+
+def test_enospc_with_nothing_moved_is_the_plain_oserror(tmp_path: Path, src_path: Path) -> None:
+    layer = Faults({"copy_file_range": [errno.ENOSPC]})
+    with _syscalls.override(layer), FileChannel.open(src_path) as src, \
+            FileChannel.open(tmp_path / "d", W, C) as dst:
+        with pytest.raises(OSError) as info:
+            transfer(src, dst)
+        assert not isinstance(info.value, TransferError)
+        assert info.value.errno == errno.ENOSPC
+        assert (src.position(), dst.position()) == (0, 0)
+
+
+def test_peer_reset(sockets: tuple[socket.socket, socket.socket], src_path: Path) -> None:
+    a, b = sockets
+    drain = Drain(b.fileno())
+    layer = Faults({"sendfile": [short(777), errno.ECONNRESET]})
+    with _syscalls.override(layer), FileChannel.open(src_path) as src:
+        with pytest.raises(TransferError) as info:
+            transfer(src, a)
+        assert info.value.transferred == 777
+        assert isinstance(info.value.__cause__, ConnectionResetError)
+        assert src.position() == 777
+    a.shutdown(socket.SHUT_WR)
+    assert len(drain.join()) == 777
+
+
+def test_splice_drain_failure_discards_the_pipe(tmp_path: Path, data: bytes) -> None:
+    """Bytes already out of the source must never leak into a later transfer."""
+    a, b = socket.socketpair()
+    feed = Feed(a, data)
+    calls = {"n": 0}
+
+    def fail_second_drain(real: object, src: int, dst: int, count: int, off_src: object,
+                          off_dst: object, flags: int) -> int:
+        calls["n"] += 1
+        if calls["n"] == 4:  # in, out, in, OUT: fails with bytes sitting in the pipe
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return os.splice(src, dst, count, off_src, off_dst, flags)  # type: ignore[arg-type]
+
+    layer = Faults({"splice": [fail_second_drain] * 4})
+    with b, _syscalls.override(layer), FileChannel.open(tmp_path / "d", W, C) as dst:
+        pipe_before = _scratch.splice_pipe()
+        with pytest.raises(TransferError) as info:
+            transfer(b, dst, count=SIZE)
+        first = info.value.transferred
+        assert dst.position() == first
+        assert pipe_before.closed  # the pipe with stale bytes is gone
+        assert _scratch.splice_pipe() is not pipe_before
+    feed.thread.join(10)
+    assert (tmp_path / "d").read_bytes() == data[:first]
+
+
+def test_scratch_buffer_is_bounded_and_visible(tmp_path: Path, src_path: Path) -> None:
+    with FileChannel.open(src_path) as src, FileChannel.open(tmp_path / "d", W, C) as dst:
+        transfer(src, dst, path="read_write")
+        direct = zcio.buffer_pools()[0]
+        assert (direct.count, direct.total_capacity) == (1, _scratch.CHUNK)
+        transfer(src.position(0), dst, path="read_write")
+        assert zcio.buffer_pools()[0].count == 1  # reused, not grown
+    _scratch.clear()
+    assert zcio.buffer_pools()[0].count == 0
+
+
+def test_short_source_count_raises_with_the_count(sockets: tuple[socket.socket, socket.socket],
+                                                  tmp_path: Path) -> None:
+    a, b = sockets
+    a.sendall(b"only this")
+    a.shutdown(socket.SHUT_WR)
+    with FileChannel.open(tmp_path / "d", W, C) as dst:
+        with pytest.raises(TransferError) as info:
+            transfer(b, dst, count=100)
+        assert info.value.transferred == 9
+        assert dst.position() == 9
