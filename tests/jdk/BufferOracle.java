@@ -25,8 +25,8 @@ import java.nio.charset.StandardCharsets;
  * {@code ok <value>} or {@code ex <ExceptionSimpleName>}, then a state line
  * {@code st <pos> <lim> <cap> <order> <readOnly> <direct> <content> <base>} ({@code st none}
  * while there is no buffer).  The grammar is documented in tests/jdk_oracle.py, which
- * implements the same operations on zcio; any malformed input is a harness bug and ends the
- * program with an AssertionError.
+ * implements the same operations on zcio.  A malformed operation prints {@code harness <why>}
+ * and ends its sequence.
  */
 public final class BufferOracle {
     private static final char[] HEX = "0123456789abcdef".toCharArray();
@@ -49,24 +49,31 @@ public final class BufferOracle {
         PrintWriter out = new PrintWriter(new BufferedWriter(
                 new OutputStreamWriter(System.out, StandardCharsets.US_ASCII), 1 << 16));
         BufferOracle oracle = new BufferOracle();
-        try {
-            for (String line; (line = in.readLine()) != null; ) {
-                if (line.isBlank()) {
-                    continue;
-                }
-                if (line.startsWith("SEQ ")) {
-                    oracle.cur = null;
-                    oracle.baseBuffer = null;
-                    oracle.baseArray = null;
-                    out.println(line);
-                    continue;
-                }
-                out.println(oracle.run(line));
-                out.println(oracle.state());
+        boolean malformed = false;
+        for (String line; (line = in.readLine()) != null; ) {
+            if (line.isBlank()) {
+                continue;
             }
-        } finally {
-            out.flush();  // what ran before a harness error helps to find it
+            if (line.startsWith("SEQ ")) {
+                oracle.cur = null;
+                oracle.baseBuffer = null;
+                oracle.baseArray = null;
+                malformed = false;
+                out.println(line);
+            } else if (!malformed) {
+                try {
+                    String result = oracle.run(line);
+                    out.println(result);
+                    out.println(oracle.state());
+                } catch (AssertionError e) {
+                    // A malformed operation ends its sequence, not the batch: the shrinker in
+                    // jdk_oracle.py tries candidates that may not be well-formed.
+                    out.println("harness " + e.getMessage());
+                    malformed = true;
+                }
+            }
         }
+        out.flush();
         if (out.checkError()) {
             throw new IOException("stdout failed");
         }
@@ -203,7 +210,7 @@ public final class BufferOracle {
             case "hashCode":
                 return Integer.toString(cur.hashCode());
             default:
-                return execBytes(op, bytes(cur));
+                return execBytes(op, asBytes(cur));
         }
     }
 
@@ -214,13 +221,13 @@ public final class BufferOracle {
                 b.order(byteOrder(word()));
                 return "this";
             case "getT":
-                return getTyped(b, word(), -1);
+                return getTyped(b, word(), 0, true);
             case "getT@": {
                 String type = word();
-                return getTyped(b, type, expr(word()));
+                return getTyped(b, type, expr(word()), false);
             }
             case "putT":
-                putTyped(b, word(), -1, true);
+                putTyped(b, word(), 0, true);
                 return "this";
             case "putT@": {
                 String type = word();
@@ -265,11 +272,11 @@ public final class BufferOracle {
                 return "this";
             }
             case "putBuf":
-                b.put(bytes(other()));
+                b.put(asBytes(other()));
                 return "this";
             case "putBuf@": {
                 String index = word();
-                ByteBuffer src = bytes(other());
+                ByteBuffer src = asBytes(other());
                 arrayLen = src.limit();
                 int offset = expr(word());
                 b.put(expr(index), src, offset, expr(word()));
@@ -355,7 +362,7 @@ public final class BufferOracle {
 
     // -- type dispatch ---------------------------------------------------------------------
 
-    private static ByteBuffer bytes(Buffer b) {
+    private static ByteBuffer asBytes(Buffer b) {
         if (!(b instanceof ByteBuffer bb)) {
             throw new AssertionError("not a ByteBuffer: " + b);
         }
@@ -548,9 +555,8 @@ public final class BufferOracle {
         }
     }
 
-    /** getChar/getShort/... of a ByteBuffer; relative when {@code i < 0}. */
-    private static String getTyped(ByteBuffer b, String type, int i) {
-        boolean rel = i < 0;
+    /** getChar/getShort/... of a ByteBuffer, relative or at {@code i}. */
+    private static String getTyped(ByteBuffer b, String type, int i, boolean rel) {
         return switch (type) {
             case "char" -> Integer.toString(rel ? b.getChar() : b.getChar(i));
             case "short" -> Short.toString(rel ? b.getShort() : b.getShort(i));
@@ -562,6 +568,7 @@ public final class BufferOracle {
         };
     }
 
+    /** putChar/putShort/... of a ByteBuffer, relative or at {@code i}. */
     private void putTyped(ByteBuffer b, String type, int i, boolean rel) {
         String v = word();
         switch (type) {
@@ -717,6 +724,9 @@ public final class BufferOracle {
         int start = 0;
         char c = e.charAt(0);
         if (Character.isLetter(c)) {
+            if (cur == null && c != 'A') {
+                throw new AssertionError("no buffer for " + e);
+            }
             base = switch (c) {
                 case 'P' -> cur.position();
                 case 'L' -> cur.limit();

@@ -1,0 +1,134 @@
+"""zcio against java.nio (JDK 17): random operation sequences must behave alike.
+
+Every operation's result or exception and the whole state after it (indexes, order,
+read-only, direct, every element and the root's bytes) must equal Java's.  The seed is
+printed and quoted in every failure; rerun one with ``ZCIO_JDK_SEED=<seed>``.
+``ZCIO_JDK_BATCH_SIZE`` (default 150) sets the sequences per batch, one JVM per batch.
+The protocol and the generator are in ``tests/jdk_oracle.py``.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Callable
+
+import pytest
+
+from jdk_oracle import (
+    SEED_VARIABLE,
+    Generator,
+    JavaOracle,
+    Mismatch,
+    first_mismatch,
+    missing_java_tools,
+    session_seed,
+    shrink,
+)
+
+pytestmark = pytest.mark.jdk
+
+BATCH_SIZE = int(os.environ.get("ZCIO_JDK_BATCH_SIZE", "150"))
+BYTE_BATCHES = 4
+VIEW_BATCHES = 2
+SHRUNK_PER_FAILURE = 5  # distinct mismatches shrunk and shown per failing batch
+
+
+@pytest.fixture(scope="session")
+def oracle(tmp_path_factory: pytest.TempPathFactory) -> JavaOracle:
+    missing = missing_java_tools()
+    if missing:
+        reason = f"JDK differential tests need {' and '.join(missing)} on PATH (JDK 17)"
+        if os.environ.get("CI"):  # CI installs a JDK: a missing one must not pass quietly
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return JavaOracle.compile(tmp_path_factory.mktemp("jdk-oracle"))
+
+
+@pytest.fixture(scope="session")
+def seed(request: pytest.FixtureRequest) -> int:
+    """The run's seed, written to the terminal even when output is captured."""
+    value = session_seed()
+    line = f"\nJDK differential tests: {SEED_VARIABLE}={value}"
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    if capture is None:
+        print(line)
+    else:
+        with capture.global_and_fixture_disabled():
+            print(line)
+    return value
+
+
+def _check_batch(
+    oracle: JavaOracle, seed: int, name: str, make: Callable[[Generator], list[str]]
+) -> None:
+    rng = random.Random(f"{seed}/{name}")
+    sequences = [make(Generator(rng)) for _ in range(BATCH_SIZE)]
+    failures: list[tuple[int, Mismatch]] = []
+    for i, (seq, java) in enumerate(zip(sequences, oracle.run(sequences), strict=True)):
+        found = first_mismatch(seq, java)
+        if found is not None:
+            failures.append((i, found))
+    if not failures:
+        return
+    by_signature: dict[tuple[str, str], list[tuple[int, Mismatch]]] = {}
+    for i, found in failures:
+        by_signature.setdefault(found.signature, []).append((i, found))
+    report = [
+        f"{len(failures)} of {len(sequences)} sequences differ from Java "
+        f"(batch {name}, {SEED_VARIABLE}={seed}); {len(by_signature)} distinct:"
+    ]
+    for n, ((op, which), group) in enumerate(by_signature.items()):
+        i, found = min(group, key=lambda item: len(item[1].ops))
+        if n < SHRUNK_PER_FAILURE:
+            small = shrink(oracle, found)
+            title = f"{op} {which}: {len(group)} sequences; #{i} shrunk to {len(small.ops)} ops"
+            report += [f"--- {title}", small.describe()]
+        else:
+            report.append(f"--- {op} {which}: {len(group)} sequences, e.g. #{i}")
+    pytest.fail("\n".join(report), pytrace=False)
+
+
+@pytest.mark.parametrize("batch", range(BYTE_BATCHES))
+def test_byte_buffer_sequences(oracle: JavaOracle, seed: int, batch: int) -> None:
+    _check_batch(oracle, seed, f"bytes-{batch}", Generator.byte_sequence)
+
+
+@pytest.mark.parametrize("batch", range(VIEW_BATCHES))
+def test_typed_view_sequences(oracle: JavaOracle, seed: int, batch: int) -> None:
+    _check_batch(oracle, seed, f"views-{batch}", Generator.view_sequence)
+
+
+def test_oracle_reports_results_and_state(oracle: JavaOracle) -> None:
+    """The protocol itself, pinned on a known sequence (independent of zcio)."""
+    seq = ["wrap3 00010203 1 2", "order= LITTLE", "putT short -2", "get", "view char k"]
+    assert oracle.run([seq]) == [[
+        "ok this", "st 1 3 4 BIG_ENDIAN false false 00010203 00010203",
+        "ok this", "st 1 3 4 LITTLE_ENDIAN false false 00010203 00010203",
+        "ok this", "st 3 3 4 LITTLE_ENDIAN false false 00feff03 00feff03",
+        "ex BufferUnderflowError", "st 3 3 4 LITTLE_ENDIAN false false 00feff03 00feff03",
+        "ok buf 0 0 0 LITTLE_ENDIAN false false -", "st 3 3 4 LITTLE_ENDIAN false false "
+        "00feff03 00feff03",
+    ]]
+
+
+def test_a_difference_is_reported(oracle: JavaOracle) -> None:
+    """The comparison fails on a wrong result and on a wrong state alone."""
+    seq = ["allocate 2", "put 5", "get@ 0"]
+    java = oracle.run([seq])[0]
+    assert first_mismatch(seq, java) is None, "zcio differs on the simplest sequence"
+    wrong_result = [*java[:4], "ok 6", java[5]]
+    wrong_state = [*java[:5], java[5].replace("0500", "0600")]
+    for doctored in (wrong_result, wrong_state):
+        found = first_mismatch(seq, doctored)
+        assert found is not None
+        assert found.ops == tuple(seq)
+
+
+def test_sequences_are_reproducible() -> None:
+    def make() -> list[list[str]]:
+        rng = random.Random("42/bytes-0")
+        return [Generator(rng).byte_sequence() for _ in range(20)]
+
+    assert make() == make()
+
