@@ -77,11 +77,12 @@ class ByteBuffer(Buffer):
     (1, 3)
     """
 
-    __slots__ = ("_off", "_order", "_c")
+    __slots__ = ("_off", "_order", "_c", "_i32")
 
     _off: int  # byte offset of this buffer's index 0 within its memory block
     _order: ByteOrder
     _c: Codec
+    _i32: struct.Struct  # _c.i32, kept in a slot: get_int/put_int are the hot paths
 
     # -- factories ----------------------------------------------------------------------
 
@@ -108,6 +109,7 @@ class ByteBuffer(Buffer):
         buf._ro = ro
         buf._order = _BIG
         buf._c = _BE
+        buf._i32 = _BE.i32
         return buf
 
     @classmethod
@@ -195,6 +197,7 @@ class ByteBuffer(Buffer):
             raise TypeError(f"order must be a ByteOrder, not {type(bo).__name__}")
         self._order = bo
         self._c = CODECS[bo]
+        self._i32 = self._c.i32
         return self
 
     # -- single bytes ---------------------------------------------------------------
@@ -431,13 +434,14 @@ class ByteBuffer(Buffer):
 
     def _get_rel(self, st: struct.Struct) -> Any:
         p = self._pos
-        if self._lim - p < st.size:
+        q = p + st.size
+        if q > self._lim:
             raise self._underflow(st.size)
         try:
             v = st.unpack_from(self._mv, p)[0]
         except ValueError as e:
             raise self._mem.translate(e) from None
-        self._pos = p + st.size
+        self._pos = q
         return v
 
     def _put_slow(self, st: struct.Struct, i: int, value: Any) -> None:
@@ -471,7 +475,8 @@ class ByteBuffer(Buffer):
 
     def _put_rel(self, st: struct.Struct, value: Any) -> Self:
         p = self._pos
-        if self._lim - p < st.size:
+        q = p + st.size
+        if q > self._lim:
             raise self._overflow(st.size)
         try:
             st.pack_into(self._mv, p, value)
@@ -479,7 +484,7 @@ class ByteBuffer(Buffer):
             self._put_slow(st, p, value)
         except (ValueError, TypeError) as e:  # read-only or revoked view
             raise self._write_error(e) from None
-        self._pos = p + st.size
+        self._pos = q
         return self
 
     def get_char(self, index: int | None = None) -> str:
@@ -509,13 +514,14 @@ class ByteBuffer(Buffer):
         """The signed 32-bit value at position (position += 4) or at ``index``."""
         if index is None:
             p = self._pos
-            if self._lim - p < 4:
+            q = p + 4  # computed once: positions above 256 are fresh int objects
+            if q > self._lim:
                 raise self._underflow(4)
             try:
-                v: int = self._c.i32.unpack_from(self._mv, p)[0]
+                v: int = self._i32.unpack_from(self._mv, p)[0]
             except ValueError as e:
                 raise self._mem.translate(e) from None
-            self._pos = p + 4
+            self._pos = q
             return v
         return self._get_at(self._c.i32, index)  # type: ignore[no-any-return]
 
@@ -523,16 +529,16 @@ class ByteBuffer(Buffer):
         """``put_int(v)`` at position (position += 4) or ``put_int(index, v)``."""
         if b is None:  # _put_rel inlined: the hot path of the benchmarks
             p = self._pos
-            if self._lim - p < 4:
+            q = p + 4
+            if q > self._lim:
                 raise self._overflow(4)
-            st = self._c.i32
             try:
-                st.pack_into(self._mv, p, a)
+                self._i32.pack_into(self._mv, p, a)
             except (struct.error, OverflowError):
-                self._put_slow(st, p, a)
+                self._put_slow(self._i32, p, a)
             except (ValueError, TypeError) as e:  # read-only or revoked view
                 raise self._write_error(e) from None
-            self._pos = p + 4
+            self._pos = q
             return self
         return self._put_at(self._c.i32, a, b)
 

@@ -185,8 +185,7 @@ class DirectMemory(Memory):
             raise
         self._mmap = mm
         super().__init__(base)
-        self._address = buffer_address(base) if capacity else 0
-        assert self._address % PAGE_SIZE == 0
+        self._address = -1  # looked up on first use: only alignment and O_DIRECT need it
         # The cleaner holds only the numbers it gives back, never the memory object.
         target: object = mm if mm is not None else self
         self._finalizer = weakref.finalize(target, _unmap_accounting, capacity, used)
@@ -195,6 +194,9 @@ class DirectMemory(Memory):
     def address(self) -> int:
         if self.released:
             raise self.released_error()
+        if self._address < 0:
+            self._address = buffer_address(self._base) if self.size else 0
+            assert self._address % PAGE_SIZE == 0, "anonymous mappings are page-aligned"
         return self._address
 
     def _free(self) -> None:

@@ -1,0 +1,525 @@
+"""Relative cost of zcio's ByteBuffer operations against bare-Python anchors.
+
+Run by hand, not by CI::
+
+    .venv/bin/python benchmarks/buffer_ops.py [--quick] [--rounds N] [--json PATH]
+
+Every benchmark is a group of cases (subjects and their anchors) that touch the same
+memory.  A round times one short loop (well under a millisecond) of every case in the
+group with ``perf_counter_ns``, in a fresh random order, so subject and anchor are
+interleaved and share whatever the machine is doing; loops that short mostly run
+undisturbed, so the median is robust to preemption on a loaded machine.  Each case's
+ns/op is the median over the rounds (200 by default), and a ratio is formed from two
+medians of the same run.  Absolute times are noise on a shared machine; only ratios
+mean anything.
+
+Nothing is subtracted: loop overhead stays in both sides, which run the same loop
+shape (``for x in range(...): f(...)`` with ``f`` hoisted into a local).  The empty
+loop's cost is printed for information only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import mmap
+import os
+import platform
+import random
+import struct
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from statistics import median
+from typing import Any, Literal
+
+import zcio
+from zcio import ByteBuffer
+
+KIB = 1 << 10
+MIB = 1 << 20
+INT_BUF = 16 * KIB  # buffer walked by the get_int/put_int loops: 4096 ops a pass
+BULK = 1 * MIB  # bulk put/get size
+ALLOC = 64 * KIB  # allocation size
+VALUE = 0x12345678  # what put_int writes
+
+Kind = Literal["time", "speed"]
+
+
+@dataclass
+class Case:
+    """One timed loop: ``run()`` performs ``ops`` operations."""
+
+    name: str
+    ops: int
+    run: Callable[[], None]
+    samples: list[float] = field(default_factory=list)  # ns/op, one per round
+
+    @property
+    def median(self) -> float:
+        return median(self.samples)
+
+
+@dataclass(frozen=True)
+class Compare:
+    """A result row: ``subject`` against ``anchor`` (None: an information-only row).
+
+    kind "time": ratio = subject / anchor time per op (lower is better), goal a maximum.
+    kind "speed": ratio = anchor / subject time per op (higher is better), goal a minimum.
+    """
+
+    subject: str
+    anchor: str | None = None
+    kind: Kind = "time"
+    goal: float | None = None
+
+
+@dataclass
+class Group:
+    title: str
+    cases: list[Case]
+    compares: list[Compare]
+    cleanup: Callable[[], None] = lambda: None
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """Work per timed loop (one loop per case per round)."""
+
+    int_passes: int  # passes over the int buffer (INT_BUF // 4 ops each)
+    bulk_copies: int  # 1 MiB copies
+    allocs: int  # 64 KiB allocations
+
+
+SIZES = Sizes(int_passes=1, bulk_copies=4, allocs=25)
+
+
+# -- get_int / put_int ----------------------------------------------------------------
+
+
+def _int_group(direct: bool, op: Literal["get", "put"], sz: Sizes) -> Group:
+    kind = "direct" if direct else "heap"
+    buf = ByteBuffer.allocate_direct(INT_BUF) if direct else ByteBuffer.allocate(INT_BUF)
+    mv = buf.memoryview()  # the very bytes buf reads and writes
+    n, passes = INT_BUF, sz.int_passes
+    count = n // 4
+    ops = count * passes
+    st = struct.Struct(">i")
+
+    def zcio_get_rel() -> None:
+        rewind, get_int = buf.rewind, buf.get_int
+        for _ in range(passes):
+            rewind()
+            for _ in range(count):
+                get_int()
+
+    def zcio_get_abs() -> None:
+        get_int = buf.get_int
+        for _ in range(passes):
+            for off in range(0, n, 4):
+                get_int(off)
+
+    def struct_get() -> None:
+        unpack_from, m = struct.unpack_from, mv
+        for _ in range(passes):
+            for off in range(0, n, 4):
+                unpack_from(">i", m, off)
+
+    def struct_obj_get() -> None:
+        unpack_from, m = st.unpack_from, mv
+        for _ in range(passes):
+            for off in range(0, n, 4):
+                unpack_from(m, off)
+
+    def zcio_put_rel() -> None:
+        clear, put_int, v = buf.clear, buf.put_int, VALUE
+        for _ in range(passes):
+            clear()
+            for _ in range(count):
+                put_int(v)
+
+    def zcio_put_abs() -> None:
+        put_int, v = buf.put_int, VALUE
+        for _ in range(passes):
+            for off in range(0, n, 4):
+                put_int(off, v)
+
+    def struct_put() -> None:
+        pack_into, m, v = struct.pack_into, mv, VALUE
+        for _ in range(passes):
+            for off in range(0, n, 4):
+                pack_into(">i", m, off, v)
+
+    def struct_obj_put() -> None:
+        pack_into, m, v = st.pack_into, mv, VALUE
+        for _ in range(passes):
+            for off in range(0, n, 4):
+                pack_into(m, off, v)
+
+    def empty_loop() -> None:
+        for _ in range(passes):
+            for _ in range(count):
+                pass
+
+    bare = f"struct.{'unpack_from' if op == 'get' else 'pack_into'}('>i', mv, off) [{kind}]"
+    precompiled = f"Struct('>i').{'unpack_from' if op == 'get' else 'pack_into'} [{kind}]"
+    if op == "get":
+        rel, ab = f"{kind}.get_int()", f"{kind}.get_int(i)"
+        funcs = [zcio_get_rel, zcio_get_abs, struct_get, struct_obj_get]
+    else:
+        rel, ab = f"{kind}.put_int(v)", f"{kind}.put_int(i, v)"
+        funcs = [zcio_put_rel, zcio_put_abs, struct_put, struct_obj_put]
+    names = [rel, ab, bare, precompiled]
+    cases = [Case(name, ops, f) for name, f in zip(names, funcs, strict=True)]
+    compares = [
+        Compare(rel, bare, "time", 2.0),  # the issue's goal
+        Compare(rel, precompiled),
+        Compare(ab, bare),
+        Compare(ab, precompiled),
+    ]
+    if op == "get" and not direct:
+        loop = "empty loop: for _ in range(n): pass"
+        cases.append(Case(loop, ops, empty_loop))
+        compares.append(Compare(loop))
+
+    def cleanup() -> None:
+        mv.release()
+        buf.release()
+
+    return Group(f"{op}_int over {INT_BUF // KIB} KiB, {kind}", cases, compares, cleanup)
+
+
+# -- bulk put / get -------------------------------------------------------------------
+
+
+def _bulk_group(direct: bool, sz: Sizes) -> Group:
+    kind = "direct" if direct else "heap"
+    buf = ByteBuffer.allocate_direct(BULK) if direct else ByteBuffer.allocate(BULK)
+    mv_buf = buf.memoryview()
+    src = os.urandom(BULK)  # bytes, as most callers would pass
+    dst = bytearray(BULK)
+    mv_src, mv_dst = memoryview(src), memoryview(dst)
+    n, copies = BULK, sz.bulk_copies
+
+    def zcio_put() -> None:
+        clear, put, s = buf.clear, buf.put, src
+        for _ in range(copies):
+            clear()
+            put(s)
+
+    def mv_copy_in() -> None:
+        d, s = mv_buf, mv_src
+        for _ in range(copies):
+            d[0:n] = s[0:n]
+
+    def zcio_get() -> None:
+        clear, get, d = buf.clear, buf.get, dst
+        for _ in range(copies):
+            clear()
+            get(d)
+
+    def mv_copy_out() -> None:
+        d, s = mv_dst, mv_buf
+        for _ in range(copies):
+            d[0:n] = s[0:n]
+
+    put_name, in_name = f"{kind}.put(bytes 1 MiB)", f"mv_buf[0:n] = mv_bytes[0:n] [{kind}]"
+    get_name, out_name = f"{kind}.get(bytearray 1 MiB)", f"mv_ba[0:n] = mv_buf[0:n] [{kind}]"
+    cases = [
+        Case(put_name, copies, zcio_put),
+        Case(in_name, copies, mv_copy_in),
+        Case(get_name, copies, zcio_get),
+        Case(out_name, copies, mv_copy_out),
+    ]
+    compares = [Compare(put_name, in_name, "speed", 0.8), Compare(get_name, out_name, "speed", 0.8)]
+
+    def cleanup() -> None:
+        for m in (mv_buf, mv_src, mv_dst):
+            m.release()
+        buf.release()
+
+    return Group(f"bulk put/get of 1 MiB, {kind}", cases, compares, cleanup)
+
+
+# -- allocation -----------------------------------------------------------------------
+
+
+def _alloc_group(sz: Sizes) -> Group:
+    k, size = sz.allocs, ALLOC
+
+    def direct_release() -> None:
+        alloc = ByteBuffer.allocate_direct
+        for _ in range(k):
+            alloc(size).release()
+
+    def direct_drop() -> None:
+        alloc = ByteBuffer.allocate_direct
+        for _ in range(k):
+            alloc(size)  # freed by refcounting when the result is dropped
+
+    def heap_drop() -> None:
+        alloc = ByteBuffer.allocate
+        for _ in range(k):
+            alloc(size)
+
+    def bytearray_drop() -> None:
+        alloc = bytearray
+        for _ in range(k):
+            alloc(size)
+
+    def mmap_close() -> None:
+        alloc = mmap.mmap
+        for _ in range(k):
+            alloc(-1, size).close()
+
+    def mmap_private_close() -> None:
+        alloc, flags = mmap.mmap, mmap.MAP_PRIVATE
+        for _ in range(k):
+            alloc(-1, size, flags=flags).close()
+
+    d_rel = "allocate_direct(64 KiB).release()"
+    d_drop = "allocate_direct(64 KiB), dropped"
+    h_drop = "allocate(64 KiB), dropped"
+    ba = "bytearray(65536), dropped"
+    mm = "mmap.mmap(-1, 65536).close()"
+    mmp = "mmap.mmap(-1, 65536, MAP_PRIVATE).close()"
+    cases = [
+        Case(d_rel, k, direct_release),
+        Case(d_drop, k, direct_drop),
+        Case(h_drop, k, heap_drop),
+        Case(ba, k, bytearray_drop),
+        Case(mm, k, mmap_close),
+        Case(mmp, k, mmap_private_close),
+    ]
+    compares = [
+        Compare(d_rel, mm),
+        Compare(d_rel, ba),
+        Compare(d_drop, mm),
+        Compare(d_drop, ba),
+        Compare(h_drop, ba),
+        Compare(mmp),  # what allocate_direct maps, for information
+    ]
+    return Group("allocation of 64 KiB", cases, compares)
+
+
+# -- running --------------------------------------------------------------------------
+
+
+@contextmanager
+def _gc_disabled() -> Iterator[None]:
+    """As timeit: no cyclic collection inside a timed loop (refcounting still frees)."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+def run_group(group: Group, rounds: int) -> None:
+    """Warm up every case, then time ``rounds`` interleaved rounds.
+
+    A round times one short loop of every case, in a fresh random order (fixed seed)
+    so that no case is systematically the one a periodic disturbance hits.  Loops are
+    kept short (well under a scheduler time slice) so that most of them run
+    undisturbed and the median over rounds is the undisturbed cost.
+    """
+    cases = group.cases
+    rng = random.Random(1729)
+    clock = time.perf_counter_ns
+    order = list(range(len(cases)))
+    with _gc_disabled():
+        for _ in range(3):
+            for case in cases:
+                case.run()  # warm-up: specialisation, page faults, allocator state
+    for _ in range(rounds):
+        rng.shuffle(order)
+        with _gc_disabled():
+            for i in order:
+                case = cases[i]
+                t0 = clock()
+                case.run()
+                case.samples.append((clock() - t0) / case.ops)
+        gc.collect()
+
+
+@dataclass(frozen=True)
+class Row:
+    group: str
+    name: str
+    median_ns: float
+    anchor: str | None
+    anchor_median_ns: float | None
+    kind: Kind
+    ratio: float | None  # ratio of the two medians, as ``kind`` defines it
+    paired_ratio: float | None  # median of the per-round ratios (robustness check)
+    goal: float | None
+    met: bool | None
+
+
+def _ratio(kind: Kind, subject: float, anchor: float) -> float:
+    return subject / anchor if kind == "time" else anchor / subject
+
+
+def rows_of(group: Group) -> list[Row]:
+    by_name = {c.name: c for c in group.cases}
+    rows = []
+    for cmp in group.compares:
+        s = by_name[cmp.subject]
+        if cmp.anchor is None:
+            rows.append(Row(group.title, s.name, s.median, None, None, cmp.kind,
+                            None, None, None, None))
+            continue
+        a = by_name[cmp.anchor]
+        ratio = _ratio(cmp.kind, s.median, a.median)
+        paired = median(
+            _ratio(cmp.kind, x, y) for x, y in zip(s.samples, a.samples, strict=True)
+        )
+        met = None
+        if cmp.goal is not None:
+            met = ratio <= cmp.goal if cmp.kind == "time" else ratio >= cmp.goal
+        rows.append(Row(group.title, s.name, s.median, a.name, a.median, cmp.kind,
+                        ratio, paired, cmp.goal, met))
+    return rows
+
+
+def _fmt_ns(ns: float | None) -> str:
+    if ns is None:
+        return "-"
+    return f"{ns:,.0f}" if ns >= 100 else f"{ns:.1f}"
+
+
+def _goal_text(row: Row) -> str:
+    if row.goal is None:
+        return "-"
+    return f"{row.kind} {'<=' if row.kind == 'time' else '>='} {row.goal:.2f}"
+
+
+def format_table(rows: Sequence[Row]) -> str:
+    header = ("benchmark", "median ns/op", "anchor", "anchor ns/op", "ratio", "goal", "met?")
+    body: list[tuple[str, ...] | str] = []
+    group = None
+    for row in rows:
+        if row.group != group:
+            group = row.group
+            body.append(f"-- {group}")
+        ratio = "-" if row.ratio is None else f"{row.ratio:.3f} {row.kind}"
+        met = "-" if row.met is None else ("yes" if row.met else "NO")
+        body.append((row.name, _fmt_ns(row.median_ns), row.anchor or "-",
+                     _fmt_ns(row.anchor_median_ns), ratio, _goal_text(row), met))
+    cells = [header] + [b for b in body if isinstance(b, tuple)]
+    widths = [max(len(c[i]) for c in cells) for i in range(len(header))]
+    right = {1, 3, 4}
+
+    def line(cols: tuple[str, ...]) -> str:
+        return "  ".join(
+            c.rjust(w) if i in right else c.ljust(w)
+            for i, (c, w) in enumerate(zip(cols, widths, strict=True))
+        ).rstrip()
+
+    out = [line(header), line(tuple("-" * w for w in widths))]
+    out += [b if isinstance(b, str) else line(b) for b in body]
+    return "\n".join(out)
+
+
+def machine_info() -> dict[str, Any]:
+    try:
+        usable: int | None = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        usable = None
+    return {
+        "python": sys.version,
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "processor": platform.processor(),
+        "cpu_count": os.cpu_count(),
+        "cpus_usable": usable,
+        "zcio": zcio.__version__,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description="zcio ByteBuffer operations against bare-Python anchors "
+        "(interleaved rounds, medians, ratios from the same run)."
+    )
+    p.add_argument("--quick", action="store_true",
+                   help="a fast smoke run (5 rounds); numbers unreliable")
+    p.add_argument("--rounds", type=int, default=None,
+                   help="interleaved rounds per benchmark (default 200, 5 with --quick)")
+    p.add_argument("--json", metavar="PATH", help="also write results and machine info to PATH")
+    args = p.parse_args(argv)
+    if args.rounds is None:
+        args.rounds = 5 if args.quick else 200
+    if args.rounds < 1:
+        p.error("--rounds must be at least 1")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    sz = SIZES
+    builders: list[Callable[[], Group]] = [
+        lambda: _int_group(False, "get", sz),
+        lambda: _int_group(True, "get", sz),
+        lambda: _int_group(False, "put", sz),
+        lambda: _int_group(True, "put", sz),
+        lambda: _bulk_group(False, sz),
+        lambda: _bulk_group(True, sz),
+        lambda: _alloc_group(sz),
+    ]
+    info = machine_info()
+    print(f"zcio {info['zcio']}, Python {platform.python_version()}, {info['platform']}, "
+          f"{info['cpu_count']} CPUs")
+    print(f"{args.rounds} interleaved rounds per benchmark{' (--quick)' if args.quick else ''}; "
+          "medians; loop overhead NOT subtracted on either side (same loop shape both sides)")
+    rows: list[Row] = []
+    samples: dict[str, dict[str, list[float]]] = {}
+    t_start = time.perf_counter()
+    for build in builders:
+        group = build()
+        try:
+            run_group(group, args.rounds)
+        finally:
+            group.cleanup()
+        rows += rows_of(group)
+        samples[group.title] = {c.name: c.samples for c in group.cases}
+    elapsed = time.perf_counter() - t_start
+    print()
+    print(format_table(rows))
+    print()
+    print("ratio: 'time' = subject ns / anchor ns (lower is better); "
+          "'speed' = anchor ns / subject ns (higher is better).")
+    goals = [r for r in rows if r.met is not None]
+    print(f"goals met: {sum(bool(r.met) for r in goals)}/{len(goals)}; "
+          f"ran in {elapsed:.1f} s")
+    if args.json:
+        doc = {
+            "benchmark": "buffer_ops",
+            "machine": info,
+            "settings": {
+                "rounds": args.rounds,
+                "quick": args.quick,
+                "per_loop": sz.__dict__,
+                "bytes": {"int_buffer": INT_BUF, "bulk": BULK, "alloc": ALLOC},
+                "loop_overhead_subtracted": False,
+                "ratio": "ratio of medians; paired_ratio = median of per-round ratios",
+            },
+            "results": [r.__dict__ for r in rows],
+            "samples_ns_per_op": samples,
+        }
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(doc, f, indent=2)
+            f.write("\n")
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
