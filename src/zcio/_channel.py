@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import Any, Self
 
 from ._byte_buffer import ByteBuffer
-from ._errors import ClosedChannelError, IllegalArgumentError
+from ._errors import ClosedChannelError, IllegalArgumentError, IndexOutOfBoundsError
 
 __all__ = ["Channel", "remaining_views", "advance", "check_buffers"]
 
@@ -62,8 +62,9 @@ class Channel:
 
     def __del__(self) -> None:
         if self._fd >= 0:
-            warnings.warn(f"unclosed {self!r}", ResourceWarning, source=self, stacklevel=2)
-            self.close()
+            name = repr(self)
+            self.close()  # first: the warning may be turned into an exception
+            warnings.warn(f"unclosed {name}", ResourceWarning, source=self, stacklevel=2)
 
     def __repr__(self) -> str:
         state = f"fd={self._fd}" if self._fd >= 0 else "closed"
@@ -75,7 +76,7 @@ def check_buffers(bufs: Sequence[ByteBuffer], offset: int, length: int | None) -
     if length is None:
         length = len(bufs) - offset
     if offset < 0 or length < 0 or offset + length > len(bufs):
-        raise IndexError(f"buffers [{offset}, {offset} + {length}) out of bounds for {len(bufs)}")
+        raise IndexOutOfBoundsError(f"buffers [{offset}, {offset} + {length}) out of bounds for {len(bufs)}")
     chosen = list(bufs[offset : offset + length])
     for b in chosen:
         if not isinstance(b, ByteBuffer):

@@ -224,18 +224,21 @@ class FileChannel(Channel):
         Syscalls: ``readv(2)`` or ``preadv(2)``; may read fewer bytes than asked.  On
         error nothing moves.
         """
-        fd = self._readable_fd()
         if isinstance(dst, ByteBuffer):
             bufs = [dst]
             if position is not None:
-                if position < 0:
+                if position < 0:  # Java checks the argument before the channel
                     raise IllegalArgumentError(f"negative position: {position}")
                 if length is not None:
                     raise TypeError("read(dst, position) takes no length")
         else:
-            bufs = check_buffers(dst, 0 if position is None else position, length)[:IOV_MAX]
+            bufs = check_buffers(dst, 0 if position is None else position, length)
             position = None
-        views = [v for v in remaining_views(bufs, writable=True) if len(v)]
+        fd = self._readable_fd()
+        remaining_views(bufs, writable=True)  # refuses read-only buffers, full or not
+        # As Java's IOUtil: only buffers with room count, at most IOV_MAX of them.
+        bufs = [b for b in bufs if b.has_remaining()][:IOV_MAX]
+        views = remaining_views(bufs, writable=True)
         if not views:
             return 0
         if self._direct:
@@ -274,11 +277,11 @@ class FileChannel(Channel):
         than given (a full disk, a signal).  On error nothing moves, or for a gather
         write, the count so far is returned and the error comes again on the next call.
         """
-        fd = self._writable_fd()
         sys_ = _syscalls.SYS
         if isinstance(src, ByteBuffer):
-            if position is not None and position < 0:
+            if position is not None and position < 0:  # before the channel, as Java
                 raise IllegalArgumentError(f"negative position: {position}")
+            fd = self._writable_fd()
             view = src._rest()
             if not view:
                 return 0
@@ -290,6 +293,7 @@ class FileChannel(Channel):
             src._pos += n
             return n
         bufs = check_buffers(src, 0 if position is None else position, length)
+        fd = self._writable_fd()
         total = 0
         for start in range(0, len(bufs), IOV_MAX):
             chunk = bufs[start : start + IOV_MAX]
@@ -347,9 +351,10 @@ class FileChannel(Channel):
         A larger ``size`` leaves the file alone (Java's rule).  Negative:
         IllegalArgumentError.  Syscalls: ``ftruncate(2)``, ``lseek(2)``.
         """
-        fd = self._writable_fd()
+        self.fileno()
         if size < 0:
             raise IllegalArgumentError(f"negative size: {size}")
+        fd = self._writable_fd()
         if size < os.fstat(fd).st_size:
             os.ftruncate(fd, size)
         if os.lseek(fd, 0, os.SEEK_CUR) > size:

@@ -83,7 +83,7 @@ class FileLock:
             return
         self._valid = False
         _forget(self)
-        if self._channel.is_open():
+        if self._channel.is_open() and self._size:
             fcntl.fcntl(
                 self._channel.fileno(),
                 fcntl.F_OFD_SETLK,
@@ -127,8 +127,9 @@ def acquire(
     """
     if position < 0 or size < 0:
         raise IllegalArgumentError(f"negative lock position {position} or size {size}")
-    if size != MAX_LOCK_SIZE and position + size < 0:
-        raise IllegalArgumentError("position + size overflows")
+    if size != MAX_LOCK_SIZE and position + size > MAX_LOCK_SIZE:
+        # Java's "Negative position + size": the region must fit a signed 64-bit offset.
+        raise IllegalArgumentError(f"position {position} + size {size} exceeds 2**63 - 1")
     fd = channel.fileno()
     st = os.fstat(fd)
     lock = FileLock(channel, position, size, shared)
@@ -141,6 +142,10 @@ def acquire(
                     f"[{position}, +{size}) overlaps {other!r} held by this process"
                 )
         held.append(lock)
+    if size == 0:
+        # An empty region locks nothing.  fcntl would read l_len 0 as "to the end of
+        # the file", which zcio's table (like the JVM's) does not; so no kernel lock.
+        return lock
     kind = fcntl.F_RDLCK if shared else fcntl.F_WRLCK
     try:
         fcntl.fcntl(fd, fcntl.F_OFD_SETLKW if wait else fcntl.F_OFD_SETLK,

@@ -94,13 +94,16 @@ class MappedMemory(Memory):
             base = memoryview(bytearray())
         if mode is MapMode.READ_ONLY:
             base = base.toreadonly()
-        used = round_to_pages(length) if size else 0
-        MAPPED.add(size, used)
         self._mmap = mm
         super().__init__(base)
         self._address = buffer_address(base) if size else 0
-        target: object = mm if mm is not None else self
-        self._finalizer = weakref.finalize(target, _unaccount, size, used)
+        # An empty mapping maps nothing and, as in Java, is not counted in the pool.
+        used = round_to_pages(length) if size else 0
+        if mm is not None:
+            MAPPED.add(size, used)
+            self._finalizer = weakref.finalize(mm, _unaccount, size, used)
+        else:
+            self._finalizer = weakref.finalize(self, int)  # nothing to give back
         self._finalizer.atexit = False
 
     def address(self) -> int:
@@ -224,17 +227,17 @@ def map_file(channel: FileChannel, mode: MapMode, position: int, size: int) -> M
     """
     if not isinstance(mode, MapMode):
         raise TypeError(f"mode must be a MapMode, not {mode!r}")
-    fd = channel.fileno()
+    fd = channel.fileno()  # the JDK's order: open, arguments, then the modes
+    if position < 0 or size < 0:
+        raise IllegalArgumentError(f"negative position {position} or size {size}")
     if mode is not MapMode.READ_ONLY and not channel.is_writable():
         raise NonWritableChannelError(f"{mode.value} mapping needs a writable channel")
     if not channel.is_readable():
         raise NonReadableChannelError("mapping needs a readable channel")
-    if position < 0 or size < 0:
-        raise IllegalArgumentError(f"negative position {position} or size {size}")
     reserved = True
     end = position + size
     file_size = os.fstat(fd).st_size
-    if size and end > file_size:
+    if end > file_size:  # Java grows the file even for an empty mapping
         if not channel.is_writable():
             raise OSError(errno.EINVAL, f"cannot map [{position}, {end}) of a "
                           f"{file_size}-byte file from a channel not open for writing")

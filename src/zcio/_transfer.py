@@ -82,7 +82,17 @@ class _End:
         return self.fd < 0 or os.get_blocking(self.fd)
 
 
-def _end(obj: Any, writing: bool) -> _End:
+def _check_mode(end: _End, writing: bool) -> None:
+    """NonWritable/NonReadableChannelError for a FileChannel opened the other way."""
+    obj = end.obj
+    if isinstance(obj, FileChannel):
+        if writing and not obj.is_writable():
+            raise NonWritableChannelError("target channel not opened for writing")
+        if not writing and not obj.is_readable():
+            raise NonReadableChannelError("source channel not opened for reading")
+
+
+def _end(obj: Any, writing: bool, check_mode: bool = True) -> _End:
     """Classify ``obj``: a zcio channel, anything with ``fileno()``, or a channel object."""
     if hasattr(obj, "fileno"):
         try:  # closed first, then readable/writable, as the JDK checks
@@ -93,15 +103,13 @@ def _end(obj: Any, writing: bool) -> _End:
             raise ClosedChannelError(f"{obj!r} is closed") from e
         if fd < 0:
             raise ClosedChannelError(f"{obj!r} is closed")
-        if isinstance(obj, FileChannel):
-            if writing and not obj.is_writable():
-                raise NonWritableChannelError("target channel not opened for writing")
-            if not writing and not obj.is_readable():
-                raise NonReadableChannelError("source channel not opened for reading")
         mode = os.fstat(fd).st_mode
         kind = (_FILE if stat.S_ISREG(mode) else _SOCKET if stat.S_ISSOCK(mode)
                 else _PIPE if stat.S_ISFIFO(mode) else _OTHER)
-        return _End(obj, fd, kind)
+        end = _End(obj, fd, kind)
+        if check_mode:
+            _check_mode(end, writing)
+        return end
     if hasattr(obj, "write" if writing else "read"):
         return _End(obj, -1, _OBJECT)
     raise TypeError(f"{type(obj).__name__} is not a channel")
@@ -430,10 +438,12 @@ def transfer_to(channel: FileChannel, position: int, count: int, target: Any,
     Syscalls: copy_file_range / sendfile / splice / mmap+write / pread+write, see the
     module docstring.
     """
+    channel.fileno()  # the JDK's order: open, target open, readable, target writable, args
+    dst = _end(target, writing=True, check_mode=False)
     src_fd = channel._readable_fd()
+    _check_mode(dst, writing=True)
     if position < 0 or count < 0:
         raise IllegalArgumentError(f"negative position {position} or count {count}")
-    dst = _end(target, writing=True)
     size = os.fstat(src_fd).st_size
     if position > size:
         return 0
@@ -455,10 +465,10 @@ def transfer_from(channel: FileChannel, source: Any, position: int, count: int,
 
     Syscalls: copy_file_range / splice / mmap+write / read+pwrite.
     """
-    dst_fd = channel._writable_fd()
+    dst_fd = channel._writable_fd()  # the JDK's order: writable, source open and readable,
+    src = _end(source, writing=False)  # then the arguments
     if position < 0 or count < 0:
         raise IllegalArgumentError(f"negative position {position} or count {count}")
-    src = _end(source, writing=False)
     if position > os.fstat(dst_fd).st_size:
         return 0
     dst = _End(channel, dst_fd, _FILE, position)
