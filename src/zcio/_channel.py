@@ -76,7 +76,9 @@ def check_buffers(bufs: Sequence[ByteBuffer], offset: int, length: int | None) -
     if length is None:
         length = len(bufs) - offset
     if offset < 0 or length < 0 or offset + length > len(bufs):
-        raise IndexOutOfBoundsError(f"buffers [{offset}, {offset} + {length}) out of bounds for {len(bufs)}")
+        raise IndexOutOfBoundsError(
+            f"buffers [{offset}, {offset} + {length}) out of bounds for {len(bufs)}"
+        )
     chosen = list(bufs[offset : offset + length])
     for b in chosen:
         if not isinstance(b, ByteBuffer):

@@ -67,8 +67,9 @@ _ACCESS = {
 }
 
 
-def _unaccount(capacity: int, used: int) -> None:
-    MAPPED.remove(capacity, used)
+def _unaccount(capacity: int, used: int, counted: bool) -> None:
+    if counted:
+        MAPPED.remove(capacity, used)
 
 
 class MappedMemory(Memory):
@@ -101,9 +102,8 @@ class MappedMemory(Memory):
         used = round_to_pages(length) if size else 0
         if mm is not None:
             MAPPED.add(size, used)
-            self._finalizer = weakref.finalize(mm, _unaccount, size, used)
-        else:
-            self._finalizer = weakref.finalize(self, int)  # nothing to give back
+        target: object = mm if mm is not None else self
+        self._finalizer = weakref.finalize(target, _unaccount, size, used, mm is not None)
         self._finalizer.atexit = False
 
     def address(self) -> int:
