@@ -9,21 +9,31 @@ deliberate difference.
 
 from ._buffer import Buffer as Buffer
 from ._byte_buffer import ByteBuffer as ByteBuffer
+from ._channel import Channel as Channel
 from ._direct import BufferPoolInfo as BufferPoolInfo
 from ._direct import buffer_pools as buffer_pools
 from ._direct import max_direct_memory as max_direct_memory
 from ._direct import parse_size as parse_size
 from ._direct import set_max_direct_memory as set_max_direct_memory
 from ._errors import AlignmentError as AlignmentError
+from ._errors import AlreadyBoundError as AlreadyBoundError
+from ._errors import AlreadyConnectedError as AlreadyConnectedError
 from ._errors import BufferOverflowError as BufferOverflowError
 from ._errors import BufferUnderflowError as BufferUnderflowError
+from ._errors import CancelledKeyError as CancelledKeyError
 from ._errors import ClosedChannelError as ClosedChannelError
+from ._errors import ClosedSelectorError as ClosedSelectorError
+from ._errors import ConnectionPendingError as ConnectionPendingError
 from ._errors import IllegalArgumentError as IllegalArgumentError
+from ._errors import IllegalBlockingModeError as IllegalBlockingModeError
 from ._errors import IllegalStateError as IllegalStateError
 from ._errors import IndexOutOfBoundsError as IndexOutOfBoundsError
 from ._errors import InvalidMarkError as InvalidMarkError
+from ._errors import NoConnectionPendingError as NoConnectionPendingError
 from ._errors import NonReadableChannelError as NonReadableChannelError
 from ._errors import NonWritableChannelError as NonWritableChannelError
+from ._errors import NotYetBoundError as NotYetBoundError
+from ._errors import NotYetConnectedError as NotYetConnectedError
 from ._errors import OutOfDirectMemoryError as OutOfDirectMemoryError
 from ._errors import OverlappingFileLockError as OverlappingFileLockError
 from ._errors import ReadOnlyBufferError as ReadOnlyBufferError
@@ -41,6 +51,22 @@ from ._metrics import PathStats as PathStats
 from ._metrics import measure as measure
 from ._metrics import metrics as metrics
 from ._order import ByteOrder as ByteOrder
+from ._pipe import Pipe as Pipe
+from ._pipe import SinkChannel as SinkChannel
+from ._pipe import SourceChannel as SourceChannel
+from ._pipe import pipe_max_size as pipe_max_size
+from ._pipe import splice as splice
+from ._pipe import tee as tee
+from ._pipe import vmsplice as vmsplice
+from ._selectable import OP_ACCEPT as OP_ACCEPT
+from ._selectable import OP_CONNECT as OP_CONNECT
+from ._selectable import OP_READ as OP_READ
+from ._selectable import OP_WRITE as OP_WRITE
+from ._selectable import SelectableChannel as SelectableChannel
+from ._selector import SelectionKey as SelectionKey
+from ._selector import Selector as Selector
+from ._socket_channel import ServerSocketChannel as ServerSocketChannel
+from ._socket_channel import SocketChannel as SocketChannel
 from ._transfer import PATHS as TRANSFER_PATHS
 from ._transfer import transfer as transfer
 from ._typed import CharBuffer as CharBuffer
@@ -55,19 +81,26 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AlignmentError",
+    "AlreadyBoundError",
+    "AlreadyConnectedError",
     "Buffer",
     "BufferOverflowError",
     "BufferPoolInfo",
     "BufferUnderflowError",
     "ByteBuffer",
     "ByteOrder",
+    "CancelledKeyError",
+    "Channel",
     "CharBuffer",
     "ClosedChannelError",
+    "ClosedSelectorError",
+    "ConnectionPendingError",
     "DoubleBuffer",
     "FileChannel",
     "FileLock",
     "FloatBuffer",
     "IllegalArgumentError",
+    "IllegalBlockingModeError",
     "IllegalStateError",
     "IndexOutOfBoundsError",
     "IntBuffer",
@@ -76,15 +109,30 @@ __all__ = [
     "MapMode",
     "MappedByteBuffer",
     "Measurement",
+    "NoConnectionPendingError",
     "NonReadableChannelError",
     "NonWritableChannelError",
+    "NotYetBoundError",
+    "NotYetConnectedError",
+    "OP_ACCEPT",
+    "OP_CONNECT",
+    "OP_READ",
+    "OP_WRITE",
     "OpenOption",
     "OutOfDirectMemoryError",
     "OverlappingFileLockError",
     "PathStats",
+    "Pipe",
     "ReadOnlyBufferError",
     "ReleasedBufferError",
+    "SelectableChannel",
+    "SelectionKey",
+    "Selector",
+    "ServerSocketChannel",
     "ShortBuffer",
+    "SinkChannel",
+    "SocketChannel",
+    "SourceChannel",
     "TRANSFER_PATHS",
     "TransferError",
     "TypedBuffer",
@@ -95,6 +143,10 @@ __all__ = [
     "measure",
     "metrics",
     "parse_size",
+    "pipe_max_size",
     "set_max_direct_memory",
+    "splice",
+    "tee",
     "transfer",
+    "vmsplice",
 ]

@@ -58,6 +58,11 @@ __all__ = [
     "CancelledKeyError",
     "AlignmentError",
     "TransferError",
+    "AlreadyConnectedError",
+    "ConnectionPendingError",
+    "NoConnectionPendingError",
+    "AlreadyBoundError",
+    "NotYetBoundError",
 ]
 
 
@@ -127,6 +132,26 @@ class IllegalBlockingModeError(IllegalStateError):
 
 class NotYetConnectedError(IllegalStateError):
     """I/O on a socket channel that is not connected yet."""
+
+
+class AlreadyConnectedError(IllegalStateError):
+    """connect() on a socket channel that is already connected."""
+
+
+class ConnectionPendingError(IllegalStateError):
+    """connect() while a non-blocking connection is still pending."""
+
+
+class NoConnectionPendingError(IllegalStateError):
+    """finish_connect() without a connect() in progress."""
+
+
+class AlreadyBoundError(IllegalStateError):
+    """bind() on a channel that is already bound."""
+
+
+class NotYetBoundError(IllegalStateError):
+    """accept() on a server channel that is not bound."""
 
 
 class ClosedSelectorError(IllegalStateError):

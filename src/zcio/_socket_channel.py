@@ -1,0 +1,595 @@
+"""Stream sockets as channels: java.nio's SocketChannel and ServerSocketChannel.
+
+A :class:`SocketChannel` wraps one stdlib ``socket.socket`` of type SOCK_STREAM (TCP, or
+a Unix domain stream socket).  It is *unconnected*, *connection pending* (a non-blocking
+``connect`` returned False) or *connected*; reads and writes need *connected*
+(NotYetConnectedError), and every call needs an open channel (ClosedChannelError).
+
+Data moves between the socket and each buffer's ``[position, limit)``:
+
+* ``read(dst)`` copies ``n`` bytes into ``dst`` at its position and advances the
+  position by ``n``; the limit never moves.  ``-1`` means end of stream (the peer shut
+  its side down, or ``shutdown_input()`` was called here).
+* ``write(src)`` sends ``n`` bytes from ``src`` at its position and advances it by ``n``.
+* The scatter/gather forms advance positions buffer by buffer: buffer ``i+1`` moves only
+  once buffer ``i`` is full (read) or drained (write).
+
+The stdlib socket owns the descriptor.  The channel keeps the socket's own timeout at
+``None`` and sets ``O_NONBLOCK`` on the descriptor itself (``configure_blocking``), so
+an adopted socket with a timeout becomes a plain blocking channel.  Do not call
+``setblocking``/``settimeout`` on ``socket()`` behind the channel's back.
+
+Closing a channel while another thread is blocked in ``read``/``write``/``accept`` on
+it first shuts the socket down, which wakes that thread; it raises ClosedChannelError
+(Java's AsynchronousCloseException) unless it had already moved bytes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import select
+import socket as _socket
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any, Self, TypeVar, overload
+
+from . import _syscalls
+from ._byte_buffer import ByteBuffer
+from ._channel import advance, check_buffers, remaining_views
+from ._errors import (
+    AlreadyBoundError,
+    AlreadyConnectedError,
+    ClosedChannelError,
+    ConnectionPendingError,
+    IllegalArgumentError,
+    NoConnectionPendingError,
+    NotYetBoundError,
+    NotYetConnectedError,
+    TransferError,
+)
+from ._metrics import metrics
+from ._selectable import OP_ACCEPT, OP_CONNECT, OP_READ, OP_WRITE, SelectableChannel
+
+__all__ = ["SocketChannel", "ServerSocketChannel"]
+
+T = TypeVar("T")
+
+#: A socket address as the stdlib takes it: ``(host, port)``, ``(host, port, flow,
+#: scope)``, or a Unix path (``str``/``bytes``).
+Address = Any
+
+_UNCONNECTED, _PENDING, _CONNECTED = 0, 1, 2
+
+
+def _syscall(calls: list[int], fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)`` retried on EINTR, counting every attempt in ``calls[0]``."""
+
+    def once() -> T:
+        calls[0] += 1
+        return fn(*args)
+
+    return _syscalls.retry(once)
+
+
+def _family_for(address: Address) -> int:
+    if isinstance(address, str | bytes):
+        return _socket.AF_UNIX
+    if isinstance(address, tuple) and (len(address) == 4 or ":" in str(address[0])):
+        return _socket.AF_INET6
+    return _socket.AF_INET
+
+
+def _wildcard(family: int) -> Address:
+    """What Java binds when given no address: the wildcard with an ephemeral port."""
+    if family == _socket.AF_INET6:
+        return ("::", 0)
+    if family == _socket.AF_UNIX:
+        return ""  # Linux autobind: an abstract address the kernel picks
+    return ("", 0)
+
+
+def _bound_address(sock: _socket.socket) -> Address | None:
+    """``getsockname()``, or None while the socket is not bound (port 0, empty path)."""
+    addr = sock.getsockname()
+    if isinstance(addr, tuple):
+        return addr if addr[1] != 0 else None
+    return addr if addr else None
+
+
+def _adopt(sock: _socket.socket, server: bool) -> bool:
+    """Check and normalise ``sock`` for a channel: timeout None, blocking mode on the fd.
+
+    IllegalArgumentError, ``sock`` untouched, unless it is a stream socket, and one that
+    does not listen when it is for a SocketChannel (``server`` False).  Returns the
+    blocking mode: False for a socket in non-blocking mode (timeout 0), True otherwise
+    (a timeout > 0 becomes plain blocking).
+    """
+    if sock.type != _socket.SOCK_STREAM:
+        raise IllegalArgumentError(f"not a stream socket: {sock!r}")
+    if not server and sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_ACCEPTCONN):
+        raise IllegalArgumentError("a listening socket: use ServerSocketChannel")
+    blocking = sock.gettimeout() != 0.0
+    sock.settimeout(None)  # clears O_NONBLOCK
+    if not blocking:
+        os.set_blocking(sock.fileno(), False)
+    return blocking
+
+
+class _SocketHolder(SelectableChannel):
+    """What both socket channels share: the stdlib socket and its options."""
+
+    _sock: _socket.socket
+
+    def _init_socket(self, sock: _socket.socket, blocking: bool) -> None:
+        self._sock = sock
+        self._init_fd(sock.fileno(), owns_fd=False)
+        self._init_selectable()
+        self._blocking = blocking
+        # A thread is blocked in the kernel reading (or accepting) / writing: close()
+        # must wake it.  Each is set only under the matching lock, so a bool suffices.
+        self._in_read = False
+        self._in_write = False
+
+    def socket(self) -> _socket.socket:
+        """The stdlib socket behind the channel (closed with the channel)."""
+        return self._sock
+
+    def local_address(self) -> Address | None:
+        """The address the socket is bound to, or None if it is not bound."""
+        self.fileno()
+        return _bound_address(self._sock)
+
+    def set_option(self, level: int, name: int, value: int | bytes) -> Self:
+        """``setsockopt(2)``: e.g. ``set_option(IPPROTO_TCP, TCP_NODELAY, 1)``."""
+        self.fileno()
+        self._sock.setsockopt(level, name, value)
+        return self
+
+    def get_option(self, level: int, name: int) -> int:
+        """``getsockopt(2)`` of an integer option."""
+        self.fileno()
+        return self._sock.getsockopt(level, name)
+
+    def _closed_error(self, what: str) -> ClosedChannelError:
+        return ClosedChannelError(f"{type(self).__name__} closed during {what}")
+
+    def _on_close(self) -> None:
+        # Cancel the keys (epoll_ctl DEL) while the descriptor number is still ours.
+        super()._on_close()
+        sock = self._sock
+        if self._in_read or self._in_write:
+            # Another thread is blocked in the kernel on this socket: close(2) alone
+            # would not wake it.  shutdown(2) does (accept gets EINVAL, recv gets 0).
+            with contextlib.suppress(OSError):
+                sock.shutdown(_socket.SHUT_RDWR)
+        sock.close()
+
+
+class SocketChannel(_SocketHolder):
+    """A channel for a stream-oriented connecting socket (Java's SocketChannel).
+
+    >>> with ServerSocketChannel.open().bind(("127.0.0.1", 0)) as server:
+    ...     with SocketChannel.open(server.local_address()) as client:
+    ...         with server.accept() as peer:
+    ...             client.write(ByteBuffer.wrap(b"hi")), peer.read(ByteBuffer.allocate(8))
+    (2, 2)
+    """
+
+    _VALID_OPS = OP_READ | OP_WRITE | OP_CONNECT
+
+    def __init__(self, sock: _socket.socket) -> None:
+        """Adopt ``sock`` (prefer :meth:`open` / :meth:`from_socket`)."""
+        blocking = _adopt(sock, server=False)
+        self._init_socket(sock, blocking)
+        self._read_lock = threading.Lock()
+        self._write_lock = threading.Lock()
+        self._input_shut = False
+        self._output_shut = False
+        self._remote: Address | None = None
+        try:
+            self._remote = sock.getpeername()
+            self._state = _CONNECTED
+        except OSError:
+            self._state = _UNCONNECTED
+
+    @classmethod
+    def open(cls, remote: Address | None = None, family: int | None = None) -> SocketChannel:
+        """A new blocking stream socket channel, connected to ``remote`` if given.
+
+        ``family`` defaults to the one ``remote`` implies (AF_INET without a remote).
+        A failed connect closes the channel and raises the OSError.
+        """
+        if family is None:
+            family = _socket.AF_INET if remote is None else _family_for(remote)
+        ch = cls(_socket.socket(family, _socket.SOCK_STREAM))
+        if remote is not None:
+            try:
+                ch.connect(remote)
+            except BaseException:
+                ch.close()
+                raise
+        return ch
+
+    @classmethod
+    def from_socket(cls, sock: _socket.socket) -> SocketChannel:
+        """A channel owning ``sock``, a connected or unconnected SOCK_STREAM socket.
+
+        The channel is non-blocking if ``sock`` was (timeout 0), blocking otherwise.
+        IllegalArgumentError for a non-stream or listening socket (left open).
+        """
+        return cls(sock)
+
+    # -- connection state ---------------------------------------------------------------
+
+    def is_connected(self) -> bool:
+        """Whether the socket is connected."""
+        return self._state == _CONNECTED
+
+    def is_connection_pending(self) -> bool:
+        """Whether a non-blocking connect was started and not yet finished."""
+        return self._state == _PENDING
+
+    def remote_address(self) -> Address | None:
+        """The peer's address, or None if not connected."""
+        self.fileno()
+        return self._remote if self._state == _CONNECTED else None
+
+    def bind(self, local: Address | None = None) -> Self:
+        """Bind the socket to ``local`` (None: the wildcard address, a kernel-chosen port).
+
+        IllegalStateError if already bound or a connection is pending.
+        Syscalls: ``bind(2)``.
+        """
+        self.fileno()
+        if self._state == _PENDING:
+            raise ConnectionPendingError("connection pending")
+        if _bound_address(self._sock) is not None:
+            raise AlreadyBoundError(f"already bound to {_bound_address(self._sock)!r}")
+        self._sock.bind(_wildcard(self._sock.family) if local is None else local)
+        return self
+
+    def connect(self, remote: Address) -> bool:
+        """Connect to ``remote``; True once connected, False while still in progress.
+
+        A blocking channel waits until the connection is made or fails.  A non-blocking
+        channel returns False when the kernel answers EINPROGRESS: the connection is then
+        pending, and :meth:`finish_connect` (typically after OP_CONNECT) completes it.
+        IllegalStateError if already connected or pending.  If the connection fails the
+        channel is closed and the kernel's OSError (ConnectionRefusedError...) raised, as
+        Java does; an address that does not resolve (``socket.gaierror``) leaves it open.
+
+        Syscalls: ``connect(2)``.
+        """
+        self.fileno()
+        with self._read_lock, self._write_lock:
+            if self._state == _CONNECTED:
+                raise AlreadyConnectedError(f"already connected to {self._remote!r}")
+            if self._state == _PENDING:
+                raise ConnectionPendingError("connection pending: call finish_connect()")
+            self._in_read = self._blocking
+            try:
+                self._sock.connect(remote)
+            except BlockingIOError:
+                self._state = _PENDING
+                return False
+            except _socket.gaierror:
+                raise
+            except OSError as e:
+                if self._fd < 0:
+                    raise self._closed_error("connect") from e
+                self.close()
+                raise
+            finally:
+                self._in_read = False
+                metrics.record("socket_connect", syscalls=1)
+            self._connected()
+            return True
+
+    def finish_connect(self) -> bool:
+        """Finish a pending connect: True if connected, False if still in progress.
+
+        True at once if already connected; IllegalStateError if no connection is
+        pending.  A blocking channel waits for the outcome.  If the connection failed,
+        the channel is closed and the kernel's OSError raised.
+
+        Syscalls: ``poll(2)`` for POLLOUT (no wait when non-blocking), then
+        ``getsockopt(SO_ERROR)``.
+        """
+        self.fileno()
+        with self._read_lock, self._write_lock:
+            if self._state == _CONNECTED:
+                return True
+            if self._state != _PENDING:
+                raise NoConnectionPendingError("no connection pending")
+            poller = select.poll()
+            poller.register(self.fileno(), select.POLLOUT)
+            self._in_read = self._blocking
+            try:
+                ready = poller.poll(None if self._blocking else 0)
+            finally:
+                self._in_read = False
+            if self._fd < 0:
+                raise self._closed_error("finish_connect")
+            if not ready:
+                metrics.record("socket_connect", syscalls=1)
+                return False
+            err = self._sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_ERROR)
+            metrics.record("socket_connect", syscalls=2)
+            if err:
+                self.close()
+                raise OSError(err, os.strerror(err))
+            self._connected()
+            return True
+
+    def _connected(self) -> None:
+        self._remote = self._sock.getpeername()
+        self._state = _CONNECTED
+
+    def _translate_ready_ops(self, readable: bool, writable: bool, interest: int) -> int:
+        """Selector hook: writability means OP_CONNECT while pending, OP_WRITE once connected."""
+        ops = interest & OP_READ if readable else 0
+        if writable:
+            ops |= interest & (OP_CONNECT if self._state == _PENDING else OP_WRITE)
+        return ops
+
+    def shutdown_input(self) -> Self:
+        """Shut down reading; later reads return -1 without a system call (Java).
+
+        A thread blocked in ``read`` wakes and gets -1.  NotYetConnectedError if not
+        connected.  Syscalls: ``shutdown(SHUT_RD)`` (ENOTCONN ignored, as Java does).
+        """
+        self._check_connected()
+        if not self._input_shut:
+            self._shutdown(_socket.SHUT_RD)
+            self._input_shut = True
+        return self
+
+    def shutdown_output(self) -> Self:
+        """Shut down writing (the peer reads end of stream); later writes raise
+        ClosedChannelError.  Syscalls: ``shutdown(SHUT_WR)`` (ENOTCONN ignored)."""
+        self._check_connected()
+        if not self._output_shut:
+            self._shutdown(_socket.SHUT_WR)
+            self._output_shut = True
+        return self
+
+    def _shutdown(self, how: int) -> None:
+        try:
+            self._sock.shutdown(how)
+        except OSError as e:
+            if e.errno != errno.ENOTCONN:
+                raise
+
+    def _check_connected(self) -> _socket.socket:
+        self.fileno()
+        if self._state != _CONNECTED:
+            raise NotYetConnectedError(f"{type(self).__name__} is not connected")
+        return self._sock
+
+    # -- reading ------------------------------------------------------------------------
+
+    @overload
+    def read(self, dst: ByteBuffer, /) -> int: ...
+    @overload
+    def read(
+        self, dsts: Sequence[ByteBuffer], /, offset: int = 0, length: int | None = None
+    ) -> int: ...
+    def read(
+        self,
+        dst: ByteBuffer | Sequence[ByteBuffer],
+        /,
+        offset: int = 0,
+        length: int | None = None,
+    ) -> int:
+        """Read into ``dst``, or scatter into ``dsts[offset:offset+length]`` in order.
+
+        Returns the number of bytes read, possibly 0; -1 at end of stream.  Returns 0
+        without a system call when the buffers have nothing remaining, and -1 without
+        one after ``shutdown_input()``.  Buffer positions advance by the bytes read,
+        buffer by buffer; limits never move.  IllegalArgumentError for a read-only
+        buffer (nothing read); NotYetConnectedError / ClosedChannelError as usual.
+
+        Syscalls: ``recv(2)`` for one buffer, ``recvmsg(2)`` for several (at most
+        IOV_MAX non-empty buffers per call, so one call fills at most that many).  It
+        may read fewer bytes than there is room for; a blocking channel waits for at
+        least one byte, a non-blocking one returns 0 when nothing is available (EAGAIN).
+        On an error (ConnectionResetError...) nothing was read: the builtin OSError
+        propagates and no position changes.
+        """
+        if isinstance(dst, ByteBuffer):
+            if offset or length is not None:
+                raise TypeError("offset/length apply to a sequence of buffers")
+            return self._read([dst], False)
+        return self._read(check_buffers(dst, offset, length), True)
+
+    def _read(self, bufs: list[ByteBuffer], scatter: bool) -> int:
+        with self._read_lock:
+            sock = self._check_connected()
+            if self._input_shut:
+                metrics.record("socket_read", syscalls=0)
+                return -1
+            views = remaining_views(bufs, writable=True)
+            chosen = [(b, v) for b, v in zip(bufs, views, strict=True) if len(v)]
+            if not chosen:
+                metrics.record("socket_read", syscalls=0)
+                return 0
+            chosen = chosen[: _syscalls.IOV_MAX]
+            calls, n = [0], 0
+            self._in_read = self._blocking
+            try:
+                if scatter:
+                    n = _syscall(calls, _syscalls.SYS.recvmsg_into, sock, [v for _, v in chosen])
+                else:
+                    n = _syscall(calls, _syscalls.SYS.recv_into, sock, chosen[0][1])
+            except BlockingIOError:
+                return 0
+            except OSError as e:
+                if self._fd < 0:
+                    raise self._closed_error("read") from e
+                raise
+            finally:
+                self._in_read = False
+                metrics.record("socket_read", syscalls=calls[0], user_bytes=n)
+            if n == 0:
+                if self._fd < 0:
+                    raise self._closed_error("read")
+                return -1
+            advance([b for b, _ in chosen], n)
+            return n
+
+    # -- writing ------------------------------------------------------------------------
+
+    @overload
+    def write(self, src: ByteBuffer, /) -> int: ...
+    @overload
+    def write(
+        self, srcs: Sequence[ByteBuffer], /, offset: int = 0, length: int | None = None
+    ) -> int: ...
+    def write(
+        self,
+        src: ByteBuffer | Sequence[ByteBuffer],
+        /,
+        offset: int = 0,
+        length: int | None = None,
+    ) -> int:
+        """Write from ``src``, or gather from ``srcs[offset:offset+length]`` in order.
+
+        Returns the number of bytes written, possibly 0 (0 without a system call when
+        nothing remains).  Positions advance by what the kernel took, buffer by buffer;
+        limits never move.  ClosedChannelError after ``shutdown_output()`` or close;
+        NotYetConnectedError before connect.
+
+        Syscalls: ``send(2)`` for one buffer; ``sendmsg(2)`` for several, in chunks of
+        at most IOV_MAX non-empty buffers.  A call may take fewer bytes than given; a
+        non-blocking channel returns 0 when the socket buffer is full (EAGAIN) and
+        makes one call.  A blocking channel goes on to the next chunk only while the
+        previous chunk was taken whole, and returns the total.  On an error with
+        nothing written the builtin OSError (BrokenPipeError...) propagates and no
+        position changes; after an earlier chunk was taken, TransferError says how many
+        bytes were (``transferred``), and positions are advanced by exactly that.
+        """
+        if isinstance(src, ByteBuffer):
+            if offset or length is not None:
+                raise TypeError("offset/length apply to a sequence of buffers")
+            return self._write([src], False)
+        return self._write(check_buffers(src, offset, length), True)
+
+    def _write(self, bufs: list[ByteBuffer], gather: bool) -> int:
+        with self._write_lock:
+            sock = self._check_connected()
+            if self._output_shut:
+                raise ClosedChannelError("output is shut down")
+            views = remaining_views(bufs, writable=False)
+            chosen = [(b, v) for b, v in zip(bufs, views, strict=True) if len(v)]
+            calls, total = [0], 0
+            iov_max = _syscalls.IOV_MAX
+            self._in_write = self._blocking
+            try:
+                for start in range(0, len(chosen), iov_max):
+                    chunk = chosen[start : start + iov_max]
+                    chunk_views = [v for _, v in chunk]
+                    try:
+                        if gather:
+                            n = _syscall(calls, _syscalls.SYS.sendmsg, sock, chunk_views)
+                        else:
+                            n = _syscall(calls, _syscalls.SYS.send, sock, chunk_views[0])
+                    except BlockingIOError:
+                        break
+                    except OSError as e:
+                        if total:
+                            raise TransferError(e, total) from e
+                        if self._fd < 0:
+                            raise self._closed_error("write") from e
+                        raise
+                    advance([b for b, _ in chunk], n)
+                    total += n
+                    if not self._blocking or n < sum(map(len, chunk_views)):
+                        break
+            finally:
+                self._in_write = False
+                metrics.record("socket_write", syscalls=calls[0], user_bytes=total)
+            return total
+
+
+class ServerSocketChannel(_SocketHolder):
+    """A channel for a listening stream socket (Java's ServerSocketChannel).
+
+    ``open()`` sets SO_REUSEADDR, as Java does on Linux, so a restarted server can
+    bind its port while old connections linger in TIME_WAIT.
+    """
+
+    _VALID_OPS = OP_ACCEPT
+
+    def __init__(self, sock: _socket.socket) -> None:
+        """Adopt ``sock`` (prefer :meth:`open` / :meth:`from_socket`)."""
+        blocking = _adopt(sock, server=True)
+        self._init_socket(sock, blocking)
+        self._accept_lock = threading.Lock()
+        self._listening = bool(sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_ACCEPTCONN))
+
+    @classmethod
+    def open(cls, family: int = _socket.AF_INET) -> ServerSocketChannel:
+        """A new, unbound, blocking server channel with SO_REUSEADDR set."""
+        sock = _socket.socket(family, _socket.SOCK_STREAM)
+        try:
+            if family != _socket.AF_UNIX:
+                sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEADDR, 1)
+            return cls(sock)
+        except BaseException:
+            sock.close()
+            raise
+
+    @classmethod
+    def from_socket(cls, sock: _socket.socket) -> ServerSocketChannel:
+        """A channel owning ``sock``, a SOCK_STREAM socket (listening or not yet bound)."""
+        return cls(sock)
+
+    def bind(self, local: Address | None = None, backlog: int = 0) -> Self:
+        """Bind to ``local`` (None: wildcard address, kernel-chosen port) and listen.
+
+        ``backlog`` < 1 means the stdlib default (SOMAXCONN, at most 128).
+        IllegalStateError if already bound.  Syscalls: ``bind(2)``, ``listen(2)``.
+        """
+        self.fileno()
+        if self._listening or _bound_address(self._sock) is not None:
+            raise AlreadyBoundError(f"already bound to {_bound_address(self._sock)!r}")
+        self._sock.bind(_wildcard(self._sock.family) if local is None else local)
+        if backlog < 1:
+            self._sock.listen()
+        else:
+            self._sock.listen(backlog)
+        self._listening = True
+        return self
+
+    def accept(self) -> SocketChannel | None:
+        """Accept a connection: a new connected, blocking SocketChannel.
+
+        A blocking channel waits for a connection; a non-blocking one returns None when
+        none is pending.  IllegalStateError if not bound.
+
+        Syscalls: ``accept4(SOCK_CLOEXEC)``; EAGAIN gives None.  Errors (ECONNABORTED,
+        EMFILE...) propagate as the builtin OSError.
+        """
+        self.fileno()
+        with self._accept_lock:
+            if not self._listening:
+                raise NotYetBoundError("not bound")
+            self._in_read = self._blocking
+            try:
+                sock, _ = self._sock.accept()
+            except BlockingIOError:
+                return None
+            except OSError as e:
+                if self._fd < 0:
+                    raise self._closed_error("accept") from e
+                raise
+            finally:
+                self._in_read = False
+                metrics.record("socket_accept", syscalls=1)
+            try:
+                return SocketChannel(sock)
+            except BaseException:
+                sock.close()
+                raise

@@ -1,0 +1,488 @@
+"""Selector and SelectionKey: Java's selection rules over epoll, on loopback sockets."""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+
+import pytest
+
+from zcio import ByteBuffer, IllegalArgumentError
+from zcio._errors import (
+    CancelledKeyError,
+    ClosedChannelError,
+    ClosedSelectorError,
+    IllegalBlockingModeError,
+)
+from zcio._selectable import OP_ACCEPT, OP_CONNECT, OP_READ, OP_WRITE
+from zcio._selector import SelectionKey, Selector
+from zcio._socket_channel import ServerSocketChannel, SocketChannel
+
+LOOPBACK = ("127.0.0.1", 0)
+TIMEOUT = 10.0
+
+
+@pytest.fixture
+def selector() -> Iterator[Selector]:
+    with Selector.open() as sel:
+        yield sel
+
+
+@pytest.fixture
+def server() -> Iterator[ServerSocketChannel]:
+    with ServerSocketChannel.open().bind(LOOPBACK) as s:
+        s.configure_blocking(False)
+        yield s
+
+
+@contextmanager
+def pair() -> Iterator[tuple[SocketChannel, socket.socket]]:
+    """A connected, non-blocking SocketChannel and the plain socket at the other end."""
+    with socket.create_server(LOOPBACK) as listener:
+        listener.settimeout(TIMEOUT)
+        with SocketChannel.open(listener.getsockname()) as ch:
+            peer, _ = listener.accept()
+            with peer:
+                peer.settimeout(TIMEOUT)
+                ch.configure_blocking(False)
+                yield ch, peer
+
+
+def address_of(server: ServerSocketChannel) -> tuple[str, int]:
+    addr = server.local_address()
+    assert addr is not None
+    return addr  # type: ignore[no-any-return]
+
+
+def select_until(sel: Selector, key: SelectionKey, ops: int) -> None:
+    """Select until ``key`` is selected with all of ``ops`` ready."""
+    deadline = time.monotonic() + TIMEOUT
+    while not (key in sel.selected_keys() and key.ready_ops() & ops == ops):
+        assert time.monotonic() < deadline, f"{key} never became ready for {ops:#x}"
+        sel.select(0.1)
+
+
+# -- lifetime ----------------------------------------------------------------------------
+
+
+def test_open_close_and_closed_selector_errors(server: ServerSocketChannel) -> None:
+    sel = Selector.open()
+    assert sel.is_open()
+    assert sel.keys() == frozenset() and sel.selected_keys() == set()
+    assert sel.select_now() == 0
+    key = server.register(sel, OP_ACCEPT)
+    sel.close()
+    sel.close()  # idempotent
+    assert not sel.is_open()
+    assert not key.is_valid() and not server.is_registered()
+    assert server.key_for(sel) is None
+    server.configure_blocking(True)  # no longer registered anywhere
+    for call in (
+        sel.select_now,
+        sel.select,
+        sel.keys,
+        sel.selected_keys,
+        lambda: server.configure_blocking(False).register(sel, OP_ACCEPT),
+    ):
+        with pytest.raises(ClosedSelectorError):
+            call()
+    sel.wakeup()  # a no-op once closed
+    with pytest.raises(CancelledKeyError):
+        key.interest_ops(OP_ACCEPT)
+
+
+def test_select_with_nothing_ready_times_out(selector: Selector) -> None:
+    assert selector.select_now() == 0
+    start = time.monotonic()
+    assert selector.select(0.05) == 0
+    assert time.monotonic() - start >= 0.04
+    with pytest.raises(IllegalArgumentError):
+        selector.select(-1)
+
+
+# -- registration ------------------------------------------------------------------------
+
+
+def test_register_needs_non_blocking_and_valid_ops(selector: Selector) -> None:
+    with ServerSocketChannel.open().bind(LOOPBACK) as server:
+        with pytest.raises(IllegalBlockingModeError):
+            server.register(selector, OP_ACCEPT)
+        server.configure_blocking(False)
+        with pytest.raises(IllegalArgumentError):
+            server.register(selector, OP_READ)
+        key = server.register(selector, OP_ACCEPT, "first")
+        with pytest.raises(IllegalBlockingModeError):
+            server.configure_blocking(True)
+        with pytest.raises(IllegalArgumentError):
+            key.interest_ops(OP_WRITE)
+        assert key.interest_ops() == OP_ACCEPT
+        again = server.register(selector, 0, "second")  # same key, updated
+        assert again is key and key.interest_ops() == 0 and key.attachment() == "second"
+        assert selector.keys() == {key} and server.is_registered()
+        assert key.channel() is server and key.selector() is selector
+        key.cancel()
+        server.configure_blocking(True)  # allowed once the key is cancelled
+        server.close()
+    with SocketChannel.open() as ch:
+        ch.configure_blocking(False)
+        with pytest.raises(IllegalArgumentError):
+            ch.register(selector, OP_ACCEPT)
+        ch.close()
+        with pytest.raises(ClosedChannelError):
+            ch.register(selector, OP_READ)
+
+
+def test_attachments() -> None:
+    with Selector.open() as sel, pair() as (ch, _peer):
+        key = ch.register(sel, OP_READ, attachment=[1])
+        assert key.attachment() == [1]
+        assert key.attach("x") == [1]
+        assert key.attach(None) == "x" and key.attachment() is None
+
+
+def test_interest_ops_or_and(selector: Selector) -> None:
+    with pair() as (ch, _peer):
+        key = ch.register(selector, OP_READ)
+        assert key.interest_ops_or(OP_WRITE) == OP_READ
+        assert key.interest_ops() == OP_READ | OP_WRITE
+        assert key.interest_ops_and(OP_WRITE) == OP_READ | OP_WRITE
+        assert key.interest_ops() == OP_WRITE
+
+
+def test_one_channel_with_two_selectors(server: ServerSocketChannel) -> None:
+    with Selector.open() as a, Selector.open() as b:
+        ka, kb = server.register(a, OP_ACCEPT), server.register(b, OP_ACCEPT)
+        assert ka is not kb
+        with socket.create_connection(address_of(server), timeout=TIMEOUT):
+            select_until(a, ka, OP_ACCEPT)
+            select_until(b, kb, OP_ACCEPT)
+            accepted = server.accept()
+            assert accepted is not None
+            accepted.close()
+        ka.cancel()
+        assert server.key_for(a) is None and server.key_for(b) is kb
+
+
+# -- readiness ---------------------------------------------------------------------------
+
+
+def test_accept_readiness_and_the_selected_key_set(
+    selector: Selector, server: ServerSocketChannel
+) -> None:
+    key = server.register(selector, OP_ACCEPT)
+    assert selector.select_now() == 0
+    with socket.create_connection(address_of(server), timeout=TIMEOUT):
+        assert selector.select(TIMEOUT) == 1
+        assert selector.selected_keys() == {key}
+        assert key.is_acceptable() and key.ready_ops() == OP_ACCEPT
+        assert not (key.is_readable() or key.is_writable() or key.is_connectable())
+        # Still ready, already selected, nothing new: not counted, still in the set.
+        assert selector.select_now() == 0
+        assert selector.selected_keys() == {key}
+        selector.selected_keys().discard(key)
+        assert selector.select_now() == 1  # ready again, so selected again
+        accepted = server.accept()
+        assert accepted is not None
+        accepted.close()
+        selector.selected_keys().clear()
+        assert selector.select_now() == 0
+
+
+def test_ready_ops_only_hold_interested_ops(selector: Selector) -> None:
+    with pair() as (ch, peer):
+        key = ch.register(selector, OP_READ)
+        assert selector.select_now() == 0  # writable, but only reads interest us
+        peer.sendall(b"x")
+        select_until(selector, key, OP_READ)
+        assert key.ready_ops() == OP_READ
+        selector.selected_keys().clear()
+        key.interest_ops(OP_READ | OP_WRITE)
+        assert selector.select_now() == 1
+        assert key.ready_ops() == OP_READ | OP_WRITE
+
+
+def test_ready_set_accumulates_while_the_key_stays_selected(selector: Selector) -> None:
+    with pair() as (ch, peer):
+        key = ch.register(selector, OP_WRITE)
+        assert selector.select_now() == 1 and key.ready_ops() == OP_WRITE
+        key.interest_ops(OP_READ | OP_WRITE)
+        peer.sendall(b"x")
+        select_until(selector, key, OP_READ)
+        assert key.ready_ops() == OP_READ | OP_WRITE  # OP_WRITE kept, OP_READ added
+
+
+def test_empty_interest_set_watches_nothing(selector: Selector) -> None:
+    with pair() as (ch, peer):
+        key = ch.register(selector, 0)
+        peer.sendall(b"x")
+        time.sleep(0.02)
+        assert selector.select_now() == 0
+        key.interest_ops(OP_READ)
+        assert selector.select(TIMEOUT) == 1 and key.is_readable()
+        selector.selected_keys().clear()
+        key.interest_ops(0)
+        assert selector.select_now() == 0
+
+
+def test_connect_readiness(selector: Selector) -> None:
+    with socket.create_server(LOOPBACK) as listener, SocketChannel.open() as ch:
+        ch.configure_blocking(False)
+        connected = ch.connect(listener.getsockname())
+        key = ch.register(selector, OP_CONNECT | OP_WRITE)
+        if not connected:
+            select_until(selector, key, OP_CONNECT)
+            assert key.ready_ops() == OP_CONNECT  # no OP_WRITE before the connection is made
+            assert ch.finish_connect()
+            selector.selected_keys().clear()
+        key.interest_ops(OP_WRITE)
+        assert selector.select_now() == 1 and key.ready_ops() == OP_WRITE
+        listener.accept()[0].close()
+
+
+def test_eof_and_reset_make_interested_ops_ready(selector: Selector) -> None:
+    with pair() as (ch, peer):
+        key = ch.register(selector, OP_READ)
+        peer.close()
+        select_until(selector, key, OP_READ)
+        assert ch.read(ByteBuffer.allocate(4)) == -1
+
+
+# -- cancellation ------------------------------------------------------------------------
+
+
+def test_cancel_leaves_keys_at_once_and_selected_keys_at_next_select(
+    selector: Selector,
+) -> None:
+    with pair() as (ch, peer):
+        key = ch.register(selector, OP_READ)
+        peer.sendall(b"x")
+        select_until(selector, key, OP_READ)
+        key.cancel()
+        key.cancel()  # idempotent
+        assert not key.is_valid() and selector.keys() == frozenset()
+        assert key in selector.selected_keys()  # until the next select, as in Java
+        for call in (key.interest_ops, key.ready_ops, key.is_readable):
+            with pytest.raises(CancelledKeyError):
+                call()
+        assert key.channel() is ch and key.selector() is selector
+        assert selector.select_now() == 0
+        assert selector.selected_keys() == set()
+        assert ch.key_for(selector) is None
+        # A new registration gets a new key.
+        again = ch.register(selector, OP_READ)
+        assert again is not key and again.is_valid()
+        assert selector.select_now() == 1 and again.is_readable()
+
+
+def test_closing_a_channel_cancels_its_key_and_frees_the_fd_number(selector: Selector) -> None:
+    with pair() as (ch, peer):
+        key = ch.register(selector, OP_READ)
+        fd = ch.fileno()
+        ch.close()
+        assert not key.is_valid() and selector.keys() == frozenset()
+        # The kernel hands out the lowest free number: very likely the same fd again.
+        with socket.socket() as reused:
+            again = SocketChannel.from_socket(reused)
+            again.configure_blocking(False)
+            new_key = again.register(selector, OP_WRITE)  # no "already registered"
+            assert new_key.is_valid()
+            assert reused.fileno() != fd or selector.keys() == {new_key}
+            selector.select_now()
+            again.close()
+        peer.close()
+
+
+def test_closing_the_selector_makes_keys_invalid(server: ServerSocketChannel) -> None:
+    sel = Selector.open()
+    key = server.register(sel, OP_ACCEPT)
+    sel.close()
+    assert not key.is_valid()
+    with pytest.raises(CancelledKeyError):
+        key.ready_ops()
+    with Selector.open() as other:
+        assert server.register(other, OP_ACCEPT).is_valid()
+
+
+# -- wakeup ------------------------------------------------------------------------------
+
+
+def test_wakeup_from_another_thread_ends_a_blocking_select(selector: Selector) -> None:
+    with pair() as (ch, _peer):
+        ch.register(selector, OP_READ)
+        waker = threading.Timer(0.05, selector.wakeup)
+        start = time.monotonic()
+        waker.start()
+        try:
+            assert selector.select() == 0
+        finally:
+            waker.join()
+        assert 0.03 < time.monotonic() - start < TIMEOUT
+
+
+def test_wakeup_before_select_makes_the_next_select_return_at_once(
+    selector: Selector,
+) -> None:
+    selector.wakeup().wakeup().wakeup()  # several count as one
+    start = time.monotonic()
+    assert selector.select() == 0
+    assert time.monotonic() - start < 1.0
+    assert selector.select(0.02) == 0  # consumed: this one waits its timeout
+    selector.wakeup()
+    assert selector.select_now() == 0  # select_now clears a pending wakeup
+    start = time.monotonic()
+    assert selector.select(0.05) == 0
+    assert time.monotonic() - start >= 0.04
+
+
+def test_close_from_another_thread_ends_a_blocking_select() -> None:
+    sel = Selector.open()
+    results: list[object] = []
+
+    def run() -> None:
+        try:
+            results.append(sel.select())
+        except BaseException as e:
+            results.append(e)
+
+    t = threading.Thread(target=run)
+    t.start()
+    time.sleep(0.05)
+    sel.close()
+    t.join(TIMEOUT)
+    assert not t.is_alive() and results == [0]
+    assert not sel.is_open()
+
+
+# -- an echo server ----------------------------------------------------------------------
+
+
+class EchoServer:
+    """A single-threaded echo server driven by one Selector.
+
+    Each connection has one buffer: OP_READ while it has room, OP_WRITE while it holds
+    data, so a slow client pushes back on its own connection only.
+    """
+
+    def __init__(self) -> None:
+        self.selector = Selector.open()
+        self.server = ServerSocketChannel.open().bind(LOOPBACK)
+        self.server.configure_blocking(False)
+        self.server.register(self.selector, OP_ACCEPT)
+        self.stopping = False
+        self.accepted = 0
+        self.thread = threading.Thread(target=self.run)
+
+    def run(self) -> None:
+        while not self.stopping:
+            self.selector.select()
+            selected = self.selector.selected_keys()
+            for key in list(selected):
+                selected.discard(key)
+                if not key.is_valid():
+                    continue
+                if key.is_acceptable():
+                    self.accept()
+                elif key.is_readable() or key.is_writable():
+                    self.serve(key)
+
+    def accept(self) -> None:
+        ch = self.server.accept()
+        while ch is not None:
+            self.accepted += 1
+            ch.configure_blocking(False)
+            ch.register(self.selector, OP_READ, ByteBuffer.allocate(4096))
+            ch = self.server.accept()
+
+    def serve(self, key: SelectionKey) -> None:
+        ch = key.channel()
+        assert isinstance(ch, SocketChannel)
+        buf: ByteBuffer = key.attachment()
+        eof = False
+        if key.is_readable():
+            eof = ch.read(buf) == -1
+        buf.flip()
+        if buf.has_remaining():
+            ch.write(buf)
+        buf.compact()
+        if eof and buf.position() == 0:
+            ch.close()  # cancels the key
+            return
+        ops = (OP_READ if buf.has_remaining() and not eof else 0) | (
+            OP_WRITE if buf.position() else 0
+        )
+        key.interest_ops(ops)
+
+    def __enter__(self) -> EchoServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stopping = True
+        self.selector.wakeup()
+        self.thread.join(TIMEOUT)
+        for key in list(self.selector.keys()):
+            key.channel().close()
+        self.selector.close()
+        self.server.close()
+
+
+def test_echo_server_driven_by_a_selector() -> None:
+    clients, size = 4, 300_000
+    with EchoServer() as echo:
+        addr = address_of(echo.server)
+        results: dict[int, bytes] = {}
+
+        def client(i: int) -> None:
+            data = hashlib.sha256(str(i).encode()).digest() * (size // 32)
+            with socket.create_connection(addr, timeout=TIMEOUT) as sock:
+
+                def send() -> None:
+                    sock.sendall(data)
+                    sock.shutdown(socket.SHUT_WR)
+
+                sender = threading.Thread(target=send)
+                sender.start()
+                got = bytearray()
+                while chunk := sock.recv(65536):
+                    got += chunk
+                sender.join(TIMEOUT)
+            results[i] = hashlib.sha256(got).digest() if got == data else b"mismatch"
+
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(TIMEOUT)
+        assert not any(t.is_alive() for t in threads)
+        assert set(results) == set(range(clients))
+        assert all(r != b"mismatch" for r in results.values())
+        assert echo.accepted == clients
+        assert echo.thread.is_alive()
+    assert not echo.thread.is_alive()
+
+
+def test_many_connections_in_one_selector(selector: Selector) -> None:
+    with ExitStack() as stack:
+        server = stack.enter_context(ServerSocketChannel.open().bind(LOOPBACK, backlog=64))
+        clients = [
+            stack.enter_context(socket.create_connection(address_of(server), timeout=TIMEOUT))
+            for _ in range(50)
+        ]
+        keys = {}
+        for i in range(50):
+            ch = server.accept()
+            assert ch is not None
+            stack.enter_context(ch)
+            ch.configure_blocking(False)
+            keys[ch.register(selector, OP_READ, i)] = ch
+        for i in (3, 17, 42):
+            clients[i].sendall(b"!")
+        deadline = time.monotonic() + TIMEOUT
+        while len(selector.selected_keys()) < 3:
+            assert time.monotonic() < deadline
+            selector.select(0.1)
+        assert sorted(k.attachment() for k in selector.selected_keys()) == [3, 17, 42]
