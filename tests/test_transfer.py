@@ -543,3 +543,26 @@ def test_short_source_count_raises_with_the_count(sockets: tuple[socket.socket, 
             transfer(b, dst, count=100)
         assert info.value.transferred == 9
         assert dst.position() == 9
+
+
+def test_zcio_channels_as_endpoints(tmp_path: Path, src_path: Path, data: bytes) -> None:
+    """SocketChannel (non-blocking: transfer() waits with poll) and Pipe channels."""
+    with zcio.ServerSocketChannel.open().bind(("127.0.0.1", 0)) as server:
+        client = zcio.SocketChannel.open(server.local_address())
+        accepted = server.accept()
+        assert accepted is not None
+        with client, accepted, zcio.Pipe.open() as pipe:
+            client.configure_blocking(False)
+            drain = Drain(accepted.fileno())
+            with FileChannel.open(src_path) as src, zcio.measure() as m:
+                assert transfer(src, client) == SIZE
+            client.shutdown_output()
+            assert drain.join() == data
+            assert paths_of(m) == {"sendfile"}
+            feed = Feed(os.dup(pipe.sink().fileno()), data)
+            pipe.sink().close()
+            with FileChannel.open(tmp_path / "d", W, C) as dst, zcio.measure() as m:
+                assert transfer(pipe.source(), dst) == SIZE
+            feed.join()
+            assert paths_of(m) == {"splice"}
+    assert (tmp_path / "d").read_bytes() == data
