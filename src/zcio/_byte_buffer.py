@@ -23,7 +23,7 @@ import struct
 from typing import TYPE_CHECKING, Any, Self, overload
 
 from ._buffer import Buffer, check_from_index_size, check_int
-from ._codec import CODECS, Codec, char_code, float32_for, int_for
+from ._codec import CODECS, Codec, int_for, pack
 from ._errors import (
     BufferOverflowError,
     BufferUnderflowError,
@@ -77,12 +77,13 @@ class ByteBuffer(Buffer):
     (1, 3)
     """
 
-    __slots__ = ("_off", "_order", "_c", "_i32")
+    __slots__ = ("_off", "_order", "_c", "_i32", "_u32")
 
     _off: int  # byte offset of this buffer's index 0 within its memory block
     _order: ByteOrder
     _c: Codec
-    _i32: struct.Struct  # _c.i32, kept in a slot: get_int/put_int are the hot paths
+    _i32: struct.Struct  # _c.i32 and _c.u32 in slots: get_int/put_int are the hot paths
+    _u32: struct.Struct
 
     # -- factories ----------------------------------------------------------------------
 
@@ -110,6 +111,7 @@ class ByteBuffer(Buffer):
         buf._order = _BIG
         buf._c = _BE
         buf._i32 = _BE.i32
+        buf._u32 = _BE.u32
         return buf
 
     @classmethod
@@ -198,6 +200,7 @@ class ByteBuffer(Buffer):
         self._order = bo
         self._c = CODECS[bo]
         self._i32 = self._c.i32
+        self._u32 = self._c.u32
         return self
 
     # -- single bytes ---------------------------------------------------------------
@@ -444,31 +447,15 @@ class ByteBuffer(Buffer):
         self._pos = q
         return v
 
-    def _put_slow(self, st: struct.Struct, i: int, value: Any) -> None:
-        """Pack ``value`` at ``i`` after the fast path failed: coerce, or raise."""
-        self._check_writable()
-        kind = st.format[1]
-        if kind in "fd":
-            try:
-                st.pack_into(self._mv, i, float32_for(value))
-            except (ValueError, TypeError) as e:  # revoked view
-                raise self._mem.translate(e) from None
-            return
-        bits = st.size * 8
-        names = {16: "short", 32: "int", 64: "long"}
-        try:
-            st.pack_into(self._mv, i, int_for(value, bits, names[bits]))
-        except (ValueError, TypeError) as e:  # revoked view
-            raise self._mem.translate(e) from None
+    # Multi-byte puts encode first and write only a valid encoding: struct.pack_into
+    # zero-fills its target before validating the value (see zcio._codec.pack).
 
     def _put_at(self, st: struct.Struct, index: int, value: Any) -> Self:
-        if self._ro:
-            raise ReadOnlyBufferError("put on a read-only buffer")
+        self._check_writable()
         i = self._check_index(index, st.size)
+        raw = pack(st, value)
         try:
-            st.pack_into(self._mv, i, value)
-        except (struct.error, OverflowError):
-            self._put_slow(st, i, value)
+            self._mv[i : i + st.size] = raw
         except (ValueError, TypeError) as e:  # revoked view
             raise self._mem.translate(e) from None
         return self
@@ -478,14 +465,26 @@ class ByteBuffer(Buffer):
         q = p + st.size
         if q > self._lim:
             raise self._overflow(st.size)
+        self._check_writable()  # before the value, as every check Java makes
+        raw = pack(st, value)
         try:
-            st.pack_into(self._mv, p, value)
-        except (struct.error, OverflowError):
-            self._put_slow(st, p, value)
-        except (ValueError, TypeError) as e:  # read-only or revoked view
-            raise self._write_error(e) from None
+            self._mv[p:q] = raw
+        except (ValueError, TypeError) as e:  # revoked view
+            raise self._mem.translate(e) from None
         self._pos = q
         return self
+
+    def _int_put_error(self, value: Any, error: Exception) -> Exception:
+        """Why put_int's fast path refused: read-only, released, or the value."""
+        if self._ro:
+            return ReadOnlyBufferError("put on a read-only buffer")
+        if self._mem.released:
+            return self._mem.translate(error)
+        try:
+            int_for(value, 32, "int")
+        except (IllegalArgumentError, TypeError) as err:
+            return err
+        return error  # pragma: no cover - int_for accepts what the fast path refused
 
     def get_char(self, index: int | None = None) -> str:
         """The UTF-16 code unit at position (position += 2) or at ``index``, as a str."""
@@ -495,8 +494,8 @@ class ByteBuffer(Buffer):
     def put_char(self, a: Any, b: Any = None, /) -> Self:
         """``put_char(ch)`` at position (position += 2) or ``put_char(index, ch)``."""
         if b is None:
-            return self._put_rel(self._c.u16, char_code(a))
-        return self._put_at(self._c.u16, a, char_code(b))
+            return self._put_rel(self._c.u16, a)
+        return self._put_at(self._c.u16, a, b)
 
     def get_short(self, index: int | None = None) -> int:
         """The signed 16-bit value at position (position += 2) or at ``index``."""
@@ -527,17 +526,19 @@ class ByteBuffer(Buffer):
 
     def put_int(self, a: int, b: int | None = None, /) -> Self:
         """``put_int(v)`` at position (position += 4) or ``put_int(index, v)``."""
-        if b is None:  # _put_rel inlined: the hot path of the benchmarks
+        if b is None:  # the hot path of the benchmarks, inlined
             p = self._pos
             q = p + 4
             if q > self._lim:
                 raise self._overflow(4)
             try:
-                self._i32.pack_into(self._mv, p, a)
-            except (struct.error, OverflowError):
-                self._put_slow(self._i32, p, a)
-            except (ValueError, TypeError) as e:  # read-only or revoked view
-                raise self._write_error(e) from None
+                # Validated before pack_into, which would zero the bytes and then raise;
+                # a non-int fails at the comparison or the &, before any write.
+                if not -2147483648 <= a <= 4294967295:
+                    raise OverflowError
+                self._u32.pack_into(self._mv, p, a & 0xFFFFFFFF)
+            except (OverflowError, TypeError, ValueError) as e:
+                raise self._int_put_error(a, e) from None  # read-only, released, value
             self._pos = q
             return self
         return self._put_at(self._c.i32, a, b)
@@ -790,16 +791,24 @@ class ByteBuffer(Buffer):
 
     __hash__ = None  # type: ignore[assignment]
 
-    def __lt__(self, other: ByteBuffer) -> bool:
+    def __lt__(self, other: object) -> bool:
+        if not isinstance(other, ByteBuffer):
+            return NotImplemented
         return self.compare_to(other) < 0
 
-    def __le__(self, other: ByteBuffer) -> bool:
+    def __le__(self, other: object) -> bool:
+        if not isinstance(other, ByteBuffer):
+            return NotImplemented
         return self.compare_to(other) <= 0
 
-    def __gt__(self, other: ByteBuffer) -> bool:
+    def __gt__(self, other: object) -> bool:
+        if not isinstance(other, ByteBuffer):
+            return NotImplemented
         return self.compare_to(other) > 0
 
-    def __ge__(self, other: ByteBuffer) -> bool:
+    def __ge__(self, other: object) -> bool:
+        if not isinstance(other, ByteBuffer):
+            return NotImplemented
         return self.compare_to(other) >= 0
 
     # -- Python views ------------------------------------------------------------------

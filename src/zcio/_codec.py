@@ -23,7 +23,7 @@ import struct
 from ._errors import IllegalArgumentError
 from ._order import ByteOrder
 
-__all__ = ["Codec", "CODECS", "int_for", "float32_for", "char_code"]
+__all__ = ["Codec", "CODECS", "int_for", "float32_for", "char_code", "pack"]
 
 
 class Codec:
@@ -66,6 +66,28 @@ def float32_for(value: object) -> float:
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         raise TypeError(f"float value must be a real number, not {type(value).__name__}")
     return math.inf if value > 0 else -math.inf
+
+
+_INT_NAMES = {2: "short", 4: "int", 8: "long"}
+
+
+def pack(st: struct.Struct, value: object) -> bytes:
+    """``value`` encoded by ``st`` under zcio's value rules, or an error.
+
+    Never writes anywhere: ``struct.pack_into`` zero-fills its target *before* it
+    validates the value, so a rejected put would wipe bytes; zcio encodes first and
+    writes only a valid encoding.  A ``"H"`` struct encodes chars (str or int).
+    """
+    try:
+        return st.pack(value)
+    except (struct.error, OverflowError):
+        pass
+    kind = st.format[-1]
+    if kind == "H":
+        return st.pack(char_code(value))
+    if kind in "fd":
+        return st.pack(float32_for(value))
+    return st.pack(int_for(value, st.size * 8, _INT_NAMES[st.size]))
 
 
 def char_code(value: object) -> int:

@@ -17,7 +17,7 @@ from collections.abc import Iterable, MutableSequence
 from typing import Any, ClassVar, Self, overload
 
 from ._buffer import Buffer, check_from_index_size, check_int
-from ._codec import char_code, float32_for, int_for
+from ._codec import pack
 from ._errors import (
     BufferOverflowError,
     BufferUnderflowError,
@@ -89,20 +89,13 @@ class TypedBuffer(Buffer):
     def _decode(raw: Any) -> Any:
         return raw
 
-    def _encode(self, value: Any) -> Any:
-        return value
+    def _pack(self, value: Any) -> bytes:
+        """The element's encoding, or the value error; nothing is written here."""
+        return pack(self._st, value)
 
-    def _coerce(self, value: Any) -> Any:
-        """Slow path after ``struct`` refused ``value`` as given."""
-        names = {2: "short", 4: "int", 8: "long"}
-        return int_for(value, self._size * 8, names[self._size])
-
-    def _store(self, byte_index: int, value: Any) -> None:
-        raw = self._encode(value)
+    def _write(self, byte_index: int, raw: bytes) -> None:
         try:
-            self._st.pack_into(self._mv, byte_index, raw)
-        except (struct.error, OverflowError):
-            self._st.pack_into(self._mv, byte_index, self._coerce(raw))
+            self._mv[byte_index : byte_index + len(raw)] = raw
         except (ValueError, TypeError) as e:  # revoked view
             raise self._mem.translate(e) from None
 
@@ -136,7 +129,7 @@ class TypedBuffer(Buffer):
             v = self._load(p)
             self._pos = p + 1
             return v
-        if isinstance(a, int) and not isinstance(a, bool):
+        if _is_int(a):
             if b is None:
                 return self._load(self._check_index(a))
             return self._get_bulk(a, b, c, d)
@@ -165,52 +158,60 @@ class TypedBuffer(Buffer):
     def put(self, value: Any, /) -> Self: ...
     @overload
     def put(self, index: int, value: Any, /) -> Self: ...
+    @overload
+    def put(self, src: Iterable[Any], offset: int = ..., length: int | None = ..., /
+            ) -> Self: ...
+    @overload
+    def put(self, index: int, src: Iterable[Any], offset: int = ..., length: int | None = ...,
+            /) -> Self: ...
     def put(self, a: Any, b: Any = None, c: Any = None, d: Any = None, /) -> Self:
-        """``put(v)`` (position += 1), ``put(i, v)``, or bulk ``put([index,] src, ...)``.
+        """Write one element or many.  Same rules as ByteBuffer.put, counted in elements.
 
-        ``src`` is a sequence of values or a view of the same type.  Same rules as
-        ByteBuffer.put, counted in elements; ReadOnlyBufferError first if read-only.
+        * ``put(v)``: at position, position += 1; ``put(i, v)``: at ``i``.
+        * ``put(src, offset=0, length=None)``: ``length`` elements of a sequence from
+          ``offset``; ``put(src_view)``: all of a same-type view's remaining elements
+          (IllegalArgumentError if it is this view); position += length.
+        * ``put(index, src, offset=0, length=None)``: absolute; no position changes.
+
+        ReadOnlyBufferError comes first (after the same-view check, as in Java); every
+        value is encoded before anything is written, so a bad value changes nothing.
         """
-        self._check_writable()
-        is_index = isinstance(a, int) and not isinstance(a, bool)
-        if isinstance(a, type(self)) or (
-            not is_index and b is None and isinstance(a, Iterable) and not isinstance(a, str)
-        ):
+        is_char = isinstance(self, CharBuffer)  # CharBuffer.put("text") puts each char
+        if _is_bulk(a, is_char):
             return self._put_bulk(None, a, b, c)
-        if b is None or (isinstance(self, CharBuffer) and isinstance(b, str) and len(b) == 1):
-            if b is None:
-                p = self._pos
-                if p >= self._lim:
-                    raise BufferOverflowError(f"put() at position {p} = limit {self._lim}")
-                self._store(p * self._size, a)
-                self._pos = p + 1
-                return self
-            self._store(self._check_index(a) * self._size, b)
-            return self
-        if isinstance(b, (type(self), Iterable)) and not isinstance(b, str):
+        if _is_int(a) and _is_bulk(b, is_char):
             return self._put_bulk(check_int(a, "index"), b, c, d)
-        self._store(self._check_index(a) * self._size, b)
+        self._check_writable()
+        if b is None:
+            p = self._pos
+            if p >= self._lim:
+                raise BufferOverflowError(f"put() at position {p} = limit {self._lim}")
+            self._write(p * self._size, self._pack(a))
+            self._pos = p + 1
+            return self
+        i = self._check_index(a)
+        self._write(i * self._size, self._pack(b))
         return self
 
     def _put_bulk(self, index: int | None, src: Any, offset: Any, length: Any) -> Self:
         if src is self and index is None:
             raise IllegalArgumentError("the source buffer is this buffer")
+        self._check_writable()
         if isinstance(src, TypedBuffer):
             if type(src) is not type(self):
                 raise TypeError(f"cannot put a {type(src).__name__} into {type(self).__name__}")
-            if index is None:  # relative put(src_buffer): all of src's remaining
+            if index is None:  # relative put(src_view): all of src's remaining
                 if offset is not None:
-                    raise TypeError("put(src_buffer) takes no offset or length")
+                    raise TypeError("put(src_view) takes no offset or length")
                 offset, length = src._pos, src._lim - src._pos
-            values = None
             src_len = src._lim
         else:
-            values = list(src)
-            src_len = len(values)
+            src = list(src)
+            src_len = len(src)
         offset = 0 if offset is None else check_int(offset, "offset")
         length = src_len - offset if length is None else check_int(length, "length")
         if index is None:
-            if values is not None:
+            if not isinstance(src, TypedBuffer):
                 check_from_index_size(offset, length, src_len)
             p = self._pos
             if length > self._lim - p:
@@ -219,16 +220,16 @@ class TypedBuffer(Buffer):
             p = index
             check_from_index_size(p, length, self._lim)
             check_from_index_size(offset, length, src_len)
-        if values is None:
-            assert isinstance(src, TypedBuffer)
+        if isinstance(src, TypedBuffer):
             values = [src._load(offset + k) for k in range(length)]
-            offset = 0
-            if index is None:
-                src._pos += length
-        for k in range(length):
-            self._store((p + k) * self._size, values[offset + k])
+        else:
+            values = src[offset : offset + length]
+        raw = b"".join(self._pack(v) for v in values)  # every value checked first
+        self._write(p * self._size, raw)
         if index is None:
             self._pos = p + length
+            if isinstance(src, TypedBuffer):
+                src._pos += length
         return self
 
     # -- derived views -----------------------------------------------------------------
@@ -351,6 +352,22 @@ class TypedBuffer(Buffer):
                 f"[pos={self._pos} lim={self._lim} cap={self._cap}]")
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_bulk(value: Any, char: bool = False) -> bool:
+    """Whether ``value`` is a bulk source (a view or a sequence) rather than one element.
+
+    A ``str`` is one element for a CharBuffer only when it is a single character.
+    """
+    if isinstance(value, TypedBuffer):
+        return True
+    if isinstance(value, str):
+        return char and len(value) != 1
+    return isinstance(value, Iterable)
+
+
 def _java_float_to_int(v: float) -> int:
     """Java's ``(int) f``: NaN -> 0, saturating at the int range, toward zero."""
     if math.isnan(v):
@@ -387,8 +404,6 @@ class CharBuffer(TypedBuffer):
     def _decode(raw: Any) -> Any:
         return chr(raw)
 
-    def _encode(self, value: Any) -> Any:
-        return char_code(value)
 
     @staticmethod
     def _compare(x: Any, y: Any) -> int:
@@ -437,9 +452,6 @@ class _FloatingBuffer(TypedBuffer):
     """Floats and doubles: equal when ``==`` or both NaN, ordered by ``Float.compare``."""
 
     __slots__ = ()
-
-    def _coerce(self, value: Any) -> Any:
-        return float32_for(value)
 
     @staticmethod
     def _same(x: Any, y: Any) -> bool:

@@ -1,0 +1,255 @@
+"""Every kind of ByteBuffer the contract and property suites run against, in one place.
+
+A :class:`BufferKind` builds buffers of one kind with a given capacity and content and
+says what the kind is (direct, read-only, array-backed, byte order).  To run the whole
+contract suite against a new kind (mapped, pooled, composite...), append one entry to
+``BASE_KINDS``: its little-endian twin is derived automatically.
+
+Three ways to get a buffer:
+
+* ``make(capacity, content)``: the kind's natural state right after creation (for
+  ``wrap(arr, off, len)`` the position is ``off`` and the limit ``off + len``);
+* ``fresh(capacity, content)``: position 0, limit = capacity, no mark;
+* ``fresh_with_writer(capacity, content)``: a fresh buffer plus a writable buffer sharing
+  its memory index for index (the buffer itself when writable; the writable sibling a
+  read-only view was made from; ``None`` when no writer exists, as for ``wrap(bytes)``).
+
+Content always lies at indexes ``[0, capacity)``; read-only kinds get it through a
+writable sibling before being made read-only.
+"""
+
+from __future__ import annotations
+
+import array
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from zcio import ByteBuffer, ByteOrder
+
+__all__ = [
+    "ALL_KINDS",
+    "BASE_KINDS",
+    "DIRECT_KINDS",
+    "HEAP_KINDS",
+    "READ_ONLY_KINDS",
+    "WRITABLE_KINDS",
+    "BufferKind",
+    "kind_by_name",
+    "pattern",
+]
+
+# (capacity, content) -> (buffer in its natural state, writer sharing its memory or None)
+Builder = Callable[[int, bytes], tuple[ByteBuffer, ByteBuffer | None]]
+
+SLICE_START = 5  # where the slice kinds start inside their larger parent
+_WRAP_OFFSET = 3  # wrap(arr, offset, length) kinds: offset ...
+_WRAP_TAIL = 2  # ... and bytes left after offset + length
+
+
+def pattern(n: int, seed: int = 0) -> bytes:
+    """``n`` distinct-looking bytes, half of them above 127 (negative as Java bytes)."""
+    return bytes((i * 37 + 11 + seed * 101) & 0xFF for i in range(n))
+
+
+def _content(capacity: int, content: bytes | None) -> bytes:
+    if content is None:
+        return bytes(capacity)
+    if len(content) != capacity:
+        raise ValueError(f"content of {len(content)} bytes for capacity {capacity}")
+    return content
+
+
+def _wrap_bounds(capacity: int) -> tuple[int, int]:
+    off = min(_WRAP_OFFSET, capacity)
+    length = max(capacity - off - _WRAP_TAIL, 0)
+    return off, off + length
+
+
+def _natural_full(capacity: int) -> tuple[int, int]:
+    return 0, capacity
+
+
+def _natural_duplicate(capacity: int) -> tuple[int, int]:
+    return capacity // 2, capacity  # the duplicated parent had its position moved
+
+
+@dataclass(frozen=True)
+class BufferKind:
+    """One way of making a ByteBuffer, and what the contract expects of it."""
+
+    name: str
+    build: Builder = field(repr=False)
+    is_direct: bool
+    is_read_only: bool
+    array_type: type | None = None  # type of array() when has_array
+    array_offset: int = 0  # array_offset() of a buffer of this kind, when has_array
+    page_aligned: bool = False  # index 0 lies on a page boundary
+    natural_bounds: Callable[[int], tuple[int, int]] = field(default=_natural_full, repr=False)
+    order: ByteOrder = ByteOrder.BIG_ENDIAN
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def has_array(self) -> bool:
+        """Java's ``hasArray()``: heap and not read-only."""
+        return not self.is_direct and not self.is_read_only
+
+    @property
+    def class_name(self) -> str:
+        """The class name ``repr`` shows, as Java's ``toString``."""
+        return ("Direct" if self.is_direct else "Heap") + "ByteBuffer" + (
+            "R" if self.is_read_only else ""
+        )
+
+    def little_endian(self) -> BufferKind:
+        """The same kind, with LITTLE_ENDIAN set on each buffer made."""
+        return replace(self, name=self.name + "-LE", order=ByteOrder.LITTLE_ENDIAN)
+
+    def make(self, capacity: int, content: bytes | None = None) -> ByteBuffer:
+        """A buffer in the kind's natural state right after creation."""
+        buf, _ = self.build(capacity, _content(capacity, content))
+        return buf.order(self.order)
+
+    def fresh_with_writer(
+        self, capacity: int, content: bytes | None = None
+    ) -> tuple[ByteBuffer, ByteBuffer | None]:
+        """A fresh buffer (position 0, limit capacity) and its writer (see module doc)."""
+        buf, writer = self.build(capacity, _content(capacity, content))
+        buf.clear().order(self.order)
+        if writer is not None and writer is not buf:
+            writer.clear()
+        return buf, writer
+
+    def fresh(self, capacity: int, content: bytes | None = None) -> ByteBuffer:
+        """A buffer with position 0, limit = capacity, no mark, in the kind's order."""
+        return self.fresh_with_writer(capacity, content)[0]
+
+
+# -- builders: each returns BIG_ENDIAN buffers; the kind applies its order -------------
+
+
+def _heap(capacity: int, content: bytes) -> tuple[ByteBuffer, ByteBuffer | None]:
+    buf = ByteBuffer.allocate(capacity)
+    buf.put(0, content)
+    return buf, buf
+
+
+def _wrap_of(factory: Callable[[bytes], Any]) -> Builder:
+    def build(capacity: int, content: bytes) -> tuple[ByteBuffer, ByteBuffer | None]:
+        buf = ByteBuffer.wrap(factory(content))
+        return buf, buf
+
+    return build
+
+
+def _wrap_offset(capacity: int, content: bytes) -> tuple[ByteBuffer, ByteBuffer | None]:
+    off, lim = _wrap_bounds(capacity)
+    buf = ByteBuffer.wrap(bytearray(content), off, lim - off)
+    return buf, buf
+
+
+def _direct(capacity: int, content: bytes) -> tuple[ByteBuffer, ByteBuffer | None]:
+    buf = ByteBuffer.allocate_direct(capacity)
+    buf.put(0, content)
+    return buf, buf
+
+
+def _heap_slice(capacity: int, content: bytes) -> tuple[ByteBuffer, ByteBuffer | None]:
+    parent = ByteBuffer.allocate(capacity + SLICE_START + 4)
+    parent.put(0, b"\xee" * parent.capacity()).put(SLICE_START, content)
+    parent.position(SLICE_START).limit(SLICE_START + capacity)
+    buf = parent.slice()
+    return buf, buf
+
+
+def _direct_slice(capacity: int, content: bytes) -> tuple[ByteBuffer, ByteBuffer | None]:
+    parent = ByteBuffer.allocate_direct(capacity + SLICE_START + 4)
+    parent.put(0, b"\xee" * parent.capacity()).put(SLICE_START, content)
+    buf = parent.slice(SLICE_START, capacity)
+    return buf, buf
+
+
+def _duplicate_of(builder: Builder) -> Builder:
+    def build(capacity: int, content: bytes) -> tuple[ByteBuffer, ByteBuffer | None]:
+        parent, _ = builder(capacity, content)
+        buf = parent.position(capacity // 2).duplicate()
+        return buf, buf
+
+    return build
+
+
+def _read_only_of(builder: Builder) -> Builder:
+    def build(capacity: int, content: bytes) -> tuple[ByteBuffer, ByteBuffer | None]:
+        writer, _ = builder(capacity, content)
+        return writer.as_read_only_buffer(), writer
+
+    return build
+
+
+def _wrap_bytes(capacity: int, content: bytes) -> tuple[ByteBuffer, ByteBuffer | None]:
+    return ByteBuffer.wrap(bytes(content)), None
+
+
+def _numpy(content: bytes) -> Any:
+    return np.frombuffer(content, dtype=np.uint8).copy()
+
+
+BASE_KINDS: list[BufferKind] = [
+    BufferKind("heap", _heap, False, False, bytearray),
+    BufferKind("wrap-bytearray", _wrap_of(bytearray), False, False, bytearray),
+    BufferKind(
+        "wrap-bytearray-offset",
+        _wrap_offset,
+        False,
+        False,
+        bytearray,
+        natural_bounds=_wrap_bounds,
+    ),
+    BufferKind("wrap-numpy", _wrap_of(_numpy), False, False, np.ndarray),
+    BufferKind("wrap-array", _wrap_of(lambda c: array.array("B", c)), False, False, array.array),
+    BufferKind(
+        "wrap-memoryview", _wrap_of(lambda c: memoryview(bytearray(c))), False, False, memoryview
+    ),
+    BufferKind("direct", _direct, True, False, page_aligned=True),
+    BufferKind("heap-slice", _heap_slice, False, False, bytearray, array_offset=SLICE_START),
+    BufferKind("direct-slice", _direct_slice, True, False),
+    BufferKind(
+        "heap-duplicate",
+        _duplicate_of(_heap),
+        False,
+        False,
+        bytearray,
+        natural_bounds=_natural_duplicate,
+    ),
+    BufferKind(
+        "direct-duplicate",
+        _duplicate_of(_direct),
+        True,
+        False,
+        page_aligned=True,
+        natural_bounds=_natural_duplicate,
+    ),
+    BufferKind("heap-read-only", _read_only_of(_heap), False, True),
+    BufferKind("direct-read-only", _read_only_of(_direct), True, True, page_aligned=True),
+    BufferKind("wrap-bytes", _wrap_bytes, False, True),
+]
+
+ALL_KINDS: list[BufferKind] = [
+    k for base in BASE_KINDS for k in (base, base.little_endian())
+]
+WRITABLE_KINDS = [k for k in ALL_KINDS if not k.is_read_only]
+READ_ONLY_KINDS = [k for k in ALL_KINDS if k.is_read_only]
+DIRECT_KINDS = [k for k in ALL_KINDS if k.is_direct]
+HEAP_KINDS = [k for k in ALL_KINDS if not k.is_direct]
+
+
+def kind_by_name(name: str) -> BufferKind:
+    """The kind called ``name`` (KeyError if none)."""
+    for k in ALL_KINDS:
+        if k.name == name:
+            return k
+    raise KeyError(name)
