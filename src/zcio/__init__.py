@@ -26,6 +26,7 @@ from ._errors import ClosedSelectorError as ClosedSelectorError
 from ._errors import ConnectionPendingError as ConnectionPendingError
 from ._errors import IllegalArgumentError as IllegalArgumentError
 from ._errors import IllegalBlockingModeError as IllegalBlockingModeError
+from ._errors import IllegalReferenceCountError as IllegalReferenceCountError
 from ._errors import IllegalStateError as IllegalStateError
 from ._errors import IndexOutOfBoundsError as IndexOutOfBoundsError
 from ._errors import InvalidMarkError as InvalidMarkError
@@ -44,6 +45,10 @@ from ._errors import ZcioError as ZcioError
 from ._file_channel import FileChannel as FileChannel
 from ._file_channel import OpenOption as OpenOption
 from ._file_lock import FileLock as FileLock
+from ._leak import LeakLevel as LeakLevel
+from ._leak import LeakWarning as LeakWarning
+from ._leak import leak_detection as leak_detection
+from ._leak import set_leak_detection as set_leak_detection
 from ._mapped import MapMode as MapMode
 from ._mapped import MappedByteBuffer as MappedByteBuffer
 from ._metrics import Measurement as Measurement
@@ -58,6 +63,7 @@ from ._pipe import pipe_max_size as pipe_max_size
 from ._pipe import splice as splice
 from ._pipe import tee as tee
 from ._pipe import vmsplice as vmsplice
+from ._pool import PooledAllocator as PooledAllocator
 from ._selectable import OP_ACCEPT as OP_ACCEPT
 from ._selectable import OP_CONNECT as OP_CONNECT
 from ._selectable import OP_READ as OP_READ
@@ -101,10 +107,13 @@ __all__ = [
     "FloatBuffer",
     "IllegalArgumentError",
     "IllegalBlockingModeError",
+    "IllegalReferenceCountError",
     "IllegalStateError",
     "IndexOutOfBoundsError",
     "IntBuffer",
     "InvalidMarkError",
+    "LeakLevel",
+    "LeakWarning",
     "LongBuffer",
     "MapMode",
     "MappedByteBuffer",
@@ -123,6 +132,7 @@ __all__ = [
     "OverlappingFileLockError",
     "PathStats",
     "Pipe",
+    "PooledAllocator",
     "ReadOnlyBufferError",
     "ReleasedBufferError",
     "SelectableChannel",
@@ -139,11 +149,13 @@ __all__ = [
     "UnsupportedOperationError",
     "ZcioError",
     "buffer_pools",
+    "leak_detection",
     "max_direct_memory",
     "measure",
     "metrics",
     "parse_size",
     "pipe_max_size",
+    "set_leak_detection",
     "set_max_direct_memory",
     "splice",
     "tee",

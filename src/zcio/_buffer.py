@@ -208,22 +208,37 @@ class Buffer:
 
     # -- lifetime ------------------------------------------------------------------------
 
-    def release(self) -> None:
-        """Free this buffer's memory now, for it and every buffer derived from it.
+    def release(self, decrement: int = 1) -> bool:
+        """Drop a reference; at zero, free the memory for this buffer and all derived.
 
-        Afterwards any access to the content raises ReleasedBufferError (a ValueError);
-        indexes can still be read.  Idempotent.  Direct memory leaves the ``direct``
-        pool at once, unless a memoryview obtained from ``memoryview()`` was sliced or
-        exported further, in which case it is freed when that view is gone.
+        Buffers derived from one allocation (slices, duplicates, views) share one
+        reference count, as Netty's derived buffers do; it starts at 1.  At zero any
+        access to the content raises ReleasedBufferError (a ValueError;
+        IllegalReferenceCountError for pooled buffers); indexes can still be read.
+        Direct memory leaves its pool at once, unless a memoryview obtained from
+        ``memoryview()`` was sliced or exported further: then it is freed when that
+        view is gone.  Returns True if this call freed the memory.  Releasing a plain
+        buffer already at zero is a no-op; a pooled one raises, as in Netty.
         """
-        self._mem.release()
+        return self._mem.release(decrement)
+
+    def retain(self, increment: int = 1) -> Self:
+        """Add a reference (Netty's ``retain``); IllegalReferenceCountError at zero."""
+        self._mem.retain(increment)
+        return self
+
+    def ref_cnt(self) -> int:
+        """The reference count shared by every buffer of this allocation (0: released)."""
+        return self._mem.refcnt
 
     def is_released(self) -> bool:
-        """Whether ``release()`` was called on this buffer or one sharing its memory."""
+        """Whether the reference count reached zero."""
         return self._mem.released
 
     def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
-        self.release()
+        """Drop the reference the ``with`` block holds (unless already released)."""
+        if self._mem.refcnt > 0:
+            self._mem.release()

@@ -619,6 +619,24 @@ class ByteBuffer(Buffer):
         start = self._off + index
         return self._make(self._mem, start, length, 0, length, ro=self._ro)
 
+    def retained_slice(self, index: int | None = None, length: int | None = None
+                       ) -> ByteBuffer:
+        """``slice(...)`` that also adds a reference (Netty's ``retainedSlice``)."""
+        piece = self.slice() if index is None else self.slice(index, length)  # type: ignore[arg-type]
+        self._mem.retain()
+        return piece
+
+    def retained_duplicate(self) -> ByteBuffer:
+        """``duplicate()`` that also adds a reference (Netty's ``retainedDuplicate``)."""
+        copy = self.duplicate()
+        self._mem.retain()
+        return copy
+
+    def touch(self, hint: object = None) -> Self:
+        """Record an access for the leak detector (ADVANCED/PARANOID levels); no-op else."""
+        self._mem.touch(hint)
+        return self
+
     def duplicate(self) -> ByteBuffer:
         """A buffer sharing content and indexes (copied, then independent); BIG_ENDIAN."""
         self._check_memory()

@@ -20,7 +20,9 @@ import os
 import re
 import threading
 import time
+import weakref
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 from ._errors import IllegalArgumentError, OutOfDirectMemoryError
 
@@ -31,6 +33,7 @@ __all__ = [
     "set_max_direct_memory",
     "parse_size",
     "PAGE_SIZE",
+    "register_pool_source",
 ]
 
 PAGE_SIZE = mmap.PAGESIZE
@@ -170,6 +173,28 @@ def unreserve_direct(capacity: int, used: int) -> None:
     DIRECT.remove(capacity, used)
 
 
+class PoolSource(Protocol):
+    """Anything that reports pools of its own (a PooledAllocator)."""
+
+    def pool_infos(self) -> list[BufferPoolInfo]: ...
+
+
+_sources: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def register_pool_source(source: PoolSource) -> None:
+    """Have ``buffer_pools()`` list ``source``'s pools too, while it lives."""
+    _sources.add(source)
+
+
 def buffer_pools() -> list[BufferPoolInfo]:
-    """Snapshots of the ``direct`` and ``mapped`` pools (Java's BufferPoolMXBean list)."""
-    return [DIRECT.snapshot(), MAPPED.snapshot()]
+    """Snapshots of the ``direct`` and ``mapped`` pools (Java's BufferPoolMXBean list),
+    then the pools of every live PooledAllocator (``pooled``: live buffers, their
+    capacity and the slab memory mapped; ``pooled-cache``: slots in thread caches).
+
+    Pooled slabs also count in ``direct``, as Netty's chunks do in the JVM.
+    """
+    pools = [DIRECT.snapshot(), MAPPED.snapshot()]
+    for source in list(_sources):
+        pools.extend(source.pool_infos())
+    return pools

@@ -45,6 +45,7 @@ __all__ = [
     "IllegalStateError",
     "InvalidMarkError",
     "ReleasedBufferError",
+    "IllegalReferenceCountError",
     "UnsupportedOperationError",
     "ReadOnlyBufferError",
     "OutOfDirectMemoryError",
@@ -96,6 +97,14 @@ class InvalidMarkError(IllegalStateError):
 
 class ReleasedBufferError(IllegalStateError):
     """The buffer's memory was released (``release()`` or the end of a ``with`` block)."""
+
+
+class IllegalReferenceCountError(ReleasedBufferError):
+    """A reference count misused: a decrement past zero, a retain or any use at zero.
+
+    Netty's IllegalReferenceCountException; the message carries the numbers
+    (``"refCnt: 1, decrement: 2"``).
+    """
 
 
 class UnsupportedOperationError(ZcioError, TypeError):

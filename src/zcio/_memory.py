@@ -19,16 +19,19 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import mmap
+import threading
 import weakref
 from typing import TYPE_CHECKING, Any
 
 from ._direct import PAGE_SIZE, reserve_direct, round_to_pages, unreserve_direct
-from ._errors import ReleasedBufferError
+from ._errors import IllegalArgumentError, IllegalReferenceCountError, ReleasedBufferError
 
 if TYPE_CHECKING:
     from ._types import Buffer
 
 __all__ = ["Memory", "HeapMemory", "DirectMemory", "buffer_address"]
+
+_RC_LOCK = threading.Lock()  # reference counts change atomically, as Netty's
 
 
 class _PyBuffer(ctypes.Structure):
@@ -69,7 +72,10 @@ class Memory:
     """A block of bytes; hands out revocable memoryviews of itself."""
 
     direct = False
-    __slots__ = ("_base", "_views", "_prune_at", "released", "size", "__weakref__")
+    #: Netty's rules for the reference count: releasing past zero is an error.  Plain
+    #: buffers are lenient (a second release is a no-op, as closing a closed file).
+    strict = False
+    __slots__ = ("_base", "_views", "_prune_at", "released", "size", "refcnt", "__weakref__")
 
     def __init__(self, base: memoryview) -> None:
         self._base = base  # format "B", 1-D, covering the whole block
@@ -80,6 +86,7 @@ class Memory:
         self._track(base)
         self.released = False
         self.size = len(base)
+        self.refcnt = 1
 
     def view(self, start: int, stop: int, readonly: bool = False) -> memoryview:
         """A memoryview of bytes ``[start, stop)``, revoked when the block is released."""
@@ -107,6 +114,8 @@ class Memory:
         return buffer_address(self._base)
 
     def released_error(self) -> ReleasedBufferError:
+        if self.strict:
+            return IllegalReferenceCountError("refCnt: 0")
         return ReleasedBufferError(
             f"{'direct' if self.direct else 'heap'} buffer memory of {self.size} bytes "
             "was released"
@@ -120,15 +129,45 @@ class Memory:
             return err
         return error
 
-    def release(self) -> None:
-        """Revoke every view this block handed out, then free what can be freed now.
+    def retain(self, n: int = 1) -> None:
+        """Add ``n`` to the reference count; IllegalReferenceCountError once it is 0."""
+        if n <= 0:
+            raise IllegalArgumentError(f"increment must be positive: {n}")
+        with _RC_LOCK:
+            if self.refcnt <= 0:
+                raise IllegalReferenceCountError(f"refCnt: 0, increment: {n}")
+            self.refcnt += n
 
-        Idempotent.  Views exported further (a memoryview sliced by the user, a numpy
-        array over it) cannot be revoked; they stay valid and keep the memory alive.
+    def release(self, n: int = 1) -> bool:
+        """Take ``n`` from the reference count; at zero, revoke and free.  True if freed.
+
+        At zero every view this block handed out is revoked, then the storage is freed
+        (or returned to its pool).  Views exported further (a memoryview sliced by the
+        user, a numpy array over it) cannot be revoked: they stay valid and keep the
+        memory alive (and out of any pool) until they are gone.  A decrement past zero
+        raises IllegalReferenceCountError; releasing a plain block already at zero is a
+        no-op, a strict (pooled, composite) one raises.
         """
-        if self.released:
-            return
-        self.released = True
+        if n <= 0:
+            raise IllegalArgumentError(f"decrement must be positive: {n}")
+        with _RC_LOCK:
+            rc = self.refcnt
+            if rc == 0 and not self.strict:
+                return False
+            if n > rc:
+                raise IllegalReferenceCountError(f"refCnt: {rc}, decrement: {n}")
+            self.refcnt = rc - n
+            if rc > n:
+                return False
+            self.released = True
+        self._revoke()
+        self._free()
+        return True
+
+    def touch(self, hint: object) -> None:
+        """Record an access for the leak detector; plain memory is not tracked."""
+
+    def _revoke(self) -> None:
         views, self._views = self._views, []
         for ref in views:
             mv = ref()
@@ -136,7 +175,6 @@ class Memory:
                 continue
             with contextlib.suppress(BufferError):  # exported further: stays valid, alive
                 mv.release()
-        self._free()
 
     def _free(self) -> None:
         """Free the storage if nothing can reach it any more (heap: nothing to do)."""

@@ -1,0 +1,350 @@
+"""Pooled direct buffers, in the spirit of Netty's PooledByteBufAllocator.
+
+Memory comes from large page-aligned slabs (anonymous ``mmap``, ``chunk_size`` bytes,
+default 4 MiB), each carved into equal slots of one size class.  Size classes follow
+jemalloc and Netty: four steps per power of two (16, 20, 24, 28, 32, 40, 48 ... bytes),
+so a request wastes at most a quarter.  Requests above ``chunk_size`` are served
+unpooled (a plain direct buffer).  Every slab counts in the ``direct`` pool and against
+the direct-memory cap, as Netty's chunks do in the JVM.
+
+A per-thread cache keeps recently freed slots of each class (bounded: ``cache_size``
+per class, classes up to ``max_cached_capacity``), so an allocate/release pair in one
+thread takes no lock.  A dead thread's cache returns its slots to the arena.
+
+Pooled buffers are reference-counted with Netty's rules (``retain``, ``release``,
+``ref_cnt``; misuse raises IllegalReferenceCountError) and watched by the leak detector.
+**A slot is never reused while anything can reach it**: each slot is exported through
+its own ctypes object, whose reference count tells whether a memoryview the user sliced
+or handed to numpy still holds it; such a slot waits in quarantine until it is free.
+Slabs left entirely free are unmapped (``trim()``, and automatically on release while
+another slab of the class has room).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import mmap
+import sys
+import threading
+import weakref
+from typing import Any
+
+from . import _leak
+from ._byte_buffer import ByteBuffer
+from ._direct import BufferPoolInfo, register_pool_source, reserve_direct, unreserve_direct
+from ._errors import IllegalArgumentError
+from ._memory import DirectMemory, Memory, buffer_address
+
+__all__ = ["PooledAllocator", "size_class"]
+
+_MIN_CLASS = 16
+
+
+def size_class(n: int) -> tuple[int, int]:
+    """(index, size) of the smallest class holding ``n`` bytes: 4 steps per power of two."""
+    if n <= _MIN_CLASS:
+        return 0, _MIN_CLASS
+    k = (n - 1).bit_length()  # 2**(k-1) < n <= 2**k
+    base = 1 << (k - 1)
+    step = base >> 2
+    q = -(-(n - base) // step)  # 1..4
+    return (k - 5) * 4 + q, base + q * step
+
+
+class _Slab:
+    """One mmap carved into ``slots`` slots of ``size`` bytes, all of one class."""
+
+    __slots__ = ("mm", "size", "slots", "free", "length", "__weakref__")
+
+    def __init__(self, size: int, chunk_size: int) -> None:
+        self.size = size
+        self.slots = max(1, chunk_size // size)
+        self.length = self.slots * size
+        reserve_direct(self.length, self.length)
+        try:
+            self.mm: mmap.mmap | None = mmap.mmap(-1, self.length, flags=mmap.MAP_PRIVATE)
+        except BaseException:
+            unreserve_direct(self.length, self.length)
+            raise
+        self.free = 0  # slots of this slab in the arena's free list
+
+    def unmap(self) -> None:
+        mm, self.mm = self.mm, None
+        if mm is not None:
+            mm.close()
+            unreserve_direct(self.length, self.length)
+
+
+class _Slot:
+    """A slot of a slab, exported through its own ctypes array.
+
+    The array's reference count is ``base_refs`` while nothing but the pool holds it;
+    above that, some memoryview (perhaps one the user sliced further) can still reach
+    the memory.
+    """
+
+    __slots__ = ("slab", "index", "arr", "base_refs")
+
+    def __init__(self, slab: _Slab, index: int) -> None:
+        self.slab = slab
+        self.index = index
+        assert slab.mm is not None
+        self.arr: Any = (ctypes.c_char * slab.size).from_buffer(slab.mm, index * slab.size)
+        self.base_refs = sys.getrefcount(self.arr)
+
+    def reachable(self) -> bool:
+        return sys.getrefcount(self.arr) > self.base_refs
+
+
+class PooledMemory(Memory):
+    """A slot lent to one allocation; strict reference counting; returns on release."""
+
+    direct = True
+    strict = True
+    __slots__ = ("_slot", "_alloc", "_record", "_address")
+
+    def __init__(self, alloc: PooledAllocator, slot: _Slot, record: _leak.LeakRecord | None
+                 ) -> None:
+        super().__init__(memoryview(slot.arr).cast("B"))
+        self._slot: _Slot | None = slot
+        self._alloc = alloc
+        self._record = record
+        self._address = -1
+
+    def address(self) -> int:
+        if self.released:
+            raise self.released_error()
+        if self._address < 0:
+            self._address = buffer_address(self._base)
+        return self._address
+
+    def retain(self, n: int = 1) -> None:
+        super().retain(n)
+        if self._record is not None:
+            self._record.record(f"retain({n})")
+
+    def release(self, n: int = 1) -> bool:
+        if self._record is not None:
+            self._record.record(f"release({n})")
+        return super().release(n)
+
+    def touch(self, hint: object) -> None:
+        if self._record is not None:
+            self._record.record(f"touch({hint!r})")
+
+    def _free(self) -> None:
+        slot, self._slot = self._slot, None
+        if slot is not None:
+            self._alloc._recycle(slot, self.size)
+
+    def __del__(self) -> None:
+        slot = self._slot
+        if slot is None or self.released:
+            return
+        # Collected with references outstanding: a leak.  Report it if sampled, and
+        # give the slot back (quarantined while a view can still reach it).
+        self.released = True
+        self._slot = None
+        try:
+            if self._record is not None:
+                self._record.report(f"pooled buffer of {self.size} bytes "
+                                    f"(refCnt {self.refcnt})")
+            self._alloc._recycle(slot, self.size)
+        except Exception:  # interpreter shutdown: modules may be gone; nothing to save
+            pass
+
+
+class _ThreadCache:
+    """Per-thread free lists, one per cached class; returned to the arena at thread exit."""
+
+    __slots__ = ("lists", "__weakref__")
+
+    def __init__(self, classes: int) -> None:
+        self.lists: list[list[_Slot]] = [[] for _ in range(classes)]
+
+
+class PooledAllocator:
+    """Pooled direct ByteBuffers with reference counts; see the module docstring."""
+
+    _default: PooledAllocator | None = None
+    _default_lock = threading.Lock()
+
+    def __init__(self, chunk_size: int = 4 << 20, max_cached_capacity: int = 1 << 20,
+                 cache_size: int = 64, name: str = "pooled") -> None:
+        """An allocator; ``name`` labels its entries in ``zcio.buffer_pools()``."""
+        self.name = name
+        if chunk_size < mmap.PAGESIZE or chunk_size & (chunk_size - 1):
+            raise IllegalArgumentError(f"chunk_size must be a power of two >= page size: "
+                                       f"{chunk_size}")
+        if max_cached_capacity < 0 or cache_size < 0:
+            raise IllegalArgumentError("cache limits must be >= 0")
+        self.chunk_size = chunk_size
+        self.max_cached_capacity = min(max_cached_capacity, chunk_size)
+        self.cache_size = cache_size
+        self._sizes = _class_sizes(chunk_size)
+        self._cached_classes = size_class(self.max_cached_capacity)[0] + 1
+        self._lock = threading.Lock()
+        self._free: list[list[_Slot]] = [[] for _ in self._sizes]
+        self._slabs: list[list[_Slab]] = [[] for _ in self._sizes]
+        self._quarantine: list[_Slot] = []
+        self._local = threading.local()
+        self._caches: weakref.WeakSet[_ThreadCache] = weakref.WeakSet()
+        self._live = self._live_bytes = 0
+        register_pool_source(self)
+
+    @classmethod
+    def default(cls) -> PooledAllocator:
+        """The process-wide allocator, created on first use."""
+        if cls._default is None:
+            with cls._default_lock:
+                if cls._default is None:
+                    cls._default = cls()
+        return cls._default
+
+    # -- allocation ------------------------------------------------------------------
+
+    def allocate(self, capacity: int) -> ByteBuffer:
+        """A zero-position direct ByteBuffer of ``capacity`` bytes, reference count 1.
+
+        Its content is whatever the slot held before (as Netty's pooled buffers), not
+        zeros; ``release()`` gives it back.  Above ``chunk_size``: unpooled.
+        """
+        if capacity < 0:
+            raise IllegalArgumentError(f"capacity < 0: ({capacity} < 0)")
+        if capacity > self.chunk_size:
+            return self._huge(capacity)
+        index = size_class(capacity)[0]
+        slot = None
+        if index < self._cached_classes:
+            cache = self._cache()
+            if cache.lists[index]:
+                slot = cache.lists[index].pop()
+        if slot is None:
+            slot = self._take(index)
+        mem = PooledMemory(self, slot, _leak.track())
+        with self._lock:
+            self._live += 1
+            self._live_bytes += capacity
+        mem.size = capacity
+        return ByteBuffer._make(mem, 0, capacity, 0, capacity)
+
+    def _huge(self, capacity: int) -> ByteBuffer:
+        mem = DirectMemory(capacity)
+        return ByteBuffer._make(mem, 0, capacity, 0, capacity)
+
+    def _cache(self) -> _ThreadCache:
+        cache: _ThreadCache | None = getattr(self._local, "cache", None)
+        if cache is None:
+            cache = self._local.cache = _ThreadCache(self._cached_classes)
+            with self._lock:
+                self._caches.add(cache)
+            weakref.finalize(cache, self._absorb, cache.lists).atexit = False
+        return cache
+
+    def _take(self, index: int) -> _Slot:
+        with self._lock:
+            if self._quarantine:
+                self._drain_quarantine()
+            free = self._free[index]
+            if free:
+                slot = free.pop()
+                slot.slab.free -= 1
+                return slot
+        slab = _Slab(self._sizes[index], self.chunk_size)  # may raise OutOfDirectMemory
+        slots = [_Slot(slab, i) for i in range(slab.slots)]
+        with self._lock:
+            self._slabs[index].append(slab)
+            self._free[index].extend(slots[1:])
+            slab.free = len(slots) - 1
+        return slots[0]
+
+    # -- release ----------------------------------------------------------------------
+
+    def _recycle(self, slot: _Slot, capacity: int) -> None:
+        """Take a slot back: to this thread's cache, the arena, or quarantine."""
+        with self._lock:
+            self._live -= 1
+            self._live_bytes -= capacity
+        if slot.reachable():
+            with self._lock:
+                self._quarantine.append(slot)
+            return
+        index = size_class(slot.slab.size)[0]
+        if index < self._cached_classes and self.cache_size:
+            lists = self._cache().lists[index]
+            if len(lists) < self.cache_size:
+                lists.append(slot)
+                return
+        with self._lock:
+            self._give_back(index, slot)
+
+    def _give_back(self, index: int, slot: _Slot) -> None:
+        """Return a slot to the arena (lock held); unmap its slab if that empties it
+        while another slab of the class still has room."""
+        slab = slot.slab
+        self._free[index].append(slot)
+        slab.free += 1
+        if slab.free == slab.slots and any(
+                s is not slab and s.free for s in self._slabs[index]):
+            self._unmap(index, slab)
+
+    def _unmap(self, index: int, slab: _Slab) -> None:
+        self._free[index] = [s for s in self._free[index] if s.slab is not slab]
+        self._slabs[index].remove(slab)
+        slab.unmap()  # the slots' arrays are gone with the list entries
+
+    def _drain_quarantine(self) -> None:
+        waiting, self._quarantine = self._quarantine, []
+        for slot in waiting:
+            if slot.reachable():
+                self._quarantine.append(slot)
+            else:
+                self._give_back(size_class(slot.slab.size)[0], slot)
+
+    def _absorb(self, lists: list[list[_Slot]]) -> None:
+        """A thread's cache died: its slots go back to the arena."""
+        with self._lock:
+            for index, slots in enumerate(lists):
+                for slot in slots:
+                    self._give_back(index, slot)
+                slots.clear()
+
+    # -- trimming and accounting -------------------------------------------------------
+
+    def trim(self) -> None:
+        """Empty this thread's cache and unmap every slab that is entirely free."""
+        cache: _ThreadCache | None = getattr(self._local, "cache", None)
+        if cache is not None:
+            self._absorb(cache.lists)
+        with self._lock:
+            self._drain_quarantine()
+            for index, slabs in enumerate(self._slabs):
+                for slab in [s for s in slabs if s.free == s.slots]:
+                    self._unmap(index, slab)
+
+    def pool_infos(self) -> list[BufferPoolInfo]:
+        """This allocator as BufferPoolInfo entries: live buffers, and thread caches."""
+        with self._lock:
+            mapped = sum(s.length for slabs in self._slabs for s in slabs)
+            cached = [slot for c in list(self._caches) for lst in c.lists for slot in lst]
+            return [
+                BufferPoolInfo(self.name, self._live, self._live_bytes, mapped),
+                BufferPoolInfo(f"{self.name}-cache", len(cached),
+                               sum(s.slab.size for s in cached), 0),
+            ]
+
+    def __repr__(self) -> str:
+        live, cache = self.pool_infos()
+        return (f"zcio.PooledAllocator[chunk={self.chunk_size} live={live.count} "
+                f"mapped={live.memory_used} cached={cache.count}]")
+
+
+def _class_sizes(chunk_size: int) -> list[int]:
+    """Every class size up to ``chunk_size``, by index: 16, then 4 steps per doubling."""
+    sizes = [_MIN_CLASS]
+    k = 5
+    while sizes[-1] < chunk_size:
+        base, step = 1 << (k - 1), 1 << (k - 3)
+        sizes.extend(base + q * step for q in range(1, 5))
+        k += 1
+    return sizes[: size_class(chunk_size)[0] + 1]
