@@ -108,10 +108,11 @@ class Memory:
             self._prune_at = max(8, 2 * len(views))
 
     def address(self) -> int:
-        """The address of byte 0 of the block."""
+        """The address of byte 0 of the block (0 for an empty block, which has none:
+        CPython 3.13 points every empty bytearray at one static, odd address)."""
         if self.released:
             raise self.released_error()
-        return buffer_address(self._base)
+        return buffer_address(self._base) if self.size else 0
 
     def released_error(self) -> ReleasedBufferError:
         if self.strict:
