@@ -18,7 +18,7 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	touch $@
 
 demo: $(VENV)/.installed-demo
-	$(BIN)/python examples/demo.py
+	$(BIN)/zcio bench
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest
@@ -29,6 +29,7 @@ lint: $(VENV)/.installed-test
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/buffer_ops.py
+	$(BIN)/python benchmarks/transfer.py
 
 clean:
 	rm -rf .venv .venv-* build dist .pytest_cache .mypy_cache .ruff_cache

@@ -45,6 +45,7 @@ from ._errors import (
     NonWritableChannelError,
 )
 from ._memory import Memory, buffer_address
+from ._metrics import metrics
 
 if TYPE_CHECKING:
     from ._file_channel import FileChannel
@@ -135,6 +136,7 @@ class MappedMemory(Memory):
             mm.close()  # munmap; refused while an exported view is alive
         except BufferError:
             return  # deferred until that view is gone; accounting stays until then
+        metrics.record("file_map", syscalls=1, operations=0)
         self._finalizer()
 
 
@@ -249,4 +251,6 @@ def map_file(channel: FileChannel, mode: MapMode, position: int, size: int) -> M
             os.ftruncate(fd, end)  # the file system cannot reserve: grow it sparse
             reserved = False
     mem = MappedMemory(fd, mode, position, size, reserved)
+    if size:
+        metrics.record("file_map", syscalls=1)  # mmap; munmap is counted when it runs
     return MappedByteBuffer._make(mem, 0, size, 0, size, ro=mode is MapMode.READ_ONLY)

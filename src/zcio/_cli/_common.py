@@ -1,0 +1,120 @@
+"""What every command shares: size and address arguments, errors, JSON, progress."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import click
+
+from .._direct import parse_size
+from .._errors import ZcioError
+
+__all__ = ["SIZE", "HOST_PORT", "fail_line", "emit_json", "progress", "Progress"]
+
+
+class SizeType(click.ParamType):  # type: ignore[type-arg]  # generic only in click>=8.4
+    """A byte count like ``65536``, ``64k``, ``256m``, ``2g``."""
+
+    name = "size"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        try:
+            return parse_size(str(value))
+        except ZcioError:
+            self.fail(f"{value!r} is not a size (expected e.g. 65536, 64k, 256m, 2g)",
+                      param, ctx)
+
+
+class HostPortType(click.ParamType):  # type: ignore[type-arg]
+    """``HOST:PORT`` (IPv6 in brackets: ``[::1]:9000``)."""
+
+    name = "host:port"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> tuple[str, int]:
+        if isinstance(value, tuple):
+            return value
+        text = str(value)
+        host, sep, port = text.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            self.fail(f"{text!r} is not HOST:PORT (e.g. 127.0.0.1:9000)", param, ctx)
+        return host.strip("[]"), int(port)
+
+
+SIZE = SizeType()
+HOST_PORT = HostPortType()
+
+
+def fail_line(error: BaseException, prefix: str = "zcio") -> None:
+    """Print one line for an error: what failed and on which file, no traceback."""
+    if isinstance(error, OSError) and error.strerror:
+        where = f": {error.filename}" if error.filename else ""
+        text = f"{error.strerror}{where}"
+    else:
+        text = str(error) or type(error).__name__
+    click.echo(f"{prefix}: {text}", err=True)
+
+
+def emit_json(data: Any) -> None:
+    """Write ``data`` as one JSON document on stdout."""
+    json.dump(data, sys.stdout, indent=2, sort_keys=True)
+    sys.stdout.write("\n")
+
+
+class Progress:
+    """A progress bar (rich) on stderr when it is a terminal, else nothing."""
+
+    def __init__(self, total: int | None, description: str, enabled: bool) -> None:
+        self._bar: Any = None
+        self._task: Any = None
+        if enabled and sys.stderr.isatty() and not os.environ.get("ZCIO_NO_PROGRESS"):
+            from rich.progress import (
+                BarColumn,
+                DownloadColumn,
+                TimeRemainingColumn,
+                TransferSpeedColumn,
+            )
+            from rich.progress import (
+                Progress as RichProgress,
+            )
+
+            self._bar = RichProgress(
+                "[progress.description]{task.description}", BarColumn(), DownloadColumn(),
+                TransferSpeedColumn(), TimeRemainingColumn(), transient=True,
+                console=_stderr_console(),
+            )
+            self._task = self._bar.add_task(description, total=total)
+
+    def advance(self, n: int) -> None:
+        if self._bar is not None:
+            self._bar.advance(self._task, n)
+
+    def __enter__(self) -> Progress:
+        if self._bar is not None:
+            self._bar.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+
+def _stderr_console() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+@contextmanager
+def progress(total: int | None, description: str, enabled: bool = True) -> Iterator[Progress]:
+    """A context manager yielding a Progress; silent unless stderr is a terminal."""
+    with Progress(total, description, enabled) as bar:
+        yield bar
