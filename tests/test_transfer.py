@@ -558,7 +558,7 @@ def test_zcio_channels_as_endpoints(tmp_path: Path, src_path: Path, data: bytes)
                 assert transfer(src, client) == SIZE
             client.shutdown_output()
             assert drain.join() == data
-            assert paths_of(m) == {"sendfile"}
+            assert paths_of(m) == {"read_write"}  # a loopback TCP peer: measured faster
             feed = Feed(os.dup(pipe.sink().fileno()), data)
             pipe.sink().close()
             with FileChannel.open(tmp_path / "d", W, C) as dst, zcio.measure() as m:
@@ -566,3 +566,28 @@ def test_zcio_channels_as_endpoints(tmp_path: Path, src_path: Path, data: bytes)
             feed.join()
             assert paths_of(m) == {"splice"}
     assert (tmp_path / "d").read_bytes() == data
+
+
+def test_loopback_tcp_peer_prefers_read_write_remote_keeps_sendfile(src_path: Path) -> None:
+    """The default for a file to a TCP peer on this host is read/write (measured);
+    a Unix socket keeps sendfile; path= still forces either."""
+    from zcio._transfer import _loopback_peer
+
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        client = socket.create_connection(server.getsockname())
+        peer, _ = server.accept()
+        with client, peer:
+            assert _loopback_peer(client.fileno())
+            drain = Drain(peer.fileno())
+            with FileChannel.open(src_path) as src, zcio.measure() as m:
+                transfer(src, client, count=SIZE // 2)
+                transfer(src, client, path="sendfile")
+            client.shutdown(socket.SHUT_WR)
+            assert len(drain.join()) == SIZE
+    assert {name: p.operations for name, p in m.paths.items() if p.operations} == {
+        "read_write": 1, "sendfile": 1}
+    assert m.paths["read_write"].user_bytes == 2 * (SIZE // 2)
+    assert m.paths["sendfile"].kernel_bytes == SIZE - SIZE // 2
+    a, b = socket.socketpair()
+    with a, b:
+        assert not _loopback_peer(a.fileno())
