@@ -20,6 +20,7 @@ import os
 import re
 import threading
 import time
+import warnings
 import weakref
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -110,7 +111,10 @@ MAPPED = _Pool("mapped")
 def _default_cap() -> int:
     env = os.environ.get("ZCIO_MAX_DIRECT_MEMORY")
     if env:
-        return parse_size(env)
+        try:
+            return parse_size(env)
+        except IllegalArgumentError as e:  # importing zcio must not fail on a typo
+            warnings.warn(f"ZCIO_MAX_DIRECT_MEMORY ignored: {e}", stacklevel=2)
     try:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 4
     except (ValueError, OSError):  # pragma: no cover - sysconf names exist on Linux

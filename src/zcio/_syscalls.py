@@ -18,6 +18,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import errno
+import fcntl
 import os
 import socket
 import sys
@@ -193,6 +194,10 @@ class Syscalls:
         """``copy_file_range(2)``: file to file inside the kernel (reflink where it can)."""
         return os.copy_file_range(src, dst, count, offset_src, offset_dst)
 
+    def ficlone(self, dst_fd: int, src_fd: int) -> None:
+        """``ioctl(dst_fd, FICLONE, src_fd)``: share every extent (a reflink)."""
+        fcntl.ioctl(dst_fd, _FICLONE, src_fd)
+
     def fallocate(self, fd: int, offset: int, length: int, mode: int = 0) -> None:
         """``fallocate(2)``: reserve blocks; EOPNOTSUPP where the file system cannot."""
         if _fallocate is None:
@@ -241,6 +246,7 @@ def override(layer: Syscalls) -> Iterator[Syscalls]:
         SYS = saved
 
 
+_FICLONE = 0x40049409  # _IOW(0x94, 9, int)
 _STATX_DIOALIGN = 0x2000
 _AT_EMPTY_PATH = 0x1000
 

@@ -32,9 +32,9 @@ exact count that reached the target, and positions were advanced by that much.
 from __future__ import annotations
 
 import errno
+import ipaddress
 import mmap
 import os
-import ipaddress
 import select
 import socket
 import stat
@@ -57,7 +57,7 @@ from ._file_channel import FileChannel
 from ._metrics import metrics
 from ._syscalls import MAX_TRANSFER, retry
 
-__all__ = ["transfer", "transfer_to", "transfer_from", "PATHS"]
+__all__ = ["transfer", "transfer_to", "transfer_from", "PATHS", "default_ladder"]
 
 PATHS = ("copy_file_range", "sendfile", "splice", "mmap_write", "read_write")
 _FALLBACK = {errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP,
@@ -118,25 +118,34 @@ def _end(obj: Any, writing: bool, check_mode: bool = True) -> _End:
 
 
 def _ladder(src: _End, dst: _End) -> tuple[list[str], list[str]]:
-    """(default ladder, every rung that can run) for ``src`` -> ``dst``, cheapest first.
+    """(default ladder, every rung that can run) for ``src`` -> ``dst``, cheapest first."""
+    loopback = src.kind == _FILE and dst.kind == _SOCKET and _loopback_peer(dst.fd)
+    return default_ladder(src.kind, dst.kind, loopback)
 
-    splice can move a file to a socket too (through a pipe) but sendfile does the same
-    in one call, so it runs there only when forced.
+
+def default_ladder(src_kind: str, dst_kind: str, loopback_peer: bool = False
+                   ) -> tuple[list[str], list[str]]:
+    """(default ladder, every rung that can run) between two kinds of endpoint.
+
+    Kinds: ``"file"``, ``"socket"``, ``"pipe"``, ``"other fd"``, ``"object"``.  splice
+    can move a file to a socket too (through a pipe) but sendfile does the same in one
+    call, so it runs there only when forced.  ``loopback_peer``: the socket's peer is
+    on this host (TCP), where read/write is measured faster (see below).
     """
-    if _OBJECT in (src.kind, dst.kind):
+    if _OBJECT in (src_kind, dst_kind):
         return ["read_write"], ["read_write"]
     possible = []
-    if src.kind == _FILE and dst.kind == _FILE:
+    if src_kind == _FILE and dst_kind == _FILE:
         possible.append("copy_file_range")
-    if src.kind == _FILE:
+    if src_kind == _FILE:
         possible.append("sendfile")
     possible.append("splice")
-    if src.kind == _FILE:
+    if src_kind == _FILE:
         possible.append("mmap_write")
     possible.append("read_write")
     default = [p for p in possible
-               if p != "splice" or src.kind != _FILE or dst.kind == _PIPE]
-    if src.kind == _FILE and dst.kind == _SOCKET and _loopback_peer(dst.fd):
+               if p != "splice" or src_kind != _FILE or dst_kind == _PIPE]
+    if loopback_peer:
         # Measured (benchmarks/transfer.py): to a TCP peer on this host, read/write
         # moves ~1.6x what sendfile does at less total CPU, because the receiver's copy
         # out of page-cache-backed skbs costs ~2.7x more than out of copied ones.  There

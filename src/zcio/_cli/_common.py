@@ -14,7 +14,19 @@ import click
 from .._direct import parse_size
 from .._errors import ZcioError
 
-__all__ = ["SIZE", "HOST_PORT", "fail_line", "emit_json", "progress", "Progress"]
+__all__ = ["SIZE", "HOST_PORT", "fail_line", "emit_json", "progress", "Progress",
+           "human_size"]
+
+
+def human_size(n: float) -> str:
+    """``1536`` -> ``"1.5 KiB"``, ``4096`` -> ``"4 KiB"``, ``17`` -> ``"17 B"``."""
+    if n < 1024:
+        return f"{int(n)} B"
+    for unit in ("KiB", "MiB", "GiB", "TiB"):
+        n /= 1024
+        if n < 1024 or unit == "TiB":
+            break
+    return f"{n:.0f} {unit}" if n == int(n) else f"{n:.1f} {unit}"
 
 
 class SizeType(click.ParamType):  # type: ignore[type-arg]  # generic only in click>=8.4

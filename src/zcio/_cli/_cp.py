@@ -1,0 +1,352 @@
+"""``zcio cp SRC DST``: copy one file by the cheapest path, atomically, and say which ran.
+
+The ladder: a reflink (``FICLONE``: nothing copied, the blocks are shared), then
+``zcio.transfer``'s own (copy_file_range, sendfile, mmap+write, read/write).  Only the
+source's data extents are transferred (a ``SEEK_DATA``/``SEEK_HOLE`` walk), in chunks of
+64 MiB so the progress bar moves, and the copy is cut to the source's size at the end,
+so holes stay holes.
+
+The copy goes to a new temporary file beside DST (``O_EXCL``, a random name), which
+replaces DST with ``rename(2)`` only once complete: on any error, Ctrl-C, SIGTERM or
+SIGHUP the temporary file is removed and DST is as it was.  ``--sync`` fsyncs the file
+before the rename and the directory after it.
+
+Modes follow cp: a new DST gets SRC's permission bits less the umask, an existing DST
+keeps its own mode (and owner, when root); ``-p`` copies SRC's mode, its access and
+modification times to the nanosecond, and its owner and group when allowed (set-user-
+and set-group-ID bits are dropped when the owner could not be kept, as cp does).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import secrets
+import signal
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import Any
+
+import click
+
+from .. import _reflink
+from .._errors import IllegalArgumentError
+from .._file_channel import FileChannel, OpenOption
+from .._metrics import PathStats, measure
+from .._transfer import PATHS, transfer
+from ._common import emit_json, human_size, progress
+
+__all__ = ["cp", "copy_file", "CopyResult", "METHODS", "human_size", "data_extents"]
+
+#: ``--method`` choices and the transfer path each forces (None: the whole ladder).
+METHODS: dict[str, str | None] = {
+    "auto": None,
+    "reflink": "reflink",
+    "copy_file_range": "copy_file_range",
+    "sendfile": "sendfile",
+    "splice": "splice",
+    "mmap": "mmap_write",
+    "read_write": "read_write",
+}
+
+#: One transfer call moves at most this much, so the progress bar advances.
+CHUNK = 64 << 20
+
+_TEMP_PREFIX_MAX = 200  # keeps ".NAME.zcio-XXXXXXXX.tmp" under NAME_MAX (255)
+
+
+# -- the copy --------------------------------------------------------------------------
+
+
+@dataclass
+class CopyResult:
+    """What one copy did: sizes, time and the paths that ran (in ladder order)."""
+
+    src: str
+    dst: str
+    size: int
+    data_bytes: int
+    seconds: float
+    paths: dict[str, PathStats] = field(default_factory=dict)
+
+    @property
+    def holes(self) -> int:
+        return self.size - self.data_bytes
+
+    @property
+    def gb_per_s(self) -> float | None:
+        return self.data_bytes / self.seconds / 1e9 if self.seconds > 0 else None
+
+
+def _umask() -> int:
+    """The process umask, read without changing it (Linux 4.7+), else by setting it."""
+    with contextlib.suppress(OSError, ValueError), open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _stat_or_none(path: str) -> os.stat_result | None:
+    """stat(2) following links; None if nothing is there.  A dangling link is an error."""
+    try:
+        return os.stat(path)
+    except FileNotFoundError:
+        if os.path.lexists(path):
+            raise OSError(errno.ENOENT, "not writing through dangling symbolic link",
+                          path) from None
+        return None
+
+
+def _resolve(src: str, dst: str) -> tuple[os.stat_result, str, os.stat_result | None]:
+    """Check the arguments as cp does: (SRC's stat, the file to write, its stat if any)."""
+    src_st = os.stat(src)
+    if stat.S_ISDIR(src_st.st_mode):
+        raise IsADirectoryError(errno.EISDIR, "Is a directory (zcio cp copies files)", src)
+    if not stat.S_ISREG(src_st.st_mode):
+        raise OSError(errno.EINVAL, "not a regular file", src)
+    target = dst
+    dst_st = _stat_or_none(dst)
+    if dst_st is not None and stat.S_ISDIR(dst_st.st_mode):
+        target = os.path.join(dst, os.path.basename(os.path.normpath(src)))
+        dst_st = _stat_or_none(target)
+    elif dst_st is None and dst.endswith("/"):
+        raise NotADirectoryError(errno.ENOTDIR, "Not a directory", dst)
+    if dst_st is not None:
+        if (dst_st.st_dev, dst_st.st_ino) == (src_st.st_dev, src_st.st_ino):
+            raise IllegalArgumentError(f"{src!r} and {target!r} are the same file")
+        if stat.S_ISDIR(dst_st.st_mode):
+            raise IsADirectoryError(errno.EISDIR, "cannot overwrite a directory", target)
+        if not stat.S_ISREG(dst_st.st_mode):
+            raise OSError(errno.EINVAL, "exists and is not a regular file", target)
+        if os.path.islink(target):  # cp writes through a link to the file it names
+            target = os.path.realpath(target)
+    parent = os.path.dirname(target) or "."
+    if not os.path.isdir(parent):
+        raise FileNotFoundError(errno.ENOENT, "No such file or directory", target)
+    return src_st, target, dst_st
+
+
+def _create_temp(target: str) -> tuple[str, FileChannel]:
+    """A new, empty file beside ``target`` (O_EXCL, mode 0600 until the copy ends)."""
+    parent, name = os.path.split(target)
+    for _ in range(100):
+        tmp = os.path.join(parent, f".{name[:_TEMP_PREFIX_MAX]}.zcio-"
+                                   f"{secrets.token_hex(4)}.tmp")
+        try:
+            return tmp, FileChannel.open(tmp, OpenOption.WRITE, OpenOption.CREATE_NEW,
+                                         mode=0o600)
+        except FileExistsError:
+            continue
+        except OSError as e:  # name DST, not the temporary file, in the message
+            raise OSError(e.errno, e.strerror, target) from None
+    raise FileExistsError(errno.EEXIST, "no free temporary name", target)
+
+
+def data_extents(fd: int, size: int) -> Iterator[tuple[int, int]]:
+    """(offset, length) of each data extent of the first ``size`` bytes, in order.
+
+    Walks ``lseek(SEEK_DATA)``/``lseek(SEEK_HOLE)``; where the file system cannot say
+    (EINVAL), the whole file is one extent.
+    """
+    pos = 0
+    while pos < size:
+        try:
+            start = os.lseek(fd, pos, os.SEEK_DATA)
+        except OSError as e:
+            if e.errno == errno.ENXIO:  # only a hole from here to the end
+                return
+            if e.errno == errno.EINVAL:
+                yield pos, size - pos
+                return
+            raise
+        if start >= size:
+            return
+        try:
+            end = min(os.lseek(fd, start, os.SEEK_HOLE), size)
+        except OSError as e:
+            if e.errno != errno.ENXIO:  # the file shrank under us: transfer will say so
+                raise
+            end = size
+        yield start, end - start
+        pos = end
+
+
+def _copy_data(src: FileChannel, dst: FileChannel, size: int, method: str, target: str,
+               show_progress: bool) -> int:
+    """Fill ``dst`` (to become ``target``) with ``src``'s content.
+
+    Returns the data bytes written or cloned.
+    """
+    path = METHODS[method]
+    if path in (None, "reflink"):
+        if path == "reflink":
+            try:
+                _reflink.reflink(src.fileno(), dst.fileno())
+            except OSError as e:
+                raise OSError(e.errno, f"reflink refused: {e.strerror}", target) from None
+            return size
+        if _reflink.try_reflink(src.fileno(), dst.fileno()):
+            return size
+    extents = list(data_extents(src.fileno(), size))
+    total = sum(n for _, n in extents)
+    label = f"cp {os.path.basename(target)}"
+    with progress(total, label, enabled=show_progress) as bar:
+        for start, length in extents:
+            pos, end = start, start + length
+            while pos < end:
+                n = min(CHUNK, end - pos)
+                src.position(pos)
+                dst.position(pos)
+                transfer(src, dst, n, path=path)
+                pos += n
+                bar.advance(n)
+    os.ftruncate(dst.fileno(), size)  # the trailing hole, if any
+    return total
+
+
+def _apply_metadata(fd: int, src_st: os.stat_result, dst_st: os.stat_result | None,
+                    preserve: bool) -> None:
+    """Mode, owner and times of the new file, as cp (``-p``) would leave them."""
+    if preserve:
+        mode = stat.S_IMODE(src_st.st_mode)
+        try:
+            os.fchown(fd, src_st.st_uid, src_st.st_gid)
+        except PermissionError:
+            with contextlib.suppress(PermissionError):
+                os.fchown(fd, -1, src_st.st_gid)
+            mode &= ~(stat.S_ISUID | stat.S_ISGID)
+        os.fchmod(fd, mode)
+        os.utime(fd, ns=(src_st.st_atime_ns, src_st.st_mtime_ns))
+    elif dst_st is not None:  # cp overwrites in place: the file keeps its mode and owner
+        if os.geteuid() == 0:
+            with contextlib.suppress(PermissionError):
+                os.fchown(fd, dst_st.st_uid, dst_st.st_gid)
+        os.fchmod(fd, stat.S_IMODE(dst_st.st_mode))
+    else:
+        os.fchmod(fd, stat.S_IMODE(src_st.st_mode) & 0o777 & ~_umask())
+
+
+@contextlib.contextmanager
+def _signals_as_exit() -> Iterator[None]:
+    """SIGTERM and SIGHUP end the process through Python, so cleanup code runs."""
+    def handler(signum: int, frame: FrameType | None) -> None:
+        click.echo(f"zcio cp: {signal.strsignal(signum)}, copy abandoned", err=True)
+        raise SystemExit(128 + signum)
+
+    saved: dict[int, Any] = {}
+    try:
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            saved[sig] = signal.signal(sig, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        pass
+    try:
+        yield
+    finally:
+        for signum, old in saved.items():
+            signal.signal(signum, old)
+
+
+def copy_file(src: str, dst: str, method: str = "auto", preserve: bool = False,
+              sync: bool = False, show_progress: bool = False) -> CopyResult:
+    """Copy the regular file ``src`` to ``dst`` (a file, or a directory to copy into).
+
+    Raises OSError (or a ZcioError) with nothing changed at ``dst`` on any failure.
+
+    Syscalls: ``ioctl(FICLONE)``, then ``lseek(SEEK_DATA/SEEK_HOLE)`` and the transfer
+    ladder per extent, ``ftruncate``, ``fchmod``/``fchown``/``utimensat``, ``fsync``
+    with ``--sync``, ``rename``.
+    """
+    if method not in METHODS:
+        raise IllegalArgumentError(f"unknown method {method!r}; one of {', '.join(METHODS)}")
+    _, target, dst_st = _resolve(src, dst)
+    with FileChannel.open(src) as src_ch, _signals_as_exit():
+        st = os.fstat(src_ch.fileno())
+        if not stat.S_ISREG(st.st_mode):  # replaced since _resolve looked
+            raise OSError(errno.EINVAL, "not a regular file", src)
+        tmp_path, tmp = _create_temp(target)
+        replaced = False
+        try:
+            with tmp, measure() as m:
+                try:
+                    data = _copy_data(src_ch, tmp, st.st_size, method, target,
+                                      show_progress)
+                    _apply_metadata(tmp.fileno(), st, dst_st, preserve)
+                    if sync:
+                        os.fsync(tmp.fileno())
+                except OSError as e:
+                    if e.filename is None:  # a transfer error: say where it was going
+                        raise OSError(e.errno, e.strerror, target) from e
+                    raise
+            os.replace(tmp_path, target)
+            replaced = True
+            if sync:
+                _fsync_dir(os.path.dirname(target) or ".")
+        finally:
+            if not replaced:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp_path)
+    ran = {name: m.paths[name] for name in ("reflink", *PATHS)
+           if name in m.paths and m.paths[name].operations}
+    return CopyResult(src, target, st.st_size, data, m.wall_seconds, ran)
+
+
+def _fsync_dir(directory: str) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# -- the command -----------------------------------------------------------------------
+
+
+def _summary(r: CopyResult) -> str:
+    how = ", ".join(r.paths) or "nothing to copy"
+    rate = f", {r.gb_per_s:.2f} GB/s" if r.gb_per_s is not None and r.data_bytes else ""
+    holes = f" ({human_size(r.holes)} of holes kept)" if r.holes else ""
+    moved = [f"{name}: {human_size(s.kernel_bytes)} in the kernel, "
+             f"{human_size(s.user_bytes)} through user space"
+             for name, s in r.paths.items()]
+    detail = "".join(f"\n  {line}" for line in moved)
+    return (f"{r.src} -> {r.dst}: {human_size(r.size)}{holes} in {r.seconds:.3f} s"
+            f"{rate} by {how}{detail}")
+
+
+@click.command("cp")
+@click.argument("src", type=click.Path(path_type=str))
+@click.argument("dst", type=click.Path(path_type=str))
+@click.option("--method", type=click.Choice(list(METHODS)), default="auto",
+              show_default=True,
+              help="Force one path; 'auto' tries reflink, then copy_file_range, sendfile, "
+                   "mmap, read/write. A forced path that fails is an error.")
+@click.option("-p", "--preserve", is_flag=True,
+              help="Keep SRC's mode, times (ns) and, when allowed, owner, like cp -p.")
+@click.option("--sync", is_flag=True, help="fsync the copy and its directory.")
+@click.option("--progress/--no-progress", "show_progress", default=True,
+              help="A progress bar on stderr when it is a terminal.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def cp(src: str, dst: str, method: str, preserve: bool, sync: bool, show_progress: bool,
+       as_json: bool) -> None:
+    """Copy the file SRC to DST (a file, or a directory to copy into).
+
+    The copy is written under a temporary name beside DST and renamed over it once
+    complete, so DST is never left half-written.  Holes in SRC stay holes.
+    """
+    r = copy_file(src, dst, method, preserve, sync, show_progress and not as_json)
+    if as_json:
+        emit_json({
+            "src": r.src, "dst": r.dst, "method": method, "size": r.size,
+            "bytes": r.data_bytes, "holes": r.holes, "seconds": r.seconds,
+            "gb_per_s": r.gb_per_s, "preserved": preserve, "synced": sync,
+            "paths": {name: {"syscalls": s.syscalls, "kernel_bytes": s.kernel_bytes,
+                             "user_bytes": s.user_bytes} for name, s in r.paths.items()},
+        })
+    else:
+        click.echo(_summary(r))

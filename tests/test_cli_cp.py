@@ -1,0 +1,433 @@
+"""``zcio cp`` end to end: ``python -m zcio cp`` in a subprocess, checked byte for byte.
+
+Every failure must be one line on stderr, a non-zero status, no traceback, DST as it
+was and no temporary file left.  The full disk is a 1 MiB tmpfs where mounting is
+allowed (root), and in-process everywhere with a fault layer raising ENOSPC; Ctrl-C
+and SIGTERM are injected the same way.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from faults import OK, Faults, short
+from test_reflink import btrfs_dir  # noqa: F401 - a fixture
+from zcio import _syscalls
+from zcio._cli import _cp, main
+
+MIB = 1 << 20
+ZCIO_PATHS = {"copy_file_range", "sendfile", "splice", "mmap_write", "read_write"}
+FORCED = [("copy_file_range", "copy_file_range"), ("sendfile", "sendfile"),
+          ("splice", "splice"), ("mmap", "mmap_write"), ("read_write", "read_write")]
+
+
+def zcio(*args: str | Path, umask: int = -1) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "zcio", *map(str, args)],
+                          capture_output=True, text=True, timeout=120, check=False,
+                          umask=umask)
+
+
+def cp_json(*args: str | Path) -> dict[str, Any]:
+    r = zcio("cp", "--json", *args)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == ""
+    result: dict[str, Any] = json.loads(r.stdout)
+    return result
+
+
+def assert_one_line_failure(r: subprocess.CompletedProcess[str], *words: str) -> None:
+    assert r.returncode != 0
+    assert "Traceback" not in r.stderr
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1, r.stderr
+    assert lines[0].startswith("zcio cp: ")
+    for word in words:
+        assert word in lines[0]
+
+
+def temp_files(directory: Path) -> list[str]:
+    return [p.name for p in directory.iterdir() if ".zcio-" in p.name]
+
+
+def sha(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(MIB):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def write_sparse(path: Path, size: int, pieces: list[tuple[int, bytes]]) -> None:
+    with open(path, "wb") as f:
+        f.truncate(size)
+        for offset, data in pieces:
+            f.seek(offset)
+            f.write(data)
+
+
+@pytest.fixture
+def src(tmp_path: Path) -> Path:
+    p = tmp_path / "src.bin"
+    p.write_bytes(os.urandom(3 * MIB + 17))
+    return p
+
+
+# -- copies that work --------------------------------------------------------------------
+
+
+def test_large_file_in_chunks_by_checksum(tmp_path: Path) -> None:
+    big = tmp_path / "big"
+    with open(big, "wb") as f:
+        for _ in range(65):
+            f.write(os.urandom(MIB))
+        f.write(b"tail")  # 65 MiB + 4: two transfer chunks
+    out = cp_json(big, tmp_path / "copy")
+    assert sha(tmp_path / "copy") == sha(big)
+    assert out["size"] == out["bytes"] == big.stat().st_size
+    assert out["holes"] == 0 and out["method"] == "auto"
+    assert out["paths"] and set(out["paths"]) <= ZCIO_PATHS | {"reflink"}
+    assert sum(s["kernel_bytes"] for s in out["paths"].values()) > 0  # zero-copy here
+    assert out["seconds"] > 0 and out["gb_per_s"] > 0
+    assert temp_files(tmp_path) == []
+
+
+def test_human_output_names_the_path(src: Path, tmp_path: Path) -> None:
+    r = zcio("cp", src, tmp_path / "dst")
+    assert r.returncode == 0 and r.stderr == ""
+    first = r.stdout.splitlines()[0]
+    assert first.startswith(f"{src} -> {tmp_path / 'dst'}: 3.0 MiB in ")
+    assert "GB/s by " in first
+    assert any(path in first for path in ZCIO_PATHS | {"reflink"})
+
+
+@pytest.mark.parametrize(("method", "path"), FORCED)
+def test_every_forced_method(src: Path, tmp_path: Path, method: str, path: str) -> None:
+    out = cp_json("--method", method, src, tmp_path / "dst")
+    assert list(out["paths"]) == [path]
+    assert out["method"] == method
+    assert (tmp_path / "dst").read_bytes() == src.read_bytes()
+    stats = out["paths"][path]
+    moved = stats["kernel_bytes"] + stats["user_bytes"]
+    assert moved >= src.stat().st_size
+
+
+def test_forced_reflink_that_cannot_run_is_an_error(src: Path, tmp_path: Path) -> None:
+    from zcio import _reflink
+
+    if _reflink.probe(tmp_path)[0]:
+        pytest.skip(f"{tmp_path} reflinks")
+    r = zcio("cp", "--method", "reflink", src, tmp_path / "dst")
+    assert_one_line_failure(r, "reflink refused", "dst")
+    assert r.returncode == 1
+    assert not (tmp_path / "dst").exists()
+    assert temp_files(tmp_path) == []
+
+
+@pytest.mark.parametrize("method", ["auto", "copy_file_range", "sendfile", "mmap",
+                                    "read_write"])
+def test_sparse_file_keeps_its_holes(tmp_path: Path, method: str) -> None:
+    sparse = tmp_path / "sparse"
+    pieces = [(5 * MIB, os.urandom(100_000)), (40 * MIB + 3, b"middle"),
+              (63 * MIB, os.urandom(MIB))]
+    write_sparse(sparse, 80 * MIB, pieces)  # holes at the start, between, and the end
+    out = cp_json("--method", method, sparse, tmp_path / "copy")
+    copy = tmp_path / "copy"
+    assert copy.stat().st_size == 80 * MIB
+    assert sha(copy) == sha(sparse)
+    assert copy.stat().st_blocks * 512 <= sparse.stat().st_blocks * 512 + MIB
+    assert copy.stat().st_blocks * 512 < 4 * MIB
+    assert out["holes"] > 70 * MIB and out["bytes"] + out["holes"] == 80 * MIB
+
+
+def test_file_of_holes_only(tmp_path: Path) -> None:
+    hole = tmp_path / "hole"
+    write_sparse(hole, 10 * MIB, [])
+    out = cp_json(hole, tmp_path / "copy")
+    assert (tmp_path / "copy").stat().st_size == 10 * MIB
+    assert (tmp_path / "copy").stat().st_blocks == 0
+    assert out["bytes"] == 0 and out["holes"] == 10 * MIB
+
+
+@pytest.mark.parametrize("method", ["auto", "sendfile", "read_write"])
+def test_empty_file(tmp_path: Path, method: str) -> None:
+    empty = tmp_path / "empty"
+    empty.write_bytes(b"")
+    out = cp_json("--method", method, empty, tmp_path / "copy")
+    assert (tmp_path / "copy").read_bytes() == b""
+    assert out["size"] == out["bytes"] == 0
+    r = zcio("cp", "--method", method, empty, tmp_path / "again")
+    assert r.returncode == 0 and "0 B in" in r.stdout
+
+
+def test_preserve_mode_and_times(src: Path, tmp_path: Path) -> None:
+    os.chmod(src, 0o640)
+    atime_ns, mtime_ns = 1_111_111_111_123_456_789, 1_234_567_890_987_654_321
+    os.utime(src, ns=(atime_ns, mtime_ns))
+    out = cp_json("-p", src, tmp_path / "dst")
+    st = (tmp_path / "dst").stat()
+    assert stat.S_IMODE(st.st_mode) == 0o640
+    assert st.st_mtime_ns == mtime_ns
+    assert st.st_atime_ns == atime_ns
+    assert (st.st_uid, st.st_gid) == (src.stat().st_uid, src.stat().st_gid)
+    assert out["preserved"] is True
+
+
+def test_without_preserve_a_new_file_gets_src_mode_less_umask(src: Path,
+                                                               tmp_path: Path) -> None:
+    os.chmod(src, 0o754)
+    os.utime(src, ns=(10**18, 10**18))
+    r = zcio("cp", src, tmp_path / "dst", umask=0o027)
+    assert r.returncode == 0, r.stderr
+    st = (tmp_path / "dst").stat()
+    assert stat.S_IMODE(st.st_mode) == 0o750  # as cp: 0o754 & ~0o027
+    assert st.st_mtime_ns != 10**18
+
+
+def test_without_preserve_an_existing_dst_keeps_its_mode(src: Path, tmp_path: Path) -> None:
+    dst = tmp_path / "dst"
+    dst.write_bytes(b"old")
+    os.chmod(dst, 0o600)
+    assert zcio("cp", src, dst).returncode == 0
+    assert dst.read_bytes() == src.read_bytes()
+    assert stat.S_IMODE(dst.stat().st_mode) == 0o600
+
+
+def test_dst_directory_copies_under_src_name(src: Path, tmp_path: Path) -> None:
+    into = tmp_path / "into"
+    into.mkdir()
+    out = cp_json(src, into)
+    assert out["dst"] == str(into / "src.bin")
+    assert (into / "src.bin").read_bytes() == src.read_bytes()
+    assert temp_files(into) == []
+
+
+def test_dst_symlink_is_written_through(src: Path, tmp_path: Path) -> None:
+    real, link = tmp_path / "real", tmp_path / "link"
+    real.write_bytes(b"old")
+    link.symlink_to(real)
+    assert zcio("cp", src, link).returncode == 0
+    assert link.is_symlink() and real.read_bytes() == src.read_bytes()
+
+
+def test_sync(src: Path, tmp_path: Path) -> None:
+    out = cp_json("--sync", src, tmp_path / "dst")
+    assert out["synced"] is True
+    assert (tmp_path / "dst").read_bytes() == src.read_bytes()
+
+
+def test_reflink_on_btrfs(btrfs_dir: Path) -> None:  # noqa: F811
+    src = btrfs_dir / "src"
+    write_sparse(src, 32 * MIB, [(MIB, os.urandom(MIB))])
+    out = cp_json(src, btrfs_dir / "auto")
+    assert list(out["paths"]) == ["reflink"]
+    forced = cp_json("--method", "reflink", src, btrfs_dir / "forced")
+    assert list(forced["paths"]) == ["reflink"]
+    for name in ("auto", "forced"):
+        copy = btrfs_dir / name
+        assert sha(copy) == sha(src)
+        assert copy.stat().st_blocks * 512 < 4 * MIB
+        copy.unlink()
+    src.unlink()
+
+
+# -- bad input ---------------------------------------------------------------------------
+
+
+def test_missing_src(tmp_path: Path) -> None:
+    r = zcio("cp", tmp_path / "nope", tmp_path / "dst")
+    assert_one_line_failure(r, "No such file or directory", "nope")
+    assert r.returncode == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_src_is_a_directory(tmp_path: Path) -> None:
+    (tmp_path / "d").mkdir()
+    r = zcio("cp", tmp_path / "d", tmp_path / "dst")
+    assert_one_line_failure(r, "Is a directory")
+    assert not (tmp_path / "dst").exists()
+
+
+def test_src_is_not_a_regular_file(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "fifo")
+    r = zcio("cp", tmp_path / "fifo", tmp_path / "dst")
+    assert_one_line_failure(r, "not a regular file")
+
+
+def test_dst_directory_missing(src: Path, tmp_path: Path) -> None:
+    r = zcio("cp", src, tmp_path / "no" / "dst")
+    assert_one_line_failure(r, "No such file or directory", str(tmp_path / "no" / "dst"))
+    r = zcio("cp", src, f"{tmp_path / 'no'}/")
+    assert_one_line_failure(r, "Not a directory")
+    assert temp_files(tmp_path) == []
+
+
+def test_same_file(src: Path, tmp_path: Path) -> None:
+    before = sha(src)
+    for dst in (src, tmp_path):  # the file itself, and its own directory
+        r = zcio("cp", src, dst)
+        assert_one_line_failure(r, "are the same file")
+    os.link(src, tmp_path / "hard")
+    assert_one_line_failure(zcio("cp", src, tmp_path / "hard"), "are the same file")
+    assert sha(src) == before
+    assert temp_files(tmp_path) == []
+
+
+def test_dst_names_a_directory_inside_dst(src: Path, tmp_path: Path) -> None:
+    (tmp_path / "into" / "src.bin").mkdir(parents=True)
+    r = zcio("cp", src, tmp_path / "into")
+    assert_one_line_failure(r, "cannot overwrite a directory")
+
+
+@pytest.mark.parametrize("args", [["--method", "teleport"], ["--bogus"], []])
+def test_usage_errors_are_one_line(src: Path, tmp_path: Path, args: list[str]) -> None:
+    files = [str(src), str(tmp_path / "dst")] if args else [str(src)]
+    r = zcio("cp", *args, *files)
+    assert_one_line_failure(r)
+    assert r.returncode == 2
+    assert not (tmp_path / "dst").exists()
+
+
+@contextmanager
+def mounted_tmpfs(mnt: Path, options: str) -> Iterator[Path]:
+    """A tmpfs at ``mnt`` (skips where mounting is not allowed)."""
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mnt)],
+                       capture_output=True, text=True, check=False)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
+
+
+@pytest.fixture
+def tiny_tmpfs(tmp_path: Path) -> Iterator[Path]:
+    """A 1 MiB tmpfs: a disk that fills."""
+    with mounted_tmpfs(tmp_path / "tiny", "size=1m") as mnt:
+        yield mnt
+
+
+def test_read_only_destination(src: Path, tmp_path: Path) -> None:
+    with mounted_tmpfs(tmp_path / "ro", "ro,size=1m") as mnt:
+        r = zcio("cp", src, mnt / "dst")
+        assert_one_line_failure(r, "Read-only file system", str(mnt / "dst"))
+
+
+@pytest.mark.parametrize("method", ["auto", "read_write"])
+def test_full_disk_leaves_nothing(src: Path, tiny_tmpfs: Path, method: str) -> None:
+    r = zcio("cp", "--method", method, src, tiny_tmpfs / "dst")
+    assert_one_line_failure(r, "No space left on device", "dst")
+    assert r.returncode == 1
+    assert list(tiny_tmpfs.iterdir()) == []
+
+
+def test_full_disk_leaves_an_existing_dst_as_it_was(src: Path, tiny_tmpfs: Path) -> None:
+    dst = tiny_tmpfs / "dst"
+    dst.write_bytes(b"precious")
+    r = zcio("cp", src, dst)
+    assert_one_line_failure(r, "No space left on device")
+    assert [p.name for p in tiny_tmpfs.iterdir()] == ["dst"]
+    assert dst.read_bytes() == b"precious"
+
+
+# -- in process: faults, Ctrl-C, SIGTERM, progress ---------------------------------------
+
+
+def run_main(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    with pytest.raises(SystemExit) as e:
+        main(["cp", *args])
+    code = e.value.code
+    return (code if isinstance(code, int) else 1), capsys.readouterr().err
+
+
+def _interrupt(real: Any, *args: Any) -> Any:
+    raise KeyboardInterrupt
+
+
+def _sigterm(real: Any, *args: Any) -> Any:
+    os.kill(os.getpid(), signal.SIGTERM)
+    return real(*args)
+
+
+@pytest.mark.parametrize(("method", "script", "status", "message"), [
+    ("auto", {"copy_file_range": [short(MIB), errno.ENOSPC]}, 1, "No space left on device"),
+    ("read_write", {"pwrite": [OK, errno.ENOSPC]}, 1, "No space left on device"),
+    ("sendfile", {"sendfile": [errno.EIO]}, 1, "Input/output error"),
+    ("read_write", {"pwrite": [OK, _interrupt]}, 130, "zcio cp: interrupted"),
+    ("read_write", {"pwrite": [OK, _sigterm]}, 128 + signal.SIGTERM, "Terminated"),
+])
+def test_failure_mid_copy_leaves_dst_as_it_was(
+        src: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], method: str,
+        script: dict[str, list[Any]], status: int, message: str) -> None:
+    dst = tmp_path / "dst"
+    dst.write_bytes(b"precious")
+    faults = Faults(script)
+    old = signal.getsignal(signal.SIGTERM)
+    with _syscalls.override(faults):
+        code, err = run_main(["--method", method, str(src), str(dst)], capsys)
+    assert signal.getsignal(signal.SIGTERM) == old  # the handler was put back
+    assert any(name in script for name, _ in faults.calls)  # the fault struck
+    assert code == status
+    assert "Traceback" not in err and message in err
+    assert len([line for line in err.splitlines() if line]) == 1  # click adds a blank
+    # line after ^C, closing the terminal's echo of it
+    assert dst.read_bytes() == b"precious"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dst", "src.bin"]
+
+
+def test_progress_advances_chunk_by_chunk(tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    sparse = tmp_path / "sparse"
+    block = os.statvfs(tmp_path).f_bsize  # extents are whole blocks
+    write_sparse(sparse, 20 * MIB, [(0, os.urandom(3 * MIB)), (10 * MIB, b"z" * 1000)])
+    seen: list[tuple[str, Any]] = []
+
+    class Bar:
+        def advance(self, n: int) -> None:
+            seen.append(("advance", n))
+
+    @contextmanager
+    def fake_progress(total: int | None, description: str,
+                      enabled: bool = True) -> Iterator[Bar]:
+        seen.append(("total", total))
+        yield Bar()
+
+    monkeypatch.setattr(_cp, "progress", fake_progress)
+    monkeypatch.setattr(_cp, "CHUNK", MIB)
+    result = _cp.copy_file(str(sparse), str(tmp_path / "copy"), show_progress=True)
+    assert seen == [("total", 3 * MIB + block), ("advance", MIB), ("advance", MIB),
+                    ("advance", MIB), ("advance", block)]
+    assert result.data_bytes == 3 * MIB + block and result.holes == 17 * MIB - block
+    assert sha(tmp_path / "copy") == sha(sparse)
+
+
+def test_data_extents(tmp_path: Path) -> None:
+    p = tmp_path / "f"
+    write_sparse(p, 10 * MIB, [(2 * MIB, b"a" * 10), (8 * MIB, b"b" * 10)])
+    fd = os.open(p, os.O_RDONLY)
+    try:
+        extents = list(_cp.data_extents(fd, 10 * MIB))
+        assert list(_cp.data_extents(fd, 0)) == []
+    finally:
+        os.close(fd)
+    block = os.statvfs(p).f_bsize
+    assert extents == [(2 * MIB, block), (8 * MIB, block)]
+
+
+def test_human_size() -> None:
+    assert [_cp.human_size(n) for n in (0, 1023, 1024, 1536, 4096, 3 * MIB + 17, 1 << 40)] \
+        == ["0 B", "1023 B", "1 KiB", "1.5 KiB", "4 KiB", "3.0 MiB", "1 TiB"]
