@@ -616,6 +616,7 @@ class ByteBuffer(Buffer):
             index, length = check_int(index, "index"), check_int(length, "length")
             check_from_index_size(index, length, self._lim)
         self._check_memory()
+        self._mem.record("slice()")
         start = self._off + index
         return self._make(self._mem, start, length, 0, length, ro=self._ro)
 
@@ -640,6 +641,7 @@ class ByteBuffer(Buffer):
     def duplicate(self) -> ByteBuffer:
         """A buffer sharing content and indexes (copied, then independent); BIG_ENDIAN."""
         self._check_memory()
+        self._mem.record("duplicate()")
         return self._make(
             self._mem, self._off, self._cap, self._pos, self._lim, self._mark, self._ro, self._mv
         )

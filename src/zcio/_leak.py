@@ -22,6 +22,7 @@ import enum
 import logging
 import os
 import random
+import sys
 import traceback
 import warnings
 
@@ -70,10 +71,17 @@ def set_leak_detection(level: LeakLevel | str) -> None:
 
 
 def _site(skip: int) -> str:
-    frames = traceback.extract_stack()[: -skip - 1]
-    # The innermost frames outside zcio are the ones a reader cares about.
-    user = [f for f in frames if "/zcio/" not in f.filename.replace("\\", "/")] or frames
-    return "".join(traceback.format_list(user[-3:])).rstrip()
+    """The three innermost frames outside zcio, formatted (frame walk, no full stack:
+    sampling sits on the pool's fast path)."""
+    frame = sys._getframe(skip + 1)
+    picked: list[traceback.FrameSummary] = []
+    while frame is not None and len(picked) < 3:
+        name = frame.f_code.co_filename
+        if "/zcio/" not in name.replace("\\", "/") or picked:
+            picked.append(traceback.FrameSummary(name, frame.f_lineno, frame.f_code.co_name))
+        frame = frame.f_back  # type: ignore[assignment]
+    summary = traceback.StackSummary.from_list(list(reversed(picked)))
+    return "".join(summary.format()).rstrip()
 
 
 class LeakRecord:
@@ -107,11 +115,22 @@ class LeakRecord:
         warnings.warn(message, LeakWarning, stacklevel=2)
 
 
+_countdown = random.randrange(_SAMPLING_INTERVAL)
+
+
 def track() -> LeakRecord | None:
-    """A record for a new allocation if the current level samples it, else None."""
+    """A record for a new allocation if the current level samples it, else None.
+
+    SIMPLE and ADVANCED sample one allocation in 128 (a countdown from a random start:
+    cheaper than a random draw per allocation, which sits on the pool's fast path).
+    """
+    global _countdown
     level = _level
     if level is LeakLevel.DISABLED:
         return None
-    if level is not LeakLevel.PARANOID and random.randrange(_SAMPLING_INTERVAL):
-        return None
+    if level is not LeakLevel.PARANOID:
+        _countdown -= 1
+        if _countdown > 0:
+            return None
+        _countdown = _SAMPLING_INTERVAL
     return LeakRecord(_site(2), advanced=level >= LeakLevel.ADVANCED)

@@ -81,9 +81,8 @@ class Memory:
         self._base = base  # format "B", 1-D, covering the whole block
         # Weak references (memoryviews are unhashable, so no WeakSet), pruned of dead
         # entries whenever the list doubles: amortised O(1) per view handed out.
-        self._views: list[weakref.ref[memoryview]] = []
+        self._views: list[weakref.ref[memoryview]] = []  # _base is released directly
         self._prune_at = 8
-        self._track(base)
         self.released = False
         self.size = len(base)
         self.refcnt = 1
@@ -166,9 +165,14 @@ class Memory:
         return True
 
     def touch(self, hint: object) -> None:
-        """Record an access for the leak detector; plain memory is not tracked."""
+        """Record ``touch(hint)`` for the leak detector; plain memory is not tracked."""
+
+    def record(self, what: str) -> None:
+        """Record an access (``"slice()"``...) for the leak detector; plain: nothing."""
 
     def _revoke(self) -> None:
+        with contextlib.suppress(BufferError):  # exported further: stays valid, alive
+            self._base.release()
         views, self._views = self._views, []
         for ref in views:
             mv = ref()

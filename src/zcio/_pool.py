@@ -30,18 +30,31 @@ import weakref
 from typing import Any
 
 from . import _leak
+from ._buffer import check_int
 from ._byte_buffer import ByteBuffer
 from ._direct import BufferPoolInfo, register_pool_source, reserve_direct, unreserve_direct
 from ._errors import IllegalArgumentError
 from ._memory import DirectMemory, Memory, buffer_address
 
-__all__ = ["PooledAllocator", "size_class"]
+__all__ = ["PooledAllocator", "size_class", "slab_length"]
 
 _MIN_CLASS = 16
 
 
 def size_class(n: int) -> tuple[int, int]:
     """(index, size) of the smallest class holding ``n`` bytes: 4 steps per power of two."""
+    known = _CLASS_MEMO.get(n)
+    if known is not None:
+        return known
+    if len(_CLASS_MEMO) < 4096:  # sizes repeat; the arithmetic costs ~150 ns
+        _CLASS_MEMO[n] = _size_class(n)
+    return _size_class(n)
+
+
+_CLASS_MEMO: dict[int, tuple[int, int]] = {}
+
+
+def _size_class(n: int) -> tuple[int, int]:
     if n <= _MIN_CLASS:
         return 0, _MIN_CLASS
     k = (n - 1).bit_length()  # 2**(k-1) < n <= 2**k
@@ -51,28 +64,57 @@ def size_class(n: int) -> tuple[int, int]:
     return (k - 5) * 4 + q, base + q * step
 
 
+#: At most this many slots per slab (each slot is a Python object): small classes get
+#: small slabs (a page of 16-byte slots, not 262,144 of them in a 4 MiB chunk).
+_MAX_SLOTS = 256
+
+
+def slab_length(size: int, chunk_size: int) -> int:
+    """Bytes mapped for one slab of ``size``-byte slots: a chunk, or less for small
+    classes (at most _MAX_SLOTS slots, but at least a page's worth)."""
+    slots = max(1, min(chunk_size // size, max(_MAX_SLOTS, mmap.PAGESIZE // size)))
+    return slots * size
+
+
 class _Slab:
     """One mmap carved into ``slots`` slots of ``size`` bytes, all of one class."""
 
-    __slots__ = ("mm", "size", "slots", "free", "length", "__weakref__")
+    __slots__ = ("mm", "size", "slots", "free", "length", "members", "_finalizer",
+                 "__weakref__")
 
     def __init__(self, size: int, chunk_size: int) -> None:
         self.size = size
-        self.slots = max(1, chunk_size // size)
-        self.length = self.slots * size
+        self.length = slab_length(size, chunk_size)
+        self.slots = self.length // size
+        self.members: list[_Slot] = []
         reserve_direct(self.length, self.length)
         try:
             self.mm: mmap.mmap | None = mmap.mmap(-1, self.length, flags=mmap.MAP_PRIVATE)
         except BaseException:
             unreserve_direct(self.length, self.length)
             raise
+        # Given back when unmapped, or when the mmap dies with a collected allocator.
+        self._finalizer = weakref.finalize(self.mm, unreserve_direct, self.length, self.length)
+        self._finalizer.atexit = False
         self.free = 0  # slots of this slab in the arena's free list
 
-    def unmap(self) -> None:
-        mm, self.mm = self.mm, None
-        if mm is not None:
+    def unmap(self) -> bool:
+        """Drop every slot's export, then unmap; False (still mapped) if something else
+        still holds a slot's memory, in which case the caller keeps the slab."""
+        mm = self.mm
+        if mm is None:
+            return True
+        for slot in self.members:
+            slot.arr = None  # the ctypes arrays are the slab's only exports
+        try:
             mm.close()
-            unreserve_direct(self.length, self.length)
+        except BufferError:  # pragma: no cover - every slot was free: nothing holds them
+            for slot in self.members:
+                slot.export(mm)
+            return False
+        self.mm = None
+        self._finalizer()
+        return True
 
 
 class _Slot:
@@ -83,13 +125,19 @@ class _Slot:
     the memory.
     """
 
-    __slots__ = ("slab", "index", "arr", "base_refs")
+    __slots__ = ("slab", "index", "klass", "arr", "base_refs", "__weakref__")
 
     def __init__(self, slab: _Slab, index: int) -> None:
         self.slab = slab
         self.index = index
+        self.klass = size_class(slab.size)[0]
         assert slab.mm is not None
-        self.arr: Any = (ctypes.c_char * slab.size).from_buffer(slab.mm, index * slab.size)
+        self.export(slab.mm)
+
+    def export(self, mm: mmap.mmap) -> None:
+        """(Re)create the slot's own exporter over its bytes of the slab."""
+        self.arr: Any = (ctypes.c_char * self.slab.size).from_buffer(
+            mm, self.index * self.slab.size)
         self.base_refs = sys.getrefcount(self.arr)
 
     def reachable(self) -> bool:
@@ -129,8 +177,11 @@ class PooledMemory(Memory):
         return super().release(n)
 
     def touch(self, hint: object) -> None:
+        self.record(f"touch({hint!r})")
+
+    def record(self, what: str) -> None:
         if self._record is not None:
-            self._record.record(f"touch({hint!r})")
+            self._record.record(what)
 
     def _free(self) -> None:
         slot, self._slot = self._slot, None
@@ -146,21 +197,25 @@ class PooledMemory(Memory):
         self.released = True
         self._slot = None
         try:
-            if self._record is not None:
-                self._record.report(f"pooled buffer of {self.size} bytes "
-                                    f"(refCnt {self.refcnt})")
-            self._alloc._recycle(slot, self.size)
+            self._alloc._recycle(slot, self.size)  # first: the report may raise
         except Exception:  # interpreter shutdown: modules may be gone; nothing to save
-            pass
+            return
+        if self._record is not None:
+            self._record.report(f"pooled buffer of {self.size} bytes (refCnt {self.refcnt})")
 
 
 class _ThreadCache:
-    """Per-thread free lists, one per cached class; returned to the arena at thread exit."""
+    """Per-thread free lists, one per cached class; returned to the arena at thread exit.
 
-    __slots__ = ("lists", "__weakref__")
+    It also counts this thread's allocations and releases (no lock needed: only its
+    thread writes them); the allocator sums them over threads for ``pool_infos``.
+    """
+
+    __slots__ = ("lists", "counts", "__weakref__")
 
     def __init__(self, classes: int) -> None:
         self.lists: list[list[_Slot]] = [[] for _ in range(classes)]
+        self.counts = [0, 0]  # buffers allocated - released here, their bytes
 
 
 class PooledAllocator:
@@ -209,24 +264,23 @@ class PooledAllocator:
         Its content is whatever the slot held before (as Netty's pooled buffers), not
         zeros; ``release()`` gives it back.  Above ``chunk_size``: unpooled.
         """
+        capacity = check_int(capacity, "capacity")
         if capacity < 0:
             raise IllegalArgumentError(f"capacity < 0: ({capacity} < 0)")
         if capacity > self.chunk_size:
             return self._huge(capacity)
-        index = size_class(capacity)[0]
-        slot = None
-        if index < self._cached_classes:
-            cache = self._cache()
-            if cache.lists[index]:
-                slot = cache.lists[index].pop()
-        if slot is None:
-            slot = self._take(index)
+        index, klass = size_class(capacity)
+        cache = self._cache()
+        free = cache.lists[index] if index < self._cached_classes else None
+        slot = free.pop() if free else self._take(index)
         mem = PooledMemory(self, slot, _leak.track())
-        with self._lock:
-            self._live += 1
-            self._live_bytes += capacity
+        counts = cache.counts
+        counts[0] += 1
+        counts[1] += capacity
         mem.size = capacity
-        return ByteBuffer._make(mem, 0, capacity, 0, capacity)
+        # A request that fills its class uses the block's own view: no slice to make.
+        view = mem._base if capacity == klass else None
+        return ByteBuffer._make(mem, 0, capacity, 0, capacity, mv=view)
 
     def _huge(self, capacity: int) -> ByteBuffer:
         mem = DirectMemory(capacity)
@@ -238,20 +292,21 @@ class PooledAllocator:
             cache = self._local.cache = _ThreadCache(self._cached_classes)
             with self._lock:
                 self._caches.add(cache)
-            weakref.finalize(cache, self._absorb, cache.lists).atexit = False
+            weakref.finalize(cache, _absorb_into, weakref.ref(self), cache.lists,
+                             cache.counts).atexit = False
         return cache
 
     def _take(self, index: int) -> _Slot:
         with self._lock:
-            if self._quarantine:
+            free = self._free[index]  # (classes past the cached ones come straight here)
+            if self._quarantine and not free:  # rescan only when it could help
                 self._drain_quarantine()
-            free = self._free[index]
             if free:
                 slot = free.pop()
                 slot.slab.free -= 1
                 return slot
         slab = _Slab(self._sizes[index], self.chunk_size)  # may raise OutOfDirectMemory
-        slots = [_Slot(slab, i) for i in range(slab.slots)]
+        slots = slab.members = [_Slot(slab, i) for i in range(slab.slots)]
         with self._lock:
             self._slabs[index].append(slab)
             self._free[index].extend(slots[1:])
@@ -262,16 +317,17 @@ class PooledAllocator:
 
     def _recycle(self, slot: _Slot, capacity: int) -> None:
         """Take a slot back: to this thread's cache, the arena, or quarantine."""
-        with self._lock:
-            self._live -= 1
-            self._live_bytes -= capacity
+        cache = self._cache()
+        counts = cache.counts
+        counts[0] -= 1
+        counts[1] -= capacity
         if slot.reachable():
             with self._lock:
                 self._quarantine.append(slot)
             return
-        index = size_class(slot.slab.size)[0]
-        if index < self._cached_classes and self.cache_size:
-            lists = self._cache().lists[index]
+        index = slot.klass
+        if index < self._cached_classes:
+            lists = cache.lists[index]
             if len(lists) < self.cache_size:
                 lists.append(slot)
                 return
@@ -289,9 +345,11 @@ class PooledAllocator:
             self._unmap(index, slab)
 
     def _unmap(self, index: int, slab: _Slab) -> None:
-        self._free[index] = [s for s in self._free[index] if s.slab is not slab]
-        self._slabs[index].remove(slab)
-        slab.unmap()  # the slots' arrays are gone with the list entries
+        """Unmap an entirely free slab (lock held); kept if its memory is still held."""
+        keep = [s for s in self._free[index] if s.slab is not slab]
+        if slab.unmap():
+            self._free[index] = keep
+            self._slabs[index].remove(slab)
 
     def _drain_quarantine(self) -> None:
         waiting, self._quarantine = self._quarantine, []
@@ -299,15 +357,19 @@ class PooledAllocator:
             if slot.reachable():
                 self._quarantine.append(slot)
             else:
-                self._give_back(size_class(slot.slab.size)[0], slot)
+                self._give_back(slot.klass, slot)
 
-    def _absorb(self, lists: list[list[_Slot]]) -> None:
-        """A thread's cache died: its slots go back to the arena."""
+    def _absorb(self, lists: list[list[_Slot]], counts: list[int] | None = None) -> None:
+        """A thread's cache emptied (or died): its slots go back to the arena, and a dead
+        thread's counts into the allocator's own."""
         with self._lock:
             for index, slots in enumerate(lists):
                 for slot in slots:
                     self._give_back(index, slot)
                 slots.clear()
+            if counts is not None:
+                self._live += counts[0]
+                self._live_bytes += counts[1]
 
     # -- trimming and accounting -------------------------------------------------------
 
@@ -326,9 +388,12 @@ class PooledAllocator:
         """This allocator as BufferPoolInfo entries: live buffers, and thread caches."""
         with self._lock:
             mapped = sum(s.length for slabs in self._slabs for s in slabs)
-            cached = [slot for c in list(self._caches) for lst in c.lists for slot in lst]
+            caches = list(self._caches)
+            cached = [slot for c in caches for lst in c.lists for slot in lst]
+            live = self._live + sum(c.counts[0] for c in caches)
+            live_bytes = self._live_bytes + sum(c.counts[1] for c in caches)
             return [
-                BufferPoolInfo(self.name, self._live, self._live_bytes, mapped),
+                BufferPoolInfo(self.name, live, live_bytes, mapped),
                 BufferPoolInfo(f"{self.name}-cache", len(cached),
                                sum(s.slab.size for s in cached), 0),
             ]
@@ -337,6 +402,14 @@ class PooledAllocator:
         live, cache = self.pool_infos()
         return (f"zcio.PooledAllocator[chunk={self.chunk_size} live={live.count} "
                 f"mapped={live.memory_used} cached={cache.count}]")
+
+
+def _absorb_into(ref: weakref.ref[PooledAllocator], lists: list[list[_Slot]],
+                 counts: list[int]) -> None:
+    """A dead thread's cache: give its slots and counts back, if the allocator lives."""
+    alloc = ref()
+    if alloc is not None:
+        alloc._absorb(lists, counts)
 
 
 def _class_sizes(chunk_size: int) -> list[int]:
