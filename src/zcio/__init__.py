@@ -82,6 +82,7 @@ from ._typed import IntBuffer as IntBuffer
 from ._typed import LongBuffer as LongBuffer
 from ._typed import ShortBuffer as ShortBuffer
 from ._typed import TypedBuffer as TypedBuffer
+from ._zerocopy import ZeroCopySender as ZeroCopySender
 
 __version__ = "0.1.0"
 
@@ -148,6 +149,7 @@ __all__ = [
     "TypedBuffer",
     "UnsupportedOperationError",
     "ZcioError",
+    "ZeroCopySender",
     "buffer_pools",
     "leak_detection",
     "max_direct_memory",

@@ -231,6 +231,16 @@ class Syscalls:
         """``recvmsg(2)`` into several buffers (a scatter read)."""
         return sock.recvmsg_into(bufs)[0]
 
+    def recvmsg(
+        self, sock: socket.socket, bufsize: int, ancbufsize: int = 0, flags: int = 0
+    ) -> tuple[bytes, list[tuple[int, int, bytes]], int, Any]:
+        """``recvmsg(2)`` with ancillary data: (data, [(level, type, data)], flags, address).
+
+        ``flags`` may hold ``MSG_ERRQUEUE`` (read the socket's error queue, where
+        MSG_ZEROCOPY completions arrive) and ``MSG_DONTWAIT``.
+        """
+        return sock.recvmsg(bufsize, ancbufsize, flags)
+
 
 SYS = Syscalls()
 
