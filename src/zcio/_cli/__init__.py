@@ -1,4 +1,4 @@
-"""The ``zcio`` command line: bench, cp, send, recv, info.
+"""The ``zcio`` command line: bench, cp, send, recv, info, serve.
 
 Every command takes ``--json`` for scripts.  Bad input gets one clear line on stderr
 and a non-zero exit status, never a traceback: usage errors exit 2 (click's rule),
@@ -30,12 +30,7 @@ def _register() -> None:
     import importlib
 
     for module, names in _COMMANDS.items():
-        try:
-            mod = importlib.import_module(f"{__name__}.{module}")
-        except ModuleNotFoundError as e:  # DEVELOPMENT ONLY: removed when all commands land
-            if e.name != f"{__name__}.{module}":
-                raise
-            continue
+        mod = importlib.import_module(f"{__name__}.{module}")
         for name in names:
             cli.add_command(getattr(mod, name))
 

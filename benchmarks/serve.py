@@ -1,0 +1,414 @@
+"""``zcio serve`` against nginx (sendfile on), aiohttp's FileResponse and http.server, by wrk.
+
+Run by hand, not by CI::
+
+    .venv/bin/python benchmarks/serve.py [--duration 10] [--rounds 2] [--workers 1,2]
+        [--servers zcio,nginx,aiohttp,http.server] [--quick] [--json PATH]
+
+Needs ``wrk`` and ``nginx`` (``apt-get install wrk nginx-light``) and ``aiohttp``
+(``pip install aiohttp``; a benchmark anchor only, not a dependency).  A server whose
+tool is missing is skipped, with a note.
+
+Two cases, on loopback, each server at each worker count:
+
+* a 1 KiB file, 64 keep-alive connections: requests per second;
+* a 100 MiB file, 4 keep-alive connections: GB/s (10**9 bytes, from completed
+  responses).
+
+wrk runs with one thread (``-t1``), so the client costs the same for every server.
+Each measurement is preceded by an untimed warm-up of two seconds.  The server's CPU
+per request is the CPU time (user + system, ``/proc/PID/stat``) of every process of
+the server (master and workers) over the timed run, divided by the requests wrk
+completed: loopback's receive work done in softirq on the server's CPU counts, as it
+would on a real machine's.  Rounds repeat everything; figures are medians.
+
+The servers:
+
+* zcio: ``zcio serve DIR --workers N --quiet`` (no access log);
+* nginx: ``worker_processes N``, ``sendfile on``, ``tcp_nopush on``, ``tcp_nodelay on``,
+  ``access_log off``, keep-alive without limit;
+* aiohttp: ``web.FileResponse`` behind one route, ``access_log=None``, N processes with
+  ``reuse_port``;
+* http.server: ``python -m http.server`` (HTTP/1.0: one connection per request, as it
+  ships); with N > 1, N processes of a ``ThreadingHTTPServer`` with
+  ``allow_reuse_port`` (http.server itself has no workers).
+
+Every server is checked first: both files must come back byte-exact.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import http.client
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+SMALL, LARGE = "1k.bin", "100m.bin"
+SMALL_SIZE, LARGE_SIZE = 1024, 100 << 20
+CASES = {"small": (SMALL, SMALL_SIZE, 64), "large": (LARGE, LARGE_SIZE, 4)}
+TICK = os.sysconf("SC_CLK_TCK")
+
+# The real entry point; registers the command if the CLI does not list it yet.
+_ZCIO = ("import sys, zcio._cli as c; c._COMMANDS.setdefault('_serve', ['serve']); "
+         "c.main(sys.argv[1:])")
+
+_AIOHTTP = textwrap.dedent("""
+    import os, sys
+    from aiohttp import web
+    root, port = sys.argv[1], int(sys.argv[2])
+    async def handle(request):
+        return web.FileResponse(os.path.join(root, request.match_info["name"]))
+    app = web.Application()
+    app.router.add_get("/{name}", handle)
+    web.run_app(app, host="127.0.0.1", port=port, access_log=None, reuse_port=True,
+                print=None)
+""")
+
+_HTTP_SERVER_REUSEPORT = textwrap.dedent("""
+    import functools, http.server, sys
+    class Server(http.server.ThreadingHTTPServer):
+        allow_reuse_port = True
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=sys.argv[1])
+    with Server(("127.0.0.1", int(sys.argv[2])), handler) as s:
+        s.serve_forever()
+""")
+
+
+@dataclass
+class Result:
+    server: str
+    workers: int
+    case: str
+    requests: int = 0
+    seconds: float = 0.0
+    cpu_seconds: float = 0.0
+    note: str = ""
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+    @property
+    def gbps(self) -> float:
+        size = CASES[self.case][1]
+        return self.requests * size / self.seconds / 1e9 if self.seconds else 0.0
+
+    @property
+    def cpu_per_request(self) -> float:
+        return self.cpu_seconds / self.requests if self.requests else float("nan")
+
+
+@dataclass
+class Server:
+    name: str
+    workers: int
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    port: int = 0
+    tmp: Path | None = None
+
+    def pids(self) -> list[int]:
+        """Every process of the server: those started and all their descendants."""
+        found: list[int] = []
+        todo = [p.pid for p in self.procs]
+        while todo:
+            pid = todo.pop()
+            found.append(pid)
+            try:
+                for tid in os.listdir(f"/proc/{pid}/task"):
+                    with open(f"/proc/{pid}/task/{tid}/children") as f:
+                        todo += [int(k) for k in f.read().split()]
+            except OSError:
+                pass
+        return found
+
+    def cpu(self) -> float:
+        total = 0
+        for pid in self.pids():
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+        return total / TICK
+
+    def stop(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGQUIT if self.name == "nginx" else signal.SIGTERM)
+        for p in self.procs:
+            try:
+                p.wait(15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def nginx_conf(tmp: Path, root: Path, port: int, workers: int) -> Path:
+    for d in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        (tmp / d).mkdir(exist_ok=True)
+    user = "user root;\n" if os.geteuid() == 0 else ""
+    conf = tmp / "nginx.conf"
+    conf.write_text(textwrap.dedent(f"""\
+        {user}worker_processes {workers};
+        pid {tmp}/nginx.pid;
+        error_log {tmp}/error.log warn;
+        events {{ worker_connections 4096; }}
+        http {{
+            default_type application/octet-stream;
+            sendfile on; tcp_nopush on; tcp_nodelay on;
+            access_log off;
+            keepalive_timeout 65; keepalive_requests 100000000;
+            client_body_temp_path {tmp}/client_body; proxy_temp_path {tmp}/proxy;
+            fastcgi_temp_path {tmp}/fastcgi; uwsgi_temp_path {tmp}/uwsgi;
+            scgi_temp_path {tmp}/scgi;
+            server {{ listen 127.0.0.1:{port} reuseport; root {root}; }}
+        }}
+        """))
+    return conf
+
+
+def start(name: str, workers: int, root: Path) -> Server:
+    port = free_port()
+    server = Server(name, workers, port=port)
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    if name == "zcio":
+        server.procs.append(subprocess.Popen(
+            [sys.executable, "-c", _ZCIO, "serve", str(root), "--port", str(port),
+             "--workers", str(workers), "--quiet"], **quiet))
+    elif name == "nginx":
+        server.tmp = Path(tempfile.mkdtemp(prefix="zcio-bench-nginx-"))
+        conf = nginx_conf(server.tmp, root, port, workers)
+        server.procs.append(subprocess.Popen(
+            ["nginx", "-p", str(server.tmp), "-c", str(conf), "-g",
+             "daemon off; master_process on;"], **quiet))
+    elif name == "aiohttp":
+        for _ in range(workers):
+            server.procs.append(subprocess.Popen(
+                [sys.executable, "-c", _AIOHTTP, str(root), str(port)], **quiet))
+    elif name == "http.server":
+        if workers == 1:
+            server.procs.append(subprocess.Popen(
+                [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", "--directory",
+                 str(root), str(port)], **quiet))
+        else:
+            for _ in range(workers):
+                server.procs.append(subprocess.Popen(
+                    [sys.executable, "-c", _HTTP_SERVER_REUSEPORT, str(root), str(port)],
+                    **quiet))
+    else:
+        raise ValueError(name)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            if fetch(port, SMALL)[0] == 200:
+                time.sleep(0.3 if workers > 1 else 0.05)  # the other workers too
+                return server
+        except OSError:
+            time.sleep(0.05)
+    server.stop()
+    raise RuntimeError(f"{name} did not start")
+
+
+def fetch(port: int, name: str) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request("GET", "/" + name)
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+def check(server: Server, root: Path) -> None:
+    for name in (SMALL, LARGE):
+        status, body = fetch(server.port, name)
+        want = (root / name).read_bytes()
+        if status != 200 or hashlib.sha256(body).digest() != hashlib.sha256(want).digest():
+            raise RuntimeError(f"{server.name} sent a wrong {name}: {status}, {len(body)}")
+
+
+_REQUESTS = re.compile(r"(\d+) requests in ([\d.]+)(us|ms|s|m)")
+
+
+def wrk(port: int, name: str, connections: int, seconds: float) -> tuple[int, float]:
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "30s",
+         f"http://127.0.0.1:{port}/{name}"],
+        capture_output=True, text=True, timeout=seconds + 60, check=True).stdout
+    m = _REQUESTS.search(out)
+    if m is None:
+        raise RuntimeError(f"cannot read wrk's output:\n{out}")
+    scale = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}[m[3]]
+    return int(m[1]), float(m[2]) * scale
+
+
+def measure(server: Server, case: str, seconds: float) -> Result:
+    name, _, connections = CASES[case]
+    wrk(server.port, name, connections, 2)  # warm-up, untimed
+    cpu0 = server.cpu()
+    requests, elapsed = wrk(server.port, name, connections, seconds)
+    cpu1 = server.cpu()
+    return Result(server.name, server.workers, case, requests, elapsed, cpu1 - cpu0)
+
+
+def available(name: str) -> str | None:
+    """Why a server cannot run here, or None."""
+    if name == "nginx" and shutil.which("nginx") is None:
+        return "nginx is not installed (apt-get install nginx-light)"
+    if name == "aiohttp":
+        try:
+            import aiohttp  # noqa: F401
+        except ImportError:
+            return "aiohttp is not installed (pip install aiohttp)"
+    return None
+
+
+def median_result(results: list[Result]) -> Result:
+    first = results[0]
+    rates = sorted(results, key=lambda r: r.rps)
+    mid = rates[len(rates) // 2]
+    return Result(first.server, first.workers, first.case, mid.requests, mid.seconds,
+                  mid.cpu_seconds if len(results) < 3 else
+                  statistics.median(r.cpu_per_request for r in results) * mid.requests)
+
+
+def table(results: dict[tuple[str, int, str], Result], servers: list[str],
+          workers: list[int]) -> str:
+    lines = ["| server | workers | 1 KiB req/s | CPU us/req | 100 MiB GB/s | CPU ms/req |",
+             "|---|---|---|---|---|---|"]
+    for w in workers:
+        for s in servers:
+            small, large = results.get((s, w, "small")), results.get((s, w, "large"))
+            if small is None or large is None:
+                continue
+            lines.append(f"| {s} | {w} | {small.rps:,.0f} | {small.cpu_per_request * 1e6:.1f} "
+                         f"| {large.gbps:.2f} | {large.cpu_per_request * 1e3:.1f} |")
+    lines += ["", "| zcio vs | workers | 1 KiB req/s | 1 KiB CPU/req | 100 MiB GB/s | "
+              "100 MiB CPU/req |", "|---|---|---|---|---|---|"]
+    for w in workers:
+        z_small, z_large = results.get(("zcio", w, "small")), results.get(("zcio", w, "large"))
+        if z_small is None or z_large is None:
+            continue
+        for s in servers:
+            small, large = results.get((s, w, "small")), results.get((s, w, "large"))
+            if s == "zcio" or small is None or large is None:
+                continue
+            lines.append(
+                f"| {s} | {w} | {z_small.rps / small.rps:.2f}x | "
+                f"{z_small.cpu_per_request / small.cpu_per_request:.2f}x | "
+                f"{z_large.gbps / large.gbps:.2f}x | "
+                f"{z_large.cpu_per_request / large.cpu_per_request:.2f}x |")
+    return "\n".join(lines)
+
+
+def goals(results: dict[tuple[str, int, str], Result], workers: list[int]) -> list[str]:
+    out = []
+    for w in workers:
+        z, a, n = (results.get((s, w, "small")) for s in ("zcio", "aiohttp", "nginx"))
+        if z and a:
+            ratio = z.rps / a.rps
+            out.append(f"{w} worker(s): 1 KiB {ratio:.1f}x aiohttp (goal >= 3): "
+                       f"{'met' if ratio >= 3 else 'NOT met'}")
+        if z and n:
+            out.append(f"{w} worker(s): 1 KiB {z.rps / n.rps:.2f}x nginx (aim 0.25)")
+        zl, nl = results.get(("zcio", w, "large")), results.get(("nginx", w, "large"))
+        if zl and nl:
+            g, c = zl.gbps / nl.gbps, zl.cpu_per_request / nl.cpu_per_request
+            out.append(f"{w} worker(s): 100 MiB {g:.2f}x nginx's GB/s (goal >= 0.9): "
+                       f"{'met' if g >= 0.9 else 'NOT met'}; CPU/request {c:.2f}x nginx's "
+                       f"(goal <= 1.1): {'met' if c <= 1.1 else 'NOT met'}")
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--duration", type=float, default=10.0, help="seconds per wrk run")
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--workers", default="1,2")
+    ap.add_argument("--servers", default="zcio,nginx,aiohttp,http.server")
+    ap.add_argument("--cases", default="small,large")
+    ap.add_argument("--quick", action="store_true", help="1 s runs, 1 round (smoke test)")
+    ap.add_argument("--json", metavar="PATH")
+    args = ap.parse_args()
+    if args.quick:
+        args.duration, args.rounds = 1.0, 1
+    if shutil.which("wrk") is None:
+        sys.exit("benchmarks/serve.py needs wrk (apt-get install wrk)")
+    workers = [int(w) for w in args.workers.split(",")]
+    servers, cases = args.servers.split(","), args.cases.split(",")
+    notes = {s: why for s in servers if (why := available(s))}
+    servers = [s for s in servers if s not in notes]
+    for s, why in notes.items():
+        print(f"skipped {s}: {why}", file=sys.stderr)
+    with open("/proc/loadavg") as f:
+        load_before = f.read().split()[:3]
+    samples: dict[tuple[str, int, str], list[Result]] = {}
+    with tempfile.TemporaryDirectory(prefix="zcio-bench-serve-") as tmp:
+        root = Path(tmp) / "www"
+        root.mkdir()
+        os.chmod(tmp, 0o755)
+        (root / SMALL).write_bytes(os.urandom(SMALL_SIZE))
+        with open(root / LARGE, "wb") as f:
+            for _ in range(LARGE_SIZE >> 20):
+                f.write(os.urandom(1 << 20))
+        (root / LARGE).read_bytes()  # into the page cache
+        for rnd in range(args.rounds):
+            order = servers if rnd % 2 == 0 else servers[::-1]
+            for w in workers:
+                for s in order:
+                    server = start(s, w, root)
+                    try:
+                        if rnd == 0:
+                            check(server, root)
+                        for case in cases:
+                            r = measure(server, case, args.duration)
+                            samples.setdefault((s, w, case), []).append(r)
+                            print(f"round {rnd + 1}: {s:11} x{w} {case:5} "
+                                  f"{r.rps:10,.1f} req/s {r.gbps:6.2f} GB/s "
+                                  f"cpu/req {r.cpu_per_request * 1e6:10.1f} us",
+                                  file=sys.stderr)
+                    finally:
+                        server.stop()
+                        if server.tmp is not None:
+                            shutil.rmtree(server.tmp, ignore_errors=True)
+    results = {k: median_result(v) for k, v in samples.items()}
+    print(f"\n{platform.node()}: {os.cpu_count()} CPUs, load before {' '.join(load_before)}; "
+          f"wrk -t1, {args.duration:g} s runs, median of {args.rounds} round(s)\n")
+    print(table(results, servers, workers))
+    print()
+    for line in goals(results, workers):
+        print(line)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"machine": {"cpus": os.cpu_count(), "kernel": platform.release(),
+                                   "python": platform.python_version(),
+                                   "load_before": load_before},
+                       "duration": args.duration, "rounds": args.rounds,
+                       "results": [asdict(r) | {"rps": r.rps, "gbps": r.gbps,
+                                                "cpu_per_request": r.cpu_per_request}
+                                   for rs in samples.values() for r in rs]}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

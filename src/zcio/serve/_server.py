@@ -1,0 +1,493 @@
+"""The I/O loop of one worker: epoll, non-blocking sockets, sendfile.
+
+One thread, one ``epoll`` (level-triggered), every socket non-blocking.  For each
+connection the loop reads into one shared buffer, feeds the sans-IO core
+(``_http.ServerConnection``), asks the :class:`~zcio.serve._respond.Responder` for each
+complete request's response in order, and writes:
+
+* a head and an in-memory body (a cached small file, an error page, a listing) go out
+  together in one gather write (``sendmsg``), several pipelined responses in one call;
+* a file body goes out by ``sendfile`` (``_syscalls.SYS.sendfile``, so faults can be
+  injected, counted in ``zcio.metrics`` under ``"sendfile"``: one operation per body,
+  its bytes as kernel bytes), its head first with ``MSG_MORE`` so the kernel holds it
+  for the file's first bytes: no small segment goes out alone to wait for a delayed
+  ACK (sockets have ``TCP_NODELAY``).  A partial send resumes when the socket is
+  writable.  sendfile is called directly, not through ``transfer_to``: measured here,
+  the engine's per-call set-up costs ~27 us a step (its endpoint checks, and the
+  loopback probe that would pick read/write, which the server must not), about what
+  the CPU-per-request goal against nginx leaves.  Where a file system refuses
+  sendfile (EINVAL, ENOSYS), that body falls back to the engine's ladder.  After each
+  step the file is ``fstat``-ed: if it changed (size, modification time) or is now too
+  short, the connection is closed (its response can no longer be what the headers
+  promised); the server goes on.
+
+Reading stops while a response is being written (backpressure: a client that does not
+read cannot make the server buffer more), and at most 32 responses are queued per
+connection.  Socket reads and writes are counted in ``zcio.metrics`` as
+``socket_read`` and ``socket_write``.
+
+Timeouts (checked a few times a second): ``idle`` between requests, ``request`` from a
+request's first byte to its last (slowloris), ``send`` without write progress (a
+client that stops reading).  At ``max_connections`` the longest-idle keep-alive
+connection is closed to make room; if none is idle, accepting pauses until one closes.
+
+:meth:`Loop.request_stop` (thread- and signal-safe) starts a graceful stop: accept what
+is already queued, close the listener, close idle connections, answer what is in
+flight with ``Connection: close``, and return when no connection is left (or after
+``shutdown`` seconds).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import select
+import socket
+import time
+from collections import deque
+from dataclasses import dataclass
+from email.utils import formatdate
+
+from .. import _syscalls
+from .._file_channel import FileChannel
+from .._metrics import metrics
+from .._transfer import transfer_to
+from ._access_log import AccessLog, request_line
+from ._files import identity
+from ._http import NEED_DATA, Limits, Request, RequestError, ServerConnection
+from ._respond import Responder, Response
+
+__all__ = ["Timeouts", "Loop"]
+
+_log = logging.getLogger("zcio.serve")
+
+_IN = select.EPOLLIN
+_OUT = select.EPOLLOUT
+_RECV_SIZE = 65536
+_MAX_QUEUED = 32  # responses queued on one connection before it is written
+_ACCEPT_BATCH = 64
+_NO_SENDFILE = {errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP}
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Seconds allowed for each phase of a connection (see the module docstring)."""
+
+    idle: float = 15.0
+    request: float = 10.0
+    send: float = 30.0
+    shutdown: float = 10.0
+
+
+class _Body:
+    """A file body in flight: its descriptor (owned), what is left, the identity to keep,
+    and, once sendfile has refused this file, the engine's channel on it."""
+
+    __slots__ = ("fd", "path", "offset", "remaining", "key", "channel")
+
+    def __init__(self, response: Response) -> None:
+        self.fd = response.fd
+        self.path = response.path
+        self.offset = response.offset
+        self.remaining = response.count
+        self.key = response.key
+        self.channel: FileChannel | None = None
+        metrics.record("sendfile", syscalls=0)  # one operation per body
+
+    def close(self) -> None:
+        fd, self.fd = self.fd, -1
+        if self.channel is not None:
+            self.channel.close()
+        if fd >= 0:
+            os.close(fd)
+
+    def send(self, sock: socket.socket) -> int:
+        """One step: sendfile as much as the socket takes now; 0 at the file's end;
+        raises BlockingIOError when the socket has no room."""
+        if self.channel is None:
+            try:
+                n = _syscalls.SYS.sendfile(sock.fileno(), self.fd, self.offset,
+                                           self.remaining)
+            except OSError as e:
+                if e.errno not in _NO_SENDFILE:
+                    raise
+                # This file system cannot sendfile: the engine's ladder takes over.
+                self.channel = FileChannel(self.fd, True, False, self.path, owns_fd=False)
+            else:
+                metrics.record("sendfile", kernel_bytes=n, operations=0)
+                return n
+        n = transfer_to(self.channel, self.offset, self.remaining, sock)
+        if n == 0:
+            raise BlockingIOError(errno.EAGAIN, "no room")  # a shrunk file shows in fstat
+        return n
+
+
+class _Conn:
+    __slots__ = ("sock", "fd", "peer", "proto", "out", "body", "closing", "events",
+                 "deadline", "started")
+
+    def __init__(self, sock: socket.socket, peer: str, limits: Limits) -> None:
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.peer = peer
+        self.proto = ServerConnection(limits)
+        self.out: deque[bytes | memoryview] = deque()
+        self.body: _Body | None = None
+        self.closing = False
+        self.events = _IN
+        self.deadline = 0.0
+        self.started: float | None = None  # when the request being read began
+
+
+class Loop:
+    """One worker's event loop over a listening socket (see the module docstring)."""
+
+    def __init__(self, listener: socket.socket, responder: Responder, *,
+                 limits: Limits | None = None, timeouts: Timeouts | None = None,
+                 max_connections: int = 4096, access_log: AccessLog | None = None) -> None:
+        self.listener: socket.socket | None = listener
+        self.responder = responder
+        self.limits = limits or Limits()
+        self.timeouts = timeouts or Timeouts()
+        self.max_connections = max_connections
+        self.access_log = access_log
+        self.requests = 0  # responses queued since start
+        self._conns: dict[int, _Conn] = {}
+        self._ep = select.epoll()
+        self._wake = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self._buf = bytearray(_RECV_SIZE)
+        self._view = memoryview(self._buf)
+        self._now = time.monotonic()
+        self._date = b""
+        self._date_second = -1
+        self._draining = False
+        self._drain_deadline = 0.0
+        self._accepting = False
+        ticks = [t for t in (self.timeouts.idle, self.timeouts.request, self.timeouts.send)
+                 if t > 0]
+        self._tick = min(1.0, max(0.02, min(ticks, default=1.0) / 4))
+
+    # -- control -----------------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        """Begin a graceful stop; safe from any thread and from a signal handler."""
+        with contextlib.suppress(OSError):  # closed: the loop is over already
+            os.eventfd_write(self._wake, 1)
+
+    @property
+    def connections(self) -> int:
+        return len(self._conns)
+
+    def close(self) -> None:
+        """Close every connection, the wake-up descriptor and epoll (not the listener)."""
+        for conn in list(self._conns.values()):
+            self._close(conn)
+        if self._wake >= 0:
+            wake, self._wake = self._wake, -1
+            os.close(wake)
+        self._ep.close()
+        self._view.release()
+
+    def run(self) -> None:
+        """Serve until a graceful stop completes."""
+        ep, conns = self._ep, self._conns
+        listener = self.listener
+        assert listener is not None
+        listen_fd, wake_fd = listener.fileno(), self._wake
+        ep.register(listen_fd, _IN)
+        self._accepting = True
+        ep.register(wake_fd, _IN)
+        read, drive, log = self._read, self._drive, self.access_log
+        next_sweep = time.monotonic() + self._tick
+        self._update_date()
+        while True:
+            events = ep.poll(max(next_sweep - self._now, 0.0))
+            self._now = now = time.monotonic()
+            if int(time.time()) != self._date_second:
+                self._update_date()
+            for fd, _ in events:
+                conn = conns.get(fd)
+                if conn is not None:
+                    try:
+                        if conn.events == _OUT:
+                            drive(conn)
+                        else:
+                            read(conn)
+                    except Exception:  # never let one connection stop the server
+                        _log.exception("zcio serve: connection from %s failed", conn.peer)
+                        self._close(conn)
+                elif fd == listen_fd and self._accepting:
+                    self._accept()
+                elif fd == wake_fd:
+                    self._begin_drain()
+            if now >= next_sweep:
+                self._sweep()
+                next_sweep = now + self._tick
+            if log is not None:
+                log = self._flush_log(log)
+            if self._draining and (not conns or now >= self._drain_deadline):
+                break
+        for conn in list(conns.values()):
+            self._close(conn)
+        if log is not None:
+            self._flush_log(log)
+
+    def _flush_log(self, log: AccessLog) -> AccessLog | None:
+        """Write the access log; a log that cannot be written is dropped, not fatal."""
+        try:
+            log.flush()
+        except (OSError, ValueError) as e:
+            _log.error("zcio serve: access log failed (%s); logging stops", e)
+            self.access_log = None
+            return None
+        return log
+
+    def _update_date(self) -> None:
+        now = time.time()
+        self._date_second = int(now)
+        self._date = formatdate(int(now), usegmt=True).encode()
+
+    # -- accepting -----------------------------------------------------------------------
+
+    def _pause_accepting(self) -> None:
+        if self._accepting and self.listener is not None:
+            self._ep.unregister(self.listener.fileno())
+            self._accepting = False
+
+    def _resume_accepting(self) -> None:
+        if not self._accepting and not self._draining and self.listener is not None:
+            self._ep.register(self.listener.fileno(), _IN)
+            self._accepting = True
+
+    def _accept(self, batch: int = _ACCEPT_BATCH) -> None:
+        listener, conns = self.listener, self._conns
+        if listener is None:
+            return
+        for _ in range(batch):
+            victim = None
+            if len(conns) >= self.max_connections:
+                victim = self._oldest_idle()
+                if victim is None:
+                    self._pause_accepting()
+                    return
+            try:
+                sock, addr = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:
+                if e.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    _log.warning("zcio serve: accept: %s; pausing", e.strerror)
+                    self._pause_accepting()  # resumed by the next sweep
+                    return
+                continue  # ECONNABORTED and friends: that client is gone
+            if victim is not None:  # make room only for a connection that came
+                self._close(victim)
+            sock.setblocking(False)
+            if sock.family != socket.AF_UNIX:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            conn = _Conn(sock, addr[0] if isinstance(addr, tuple) else "-", self.limits)
+            conn.deadline = self._now + self.timeouts.idle
+            conns[conn.fd] = conn
+            self._ep.register(conn.fd, _IN)
+
+    def _oldest_idle(self) -> _Conn | None:
+        """The connection idle the longest (waiting for a next request), if any."""
+        oldest: _Conn | None = None
+        for conn in self._conns.values():
+            if (conn.events == _IN and conn.started is None and not conn.out
+                    and conn.body is None and (oldest is None
+                                               or conn.deadline < oldest.deadline)):
+                oldest = conn
+        return oldest
+
+    # -- reading and responding -------------------------------------------------------
+
+    def _read(self, conn: _Conn) -> None:
+        try:
+            n = conn.sock.recv_into(self._buf, _RECV_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self._close(conn)
+            return
+        metrics.record("socket_read", user_bytes=n)
+        if n:
+            conn.proto.receive_data(self._view[:n])
+        else:
+            conn.proto.receive_data(b"")
+        self._drive(conn)
+
+    def _drive(self, conn: _Conn) -> None:
+        """Write what is queued, queue the next responses, until blocked or idle."""
+        while True:
+            if (conn.out or conn.body is not None) and not self._write(conn):
+                return
+            if conn.closing:
+                self._close(conn)
+                return
+            if not self._produce(conn):
+                if conn.closing:
+                    self._close(conn)
+                    return
+                break
+        # Nothing to write: wait for (the rest of) a request.
+        if conn.proto.in_request:
+            if conn.started is None:
+                conn.started = self._now
+            conn.deadline = conn.started + self.timeouts.request
+        elif self._draining:
+            self._close(conn)
+            return
+        else:
+            conn.started = None
+            conn.deadline = self._now + self.timeouts.idle
+        if conn.events != _IN:
+            self._ep.modify(conn.fd, _IN)
+            conn.events = _IN
+
+    def _produce(self, conn: _Conn) -> bool:
+        """Queue responses for the requests parsed so far; True if any was queued."""
+        proto, out, responder, log = conn.proto, conn.out, self.responder, self.access_log
+        queued = 0
+        while conn.body is None and queued < _MAX_QUEUED:
+            event = proto.next_event()
+            if isinstance(event, Request):
+                keep_alive = event.keep_alive and not self._draining
+                try:
+                    response = responder.respond(event, self._date, keep_alive)
+                except Exception:
+                    _log.exception("zcio serve: %r failed", event)
+                    response = responder.error(500, self._date, False)
+                if log is not None:
+                    log.record(conn.peer, request_line(event.method, event.target,
+                                                       event.version),
+                               response.status, response.length)
+            elif isinstance(event, RequestError):
+                response = responder.error(event.status, self._date, False)
+                if log is not None:
+                    log.record(conn.peer, "-", response.status, response.length)
+            elif event is NEED_DATA:
+                break
+            else:  # CLOSED: the peer is done and so is every request
+                conn.closing = True
+                break
+            self.requests += 1
+            out.append(response.head)
+            if response.body:
+                out.append(response.body)
+            if response.fd >= 0:
+                conn.body = _Body(response)
+            queued += 1
+            if not response.keep_alive:
+                conn.closing = True
+                break
+        return queued > 0
+
+    # -- writing -------------------------------------------------------------------------
+
+    def _write(self, conn: _Conn) -> bool:
+        """Send the queue, then the file body; True when everything went out."""
+        sock, out = conn.sock, conn.out
+        while out:
+            flags = socket.MSG_MORE if conn.body is not None else 0
+            try:
+                if len(out) == 1:
+                    n = sock.send(out[0], flags)
+                else:
+                    n = sock.sendmsg(list(out), (), flags)
+            except (BlockingIOError, InterruptedError):
+                self._want_write(conn)
+                return False
+            except OSError:
+                self._close(conn)
+                return False
+            metrics.record("socket_write", user_bytes=n)
+            while n:
+                first = out[0]
+                if n >= len(first):
+                    out.popleft()
+                    n -= len(first)
+                else:
+                    out[0] = memoryview(first)[n:]
+                    n = 0
+            if out:
+                self._want_write(conn)
+                return False
+        body = conn.body
+        if body is None:
+            return True
+        try:
+            n = body.send(sock)
+        except (BlockingIOError, InterruptedError):
+            n = -1
+        except OSError:  # the client went away (EPIPE, ECONNRESET), or the disk failed
+            self._close(conn)
+            return False
+        if n > 0:
+            body.offset += n
+            body.remaining -= n
+        st = os.fstat(body.fd)
+        if (n == 0 or identity(st) != body.key
+                or st.st_size < body.offset + body.remaining):  # n == 0: the file ended
+            _log.warning("zcio serve: %s changed during a send; connection closed",
+                         body.path)
+            self._close(conn)
+            return False
+        if body.remaining:
+            self._want_write(conn)
+            return False
+        conn.body = None
+        body.close()
+        return True
+
+    def _want_write(self, conn: _Conn) -> None:
+        conn.deadline = self._now + self.timeouts.send
+        if conn.events != _OUT:  # stop reading until the response is out
+            self._ep.modify(conn.fd, _OUT)
+            conn.events = _OUT
+
+    # -- closing and timing out ---------------------------------------------------------
+
+    def _close(self, conn: _Conn) -> None:
+        if self._conns.pop(conn.fd, None) is None:
+            return
+        with contextlib.suppress(OSError, ValueError):
+            self._ep.unregister(conn.fd)
+        conn.sock.close()
+        if conn.body is not None:
+            conn.body.close()
+            conn.body = None
+        conn.out.clear()
+        if not self._accepting and len(self._conns) < self.max_connections:
+            self._resume_accepting()
+
+    def _sweep(self) -> None:
+        now = self._now
+        for conn in [c for c in self._conns.values() if c.deadline <= now]:
+            self._close(conn)
+        if not self._accepting and len(self._conns) < self.max_connections:
+            self._resume_accepting()
+
+    def _begin_drain(self) -> None:
+        try:
+            os.eventfd_read(self._wake)
+        except BlockingIOError:
+            return
+        if self._draining:
+            return
+        listener = self.listener
+        if listener is not None and self._accepting:
+            self._accept(batch=self.max_connections)  # what the kernel already queued
+        self._pause_accepting()
+        if listener is not None:  # refuse new connections from now on
+            self.listener = None
+            listener.close()
+        self._draining = True
+        self._drain_deadline = self._now + self.timeouts.shutdown
+        for conn in list(self._conns.values()):
+            if (conn.events == _IN and not conn.proto.in_request and not conn.out
+                    and conn.body is None):
+                # idle, or just accepted: answer anything already received, then close
+                self._drive(conn)

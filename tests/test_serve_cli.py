@@ -1,0 +1,221 @@
+"""``zcio serve`` as a command: its own process, worker processes, signals, errors.
+
+Each server runs as a subprocess on an ephemeral port and is always stopped (SIGTERM,
+then SIGKILL); every wait has a deadline.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from test_serve_support import LARGE_SIZE, SMALL, TIMEOUT, blobs, www
+
+__all__ = ["blobs", "www"]
+
+# Runs the real entry point; registers the command if _cli does not list it (yet).
+_MAIN = ("import sys, zcio._cli as c; c._COMMANDS.setdefault('_serve', ['serve']); "
+         "c.main(sys.argv[1:])")
+
+
+def zcio(*args: str, **kwargs: Any) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-c", _MAIN, *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, **kwargs)
+
+
+class Running:
+    def __init__(self, proc: subprocess.Popen[bytes], announce: dict[str, Any]) -> None:
+        self.proc = proc
+        self.port = int(announce["port"])
+        self.announce = announce
+
+    def get(self, path: str, headers: dict[str, str] | None = None
+            ) -> tuple[int, bytes, http.client.HTTPMessage]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=TIMEOUT)
+        try:
+            conn.request("GET", path, headers=headers or {})
+            resp = conn.getresponse()
+            return resp.status, resp.read(), resp.headers
+        finally:
+            conn.close()
+
+    def stop(self, sig: int = signal.SIGTERM) -> tuple[int, bytes, bytes]:
+        self.proc.send_signal(sig)
+        try:
+            out, err = self.proc.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            out, err = self.proc.communicate()
+            pytest.fail("zcio serve did not stop on its own")
+        return self.proc.returncode, out, err
+
+
+@pytest.fixture
+def started() -> Iterator[list[subprocess.Popen[bytes]]]:
+    procs: list[subprocess.Popen[bytes]] = []
+    yield procs
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+            p.communicate()
+        else:
+            p.communicate()
+
+
+def start(started: list[subprocess.Popen[bytes]], *args: str) -> Running:
+    proc = zcio("serve", "--port", "0", "--json", *args)
+    started.append(proc)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()  # the announcement, once every worker listens
+    if not line:
+        _, err = proc.communicate(timeout=10)
+        pytest.fail(f"zcio serve exited: {err.decode()}")
+    announce = json.loads(line)
+    assert announce["event"] == "listening"
+    return Running(proc, announce)
+
+
+def test_serves_and_stops_gracefully(started: list[subprocess.Popen[bytes]],
+                                     www: Path) -> None:
+    run = start(started, str(www))
+    assert run.announce["host"] == "127.0.0.1" and run.announce["workers"] == 1
+    assert run.announce["root"] == str(www.resolve())
+    status, body, _ = run.get("/small.bin")
+    assert status == 200 and body == SMALL
+    code, out, err = run.stop()
+    assert code == 0
+    assert json.loads(out.decode().splitlines()[-1]) == {"event": "stopped", "status": 0}
+    log = err.decode().splitlines()
+    assert log and log[0].endswith('"GET /small.bin HTTP/1.1" 200 1024'), err
+
+
+def test_sigint_is_graceful_too(started: list[subprocess.Popen[bytes]], www: Path) -> None:
+    run = start(started, str(www), "-q")
+    assert run.get("/")[0] == 200
+    code, _, err = run.stop(signal.SIGINT)
+    assert code == 0 and err == b""
+
+
+def test_the_current_directory_and_the_defaults(started: list[subprocess.Popen[bytes]],
+                                                www: Path) -> None:
+    run = start_in(started, www)
+    assert run.get("/index.html")[1] == b"<h1>home</h1>\n"
+    run.stop()
+    help_text = subprocess.run([sys.executable, "-c", _MAIN, "serve", "--help"],
+                               capture_output=True, timeout=30, check=True).stdout.decode()
+    assert "127.0.0.1" in help_text and "8000" in help_text and "--workers" in help_text
+
+
+def start_in(started: list[subprocess.Popen[bytes]], cwd: Path) -> Running:
+    proc = zcio("serve", "--port", "0", "--json", "-q", cwd=cwd)
+    started.append(proc)
+    assert proc.stdout is not None
+    return Running(proc, json.loads(proc.stdout.readline()))
+
+
+def _children(pid: int) -> list[int]:
+    kids: list[int] = []
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/children") as f:
+            kids += [int(k) for k in f.read().split()]
+    return kids
+
+
+def test_workers_share_the_port_and_stop_together(started: list[subprocess.Popen[bytes]],
+                                                  www: Path) -> None:
+    run = start(started, str(www), "--workers", "2", "-q")
+    kids = _children(run.proc.pid)
+    assert len(kids) == 2
+    for _ in range(20):
+        status, body, _ = run.get("/small.bin")
+        assert status == 200 and body == SMALL
+    assert len(run.get("/large.bin")[1]) == LARGE_SIZE
+    code, _, err = run.stop()
+    assert code == 0, err
+    for kid in kids:
+        assert not os.path.exists(f"/proc/{kid}") or _zombie_or_gone(kid)
+
+
+def _zombie_or_gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
+def test_a_dead_worker_is_replaced(started: list[subprocess.Popen[bytes]],
+                                   www: Path) -> None:
+    run = start(started, str(www), "--workers", "2", "-q")
+    first = _children(run.proc.pid)
+    os.kill(first[0], signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        kids = _children(run.proc.pid)
+        if len(kids) == 2 and first[0] not in kids:
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail("the worker was not replaced")
+    for _ in range(10):
+        assert run.get("/small.bin")[1] == SMALL
+    assert run.stop()[0] == 0
+
+
+def test_in_flight_downloads_finish_on_sigterm(started: list[subprocess.Popen[bytes]],
+                                               www: Path) -> None:
+    run = start(started, str(www), "--workers", "2", "-q")
+    c = socket.socket()
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
+    c.settimeout(TIMEOUT)
+    c.connect(("127.0.0.1", run.port))
+    c.sendall(b"GET /large.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+    data = c.recv(65536)
+    run.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.3)
+    while True:
+        chunk = c.recv(1 << 20)
+        if not chunk:
+            break
+        data += chunk
+    c.close()
+    assert data.split(b"\r\n\r\n", 1)[1] == (www / "large.bin").read_bytes()
+    assert run.proc.wait(15) == 0
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", run.port), timeout=1).close()
+
+
+def test_errors_are_one_line(tmp_path: Path, www: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = str(busy.getsockname()[1])
+        for workers in ("1", "3"):
+            r = subprocess.run([sys.executable, "-c", _MAIN, "serve", str(www), "--port", port,
+                                "--workers", workers], capture_output=True, timeout=30)
+            assert r.returncode == 1
+            lines = r.stderr.decode().splitlines()
+            assert len(lines) == 1 and lines[0].startswith("zcio"), lines
+            assert lines[0].endswith(f": Address already in use: 127.0.0.1:{port}"), lines
+    for args in (["serve", str(tmp_path / "missing")], ["serve", str(www / "small.bin")],
+                 ["serve", str(www), "--workers", "0"], ["serve", str(www), "--port", "-1"],
+                 ["serve", str(www), "--idle-timeout", "0"]):
+        r = subprocess.run([sys.executable, "-c", _MAIN, *args], capture_output=True,
+                           timeout=30)
+        assert r.returncode == 2, args
+        assert b"Traceback" not in r.stderr
+    r = subprocess.run([sys.executable, "-c", _MAIN, "serve", str(www), "--host",
+                        "no-such-host.invalid", "--port", "0"], capture_output=True,
+                       timeout=30)
+    assert r.returncode == 1 and len(r.stderr.decode().splitlines()) == 1, r.stderr
