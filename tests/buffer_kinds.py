@@ -27,14 +27,24 @@ from typing import Any
 
 import numpy as np
 
-from zcio import ByteBuffer, ByteOrder
+from zcio import (
+    ByteBuffer,
+    ByteOrder,
+    PooledAllocator,
+    ReadOnlyBufferError,
+    UnsupportedOperationError,
+)
+from zcio._composite import CompositeBuffer
+from zcio._pool import size_class
 
 __all__ = [
     "ALL_KINDS",
     "BASE_KINDS",
+    "COMPOSITE_KINDS",
     "DIRECT_KINDS",
     "HEAP_KINDS",
     "READ_ONLY_KINDS",
+    "STRICT_POOLED",
     "WRITABLE_KINDS",
     "BufferKind",
     "kind_by_name",
@@ -89,21 +99,45 @@ class BufferKind:
     page_aligned: bool = False  # index 0 lies on a page boundary
     natural_bounds: Callable[[int], tuple[int, int]] = field(default=_natural_full, repr=False)
     order: ByteOrder = ByteOrder.BIG_ENDIAN
+    #: One block of memory behind the bytes; False for a composite of several, which
+    #: has no array, no single address and no zero-copy memoryview of all its bytes.
+    contiguous: bool = True
+    strict: bool = False  # Netty's reference counts: a release at zero raises
+    direct_blocks: int = 1  # entries one buffer of the kind adds to the ``direct`` pool
+    pooled: bool = False  # release returns (some of) the memory to a PooledAllocator
 
     def __str__(self) -> str:
         return self.name
 
     @property
     def has_array(self) -> bool:
-        """Java's ``hasArray()``: heap and not read-only."""
-        return not self.is_direct and not self.is_read_only
+        """Java's ``hasArray()``: heap, not read-only, and one block."""
+        return not self.is_direct and not self.is_read_only and self.contiguous
+
+    @property
+    def no_array_error(self) -> type[Exception]:
+        """What ``array()`` raises without an array (on a read-only duplicate too):
+        ReadOnlyBufferError for a heap buffer (Java), else UnsupportedOperationError."""
+        return UnsupportedOperationError if self.is_direct or not self.contiguous else (
+            ReadOnlyBufferError
+        )
 
     @property
     def class_name(self) -> str:
         """The class name ``repr`` shows, as Java's ``toString``."""
-        return ("Direct" if self.is_direct else "Heap") + "ByteBuffer" + (
-            "R" if self.is_read_only else ""
-        )
+        return self._class_name(self.is_read_only)
+
+    @property
+    def read_only_class_name(self) -> str:
+        """The class name of its ``as_read_only_buffer()``."""
+        return self._class_name(True)
+
+    def _class_name(self, read_only: bool) -> str:
+        if not self.contiguous:
+            kind = "CompositeBuffer"
+        else:
+            kind = ("Direct" if self.is_direct else "Heap") + "ByteBuffer"
+        return kind + ("R" if read_only else "")
 
     def little_endian(self) -> BufferKind:
         """The same kind, with LITTLE_ENDIAN set on each buffer made."""
@@ -198,6 +232,50 @@ def _numpy(content: bytes) -> Any:
     return np.frombuffer(content, dtype=np.uint8).copy()
 
 
+# -- pooled kinds (PooledAllocator): slots are recycled, so their content is NOT zeroed;
+# every builder puts the whole content (zeros included) and dirties what lies around it.
+
+_DIRT = 0xEE
+#: A small allocator for the huge kind: anything above its 64 KiB chunk is unpooled.
+SMALL_POOL = PooledAllocator(chunk_size=64 << 10, name="pooled-small")
+
+
+def _pooled(capacity: int, content: bytes) -> tuple[ByteBuffer, ByteBuffer | None]:
+    buf = PooledAllocator.default().allocate(capacity)
+    buf.put(0, content)
+    return buf, buf
+
+
+def _pooled_slice(capacity: int, content: bytes) -> tuple[ByteBuffer, ByteBuffer | None]:
+    parent = PooledAllocator.default().allocate(capacity + SLICE_START + 4)
+    parent.put(0, bytes([_DIRT]) * parent.capacity()).put(SLICE_START, content)
+    buf = parent.slice(SLICE_START, capacity)
+    return buf, buf
+
+
+def _pooled_odd_class(capacity: int, content: bytes) -> tuple[ByteBuffer, ByteBuffer | None]:
+    """A buffer smaller than its size class (8 bytes in the 16 class, 100 in the 112...),
+    in a slot a previous user filled with dirt up to the class size: the slack past the
+    capacity must stay out of sight."""
+    alloc = PooledAllocator.default()
+    whole = size_class(capacity)[1]
+    previous = alloc.allocate(whole)
+    previous.put(0, bytes([_DIRT]) * whole)
+    previous.release()  # into this thread's cache: the next allocate takes it back
+    buf = alloc.allocate(capacity)
+    buf.put(0, content)
+    return buf, buf
+
+
+def _pooled_huge(capacity: int, content: bytes) -> tuple[ByteBuffer, ByteBuffer | None]:
+    """A huge (unpooled) allocation of a small allocator, seen through ``slice(0, n)``:
+    the contract's capacities are all far below any chunk."""
+    parent = SMALL_POOL.allocate(SMALL_POOL.chunk_size + 1 + capacity)
+    parent.put(capacity, bytes([_DIRT]) * (parent.capacity() - capacity))
+    buf = parent.slice(0, capacity).put(0, content)
+    return buf, buf
+
+
 BASE_KINDS: list[BufferKind] = [
     BufferKind("heap", _heap, False, False, bytearray),
     BufferKind("wrap-bytearray", _wrap_of(bytearray), False, False, bytearray),
@@ -236,7 +314,88 @@ BASE_KINDS: list[BufferKind] = [
     BufferKind("heap-read-only", _read_only_of(_heap), False, True),
     BufferKind("direct-read-only", _read_only_of(_direct), True, True, page_aligned=True),
     BufferKind("wrap-bytes", _wrap_bytes, False, True),
+    BufferKind("pooled-huge", _pooled_huge, True, False, page_aligned=True),
 ]
+
+#: Pooled kinds with Netty's strict reference counts (a second release raises).
+STRICT_POOLED: list[BufferKind] = [
+    BufferKind("pooled", _pooled, True, False, strict=True, pooled=True),
+    BufferKind("pooled-slice", _pooled_slice, True, False, strict=True, pooled=True),
+    BufferKind("pooled-odd-class", _pooled_odd_class, True, False, strict=True, pooled=True),
+]
+BASE_KINDS += STRICT_POOLED
+
+# -- composite kinds (CompositeBuffer): the content split over components of uneven
+# lengths, most of them contributing only a window ([position, limit)) of a larger buffer
+# whose other bytes are dirt the composite must never show.
+
+
+def _split(capacity: int) -> tuple[int, int, int]:
+    """Three uneven lengths adding up to ``capacity`` (8: 2, 5, 1; 19: 4, 10, 5)."""
+    a = capacity // 4
+    b = min(capacity - a, capacity // 2 + 1)
+    return a, b, capacity - a - b
+
+
+def _window(buf: ByteBuffer, content: bytes) -> ByteBuffer:
+    """``buf`` dirtied, ``content`` at SLICE_START, [position, limit) around it."""
+    buf.put(0, bytes([_DIRT]) * buf.capacity()).put(SLICE_START, content)
+    return buf.limit(SLICE_START + len(content)).position(SLICE_START)
+
+
+#: Pooled components come from a class with few slots per slab (a new slab is cheap).
+_POOLED_COMPONENT = 16 << 10
+
+
+def _composite_heap(capacity: int, content: bytes) -> tuple[ByteBuffer, ByteBuffer | None]:
+    a, b, _ = _split(capacity)
+    buf = CompositeBuffer.of(
+        ByteBuffer.allocate(a).put(0, content[:a]),
+        _window(ByteBuffer.allocate(b + SLICE_START + 3), content[a : a + b]),
+        ByteBuffer.wrap(bytearray(content[a + b :])),
+    )
+    return buf, buf
+
+
+def _composite_direct(capacity: int, content: bytes) -> tuple[ByteBuffer, ByteBuffer | None]:
+    """A direct buffer, a window of a pooled one and a window of another direct one."""
+    a, b, c = _split(capacity)
+    buf = CompositeBuffer.of(
+        ByteBuffer.allocate_direct(a).put(0, content[:a]),
+        _window(PooledAllocator.default().allocate(_POOLED_COMPONENT), content[a : a + b]),
+        _window(ByteBuffer.allocate_direct(c + SLICE_START + 3), content[a + b :]),
+    )
+    return buf, buf
+
+
+def _composite_slice(capacity: int, content: bytes) -> tuple[ByteBuffer, ByteBuffer | None]:
+    """A slice of a heap | direct | heap composite, cutting its first and last component."""
+    dirt = bytes([_DIRT])
+    whole = dirt * SLICE_START + content + dirt * 4
+    cut1, cut2 = SLICE_START + capacity // 3, SLICE_START + 2 * capacity // 3
+    parent = CompositeBuffer.of(
+        ByteBuffer.wrap(bytearray(whole[:cut1])),
+        ByteBuffer.allocate_direct(cut2 - cut1).put(0, whole[cut1:cut2]),
+        ByteBuffer.wrap(bytearray(whole[cut2:])),
+    )
+    buf = parent.slice(SLICE_START, capacity)
+    return buf, buf
+
+
+def _composite(name: str, build: Builder, is_direct: bool, is_read_only: bool,
+               **extra: Any) -> BufferKind:
+    return BufferKind(name, build, is_direct, is_read_only, contiguous=False, strict=True,
+                      **extra)
+
+
+COMPOSITE_KINDS: list[BufferKind] = [
+    _composite("composite-heap", _composite_heap, False, False),
+    _composite("composite-direct", _composite_direct, True, False, direct_blocks=3,
+               pooled=True),  # two direct buffers and the pooled slot's slab
+    _composite("composite-slice", _composite_slice, False, False),
+    _composite("composite-read-only", _read_only_of(_composite_heap), False, True),
+]
+BASE_KINDS += COMPOSITE_KINDS
 
 ALL_KINDS: list[BufferKind] = [
     k for base in BASE_KINDS for k in (base, base.little_endian())

@@ -101,7 +101,8 @@ class Made:
 
     def release_all(self) -> None:
         for buf in self._bufs:
-            buf.release()
+            if buf.ref_cnt() > 0:  # a writer shares its buffer's count; strict kinds raise
+                buf.release()
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -817,6 +818,8 @@ def test_put_overlapping_duplicate(kind: BufferKind, mk: Made) -> None:
     buf = mk.fresh(kind, 10, data)
     buf.put(1, buf, 0, 6)  # absolute put from itself is allowed (Java has no check)
     assert content(buf) == data[:1] + data[0:6] + data[7:]
+    if not kind.contiguous:
+        return  # no one memoryview of all its memory (test_composite puts from parts)
     buf.put(0, buf.memoryview(), 2, 5)  # from a view of its own memory
     expected = data[:1] + data[0:6] + data[7:]
     assert content(buf) == expected[2:7] + expected[5:]
@@ -1047,7 +1050,8 @@ def test_read_only_reads_work(kind: BufferKind, mk: Made) -> None:
         assert derived.is_read_only() is True
     for view in (buf.as_char_buffer(), buf.as_int_buffer(), buf.as_double_buffer()):
         assert view.is_read_only() is True
-    assert buf.memoryview().readonly is True
+    views = [buf.memoryview()] if kind.contiguous else buf.memoryviews()  # type: ignore[attr-defined]
+    assert all(v.readonly for v in views)
 
 
 @writable_kinds
@@ -1143,10 +1147,10 @@ def test_as_read_only_buffer(kind: BufferKind, mk: Made) -> None:
     assert r.order() is BE
     assert r.is_direct() is kind.is_direct
     assert r.has_array() is False
-    with pytest.raises(UOE if kind.is_direct else RO) as info:
+    with pytest.raises(kind.no_array_error) as info:
         r.array()
-    assert type(info.value) is (UOE if kind.is_direct else RO)
-    assert repr(r).startswith(f"zcio.{'Direct' if kind.is_direct else 'Heap'}ByteBufferR[")
+    assert type(info.value) is kind.no_array_error
+    assert repr(r).startswith(f"zcio.{kind.read_only_class_name}[")
     if writer is not None:
         writer.put(5, 0x33)
         assert r.get(5) == 0x33
@@ -1302,6 +1306,11 @@ def test_memoryview_is_zero_copy(kind: BufferKind, mk: Made) -> None:
     data = pattern(8)
     buf, writer = mk.pair(kind, 8, data)
     buf.position(2).limit(6)
+    if not kind.contiguous and len(buf.memoryviews()) > 1:  # type: ignore[attr-defined]
+        with pytest.raises(UOE):  # spans components: no single view without a copy
+            buf.memoryview()
+        assert b"".join(buf.memoryviews()) == data[2:6]  # type: ignore[attr-defined]
+        return
     mv = buf.memoryview()
     assert (len(mv), mv.format, mv.ndim, mv.readonly) == (4, "B", 1, kind.is_read_only)
     assert bytes(mv) == data[2:6]
@@ -1346,6 +1355,10 @@ def test_repr(kind: BufferKind, mk: Made) -> None:
 def test_buffer_protocol(kind: BufferKind, mk: Made) -> None:
     data = pattern(8)
     buf = mk.fresh(kind, 8, data).position(2).limit(5)
+    if not kind.contiguous and len(buf.memoryviews()) > 1:  # type: ignore[attr-defined]
+        with pytest.raises(UOE):  # spans components: no single buffer to export
+            memoryview(buf)  # type: ignore[arg-type, unused-ignore]
+        return
     mv = memoryview(buf)  # type: ignore[arg-type, unused-ignore]
     assert bytes(mv) == data[2:5]
     assert mv.readonly is kind.is_read_only
@@ -1372,7 +1385,7 @@ def test_array_access(kind: BufferKind, mk: Made) -> None:
         arr[off + 2] = 0x6B
         assert buf.get(2) == 0x6B
         return
-    expected = UOE if kind.is_direct else RO
+    expected = kind.no_array_error
     for call in (buf.array, buf.array_offset):
         with pytest.raises(UOE) as info:
             call()
@@ -1393,6 +1406,11 @@ def test_wrap_with_offset_follows_java() -> None:
 @every_kind
 def test_alignment_offset(kind: BufferKind, mk: Made) -> None:
     buf = mk.fresh(kind, 64)
+    if not kind.contiguous:  # no single address: alignment is per component
+        for call in (buf.address, lambda: buf.alignment_offset(0, 1)):
+            with pytest.raises(UOE):
+                call()
+        return
     addr = buf.address()
     if kind.page_aligned:
         assert addr % 4096 == 0
@@ -1419,6 +1437,10 @@ def java_aligned_range(address: int, pos: int, lim: int, unit: int) -> tuple[int
 def test_aligned_slice(kind: BufferKind, mk: Made) -> None:
     data = pattern(64)
     buf = mk.fresh(kind, 64, data).position(3).limit(61)
+    if not kind.contiguous:
+        with pytest.raises(UOE):
+            buf.aligned_slice(1)
+        return
     units = (1, 2, 4, 8, 16, 32, 4096) if kind.is_direct else (1, 2, 4, 8)
     for unit in units:
         s = buf.aligned_slice(unit)
@@ -1559,7 +1581,11 @@ def test_release_is_idempotent_and_keeps_indexes_readable(kind: BufferKind, mk: 
     buf = mk.fresh(kind, 8).limit(6).position(2).mark().position(3)
     assert buf.is_released() is False
     buf.release()
-    buf.release()
+    if kind.strict:  # Netty's rule: a release at zero is a bug, reported with the numbers
+        with pytest.raises(zcio.IllegalReferenceCountError, match="refCnt: 0, decrement: 1"):
+            buf.release()
+    else:
+        buf.release()
     assert buf.is_released() is True
     assert indexes(buf) == (3, 6, 2, 8)
     assert (buf.remaining(), len(buf), buf.has_remaining()) == (3, 3, True)
@@ -1601,9 +1627,11 @@ def test_release_frees_direct_memory_at_once(kind: BufferKind, mk: Made) -> None
     buf = mk.fresh(kind, 100)
     direct = zcio.buffer_pools()[0]
     assert direct.name == "direct"
-    assert direct.count == 1
+    assert direct.count == kind.direct_blocks
     assert direct.total_capacity >= 100
     buf.release()
+    if kind.pooled:  # pooled memory goes back to its pool, which unmaps free slabs on trim
+        zcio.PooledAllocator.default().trim()
     assert zcio.buffer_pools()[0] == zcio.BufferPoolInfo("direct", 0, 0, 0)
 
 

@@ -10,6 +10,7 @@ deliberate difference.
 from ._buffer import Buffer as Buffer
 from ._byte_buffer import ByteBuffer as ByteBuffer
 from ._channel import Channel as Channel
+from ._composite import CompositeBuffer as CompositeBuffer
 from ._direct import BufferPoolInfo as BufferPoolInfo
 from ._direct import buffer_pools as buffer_pools
 from ._direct import max_direct_memory as max_direct_memory
@@ -101,6 +102,7 @@ __all__ = [
     "CharBuffer",
     "ClosedChannelError",
     "ClosedSelectorError",
+    "CompositeBuffer",
     "ConnectionPendingError",
     "DoubleBuffer",
     "FileChannel",

@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import builtins
 import struct
-from typing import TYPE_CHECKING, Any, Self, overload
+from typing import TYPE_CHECKING, Any, ClassVar, Self, overload
 
 from ._buffer import Buffer, check_from_index_size, check_int
-from ._codec import CODECS, Codec, int_for, pack
+from ._codec import CODECS, Codec, pack
 from ._errors import (
     BufferOverflowError,
     BufferUnderflowError,
@@ -77,13 +77,15 @@ class ByteBuffer(Buffer):
     (1, 3)
     """
 
-    __slots__ = ("_off", "_order", "_c", "_i32", "_u32")
+    __slots__ = ("_off", "_order", "_c", "_i32")
 
     _off: int  # byte offset of this buffer's index 0 within its memory block
     _order: ByteOrder
     _c: Codec
-    _i32: struct.Struct  # _c.i32 and _c.u32 in slots: get_int/put_int are the hot paths
-    _u32: struct.Struct
+    _i32: struct.Struct  # _c.i32 in a slot: get_int/put_int are the hot paths
+    #: True for CompositeBuffer (zcio._composite): its bytes lie in several blocks, so
+    #: the comparisons and copies below hand a composite operand over to it.
+    _segmented: ClassVar[bool] = False
 
     # -- factories ----------------------------------------------------------------------
 
@@ -111,7 +113,6 @@ class ByteBuffer(Buffer):
         buf._order = _BIG
         buf._c = _BE
         buf._i32 = _BE.i32
-        buf._u32 = _BE.u32
         return buf
 
     @classmethod
@@ -200,7 +201,6 @@ class ByteBuffer(Buffer):
         self._order = bo
         self._c = CODECS[bo]
         self._i32 = self._c.i32
-        self._u32 = self._c.u32
         return self
 
     # -- single bytes ---------------------------------------------------------------
@@ -402,6 +402,9 @@ class ByteBuffer(Buffer):
         return self
 
     def _copy_from(self, p: int, src: ByteBuffer, sp: int, n: int) -> None:
+        if src._segmented:
+            src._copy_to(self, p, sp, n)  # type: ignore[attr-defined]
+            return
         try:
             self._mv[p : p + n] = src._mv[sp : sp + n]
         except ValueError as e:
@@ -474,18 +477,6 @@ class ByteBuffer(Buffer):
         self._pos = q
         return self
 
-    def _int_put_error(self, value: Any, error: Exception) -> Exception:
-        """Why put_int's fast path refused: read-only, released, or the value."""
-        if self._ro:
-            return ReadOnlyBufferError("put on a read-only buffer")
-        if self._mem.released:
-            return self._mem.translate(error)
-        try:
-            int_for(value, 32, "int")
-        except (IllegalArgumentError, TypeError) as err:
-            return err
-        return error  # pragma: no cover - int_for accepts what the fast path refused
-
     def get_char(self, index: int | None = None) -> str:
         """The UTF-16 code unit at position (position += 2) or at ``index``, as a str."""
         st = self._c.u16
@@ -531,14 +522,14 @@ class ByteBuffer(Buffer):
             q = p + 4
             if q > self._lim:
                 raise self._overflow(4)
+            # Validated before pack_into, which zero-fills the bytes and then raises;
+            # the unsigned range and bad values take the general (encode-first) path.
+            if type(a) is not int or not -2147483648 <= a <= 2147483647:
+                return self._put_rel(self._i32, a)
             try:
-                # Validated before pack_into, which would zero the bytes and then raise;
-                # a non-int fails at the comparison or the &, before any write.
-                if not -2147483648 <= a <= 4294967295:
-                    raise OverflowError
-                self._u32.pack_into(self._mv, p, a & 0xFFFFFFFF)
-            except (OverflowError, TypeError, ValueError) as e:
-                raise self._int_put_error(a, e) from None  # read-only, released, value
+                self._i32.pack_into(self._mv, p, a)
+            except (ValueError, TypeError) as e:  # read-only or revoked view
+                raise self._write_error(e) from None
             self._pos = q
             return self
         return self._put_at(self._c.i32, a, b)
@@ -762,11 +753,18 @@ class ByteBuffer(Buffer):
         except ValueError as e:
             raise self._mem.translate(e) from None
 
+    def _rest_views(self) -> list[builtins.memoryview]:
+        """``[position, limit)`` as the views a gather/scatter syscall takes: this
+        buffer's one view (a composite gives one per component)."""
+        return [self._rest()]
+
     def mismatch(self, that: ByteBuffer) -> int:
         """Relative index of the first differing byte in the two ``[position, limit)``.
 
         -1 if the remaining bytes are equal; the shorter length if one is a prefix.
         """
+        if that._segmented:
+            return that.mismatch(self)
         a, b = self._rest(), that._rest()
         n = min(len(a), len(b))
         i = _first_difference(a[:n], b[:n])
@@ -780,6 +778,8 @@ class ByteBuffer(Buffer):
             return True
         if not isinstance(that, ByteBuffer):
             return False
+        if that._segmented:
+            return that.equals(self)
         return self._rest() == that._rest()
 
     def compare_to(self, that: ByteBuffer) -> int:
@@ -788,6 +788,8 @@ class ByteBuffer(Buffer):
         Returns ``a - b`` for the first differing bytes (signed), else the difference
         of the remaining counts.
         """
+        if that._segmented:
+            return -that.compare_to(self)
         a, b = self._rest(), that._rest()
         n = min(len(a), len(b))
         i = _first_difference(a[:n], b[:n])

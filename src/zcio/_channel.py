@@ -17,7 +17,7 @@ from typing import Any, Self
 from ._byte_buffer import ByteBuffer
 from ._errors import ClosedChannelError, IllegalArgumentError, IndexOutOfBoundsError
 
-__all__ = ["Channel", "remaining_views", "advance", "check_buffers"]
+__all__ = ["Channel", "remaining_pairs", "remaining_views", "advance", "check_buffers"]
 
 
 class Channel:
@@ -86,23 +86,36 @@ def check_buffers(bufs: Sequence[ByteBuffer], offset: int, length: int | None) -
     return chosen
 
 
-def remaining_views(bufs: Sequence[ByteBuffer], writable: bool) -> list[memoryview]:
-    """Memoryviews of each buffer's ``[position, limit)``, for readv/writev.
+def remaining_pairs(
+    bufs: Sequence[ByteBuffer], writable: bool
+) -> list[tuple[ByteBuffer, memoryview]]:
+    """``(buffer, view)`` for each memoryview of the buffers' ``[position, limit)``, in
+    order, for readv/writev/sendmsg: one per buffer, and for a CompositeBuffer one per
+    component with bytes left (so one buffer may fill several iovecs).
 
     ``writable``: the kernel will write into them (a read), so read-only buffers are
     refused with IllegalArgumentError, as Java refuses them.  The views pin the memory:
     a concurrent ``release()`` cannot unmap it under the kernel.
     """
-    views = []
+    pairs: list[tuple[ByteBuffer, memoryview]] = []
     for b in bufs:
         if writable and b.is_read_only():
             raise IllegalArgumentError("read into a read-only buffer")
-        views.append(b._rest())
-    return views
+        pairs.extend((b, v) for v in b._rest_views())
+    return pairs
+
+
+def remaining_views(bufs: Sequence[ByteBuffer], writable: bool) -> list[memoryview]:
+    """The views of :func:`remaining_pairs`, in order."""
+    return [v for _, v in remaining_pairs(bufs, writable)]
 
 
 def advance(bufs: Sequence[ByteBuffer], n: int) -> None:
-    """Advance positions buffer by buffer by the ``n`` bytes the kernel moved."""
+    """Advance positions buffer by buffer by the ``n`` bytes the kernel moved.
+
+    A buffer listed several times in a row (a composite, once per view in
+    ``remaining_pairs``) takes its share at its first listing; the others take 0.
+    """
     for b in bufs:
         if n <= 0:
             break

@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Any, overload
 
 from . import _syscalls
 from ._byte_buffer import ByteBuffer
-from ._channel import Channel, advance, check_buffers, remaining_views
+from ._channel import Channel, advance, check_buffers, remaining_pairs, remaining_views
+from ._composite import CompositeBuffer
 from ._errors import (
     AlignmentError,
     IllegalArgumentError,
@@ -217,6 +218,7 @@ class FileChannel(Channel):
         * ``read(dst, position)``: from ``position``; the channel's position stays.
         * ``read(dsts, offset=0, length=None)``: scatter read into
           ``dsts[offset:offset+length]`` in order (at most IOV_MAX buffers per call).
+          A CompositeBuffer ``dst`` is scattered into, one iovec per component.
 
         Returns the count, 0 if ``dst`` has no room, -1 at end of file (a ``position``
         at or past the end included).  A read-only ``dst``: IllegalArgumentError.
@@ -238,7 +240,7 @@ class FileChannel(Channel):
         remaining_views(bufs, writable=True)  # refuses read-only buffers, full or not
         # As Java's IOUtil: only buffers with room count, at most IOV_MAX of them.
         bufs = [b for b in bufs if b.has_remaining()][:IOV_MAX]
-        views = remaining_views(bufs, writable=True)
+        views = remaining_views(bufs, writable=True)[:IOV_MAX]  # composites: one per part
         if not views:
             return 0
         if self._direct:
@@ -269,16 +271,19 @@ class FileChannel(Channel):
         * ``write(srcs, offset=0, length=None)``: gather write of
           ``srcs[offset:offset+length]``, IOV_MAX buffers per ``writev``, going on while
           the kernel takes each chunk whole.
+        * a CompositeBuffer ``src`` (with or without ``position``) is such a gather
+          write of its components' remaining bytes: one ``writev``/``pwritev`` per
+          IOV_MAX of them, nothing copied.
 
         Returns the count; each source's position advances, buffer by buffer, by what
         the kernel took.
 
-        Syscalls: ``write(2)``, ``pwrite(2)`` or ``writev(2)``; may write fewer bytes
-        than given (a full disk, a signal).  On error nothing moves, or for a gather
+        Syscalls: ``write(2)``, ``pwrite(2)``, ``writev(2)`` or ``pwritev(2)``; may write
+        fewer bytes than given (a full disk, a signal).  On error nothing moves, or for a gather
         write, the count so far is returned and the error comes again on the next call.
         """
         sys_ = _syscalls.SYS
-        if isinstance(src, ByteBuffer):
+        if isinstance(src, ByteBuffer) and not isinstance(src, CompositeBuffer):
             if position is not None and position < 0:  # before the channel, as Java
                 raise IllegalArgumentError(f"negative position: {position}")
             fd = self._writable_fd()
@@ -292,25 +297,32 @@ class FileChannel(Channel):
             metrics.record("file_write", user_bytes=n)
             src._pos += n
             return n
-        bufs = check_buffers(src, 0 if position is None else position, length)
+        if isinstance(src, ByteBuffer):  # a composite: gather-written, at ``position`` if given
+            if position is not None and position < 0:
+                raise IllegalArgumentError(f"negative position: {position}")
+            bufs = [src]
+        else:
+            bufs = check_buffers(src, 0 if position is None else position, length)
+            position = None
         fd = self._writable_fd()
         total = 0
-        for start in range(0, len(bufs), IOV_MAX):
-            chunk = bufs[start : start + IOV_MAX]
-            views = [v for v in remaining_views(chunk, writable=False) if len(v)]
-            if not views:
-                continue
+        pairs = [(b, v) for b, v in remaining_pairs(bufs, writable=False) if len(v)]
+        for start in range(0, len(pairs), IOV_MAX):
+            chunk = pairs[start : start + IOV_MAX]
+            views = [v for _, v in chunk]
+            at = None if position is None else position + total
             if self._direct:
-                self._check_direct(views, self._position_for_io(None))
+                self._check_direct(views, self._position_for_io(at))
             want = sum(len(v) for v in views)
             try:
-                n = retry(sys_.writev, fd, views)
+                n = (retry(sys_.writev, fd, views) if at is None
+                     else retry(sys_.pwritev, fd, views, at))
             except OSError:
                 if total:
                     return total  # the bytes already written stand; the error recurs
                 raise
             metrics.record("file_write", user_bytes=n)
-            advance(chunk, n)
+            advance([b for b, _ in chunk], n)
             total += n
             if n < want:
                 break

@@ -32,7 +32,8 @@ from typing import TYPE_CHECKING, Any, Protocol, Self, overload
 
 from . import _syscalls
 from ._byte_buffer import ByteBuffer, byte_view
-from ._channel import advance, check_buffers, remaining_views
+from ._channel import advance, check_buffers, remaining_pairs
+from ._composite import CompositeBuffer
 from ._direct import PAGE_SIZE
 from ._errors import IllegalArgumentError
 from ._memory import buffer_address
@@ -170,7 +171,8 @@ class SourceChannel(_PipeEnd):
         * ``read(dsts, offset=0, length=None)``: scatter read into
           ``dsts[offset:offset+length]`` in order, filling each buffer before the next;
           positions advance buffer by buffer.  At most IOV_MAX buffers with room are
-          filled per call, as in Java; call again for the rest.
+          filled per call, as in Java; call again for the rest.  A CompositeBuffer
+          ``dst`` is scattered into, one iovec per component.
 
         Returns the count; 0 if the buffers have no room (no syscall) or, in
         non-blocking mode, if the pipe is empty; -1 at end of stream (every write end
@@ -183,9 +185,10 @@ class SourceChannel(_PipeEnd):
         """
         fd = self.fileno()
         bufs = [dst] if isinstance(dst, ByteBuffer) else check_buffers(dst, offset, length)
-        views = remaining_views(bufs, writable=True)
+        all_pairs = remaining_pairs(bufs, writable=True)  # composites: one per component
+        views = [v for _, v in all_pairs]
         try:
-            pairs = [(b, v) for b, v in zip(bufs, views, strict=True) if len(v)][:IOV_MAX]
+            pairs = [(b, v) for b, v in all_pairs if len(v)][:IOV_MAX]
             if not pairs:
                 return 0
             try:
@@ -220,6 +223,7 @@ class SinkChannel(_PipeEnd):
           ``srcs[offset:offset+length]`` in order, IOV_MAX buffers with bytes left per
           ``writev``, going on while the kernel takes each chunk whole; positions
           advance buffer by buffer by what the kernel took.
+        * a CompositeBuffer ``src`` is such a gather write of its components.
 
         Returns the count: 0 if nothing remains (no syscall) or, in non-blocking mode,
         if the pipe is full.  Limits never change.  A bad ``offset``/``length``:
@@ -234,7 +238,7 @@ class SinkChannel(_PipeEnd):
         """
         fd = self.fileno()
         sys_ = _syscalls.SYS
-        if isinstance(src, ByteBuffer):
+        if isinstance(src, ByteBuffer) and not isinstance(src, CompositeBuffer):
             view = src._rest()
             try:
                 if not view:
@@ -249,11 +253,12 @@ class SinkChannel(_PipeEnd):
             metrics.record("pipe_write", user_bytes=n)
             src._pos += n
             return n
-        bufs = check_buffers(src, offset, length)
+        bufs = [src] if isinstance(src, ByteBuffer) else check_buffers(src, offset, length)
         total = 0
-        views = remaining_views(bufs, writable=False)
+        all_pairs = remaining_pairs(bufs, writable=False)  # a composite: one per component
+        views = [v for _, v in all_pairs]
         try:
-            pairs = [(b, v) for b, v in zip(bufs, views, strict=True) if len(v)]
+            pairs = [(b, v) for b, v in all_pairs if len(v)]
             for start in range(0, len(pairs), IOV_MAX):
                 chunk = pairs[start : start + IOV_MAX]
                 chunk_views = [v for _, v in chunk]
@@ -509,8 +514,9 @@ def vmsplice(
     try:
         for item in items:
             if isinstance(item, ByteBuffer):
-                owners.append(item)
-                views.append(item._rest())
+                for view in item._rest_views():  # a composite: one per component
+                    owners.append(item)
+                    views.append(view)
             else:
                 owners.append(None)
                 views.append(byte_view(item))

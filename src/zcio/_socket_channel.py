@@ -37,7 +37,7 @@ from typing import Any, Self, TypeVar, overload
 
 from . import _syscalls
 from ._byte_buffer import ByteBuffer
-from ._channel import advance, check_buffers, remaining_views
+from ._channel import advance, check_buffers, remaining_pairs
 from ._errors import (
     AlreadyBoundError,
     AlreadyConnectedError,
@@ -392,7 +392,8 @@ class SocketChannel(_SocketHolder):
         buffer (nothing read); NotYetConnectedError / ClosedChannelError as usual.
 
         Syscalls: ``recv(2)`` for one buffer, ``recvmsg(2)`` for several (at most
-        IOV_MAX non-empty buffers per call, so one call fills at most that many).  It
+        IOV_MAX non-empty buffers per call, so one call fills at most that many; a
+        CompositeBuffer counts as one buffer per component with room).  It
         may read fewer bytes than there is room for; a blocking channel waits for at
         least one byte, a non-blocking one returns 0 when nothing is available (EAGAIN).
         On an error (ConnectionResetError...) nothing was read: the builtin OSError
@@ -410,8 +411,7 @@ class SocketChannel(_SocketHolder):
             if self._input_shut:
                 metrics.record("socket_read", syscalls=0)
                 return -1
-            views = remaining_views(bufs, writable=True)
-            chosen = [(b, v) for b, v in zip(bufs, views, strict=True) if len(v)]
+            chosen = [(b, v) for b, v in remaining_pairs(bufs, writable=True) if len(v)]
             if not chosen:
                 metrics.record("socket_read", syscalls=0)
                 return 0
@@ -419,7 +419,7 @@ class SocketChannel(_SocketHolder):
             calls, n = [0], 0
             self._in_read = self._blocking
             try:
-                if scatter:
+                if scatter or len(chosen) > 1:  # several buffers, or a composite's parts
                     n = _syscall(calls, _syscalls.SYS.recvmsg_into, sock, [v for _, v in chosen])
                 else:
                     n = _syscall(calls, _syscalls.SYS.recv_into, sock, chosen[0][1])
@@ -462,7 +462,8 @@ class SocketChannel(_SocketHolder):
         NotYetConnectedError before connect.
 
         Syscalls: ``send(2)`` for one buffer; ``sendmsg(2)`` for several, in chunks of
-        at most IOV_MAX non-empty buffers.  A call may take fewer bytes than given; a
+        at most IOV_MAX non-empty buffers (a CompositeBuffer counts as one buffer per
+        component with bytes left).  A call may take fewer bytes than given; a
         non-blocking channel returns 0 when the socket buffer is full (EAGAIN) and
         makes one call.  A blocking channel goes on to the next chunk only while the
         previous chunk was taken whole, and returns the total.  On an error with
@@ -481,8 +482,7 @@ class SocketChannel(_SocketHolder):
             sock = self._check_connected()
             if self._output_shut:
                 raise ClosedChannelError("output is shut down")
-            views = remaining_views(bufs, writable=False)
-            chosen = [(b, v) for b, v in zip(bufs, views, strict=True) if len(v)]
+            chosen = [(b, v) for b, v in remaining_pairs(bufs, writable=False) if len(v)]
             calls, total = [0], 0
             iov_max = _syscalls.IOV_MAX
             self._in_write = self._blocking
@@ -491,7 +491,7 @@ class SocketChannel(_SocketHolder):
                     chunk = chosen[start : start + iov_max]
                     chunk_views = [v for _, v in chunk]
                     try:
-                        if gather:
+                        if gather or len(chunk_views) > 1:  # a composite's parts too
                             n = _syscall(calls, _syscalls.SYS.sendmsg, sock, chunk_views)
                         else:
                             n = _syscall(calls, _syscalls.SYS.send, sock, chunk_views[0])

@@ -104,6 +104,9 @@ class TypedBuffer(Buffer):
             return self._decode(self._st.unpack_from(self._mv, i * self._size)[0])
         except ValueError as e:
             raise self._mem.translate(e) from None
+        except TypeError:  # a view of a CompositeBuffer: its _mv spans components
+            at = i * self._size
+            return self._decode(self._st.unpack(self._mv[at : at + self._size])[0])
 
     # -- get/put ---------------------------------------------------------------------
 
