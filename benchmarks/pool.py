@@ -21,20 +21,13 @@ Nothing is subtracted: loop overhead stays in every case (same loop shape everyw
 
 from __future__ import annotations
 
-import argparse
-import gc
-import json
 import os
-import platform
-import random
 import socket
 import sys
-import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from statistics import median
-from typing import Any, Literal
+from collections.abc import Callable, Sequence
+
+import _harness
+from _harness import Case, Compare, Group
 
 import zcio
 from zcio import ByteBuffer, LeakLevel, PooledAllocator, SocketChannel
@@ -45,53 +38,6 @@ ALLOCS = 25  # allocations per timed loop
 PARTS, PART = 64, 128  # gather write: 64 buffers of 128 bytes
 WRITES = 8  # gather writes per timed loop
 GOAL_ALLOC_NS = 1500.0
-
-Kind = Literal["time", "speed", "abs"]
-
-
-@dataclass
-class Case:
-    """One timed loop: ``run()`` performs ``ops`` operations.
-
-    ``prepare()`` runs untimed before every timed loop (and warm-up loop), ``restore()``
-    after it: state a loop consumes (buffer positions) or settings it needs (the leak
-    level) without timing them.
-    """
-
-    name: str
-    ops: int
-    run: Callable[[], None]
-    prepare: Callable[[], None] = lambda: None
-    restore: Callable[[], None] = lambda: None
-    samples: list[float] = field(default_factory=list)  # ns/op, one per round
-
-    @property
-    def median(self) -> float:
-        return median(self.samples)
-
-
-@dataclass(frozen=True)
-class Compare:
-    """A result row.
-
-    kind "time": ratio = subject / anchor time per op (lower is better), goal a maximum.
-    kind "speed": ratio = anchor / subject time per op (higher is better), goal a minimum.
-    kind "abs": no anchor; goal a maximum in ns per op.
-    No anchor and no goal: an information-only row.
-    """
-
-    subject: str
-    anchor: str | None = None
-    kind: Kind = "time"
-    goal: float | None = None
-
-
-@dataclass
-class Group:
-    title: str
-    cases: list[Case]
-    compares: list[Compare]
-    cleanup: Callable[[], None] = lambda: None
 
 
 # -- 1. allocate and release 64 KiB -------------------------------------------------------
@@ -269,211 +215,21 @@ def gather_group(k: int = WRITES) -> Group:
 # -- running --------------------------------------------------------------------------------
 
 
-@contextmanager
-def _gc_disabled() -> Iterator[None]:
-    """As timeit: no cyclic collection inside a timed loop (refcounting still frees)."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
-
-
-def run_group(group: Group, rounds: int) -> None:
-    """Warm up every case, then time ``rounds`` interleaved rounds in random order."""
-    cases = group.cases
-    rng = random.Random(1729)
-    clock = time.perf_counter_ns
-    order = list(range(len(cases)))
-    with _gc_disabled():
-        for _ in range(3):
-            for case in cases:
-                case.prepare()
-                case.run()
-                case.restore()
-    for _ in range(rounds):
-        rng.shuffle(order)
-        with _gc_disabled():
-            for i in order:
-                case = cases[i]
-                case.prepare()
-                t0 = clock()
-                case.run()
-                t1 = clock()
-                case.restore()
-                case.samples.append((t1 - t0) / case.ops)
-        gc.collect()
-
-
-@dataclass(frozen=True)
-class Row:
-    group: str
-    name: str
-    median_ns: float
-    anchor: str | None
-    anchor_median_ns: float | None
-    kind: Kind
-    ratio: float | None  # ratio of the two medians, as ``kind`` defines it
-    paired_ratio: float | None  # median of the per-round ratios (robustness check)
-    goal: float | None
-    met: bool | None
-
-
-def _ratio(kind: Kind, subject: float, anchor: float) -> float:
-    return anchor / subject if kind == "speed" else subject / anchor
-
-
-def rows_of(group: Group) -> list[Row]:
-    by_name = {c.name: c for c in group.cases}
-    rows = []
-    for cmp in group.compares:
-        s = by_name[cmp.subject]
-        if cmp.anchor is None:
-            met = None if cmp.goal is None else s.median <= cmp.goal
-            rows.append(Row(group.title, s.name, s.median, None, None, cmp.kind,
-                            None, None, cmp.goal, met))
-            continue
-        a = by_name[cmp.anchor]
-        ratio = _ratio(cmp.kind, s.median, a.median)
-        paired = median(
-            _ratio(cmp.kind, x, y) for x, y in zip(s.samples, a.samples, strict=True)
-        )
-        met = None
-        if cmp.goal is not None:
-            met = ratio >= cmp.goal if cmp.kind == "speed" else ratio <= cmp.goal
-        rows.append(Row(group.title, s.name, s.median, a.name, a.median, cmp.kind,
-                        ratio, paired, cmp.goal, met))
-    return rows
-
-
-def _fmt_ns(ns: float | None) -> str:
-    if ns is None:
-        return "-"
-    return f"{ns:,.0f}" if ns >= 100 else f"{ns:.1f}"
-
-
-def _goal_text(row: Row) -> str:
-    if row.goal is None:
-        return "-"
-    if row.kind == "abs":
-        return f"<= {_fmt_ns(row.goal)} ns"
-    return f"{row.kind} {'>=' if row.kind == 'speed' else '<='} {row.goal:.2f}"
-
-
-def format_table(rows: Sequence[Row]) -> str:
-    header = ("benchmark", "median ns/op", "anchor", "anchor ns/op", "ratio", "goal", "met?")
-    body: list[tuple[str, ...] | str] = []
-    group = None
-    for row in rows:
-        if row.group != group:
-            group = row.group
-            body.append(f"-- {group}")
-        ratio = "-" if row.ratio is None else f"{row.ratio:.3f} {row.kind}"
-        met = "-" if row.met is None else ("yes" if row.met else "NO")
-        body.append((row.name, _fmt_ns(row.median_ns), row.anchor or "-",
-                     _fmt_ns(row.anchor_median_ns), ratio, _goal_text(row), met))
-    cells = [header] + [b for b in body if isinstance(b, tuple)]
-    widths = [max(len(c[i]) for c in cells) for i in range(len(header))]
-    right = {1, 3, 4}
-
-    def line(cols: tuple[str, ...]) -> str:
-        return "  ".join(
-            c.rjust(w) if i in right else c.ljust(w)
-            for i, (c, w) in enumerate(zip(cols, widths, strict=True))
-        ).rstrip()
-
-    out = [line(header), line(tuple("-" * w for w in widths))]
-    out += [b if isinstance(b, str) else line(b) for b in body]
-    return "\n".join(out)
-
-
-def machine_info() -> dict[str, Any]:
-    try:
-        usable: int | None = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        usable = None
-    return {
-        "python": sys.version,
-        "implementation": platform.python_implementation(),
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "cpus_usable": usable,
-        "zcio": zcio.__version__,
-        "leak_detection": zcio.leak_detection().name,
-        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
-
-
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
+def main(argv: Sequence[str] | None = None) -> int:
+    # options "--quick", "--rounds", "--json" (run_all.py looks for them in this file)
+    return _harness.main(
+        argv,
+        benchmark="pool",
         description="zcio's pooled allocator against unpooled allocation and bytearray; "
         "a gather write against per-buffer sends and joining "
-        "(interleaved rounds, medians, ratios from the same run)."
+        "(interleaved rounds, medians, ratios from the same run).",
+        builders=[alloc_group, gather_group],
+        settings={
+            "per_loop": {"allocs": ALLOCS, "gather_writes": WRITES},
+            "bytes": {"alloc": ALLOC, "gather_parts": PARTS, "gather_part": PART},
+        },
+        leak_detection=True,
     )
-    p.add_argument("--quick", action="store_true",
-                   help="a fast smoke run (5 rounds); numbers unreliable")
-    p.add_argument("--rounds", type=int, default=None,
-                   help="interleaved rounds per benchmark (default 200, 5 with --quick)")
-    p.add_argument("--json", metavar="PATH", help="also write results and machine info to PATH")
-    args = p.parse_args(argv)
-    if args.rounds is None:
-        args.rounds = 5 if args.quick else 200
-    if args.rounds < 1:
-        p.error("--rounds must be at least 1")
-    return args
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    builders: list[Callable[[], Group]] = [alloc_group, gather_group]
-    info = machine_info()
-    print(f"zcio {info['zcio']}, Python {platform.python_version()}, {info['platform']}, "
-          f"{info['cpu_count']} CPUs; leak detection {info['leak_detection']}")
-    print(f"{args.rounds} interleaved rounds per benchmark{' (--quick)' if args.quick else ''}; "
-          "medians; loop overhead NOT subtracted on either side (same loop shape both sides)")
-    rows: list[Row] = []
-    samples: dict[str, dict[str, list[float]]] = {}
-    t_start = time.perf_counter()
-    for build in builders:
-        group = build()
-        try:
-            run_group(group, args.rounds)
-        finally:
-            group.cleanup()
-        rows += rows_of(group)
-        samples[group.title] = {c.name: c.samples for c in group.cases}
-    elapsed = time.perf_counter() - t_start
-    print()
-    print(format_table(rows))
-    print()
-    print("ratio: 'time' = subject ns / anchor ns (lower is better); "
-          "'speed' = anchor ns / subject ns (higher is better).")
-    goals = [r for r in rows if r.met is not None]
-    print(f"goals met: {sum(bool(r.met) for r in goals)}/{len(goals)}; "
-          f"ran in {elapsed:.1f} s")
-    if args.json:
-        doc = {
-            "benchmark": "pool",
-            "machine": info,
-            "settings": {
-                "rounds": args.rounds,
-                "quick": args.quick,
-                "per_loop": {"allocs": ALLOCS, "gather_writes": WRITES},
-                "bytes": {"alloc": ALLOC, "gather_parts": PARTS, "gather_part": PART},
-                "loop_overhead_subtracted": False,
-                "ratio": "ratio of medians; paired_ratio = median of per-round ratios",
-            },
-            "results": [r.__dict__ for r in rows],
-            "samples_ns_per_op": samples,
-        }
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(doc, f, indent=2)
-            f.write("\n")
-        print(f"wrote {args.json}")
-    return 0
 
 
 if __name__ == "__main__":
