@@ -146,10 +146,11 @@ def default_ladder(src_kind: str, dst_kind: str, loopback_peer: bool = False
     default = [p for p in possible
                if p != "splice" or src_kind != _FILE or dst_kind == _PIPE]
     if loopback_peer:
-        # Measured (benchmarks/transfer.py): to a TCP peer on this host, read/write
-        # moves ~1.6x what sendfile does at less total CPU, because the receiver's copy
-        # out of page-cache-backed skbs costs ~2.7x more than out of copied ones.  There
-        # is no NIC, so nothing is saved by not copying.  Remote peers keep sendfile.
+        # Measured (benchmarks/transfer.py): to a TCP peer on this host, sendfile is
+        # bimodal (2.7-5.6 GB/s for one C loop, by CPU placement; ~0.6x read/write under
+        # load, where the receiver's copy out of page-cache-backed skbs cost ~2.7x), and
+        # zcio's sendfile path measured 2.7-3.4 GB/s against 3.9-4.4 for this relay.
+        # There is no NIC, so nothing is saved by not copying.  Remote peers keep sendfile.
         default.remove("read_write")
         default.insert(0, "read_write")
     return default, possible
