@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import socket
+import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -164,6 +165,8 @@ def test_one_channel_with_two_selectors(server: ServerSocketChannel) -> None:
             assert accepted is not None
             accepted.close()
         ka.cancel()
+        assert server.key_for(a) is ka and server.key_for(b) is kb  # until a selects
+        a.select_now()
         assert server.key_for(a) is None and server.key_for(b) is kb
 
 
@@ -251,27 +254,71 @@ def test_eof_and_reset_make_interested_ops_ready(selector: Selector) -> None:
         assert ch.read(ByteBuffer.allocate(4)) == -1
 
 
+def refused_port() -> int:
+    """A loopback port nothing listens on (bound, then closed)."""
+    with socket.socket() as s:
+        s.bind(LOOPBACK)
+        port: int = s.getsockname()[1]
+    return port
+
+
+@pytest.mark.parametrize(
+    "interest", [OP_WRITE, OP_CONNECT, OP_READ, OP_READ | OP_WRITE | OP_CONNECT]
+)
+def test_a_failed_connect_makes_the_whole_interest_set_ready(
+    selector: Selector, interest: int
+) -> None:
+    """Issue 15 items 4-5: EPOLLERR/EPOLLHUP make every interested op ready (Java), also
+    OP_WRITE alone while the connect is pending; before, select() returned 0 at once."""
+    with SocketChannel.open() as ch:
+        ch.configure_blocking(False)
+        assert not ch.connect(("127.0.0.1", refused_port()))
+        key = ch.register(selector, interest)
+        assert selector.select(TIMEOUT) == 1
+        assert selector.selected_keys() == {key} and key.ready_ops() == interest
+        assert selector.select_now() == 0  # nothing new for a selected key
+        with pytest.raises(ConnectionRefusedError):
+            ch.finish_connect()
+        assert not ch.is_open() and not key.is_valid()
+        assert selector.select_now() == 0 and selector.keys() == set()
+
+
+def test_a_reset_replaces_the_ready_set_of_a_selected_key(selector: Selector) -> None:
+    with pair() as (ch, peer):
+        key = ch.register(selector, OP_WRITE)
+        assert selector.select_now() == 1 and key.ready_ops() == OP_WRITE
+        key.interest_ops(OP_READ)
+        peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        peer.close()  # RST
+        assert selector.select(TIMEOUT) == 1
+        assert key.ready_ops() == OP_READ  # the interest set, not OP_READ | OP_WRITE
+
+
 # -- cancellation ------------------------------------------------------------------------
 
 
-def test_cancel_leaves_keys_at_once_and_selected_keys_at_next_select(
-    selector: Selector,
-) -> None:
+def test_a_cancelled_key_stays_registered_until_the_next_select(selector: Selector) -> None:
     with pair() as (ch, peer):
-        key = ch.register(selector, OP_READ)
+        key = ch.register(selector, OP_READ, "first")
         peer.sendall(b"x")
         select_until(selector, key, OP_READ)
         key.cancel()
         key.cancel()  # idempotent
-        assert not key.is_valid() and selector.keys() == frozenset()
-        assert key in selector.selected_keys()  # until the next select, as in Java
+        # Invalid at once; still in both key sets and registered until the next select.
+        assert not key.is_valid()
+        assert selector.keys() == {key} and key in selector.selected_keys()
+        assert ch.key_for(selector) is key and ch.is_registered()
         for call in (key.interest_ops, key.ready_ops, key.is_readable):
             with pytest.raises(CancelledKeyError):
                 call()
+        with pytest.raises(CancelledKeyError):
+            ch.register(selector, OP_READ, "second")
+        assert key.attachment() == "second"  # Java attaches before the interest set fails
         assert key.channel() is ch and key.selector() is selector
+        ch.configure_blocking(True).configure_blocking(False)  # no valid key holds it
         assert selector.select_now() == 0
-        assert selector.selected_keys() == set()
-        assert ch.key_for(selector) is None
+        assert selector.keys() == set() and selector.selected_keys() == set()
+        assert ch.key_for(selector) is None and not ch.is_registered()
         # A new registration gets a new key.
         again = ch.register(selector, OP_READ)
         assert again is not key and again.is_valid()
@@ -281,17 +328,18 @@ def test_cancel_leaves_keys_at_once_and_selected_keys_at_next_select(
 def test_closing_a_channel_cancels_its_key_and_frees_the_fd_number(selector: Selector) -> None:
     with pair() as (ch, peer):
         key = ch.register(selector, OP_READ)
-        fd = ch.fileno()
         ch.close()
-        assert not key.is_valid() and selector.keys() == frozenset()
+        assert not key.is_valid() and selector.keys() == {key}  # until the next select
+        assert ch.key_for(selector) is key and ch.is_registered()
         # The kernel hands out the lowest free number: very likely the same fd again.
         with socket.socket() as reused:
             again = SocketChannel.from_socket(reused)
             again.configure_blocking(False)
             new_key = again.register(selector, OP_WRITE)  # no "already registered"
-            assert new_key.is_valid()
-            assert reused.fileno() != fd or selector.keys() == {new_key}
-            selector.select_now()
+            assert new_key.is_valid() and selector.keys() == {key, new_key}
+            assert selector.select_now() == 1  # an unconnected socket hangs up
+            assert selector.keys() == {new_key} and new_key.ready_ops() == OP_WRITE
+            assert ch.key_for(selector) is None and not ch.is_registered()
             again.close()
         peer.close()
 
