@@ -5,10 +5,12 @@ from __future__ import annotations
 import hashlib
 import socket
 import struct
+import sys
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager, suppress
+from functools import partial
 
 import pytest
 
@@ -18,6 +20,7 @@ from zcio._errors import (
     ClosedChannelError,
     ClosedSelectorError,
     IllegalBlockingModeError,
+    UnsupportedOperationError,
 )
 from zcio._selectable import OP_ACCEPT, OP_CONNECT, OP_READ, OP_WRITE
 from zcio._selector import SelectionKey, Selector
@@ -534,3 +537,174 @@ def test_many_connections_in_one_selector(selector: Selector) -> None:
             assert time.monotonic() < deadline
             selector.select(0.1)
         assert sorted(k.attachment() for k in selector.selected_keys()) == [3, 17, 42]
+
+
+# -- races (issue 15, item 6) ------------------------------------------------------------
+
+ROUNDS = 2000
+
+
+class Racer:
+    """Runs two calls at the same moment on two long-lived threads, round after round.
+
+    ``sys.setswitchinterval`` is lowered meanwhile, so the threads interleave at many
+    more points than the default 5 ms lets them.
+    """
+
+    def __init__(self) -> None:
+        self.go = threading.Barrier(3, timeout=TIMEOUT)
+        self.done = threading.Barrier(3, timeout=TIMEOUT)
+        self.calls: list[Callable[[], object]] = []
+        self.results: list[object] = [None, None]
+        self.stopping = False
+        self.threads = [threading.Thread(target=self.work, args=(i,)) for i in range(2)]
+
+    def work(self, i: int) -> None:
+        while True:
+            self.go.wait()
+            if self.stopping:
+                return
+            try:
+                self.results[i] = self.calls[i]()
+            except Exception as e:
+                self.results[i] = e
+            self.done.wait()
+
+    def race(self, a: Callable[[], object], b: Callable[[], object]) -> list[object]:
+        self.calls = [a, b]
+        self.go.wait()
+        self.done.wait()
+        return list(self.results)
+
+    def __enter__(self) -> Racer:
+        self.interval = sys.getswitchinterval()
+        sys.setswitchinterval(1e-6)
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        sys.setswitchinterval(self.interval)
+        self.stopping = True
+        with suppress(threading.BrokenBarrierError):
+            self.go.wait()
+        for t in self.threads:
+            t.join(TIMEOUT)
+        assert not any(t.is_alive() for t in self.threads)
+
+
+def new_channel() -> SocketChannel:
+    return SocketChannel.open().configure_blocking(False)
+
+
+def test_register_racing_close_never_leaves_a_valid_key(selector: Selector) -> None:
+    """A registration racing close() is refused, or its key is cancelled before the
+    descriptor closes: never a valid key for a closed channel, and the descriptor
+    number is free for the next channel at once."""
+    outcomes = {"registered": 0, "refused": 0}
+    with Racer() as racer:
+        for _ in range(ROUNDS):
+            ch = new_channel()
+            key, closed = racer.race(partial(ch.register, selector, OP_READ), ch.close)
+            assert closed is None
+            if isinstance(key, SelectionKey):
+                outcomes["registered"] += 1
+                assert not key.is_valid()
+            else:
+                assert isinstance(key, ClosedChannelError), key
+                outcomes["refused"] += 1
+            with new_channel() as successor:  # most likely the closed channel's number
+                new_key = successor.register(selector, OP_READ)
+                assert new_key.is_valid()
+                registered = selector.keys()
+                assert all(k is new_key or not k.is_valid() for k in registered)
+            selector.select_now()  # deregisters both keys
+            assert selector.keys() == set() and not ch.is_registered()
+    assert sum(outcomes.values()) == ROUNDS
+
+
+def test_threads_registering_one_channel_get_one_key(selector: Selector) -> None:
+    with Racer() as racer:
+        for i in range(ROUNDS):
+            with new_channel() as ch:
+                a, b = racer.race(
+                    partial(ch.register, selector, OP_READ, "a"),
+                    partial(ch.register, selector, OP_WRITE, "b"),
+                )
+                assert isinstance(a, SelectionKey) and a is b, (i, a, b)
+                assert selector.keys() == {a} and ch.key_for(selector) is a
+                assert (a.interest_ops(), a.attachment()) in ((OP_READ, "a"), (OP_WRITE, "b"))
+            selector.select_now()
+            assert selector.keys() == set()
+
+
+def test_register_racing_the_selectors_close() -> None:
+    with Racer() as racer:
+        for _ in range(ROUNDS // 4):
+            sel = Selector.open()
+            with new_channel() as ch:
+                key, closed = racer.race(partial(ch.register, sel, OP_READ), sel.close)
+                assert closed is None
+                if isinstance(key, SelectionKey):
+                    assert not key.is_valid()
+                else:
+                    assert isinstance(key, ClosedSelectorError), key
+                assert ch.key_for(sel) is None and not ch.is_registered()
+                ch.configure_blocking(True)
+
+
+# -- the key sets (issue 15, item 9) -----------------------------------------------------
+
+
+def test_the_key_set_is_a_live_read_only_view(selector: Selector) -> None:
+    keys = selector.keys()
+    assert keys == set() and len(keys) == 0
+    with pair() as (ch, _peer):
+        key = ch.register(selector, OP_READ)
+        assert keys == {key} and key in keys and list(keys) == [key]  # live
+        assert keys | {1} == {key, 1} and keys & {key} == {key}  # plain sets
+        for name, args in (
+            ("add", [key]), ("update", [{key}]), ("discard", [key]), ("remove", [key]),
+            ("pop", []), ("clear", []), ("difference_update", [{key}]), ("__isub__", [{key}]),
+        ):
+            with pytest.raises(UnsupportedOperationError):
+                getattr(keys, name)(*args)
+        assert keys == {key}
+        ch.close()
+        selector.select_now()
+        assert keys == set()
+
+
+def test_the_selected_key_set_allows_removal_not_addition(selector: Selector) -> None:
+    with pair() as (a, _pa), pair() as (b, _pb):
+        ka, kb = a.register(selector, OP_WRITE), b.register(selector, OP_WRITE)
+        selected = selector.selected_keys()
+        for name in ("add", "update", "__ior__"):
+            with pytest.raises(UnsupportedOperationError):
+                getattr(selected, name)({ka} if name != "add" else ka)
+        assert selected == set()
+        assert selector.select_now() == 2 and selected == {ka, kb}
+        for key in selected:  # a snapshot: removing while iterating is fine
+            selected.discard(key)
+        assert selected == set() and ka.ready_ops() == OP_WRITE  # ready sets stay
+        assert selector.select_now() == 2
+        selected -= {ka}
+        assert selected == {kb}
+        with pytest.raises(KeyError):
+            selected.remove(ka)
+        assert selected.pop() is kb and selected == set()
+        with pytest.raises(KeyError):
+            selected.pop()
+        assert selector.select_now() == 2
+        selected.clear()
+        assert len(selected) == 0
+
+
+def test_select_zero_polls_as_pythons_selectors_do(selector: Selector) -> None:
+    """A deliberate difference: Java's select(0) blocks until woken; here 0 means
+    "do not wait", as for ``selectors`` and ``select.epoll.poll`` (README)."""
+    with pair() as (ch, _peer):
+        ch.register(selector, OP_READ)
+        start = time.monotonic()
+        assert selector.select(0) == 0 and selector.select(0.0) == 0
+        assert time.monotonic() - start < TIMEOUT / 2

@@ -269,7 +269,9 @@ class ZcioRunner:
             accepted.configure_blocking(False)
         elif name == "refused":
             with ServerSocketChannel.open().bind((LOOPBACK, 0)) as tmp:
-                port = tmp.local_address()[1]
+                bound = tmp.local_address()
+            assert bound is not None
+            port = bound[1]
             c = self.add(t[1], SocketChannel.open())
             c.configure_blocking(False)
             return str(c.connect((LOOPBACK, port))).lower()
@@ -324,7 +326,7 @@ class ZcioRunner:
         elif name == "selected":
             return self.key_list(self.selectors[t[1]].selected_keys())
         elif name == "addselected":
-            self.selectors[t[1]].selected_keys().add(self.key(t[2], t[1]))  # type: ignore[misc]
+            self.selectors[t[1]].selected_keys().add(self.key(t[2], t[1]))
             return "true"
         elif name == "addkeys":
             self.selectors[t[1]].keys().add(self.key(t[2], t[1]))  # type: ignore[attr-defined]
