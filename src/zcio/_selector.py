@@ -319,22 +319,25 @@ class Selector:
         self._lock = threading.Lock()
         self._select_lock = threading.Lock()  # one select() at a time
         self._closing = False
-        self._open = True
+        self._open = False  # until every descriptor is made
         self._keys: dict[SelectionKey, None] = {}  # the key set, cancelled keys until deregistered
         self._fds: dict[int, SelectionKey] = {}  # the valid keys by descriptor
         self._selected: dict[SelectionKey, None] = {}
         self._cancelled: list[SelectionKey] = []  # to deregister at the next select()
         self._serial = 0  # keys made so far
+        self._wake_r = self._wake_w = -1
         self._epoll = _select.epoll()
         try:
             self._wake_r, self._wake_w = self._wakeup_fds()
             self._epoll.register(self._wake_r, _select.EPOLLIN)
         except BaseException:
-            self._open = False
             self._epoll.close()
+            for fd in {self._wake_r, self._wake_w} - {-1}:
+                os.close(fd)
             raise
         self._key_view = _KeySetView(self)
         self._selected_view = _SelectedKeySet(self)
+        self._open = True
 
     @staticmethod
     def _wakeup_fds() -> tuple[int, int]:
@@ -392,7 +395,7 @@ class Selector:
         with self._lock:
             self._ensure_open()
             fd = channel.fileno()
-            if fd in self._fds:  # only if the fd was closed behind its channel's back
+            if fd in self._fds:  # two channels on one descriptor, or one closed behind our back
                 raise IllegalArgumentError(f"fd {fd} is already registered by another channel")
             self._serial += 1
             key = SelectionKey(channel, self, fd, self._serial)
