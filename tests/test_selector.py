@@ -249,6 +249,26 @@ def test_connect_readiness(selector: Selector) -> None:
         listener.accept()[0].close()
 
 
+def test_no_read_readiness_before_the_connection_is_finished(selector: Selector) -> None:
+    """Java reports OP_READ only once connected: data that arrives while the connect is
+    still pending here leaves the ready set at OP_CONNECT."""
+    with socket.create_server(LOOPBACK) as listener, SocketChannel.open() as ch:
+        listener.settimeout(TIMEOUT)
+        ch.configure_blocking(False)
+        ch.connect(listener.getsockname())
+        peer, _ = listener.accept()
+        with peer:
+            peer.sendall(b"x")
+            key = ch.register(selector, OP_READ | OP_CONNECT)
+            if ch.is_connection_pending():
+                select_until(selector, key, OP_CONNECT)
+                assert key.ready_ops() == OP_CONNECT
+                assert ch.finish_connect()
+                selector.selected_keys().clear()
+            select_until(selector, key, OP_READ)
+            assert key.ready_ops() == OP_READ
+
+
 def test_eof_and_reset_make_interested_ops_ready(selector: Selector) -> None:
     with pair() as (ch, peer):
         key = ch.register(selector, OP_READ)

@@ -170,6 +170,15 @@ public final class SelectorOracle {
                 c.connect(s.getLocalAddress());
                 return "ok";
             }
+            case "accept": {  // accept PEER SERVER: waits for the connection, non-blocking
+                ServerSocketChannel s = (ServerSocketChannel) channels.get(t[2]);
+                SocketChannel p = null;
+                while (p == null) {
+                    p = s.accept();
+                }
+                add(t[1], p).configureBlocking(false);
+                return "ok";
+            }
             case "open": {  // an unconnected socket channel, blocking
                 add(t[1], SocketChannel.open());
                 return "ok";
