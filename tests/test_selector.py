@@ -658,6 +658,27 @@ def test_threads_registering_one_channel_get_one_key(selector: Selector) -> None
             assert selector.keys() == set()
 
 
+def test_register_racing_the_select_that_deregisters_the_cancelled_key(
+    selector: Selector,
+) -> None:
+    """Registering again after cancel() fails until a select deregisters the old key,
+    then gives a new key: whichever wins, channel and selector agree afterwards."""
+    with Racer() as racer, new_channel() as ch:
+        for _ in range(ROUNDS):
+            old = ch.register(selector, OP_READ)
+            old.cancel()
+            key, _ = racer.race(partial(ch.register, selector, OP_READ), selector.select_now)
+            selector.select_now()
+            if isinstance(key, SelectionKey):
+                assert key is not old and key.is_valid()
+                assert ch.key_for(selector) is key and selector.keys() == {key}
+                key.cancel()
+                selector.select_now()
+            else:
+                assert isinstance(key, CancelledKeyError), key
+            assert ch.key_for(selector) is None and selector.keys() == set()
+
+
 def test_register_racing_the_selectors_close() -> None:
     with Racer() as racer:
         for _ in range(ROUNDS // 4):
