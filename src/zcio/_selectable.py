@@ -2,7 +2,9 @@
 
 A selectable channel is blocking when created.  It must be made non-blocking before it
 is registered with a selector, and it cannot go back to blocking while registered
-(IllegalBlockingModeError), as in Java.  Closing it cancels its keys.
+(IllegalBlockingModeError), as in Java.  Closing it cancels its keys, before the
+descriptor is closed.  A cancelled key stays the channel's (``key_for``,
+``is_registered``) until its selector's next ``select()`` deregisters it, as in Java.
 """
 
 from __future__ import annotations
