@@ -679,6 +679,19 @@ def test_register_racing_the_select_that_deregisters_the_cancelled_key(
             assert ch.key_for(selector) is None and selector.keys() == set()
 
 
+def test_interest_ops_or_and_are_atomic(selector: Selector) -> None:
+    with Racer() as racer, pair() as (ch, _peer):
+        key = ch.register(selector, 0)
+        for _ in range(ROUNDS):
+            key.interest_ops(0)
+            racer.race(partial(key.interest_ops_or, OP_READ),
+                       partial(key.interest_ops_or, OP_WRITE))
+            assert key.interest_ops() == OP_READ | OP_WRITE
+            racer.race(partial(key.interest_ops_and, ~OP_READ),
+                       partial(key.interest_ops_and, ~OP_WRITE))
+            assert key.interest_ops() == 0
+
+
 def test_register_racing_the_selectors_close() -> None:
     with Racer() as racer:
         for _ in range(ROUNDS // 4):

@@ -18,6 +18,7 @@ operations on named selectors and channels, one a line::
     key C S                    key_for: ``none``, ``cancelled ATT`` or ``valid I R ATT``;
                                then is_registered
     interest C S OPS | ready C S | cancel C S      on key_for(S)
+    interestor C S OPS | interestand C S OPS       print the previous interest set
     close X                    a channel or a selector
     send C N | recv C | shutout C | shutin C | finish C
     reset C                    SO_LINGER 0, then close: the peer gets a RST
@@ -151,6 +152,11 @@ SCENARIOS: dict[str, str] = {
     "register-updates-the-key": """
         selector s | server v | connect c p v | register c s 1 a | register c s 5 b
         key c s | register c s 0 | key c s | register c s 2 | interest c s 16 | key c s
+    """,
+    "interest-or-and": """
+        selector s | server v | connect c p v | register c s 1 | interestor c s 4
+        interestor c s 16 | interestand c s 21 | interestand c s 0 | key c s
+        interestor c s 13 | cancel c s | interestor c s 16 | interestand c s 1
     """,
     # 9: Java's check order, and the key sets refuse additions.
     "register-check-order": """
@@ -313,6 +319,10 @@ class ZcioRunner:
             return f"{self.describe(ch.key_for(self.selectors[t[2]]))} {registered}"
         elif name == "interest":
             self.key(t[1], t[2]).interest_ops(int(t[3]))
+        elif name == "interestor":
+            return self.key(t[1], t[2]).interest_ops_or(int(t[3]))
+        elif name == "interestand":
+            return self.key(t[1], t[2]).interest_ops_and(int(t[3]))
         elif name == "ready":
             return self.key(t[1], t[2]).ready_ops()
         elif name == "cancel":

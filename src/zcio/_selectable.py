@@ -48,6 +48,14 @@ class SelectableChannel(Channel):
         """The OP_* bits this kind of channel supports."""
         return self._VALID_OPS
 
+    def _check_ops(self, ops: int) -> None:
+        """IllegalArgumentError unless ``ops`` is within ``valid_ops()``."""
+        if ops & ~self.valid_ops():
+            raise IllegalArgumentError(
+                f"ops {ops:#x} not valid for {type(self).__name__} "
+                f"(valid: {self.valid_ops():#x})"
+            )
+
     def _translate_ready_ops(self, readable: bool, writable: bool, interest: int) -> int:
         """The OP_* bits ready, within ``interest``, for a readable/writable descriptor.
 
@@ -91,8 +99,7 @@ class SelectableChannel(Channel):
         Syscalls: ``epoll_ctl(ADD)`` for a new key with a non-empty interest set,
         ``epoll_ctl(MOD)`` when an existing key's events change.
         """
-        if ops & ~self.valid_ops():
-            raise IllegalArgumentError(f"ops {ops:#x} not valid for {type(self).__name__}")
+        self._check_ops(ops)
         self.fileno()
         with self._reg_lock:
             if self._blocking:

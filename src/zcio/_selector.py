@@ -58,6 +58,7 @@ if TYPE_CHECKING:
 __all__ = ["Selector", "SelectionKey", "OP_READ", "OP_WRITE", "OP_CONNECT", "OP_ACCEPT"]
 
 _T = TypeVar("_T")
+_SET, _OR, _AND = 0, 1, 2  # how _set_interest combines the new ops with the old
 _READ_OPS = OP_READ | OP_ACCEPT
 _WRITE_OPS = OP_WRITE | OP_CONNECT
 _HANG_UP = _select.EPOLLERR | _select.EPOLLHUP
@@ -139,25 +140,28 @@ class SelectionKey:
         self._check_valid()
         if ops is None:
             return self._interest
-        if ops & ~self._channel.valid_ops():
-            raise IllegalArgumentError(
-                f"ops {ops:#x} not valid for {type(self._channel).__name__} "
-                f"(valid: {self._channel.valid_ops():#x})"
-            )
-        self._selector._set_interest(self, ops)
+        self._channel._check_ops(ops)
+        self._selector._set_interest(self, ops, _SET)
         return self
 
     def interest_ops_or(self, ops: int) -> int:
-        """Add ``ops`` to the interest set; returns the previous set."""
-        old = self.interest_ops()
-        self.interest_ops(old | ops)
-        return old
+        """Add ``ops`` to the interest set, atomically; returns the previous set.
+
+        CancelledKeyError, then IllegalArgumentError for ops outside ``valid_ops()``.
+        Syscalls: as :meth:`interest_ops`.
+        """
+        self._check_valid()
+        self._channel._check_ops(ops)
+        return self._selector._set_interest(self, ops, _OR)
 
     def interest_ops_and(self, ops: int) -> int:
-        """Keep only ``ops`` of the interest set; returns the previous set."""
-        old = self.interest_ops()
-        self.interest_ops(old & ops)
-        return old
+        """Keep only ``ops`` of the interest set, atomically; returns the previous set.
+
+        CancelledKeyError if invalid (any ``ops`` is accepted: it can only remove).
+        Syscalls: as :meth:`interest_ops`.
+        """
+        self._check_valid()
+        return self._selector._set_interest(self, ops, _AND)
 
     def ready_ops(self) -> int:
         """The ready set the last ``select()`` that updated this key left."""
@@ -405,11 +409,16 @@ class Selector:
             self._keys[key] = None
             return key
 
-    def _set_interest(self, key: SelectionKey, ops: int) -> None:
+    def _set_interest(self, key: SelectionKey, ops: int, how: int) -> int:
+        """Set (``_SET``), add (``_OR``) or intersect (``_AND``) ``key``'s interest set
+        with ``ops``, atomically; returns the previous set."""
         with self._lock:
             if not key._valid:
                 raise CancelledKeyError("selection key is cancelled")
-            self._apply_interest(key, ops)
+            old = key._interest
+            new = ops if how == _SET else old | ops if how == _OR else old & ops
+            self._apply_interest(key, new)
+            return old
 
     def _apply_interest(self, key: SelectionKey, ops: int) -> None:
         """Make epoll watch what ``ops`` needs (under ``_lock``); the key changes only

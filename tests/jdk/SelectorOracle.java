@@ -202,6 +202,10 @@ public final class SelectorOracle {
             case "interest":
                 key(t[1], t[2]).interestOps(Integer.parseInt(t[3]));
                 return "ok";
+            case "interestor":
+                return "ok " + key(t[1], t[2]).interestOpsOr(Integer.parseInt(t[3]));
+            case "interestand":
+                return "ok " + key(t[1], t[2]).interestOpsAnd(Integer.parseInt(t[3]));
             case "ready":
                 return "ok " + key(t[1], t[2]).readyOps();
             case "cancel":
