@@ -11,10 +11,11 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager, suppress
 from functools import partial
+from typing import Any
 
 import pytest
 
-from zcio import ByteBuffer, IllegalArgumentError
+from zcio import ByteBuffer, IllegalArgumentError, Pipe
 from zcio._errors import (
     CancelledKeyError,
     ClosedChannelError,
@@ -376,6 +377,52 @@ def test_closing_the_selector_makes_keys_invalid(server: ServerSocketChannel) ->
         key.ready_ops()
     with Selector.open() as other:
         assert server.register(other, OP_ACCEPT).is_valid()
+
+
+class EpollDuringWait:
+    """Stands in for a selector's epoll object and runs ``during`` after the wait has
+    returned, as if another thread acted while select() collected the events."""
+
+    def __init__(self, epoll: Any, during: Callable[[], None]) -> None:
+        self.epoll, self.during = epoll, during
+
+    def poll(self, *args: Any) -> list[tuple[int, int]]:
+        events: list[tuple[int, int]] = self.epoll.poll(*args)
+        self.during()
+        return events
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.epoll, name)
+
+
+def test_an_event_for_a_closed_channel_never_reaches_the_channel_reusing_its_number(
+    selector: Selector,
+) -> None:
+    """The wait reports channel A readable; A is closed and a pipe takes its descriptor
+    number and registers before the events are read: the pipe must not be selected."""
+    with pair() as (a, peer), ExitStack() as stack:
+        fd = a.fileno()
+        a.register(selector, OP_READ)
+        peer.sendall(b"x")
+        pipes: list[Pipe] = []
+
+        def close_and_reuse() -> None:
+            a.close()
+            pipe = stack.enter_context(Pipe.open())
+            pipes.append(pipe)
+            assert pipe.source().fileno() == fd  # the lowest free number
+            pipe.source().configure_blocking(False).register(selector, OP_READ)
+
+        real = selector._epoll
+        selector._epoll = EpollDuringWait(real, close_and_reuse)  # type: ignore[assignment]
+        try:
+            assert selector.select(TIMEOUT) == 0
+        finally:
+            selector._epoll = real
+        source_key = pipes[0].source().key_for(selector)
+        assert source_key is not None and source_key.ready_ops() == 0
+        assert selector.selected_keys() == set()
+        assert selector.select_now() == 0  # the pipe is empty
 
 
 # -- wakeup ------------------------------------------------------------------------------
