@@ -90,6 +90,14 @@ SCENARIOS: dict[str, str] = {
         shutout p | select s | selected s | clearselected s | shutout c | select s
         selected s | recv c
     """,
+    "shutdown-input": """
+        selector s | server v | connect c p v | register c s 1 | now s | shutin c
+        select s | selected s | recv c
+    """,
+    "server-closed-while-registered": """
+        selector s | server v | register v s 16 | close v | key v s | keys s | now s
+        keys s | key v s
+    """,
     "pipe-writer-gone": """
         selector s | pipe a b | register a s 1 | register b s 4 | now s | selected s
         clearselected s | close b | select s | selected s
