@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import hashlib
 import socket
+import struct
+import sys
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager, suppress
+from functools import partial
+from typing import Any
 
 import pytest
 
-from zcio import ByteBuffer, IllegalArgumentError
+from zcio import ByteBuffer, IllegalArgumentError, Pipe
 from zcio._errors import (
     CancelledKeyError,
     ClosedChannelError,
     ClosedSelectorError,
     IllegalBlockingModeError,
+    UnsupportedOperationError,
 )
 from zcio._selectable import OP_ACCEPT, OP_CONNECT, OP_READ, OP_WRITE
 from zcio._selector import SelectionKey, Selector
@@ -164,6 +169,8 @@ def test_one_channel_with_two_selectors(server: ServerSocketChannel) -> None:
             assert accepted is not None
             accepted.close()
         ka.cancel()
+        assert server.key_for(a) is ka and server.key_for(b) is kb  # until a selects
+        a.select_now()
         assert server.key_for(a) is None and server.key_for(b) is kb
 
 
@@ -243,6 +250,26 @@ def test_connect_readiness(selector: Selector) -> None:
         listener.accept()[0].close()
 
 
+def test_no_read_readiness_before_the_connection_is_finished(selector: Selector) -> None:
+    """Java reports OP_READ only once connected: data that arrives while the connect is
+    still pending here leaves the ready set at OP_CONNECT."""
+    with socket.create_server(LOOPBACK) as listener, SocketChannel.open() as ch:
+        listener.settimeout(TIMEOUT)
+        ch.configure_blocking(False)
+        ch.connect(listener.getsockname())
+        peer, _ = listener.accept()
+        with peer:
+            peer.sendall(b"x")
+            key = ch.register(selector, OP_READ | OP_CONNECT)
+            if ch.is_connection_pending():
+                select_until(selector, key, OP_CONNECT)
+                assert key.ready_ops() == OP_CONNECT
+                assert ch.finish_connect()
+                selector.selected_keys().clear()
+            select_until(selector, key, OP_READ)
+            assert key.ready_ops() == OP_READ
+
+
 def test_eof_and_reset_make_interested_ops_ready(selector: Selector) -> None:
     with pair() as (ch, peer):
         key = ch.register(selector, OP_READ)
@@ -251,27 +278,71 @@ def test_eof_and_reset_make_interested_ops_ready(selector: Selector) -> None:
         assert ch.read(ByteBuffer.allocate(4)) == -1
 
 
+def refused_port() -> int:
+    """A loopback port nothing listens on (bound, then closed)."""
+    with socket.socket() as s:
+        s.bind(LOOPBACK)
+        port: int = s.getsockname()[1]
+    return port
+
+
+@pytest.mark.parametrize(
+    "interest", [OP_WRITE, OP_CONNECT, OP_READ, OP_READ | OP_WRITE | OP_CONNECT]
+)
+def test_a_failed_connect_makes_the_whole_interest_set_ready(
+    selector: Selector, interest: int
+) -> None:
+    """Issue 15 items 4-5: EPOLLERR/EPOLLHUP make every interested op ready (Java), also
+    OP_WRITE alone while the connect is pending; before, select() returned 0 at once."""
+    with SocketChannel.open() as ch:
+        ch.configure_blocking(False)
+        assert not ch.connect(("127.0.0.1", refused_port()))
+        key = ch.register(selector, interest)
+        assert selector.select(TIMEOUT) == 1
+        assert selector.selected_keys() == {key} and key.ready_ops() == interest
+        assert selector.select_now() == 0  # nothing new for a selected key
+        with pytest.raises(ConnectionRefusedError):
+            ch.finish_connect()
+        assert not ch.is_open() and not key.is_valid()
+        assert selector.select_now() == 0 and selector.keys() == set()
+
+
+def test_a_reset_replaces_the_ready_set_of_a_selected_key(selector: Selector) -> None:
+    with pair() as (ch, peer):
+        key = ch.register(selector, OP_WRITE)
+        assert selector.select_now() == 1 and key.ready_ops() == OP_WRITE
+        key.interest_ops(OP_READ)
+        peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        peer.close()  # RST
+        assert selector.select(TIMEOUT) == 1
+        assert key.ready_ops() == OP_READ  # the interest set, not OP_READ | OP_WRITE
+
+
 # -- cancellation ------------------------------------------------------------------------
 
 
-def test_cancel_leaves_keys_at_once_and_selected_keys_at_next_select(
-    selector: Selector,
-) -> None:
+def test_a_cancelled_key_stays_registered_until_the_next_select(selector: Selector) -> None:
     with pair() as (ch, peer):
-        key = ch.register(selector, OP_READ)
+        key = ch.register(selector, OP_READ, "first")
         peer.sendall(b"x")
         select_until(selector, key, OP_READ)
         key.cancel()
         key.cancel()  # idempotent
-        assert not key.is_valid() and selector.keys() == frozenset()
-        assert key in selector.selected_keys()  # until the next select, as in Java
+        # Invalid at once; still in both key sets and registered until the next select.
+        assert not key.is_valid()
+        assert selector.keys() == {key} and key in selector.selected_keys()
+        assert ch.key_for(selector) is key and ch.is_registered()
         for call in (key.interest_ops, key.ready_ops, key.is_readable):
             with pytest.raises(CancelledKeyError):
                 call()
+        with pytest.raises(CancelledKeyError):
+            ch.register(selector, OP_READ, "second")
+        assert key.attachment() == "second"  # Java attaches before the interest set fails
         assert key.channel() is ch and key.selector() is selector
+        ch.configure_blocking(True).configure_blocking(False)  # no valid key holds it
         assert selector.select_now() == 0
-        assert selector.selected_keys() == set()
-        assert ch.key_for(selector) is None
+        assert selector.keys() == set() and selector.selected_keys() == set()
+        assert ch.key_for(selector) is None and not ch.is_registered()
         # A new registration gets a new key.
         again = ch.register(selector, OP_READ)
         assert again is not key and again.is_valid()
@@ -281,17 +352,18 @@ def test_cancel_leaves_keys_at_once_and_selected_keys_at_next_select(
 def test_closing_a_channel_cancels_its_key_and_frees_the_fd_number(selector: Selector) -> None:
     with pair() as (ch, peer):
         key = ch.register(selector, OP_READ)
-        fd = ch.fileno()
         ch.close()
-        assert not key.is_valid() and selector.keys() == frozenset()
+        assert not key.is_valid() and selector.keys() == {key}  # until the next select
+        assert ch.key_for(selector) is key and ch.is_registered()
         # The kernel hands out the lowest free number: very likely the same fd again.
         with socket.socket() as reused:
             again = SocketChannel.from_socket(reused)
             again.configure_blocking(False)
             new_key = again.register(selector, OP_WRITE)  # no "already registered"
-            assert new_key.is_valid()
-            assert reused.fileno() != fd or selector.keys() == {new_key}
-            selector.select_now()
+            assert new_key.is_valid() and selector.keys() == {key, new_key}
+            assert selector.select_now() == 1  # an unconnected socket hangs up
+            assert selector.keys() == {new_key} and new_key.ready_ops() == OP_WRITE
+            assert ch.key_for(selector) is None and not ch.is_registered()
             again.close()
         peer.close()
 
@@ -305,6 +377,52 @@ def test_closing_the_selector_makes_keys_invalid(server: ServerSocketChannel) ->
         key.ready_ops()
     with Selector.open() as other:
         assert server.register(other, OP_ACCEPT).is_valid()
+
+
+class EpollDuringWait:
+    """Stands in for a selector's epoll object and runs ``during`` after the wait has
+    returned, as if another thread acted while select() collected the events."""
+
+    def __init__(self, epoll: Any, during: Callable[[], None]) -> None:
+        self.epoll, self.during = epoll, during
+
+    def poll(self, *args: Any) -> list[tuple[int, int]]:
+        events: list[tuple[int, int]] = self.epoll.poll(*args)
+        self.during()
+        return events
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.epoll, name)
+
+
+def test_an_event_for_a_closed_channel_never_reaches_the_channel_reusing_its_number(
+    selector: Selector,
+) -> None:
+    """The wait reports channel A readable; A is closed and a pipe takes its descriptor
+    number and registers before the events are read: the pipe must not be selected."""
+    with pair() as (a, peer), ExitStack() as stack:
+        fd = a.fileno()
+        a.register(selector, OP_READ)
+        peer.sendall(b"x")
+        pipes: list[Pipe] = []
+
+        def close_and_reuse() -> None:
+            a.close()
+            pipe = stack.enter_context(Pipe.open())
+            pipes.append(pipe)
+            assert pipe.source().fileno() == fd  # the lowest free number
+            pipe.source().configure_blocking(False).register(selector, OP_READ)
+
+        real = selector._epoll
+        selector._epoll = EpollDuringWait(real, close_and_reuse)  # type: ignore[assignment]
+        try:
+            assert selector.select(TIMEOUT) == 0
+        finally:
+            selector._epoll = real
+        source_key = pipes[0].source().key_for(selector)
+        assert source_key is not None and source_key.ready_ops() == 0
+        assert selector.selected_keys() == set()
+        assert selector.select_now() == 0  # the pipe is empty
 
 
 # -- wakeup ------------------------------------------------------------------------------
@@ -486,3 +604,208 @@ def test_many_connections_in_one_selector(selector: Selector) -> None:
             assert time.monotonic() < deadline
             selector.select(0.1)
         assert sorted(k.attachment() for k in selector.selected_keys()) == [3, 17, 42]
+
+
+# -- races (issue 15, item 6) ------------------------------------------------------------
+
+ROUNDS = 2000
+
+
+class Racer:
+    """Runs two calls at the same moment on two long-lived threads, round after round.
+
+    ``sys.setswitchinterval`` is lowered meanwhile, so the threads interleave at many
+    more points than the default 5 ms lets them.
+    """
+
+    def __init__(self) -> None:
+        self.go = threading.Barrier(3, timeout=TIMEOUT)
+        self.done = threading.Barrier(3, timeout=TIMEOUT)
+        self.calls: list[Callable[[], object]] = []
+        self.results: list[object] = [None, None]
+        self.stopping = False
+        self.threads = [threading.Thread(target=self.work, args=(i,)) for i in range(2)]
+
+    def work(self, i: int) -> None:
+        while True:
+            self.go.wait()
+            if self.stopping:
+                return
+            try:
+                self.results[i] = self.calls[i]()
+            except Exception as e:
+                self.results[i] = e
+            self.done.wait()
+
+    def race(self, a: Callable[[], object], b: Callable[[], object]) -> list[object]:
+        self.calls = [a, b]
+        self.go.wait()
+        self.done.wait()
+        return list(self.results)
+
+    def __enter__(self) -> Racer:
+        self.interval = sys.getswitchinterval()
+        sys.setswitchinterval(1e-6)
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        sys.setswitchinterval(self.interval)
+        self.stopping = True
+        with suppress(threading.BrokenBarrierError):
+            self.go.wait()
+        for t in self.threads:
+            t.join(TIMEOUT)
+        assert not any(t.is_alive() for t in self.threads)
+
+
+def new_channel() -> SocketChannel:
+    return SocketChannel.open().configure_blocking(False)
+
+
+def test_register_racing_close_never_leaves_a_valid_key(selector: Selector) -> None:
+    """A registration racing close() is refused, or its key is cancelled before the
+    descriptor closes: never a valid key for a closed channel, and the descriptor
+    number is free for the next channel at once."""
+    outcomes = {"registered": 0, "refused": 0}
+    with Racer() as racer:
+        for _ in range(ROUNDS):
+            ch = new_channel()
+            key, closed = racer.race(partial(ch.register, selector, OP_READ), ch.close)
+            assert closed is None
+            if isinstance(key, SelectionKey):
+                outcomes["registered"] += 1
+                assert not key.is_valid()
+            else:
+                assert isinstance(key, ClosedChannelError), key
+                outcomes["refused"] += 1
+            with new_channel() as successor:  # most likely the closed channel's number
+                new_key = successor.register(selector, OP_READ)
+                assert new_key.is_valid()
+                registered = selector.keys()
+                assert all(k is new_key or not k.is_valid() for k in registered)
+            selector.select_now()  # deregisters both keys
+            assert selector.keys() == set() and not ch.is_registered()
+    assert sum(outcomes.values()) == ROUNDS
+
+
+def test_threads_registering_one_channel_get_one_key(selector: Selector) -> None:
+    with Racer() as racer:
+        for i in range(ROUNDS):
+            with new_channel() as ch:
+                a, b = racer.race(
+                    partial(ch.register, selector, OP_READ, "a"),
+                    partial(ch.register, selector, OP_WRITE, "b"),
+                )
+                assert isinstance(a, SelectionKey) and a is b, (i, a, b)
+                assert selector.keys() == {a} and ch.key_for(selector) is a
+                assert (a.interest_ops(), a.attachment()) in ((OP_READ, "a"), (OP_WRITE, "b"))
+            selector.select_now()
+            assert selector.keys() == set()
+
+
+def test_register_racing_the_select_that_deregisters_the_cancelled_key(
+    selector: Selector,
+) -> None:
+    """Registering again after cancel() fails until a select deregisters the old key,
+    then gives a new key: whichever wins, channel and selector agree afterwards."""
+    with Racer() as racer, new_channel() as ch:
+        for _ in range(ROUNDS):
+            old = ch.register(selector, OP_READ)
+            old.cancel()
+            key, _ = racer.race(partial(ch.register, selector, OP_READ), selector.select_now)
+            selector.select_now()
+            if isinstance(key, SelectionKey):
+                assert key is not old and key.is_valid()
+                assert ch.key_for(selector) is key and selector.keys() == {key}
+                key.cancel()
+                selector.select_now()
+            else:
+                assert isinstance(key, CancelledKeyError), key
+            assert ch.key_for(selector) is None and selector.keys() == set()
+
+
+def test_interest_ops_or_and_are_atomic(selector: Selector) -> None:
+    with Racer() as racer, pair() as (ch, _peer):
+        key = ch.register(selector, 0)
+        for _ in range(ROUNDS):
+            key.interest_ops(0)
+            racer.race(partial(key.interest_ops_or, OP_READ),
+                       partial(key.interest_ops_or, OP_WRITE))
+            assert key.interest_ops() == OP_READ | OP_WRITE
+            racer.race(partial(key.interest_ops_and, ~OP_READ),
+                       partial(key.interest_ops_and, ~OP_WRITE))
+            assert key.interest_ops() == 0
+
+
+def test_register_racing_the_selectors_close() -> None:
+    with Racer() as racer:
+        for _ in range(ROUNDS // 4):
+            sel = Selector.open()
+            with new_channel() as ch:
+                key, closed = racer.race(partial(ch.register, sel, OP_READ), sel.close)
+                assert closed is None
+                if isinstance(key, SelectionKey):
+                    assert not key.is_valid()
+                else:
+                    assert isinstance(key, ClosedSelectorError), key
+                assert ch.key_for(sel) is None and not ch.is_registered()
+                ch.configure_blocking(True)
+
+
+# -- the key sets (issue 15, item 9) -----------------------------------------------------
+
+
+def test_the_key_set_is_a_live_read_only_view(selector: Selector) -> None:
+    keys = selector.keys()
+    assert keys == set() and len(keys) == 0
+    with pair() as (ch, _peer):
+        key = ch.register(selector, OP_READ)
+        assert keys == {key} and key in keys and list(keys) == [key]  # live
+        assert keys | {1} == {key, 1} and keys & {key} == {key}  # plain sets
+        for name, args in (
+            ("add", [key]), ("update", [{key}]), ("discard", [key]), ("remove", [key]),
+            ("pop", []), ("clear", []), ("difference_update", [{key}]), ("__isub__", [{key}]),
+        ):
+            with pytest.raises(UnsupportedOperationError):
+                getattr(keys, name)(*args)
+        assert keys == {key}
+        ch.close()
+        selector.select_now()
+        assert keys == set()
+
+
+def test_the_selected_key_set_allows_removal_not_addition(selector: Selector) -> None:
+    with pair() as (a, _pa), pair() as (b, _pb):
+        ka, kb = a.register(selector, OP_WRITE), b.register(selector, OP_WRITE)
+        selected = selector.selected_keys()
+        for name in ("add", "update", "__ior__"):
+            with pytest.raises(UnsupportedOperationError):
+                getattr(selected, name)({ka} if name != "add" else ka)
+        assert selected == set()
+        assert selector.select_now() == 2 and selected == {ka, kb}
+        for key in selected:  # a snapshot: removing while iterating is fine
+            selected.discard(key)
+        assert selected == set() and ka.ready_ops() == OP_WRITE  # ready sets stay
+        assert selector.select_now() == 2
+        selected -= {ka}
+        assert selected == {kb}
+        with pytest.raises(KeyError):
+            selected.remove(ka)
+        assert selected.pop() is kb and selected == set()
+        with pytest.raises(KeyError):
+            selected.pop()
+        assert selector.select_now() == 2
+        selected.clear()
+        assert len(selected) == 0
+
+
+def test_select_zero_polls_as_pythons_selectors_do(selector: Selector) -> None:
+    """A deliberate difference: Java's select(0) blocks until woken; here 0 means
+    "do not wait", as for ``selectors`` and ``select.epoll.poll`` (README)."""
+    with pair() as (ch, _peer):
+        ch.register(selector, OP_READ)
+        start = time.monotonic()
+        assert selector.select(0) == 0 and selector.select(0.0) == 0
+        assert time.monotonic() - start < TIMEOUT / 2

@@ -1,45 +1,53 @@
 """Readiness selection over many channels: java.nio's Selector and SelectionKey.
 
-A :class:`Selector` holds one :class:`SelectionKey` per registered channel, and a
-*selected-key set*.  ``select()`` waits (``epoll_wait`` through the stdlib
-``selectors.DefaultSelector``) until some channel is ready for an operation in its
-key's *interest set*, then, for each such key:
+A :class:`Selector` holds a *key set* (one :class:`SelectionKey` per registration), and
+a *selected-key set*.  ``select()`` waits (``epoll_wait``) until some channel is ready
+for an operation in its key's *interest set*, then, for each such key:
 
 * not yet in the selected-key set: its *ready set* becomes what is ready now, and the
-  key is added to the set;
+  key is added to the set if that is not empty;
 * already there: what is ready now is added to its ready set (nothing is cleared).
 
 ``select()`` returns how many keys that updated.  Keys stay in the selected-key set
 until the caller removes them, as in Java::
 
-    for key in list(selector.selected_keys()):
+    for key in selector.selected_keys():      # iterates over a snapshot
         selector.selected_keys().discard(key)
         if key.is_acceptable(): ...
 
 Ready sets only ever hold operations of the interest set.  OP_READ and OP_ACCEPT wait
 for EPOLLIN; OP_WRITE and OP_CONNECT for EPOLLOUT (a socket channel reports OP_CONNECT
 while its connection is pending and OP_WRITE once connected).  An error or hang-up on a
-descriptor makes every interested operation ready, so the next call reports it.
+descriptor (EPOLLERR, EPOLLHUP: a refused connect, a reset, a closed pipe end, an
+unconnected socket) makes the ready set the whole interest set, replacing what it held,
+so that whatever the caller waits for, it is told, and its next call meets the error.
 
-``cancel()`` (also run by closing the channel, or the selector) makes a key invalid and
-takes the descriptor out of epoll at once, before the descriptor number can be reused;
-a cancelled key leaves the selected-key set at the next ``select()``.  ``wakeup()``
-makes a blocked ``select()`` return at once, or the next one if none is blocked.
+Cancellation, as in Java: ``cancel()`` (also run by closing the channel, or the
+selector) makes a key invalid at once, but the key stays in ``keys()`` (and in the
+selected-key set), the channel's ``key_for()`` still returns it and ``is_registered()``
+stays true, until the next ``select()`` *deregisters* it; registering the channel again
+with that selector before then raises CancelledKeyError.  Unlike Java, which keeps the
+descriptor open until then, zcio takes the descriptor out of epoll at ``cancel()``
+(``epoll_ctl(EPOLL_CTL_DEL)``), before the channel's close can free its number, so a new
+channel given that number registers at once.  ``wakeup()`` makes a blocked ``select()``
+return at once, or the next one if none is blocked.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import selectors
+import select as _select
 import threading
 import warnings
-from typing import TYPE_CHECKING, Any, Self, overload
+from collections.abc import Iterable, Iterator, MutableSet, Set
+from typing import TYPE_CHECKING, Any, NoReturn, Self, TypeVar, overload
 
 from ._errors import (
     CancelledKeyError,
     ClosedSelectorError,
     IllegalArgumentError,
+    UnsupportedOperationError,
 )
 from ._metrics import metrics
 from ._selectable import OP_ACCEPT, OP_CONNECT, OP_READ, OP_WRITE
@@ -49,17 +57,20 @@ if TYPE_CHECKING:
 
 __all__ = ["Selector", "SelectionKey", "OP_READ", "OP_WRITE", "OP_CONNECT", "OP_ACCEPT"]
 
+_T = TypeVar("_T")
+_SET, _OR, _AND = 0, 1, 2  # how _set_interest combines the new ops with the old
 _READ_OPS = OP_READ | OP_ACCEPT
 _WRITE_OPS = OP_WRITE | OP_CONNECT
+_HANG_UP = _select.EPOLLERR | _select.EPOLLHUP
 
 
 def _events_for(ops: int) -> int:
-    """The stdlib selector events that watch for ``ops``."""
+    """The epoll events that watch for ``ops`` (0: not in epoll at all)."""
     events = 0
     if ops & _READ_OPS:
-        events |= selectors.EVENT_READ
+        events |= _select.EPOLLIN
     if ops & _WRITE_OPS:
-        events |= selectors.EVENT_WRITE
+        events |= _select.EPOLLOUT
     return events
 
 
@@ -70,18 +81,23 @@ class SelectionKey:
     close.  ``interest_ops``/``ready_ops`` of an invalid key raise CancelledKeyError.
     """
 
-    __slots__ = ("_channel", "_selector", "_fd", "_interest", "_ready", "_attachment", "_valid")
+    __slots__ = (
+        "_channel", "_selector", "_fd", "_interest", "_events", "_ready", "_attachment",
+        "_valid", "_serial",
+    )
 
     def __init__(
-        self, channel: SelectableChannel, selector: Selector, fd: int, ops: int, attachment: Any
+        self, channel: SelectableChannel, selector: Selector, fd: int, serial: int
     ) -> None:
         self._channel = channel
         self._selector = selector
         self._fd = fd  # the descriptor as registered: still known after the channel closes
-        self._interest = ops
+        self._interest = 0
+        self._events = 0  # what epoll watches for this key now (0: not in epoll)
         self._ready = 0
-        self._attachment = attachment
+        self._attachment: Any = None
         self._valid = True
+        self._serial = serial  # the selector's registration count when this key was made
 
     def channel(self) -> SelectableChannel:
         """The channel this key registers (returned even after cancel)."""
@@ -98,9 +114,9 @@ class SelectionKey:
     def cancel(self) -> None:
         """Cancel the registration (idempotent).
 
-        The key becomes invalid and leaves ``keys()`` at once; its descriptor leaves
-        epoll at once (``epoll_ctl(EPOLL_CTL_DEL)``); it leaves ``selected_keys()`` at
-        the next ``select()``.
+        The key becomes invalid at once, and its descriptor leaves epoll at once
+        (``epoll_ctl(EPOLL_CTL_DEL)``).  It leaves ``keys()``, the selected-key set and
+        the channel's registrations at the next ``select()``.
         """
         if self._valid:
             self._selector._cancel(self)
@@ -117,31 +133,35 @@ class SelectionKey:
         """The interest set, or set it to ``ops`` (returns the key).
 
         Takes effect for the next ``select()``, and for one in progress.
-        IllegalArgumentError for ops outside the channel's ``valid_ops()``.
+        CancelledKeyError if the key is invalid, then IllegalArgumentError for ops
+        outside the channel's ``valid_ops()`` (Java's order).
         Syscalls: ``epoll_ctl`` (MOD, or ADD/DEL when the set becomes non-empty/empty).
         """
         self._check_valid()
         if ops is None:
             return self._interest
-        if ops & ~self._channel.valid_ops():
-            raise IllegalArgumentError(
-                f"ops {ops:#x} not valid for {type(self._channel).__name__} "
-                f"(valid: {self._channel.valid_ops():#x})"
-            )
-        self._selector._set_interest(self, ops)
+        self._channel._check_ops(ops)
+        self._selector._set_interest(self, ops, _SET)
         return self
 
     def interest_ops_or(self, ops: int) -> int:
-        """Add ``ops`` to the interest set; returns the previous set."""
-        old = self.interest_ops()
-        self.interest_ops(old | ops)
-        return old
+        """Add ``ops`` to the interest set, atomically; returns the previous set.
+
+        CancelledKeyError, then IllegalArgumentError for ops outside ``valid_ops()``.
+        Syscalls: as :meth:`interest_ops`.
+        """
+        self._check_valid()
+        self._channel._check_ops(ops)
+        return self._selector._set_interest(self, ops, _OR)
 
     def interest_ops_and(self, ops: int) -> int:
-        """Keep only ``ops`` of the interest set; returns the previous set."""
-        old = self.interest_ops()
-        self.interest_ops(old & ops)
-        return old
+        """Keep only ``ops`` of the interest set, atomically; returns the previous set.
+
+        CancelledKeyError if invalid (any ``ops`` is accepted: it can only remove).
+        Syscalls: as :meth:`interest_ops`.
+        """
+        self._check_valid()
+        return self._selector._set_interest(self, ops, _AND)
 
     def ready_ops(self) -> int:
         """The ready set the last ``select()`` that updated this key left."""
@@ -174,16 +194,118 @@ class SelectionKey:
         return self._attachment
 
     def _translate(self, events: int) -> int:
-        """The ready ops for stdlib ``events``, within the interest set."""
-        readable = bool(events & selectors.EVENT_READ)
-        writable = bool(events & selectors.EVENT_WRITE)
-        return self._channel._translate_ready_ops(readable, writable, self._interest)
+        """The ready ops for epoll ``events``: the whole interest set on an error or a
+        hang-up (Java's rule for every channel), else what the channel says is ready."""
+        if events & _HANG_UP:
+            return self._interest
+        return self._channel._translate_ready_ops(
+            bool(events & _select.EPOLLIN), bool(events & _select.EPOLLOUT), self._interest
+        )
 
     def __repr__(self) -> str:
         state = (
             f"interest={self._interest:#x} ready={self._ready:#x}" if self._valid else "cancelled"
         )
         return f"zcio.SelectionKey[{self._channel!r} {state}]"
+
+
+class _LiveKeys(Set[SelectionKey]):
+    """A live view of one of a selector's key sets; iteration runs over a snapshot, so
+    the selector (or the caller, removing the keys it handled) may change it meanwhile."""
+
+    __slots__ = ("_selector",)
+
+    def __init__(self, selector: Selector) -> None:
+        self._selector = selector
+
+    def _items(self) -> dict[SelectionKey, None]:
+        raise NotImplementedError
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._items()
+
+    def __len__(self) -> int:
+        return len(self._items())
+
+    def __iter__(self) -> Iterator[SelectionKey]:
+        with self._selector._lock:
+            return iter(list(self._items()))
+
+    @classmethod
+    def _from_iterable(cls, it: Iterable[_T]) -> set[_T]:
+        return set(it)  # what ``view & other``, ``view | other``... return
+
+    def __repr__(self) -> str:
+        return f"{{{', '.join(map(repr, self))}}}"
+
+
+class _KeySetView(_LiveKeys):
+    """``Selector.keys()``: read-only, as Java's; every mutator raises
+    UnsupportedOperationError (keys come with ``register``, go with ``cancel``)."""
+
+    __slots__ = ()
+
+    def _items(self) -> dict[SelectionKey, None]:
+        return self._selector._keys
+
+    def _read_only(self, *args: object) -> NoReturn:
+        raise UnsupportedOperationError(
+            "a selector's key set is read-only: register a channel or cancel its key"
+        )
+
+    add = discard = remove = pop = clear = update = _read_only
+    difference_update = intersection_update = symmetric_difference_update = _read_only
+    __ior__ = __iand__ = __isub__ = __ixor__ = _read_only
+
+
+class _SelectedKeySet(_LiveKeys, MutableSet[SelectionKey]):
+    """``Selector.selected_keys()``: the selected-key set itself, ungrowable as Java's.
+
+    Keys may be removed (``discard``, ``remove``, ``clear``, ``pop``, ``-=``...); a
+    removed key keeps its ready set.  Adding (``add``, ``update``, ``|=``) raises
+    UnsupportedOperationError: only ``select()`` adds keys.
+    """
+
+    __slots__ = ()
+
+    def _items(self) -> dict[SelectionKey, None]:
+        return self._selector._selected
+
+    def discard(self, key: SelectionKey) -> None:
+        """Remove ``key`` if present."""
+        with self._selector._lock:
+            self._selector._selected.pop(key, None)
+
+    def remove(self, key: SelectionKey) -> None:
+        """Remove ``key``; KeyError if absent."""
+        with self._selector._lock:
+            del self._selector._selected[key]
+
+    def difference_update(self, *others: Iterable[SelectionKey]) -> None:
+        """Remove every key of ``others``."""
+        for other in others:
+            for key in list(other):
+                self.discard(key)
+
+    def clear(self) -> None:
+        """Remove every key."""
+        with self._selector._lock:
+            self._selector._selected.clear()
+
+    def pop(self) -> SelectionKey:
+        """Remove and return some key; KeyError if empty."""
+        with self._selector._lock:
+            if not self._selector._selected:
+                raise KeyError("pop from an empty selected-key set")
+            return self._selector._selected.popitem()[0]
+
+    def add(self, key: SelectionKey) -> NoReturn:
+        """Unsupported (UnsupportedOperationError): only ``select()`` adds keys."""
+        raise UnsupportedOperationError("only select() adds to the selected-key set")
+
+    def update(self, *others: Iterable[SelectionKey]) -> NoReturn:
+        """Unsupported (UnsupportedOperationError): only ``select()`` adds keys."""
+        raise UnsupportedOperationError("only select() adds to the selected-key set")
 
 
 class Selector:
@@ -196,21 +318,30 @@ class Selector:
     def __init__(self) -> None:
         """A new open selector (prefer :meth:`open`).  Syscalls: ``epoll_create1``,
         ``eventfd`` (the wakeup descriptor)."""
-        self._lock = threading.Lock()  # the key sets, epoll registrations, the wakeup fd
+        # _lock guards the key sets, the epoll registrations and the wakeup fd.  Lock
+        # order: a channel's registration lock, then this one; never the other way.
+        self._lock = threading.Lock()
         self._select_lock = threading.Lock()  # one select() at a time
         self._closing = False
-        self._open = True
-        self._sel: selectors.BaseSelector = selectors.DefaultSelector()
-        self._keys: dict[int, SelectionKey] = {}
-        self._selected: set[SelectionKey] = set()
-        self._cancelled: set[SelectionKey] = set()
+        self._open = False  # until every descriptor is made
+        self._keys: dict[SelectionKey, None] = {}  # the key set, cancelled keys until deregistered
+        self._fds: dict[int, SelectionKey] = {}  # the valid keys by descriptor
+        self._selected: dict[SelectionKey, None] = {}
+        self._cancelled: list[SelectionKey] = []  # to deregister at the next select()
+        self._serial = 0  # keys made so far
+        self._wake_r = self._wake_w = -1
+        self._epoll = _select.epoll()
         try:
             self._wake_r, self._wake_w = self._wakeup_fds()
-            self._sel.register(self._wake_r, selectors.EVENT_READ, None)
+            self._epoll.register(self._wake_r, _select.EPOLLIN)
         except BaseException:
-            self._open = False
-            self._sel.close()
+            self._epoll.close()
+            for fd in {self._wake_r, self._wake_w} - {-1}:
+                os.close(fd)
             raise
+        self._key_view = _KeySetView(self)
+        self._selected_view = _SelectedKeySet(self)
+        self._open = True
 
     @staticmethod
     def _wakeup_fds() -> tuple[int, int]:
@@ -237,72 +368,114 @@ class Selector:
 
     # -- key sets -----------------------------------------------------------------------
 
-    def keys(self) -> frozenset[SelectionKey]:
-        """The valid keys (a snapshot; register/cancel change the selector, not it)."""
-        with self._lock:
-            self._ensure_open()
-            return frozenset(self._keys.values())
+    def keys(self) -> Set[SelectionKey]:
+        """The key set: a live read-only view (UnsupportedOperationError on any change).
 
-    def selected_keys(self) -> set[SelectionKey]:
-        """The selected-key set itself: remove the keys you handled (``discard``/``clear``).
-
-        Iterate over a copy (``list(...)``) while removing.  Adding keys is not allowed.
+        A key enters when a channel registers and leaves at the first ``select()``
+        after its cancellation (it is invalid meanwhile).  Iteration runs over a
+        snapshot.  ClosedSelectorError once closed.
         """
         self._ensure_open()
-        return self._selected
+        return self._key_view
+
+    def selected_keys(self) -> MutableSet[SelectionKey]:
+        """The selected-key set itself: remove the keys you handled (``discard``,
+        ``clear``...); adding raises UnsupportedOperationError.
+
+        Iteration runs over a snapshot, so removing while iterating is fine.
+        ClosedSelectorError once closed.
+        """
+        self._ensure_open()
+        return self._selected_view
 
     # -- registration (called by SelectableChannel and SelectionKey) ---------------------
 
     def _register(self, channel: SelectableChannel, ops: int, attachment: Any) -> SelectionKey:
+        """A new key (the caller holds the channel's registration lock and checked ops).
+
+        ClosedSelectorError once closed.  Syscalls: ``epoll_ctl(ADD)`` unless ``ops``
+        is 0; on failure nothing is registered.
+        """
         with self._lock:
             self._ensure_open()
             fd = channel.fileno()
-            if fd in self._keys:
+            if fd in self._fds:  # two channels on one descriptor, or one closed behind our back
                 raise IllegalArgumentError(f"fd {fd} is already registered by another channel")
-            key = SelectionKey(channel, self, fd, ops, attachment)
-            events = _events_for(ops)
-            if events:
-                self._sel.register(fd, events, key)
-            self._keys[fd] = key
+            self._serial += 1
+            key = SelectionKey(channel, self, fd, self._serial)
+            key._attachment = attachment
+            self._apply_interest(key, ops)
+            self._fds[fd] = key
+            self._keys[key] = None
             return key
 
-    def _set_interest(self, key: SelectionKey, ops: int) -> None:
+    def _set_interest(self, key: SelectionKey, ops: int, how: int) -> int:
+        """Set (``_SET``), add (``_OR``) or intersect (``_AND``) ``key``'s interest set
+        with ``ops``, atomically; returns the previous set."""
         with self._lock:
             if not key._valid:
                 raise CancelledKeyError("selection key is cancelled")
-            old, new = _events_for(key._interest), _events_for(ops)
-            if new != old:
-                if not old:
-                    self._sel.register(key._fd, new, key)
-                elif not new:
-                    self._sel.unregister(key._fd)
-                else:
-                    self._sel.modify(key._fd, new, key)
-            key._interest = ops
+            old = key._interest
+            new = ops if how == _SET else old | ops if how == _OR else old & ops
+            self._apply_interest(key, new)
+            return old
+
+    def _apply_interest(self, key: SelectionKey, ops: int) -> None:
+        """Make epoll watch what ``ops`` needs (under ``_lock``); the key changes only
+        once ``epoll_ctl`` succeeded."""
+        old, new = key._events, _events_for(ops)
+        if new != old:
+            if not old:
+                self._epoll.register(key._fd, new)
+            elif not new:
+                self._epoll.unregister(key._fd)
+            else:
+                self._epoll.modify(key._fd, new)
+            key._events = new
+        key._interest = ops
 
     def _cancel(self, key: SelectionKey) -> None:
         with self._lock:
             if not key._valid:
                 return
             key._valid = False
-            if self._keys.get(key._fd) is key:
-                del self._keys[key._fd]
-                if _events_for(key._interest):
-                    # KeyError/ValueError/OSError: the selector is closing, or the fd gone.
-                    with contextlib.suppress(KeyError, ValueError, OSError):
-                        self._sel.unregister(key._fd)
-            self._cancelled.add(key)
-            if key._channel._keys.get(self) is key:
-                del key._channel._keys[self]
+            if self._fds.get(key._fd) is key:
+                del self._fds[key._fd]
+            if key._events:
+                key._events = 0
+                # OSError: the descriptor was closed behind the channel's back.
+                with contextlib.suppress(OSError):
+                    self._epoll.unregister(key._fd)
+            self._cancelled.append(key)
+
+    def _take_cancelled(self) -> list[SelectionKey]:
+        """Take the cancelled keys out of the key sets (under ``_lock``); the caller
+        then drops them from their channels, outside ``_lock`` (the lock order)."""
+        cancelled, self._cancelled = self._cancelled, []
+        for key in cancelled:
+            self._keys.pop(key, None)
+            self._selected.pop(key, None)
+        return cancelled
+
+    def _deregister(self, keys: list[SelectionKey]) -> None:
+        for key in keys:
+            key._channel._deregister(key)
 
     # -- selection ----------------------------------------------------------------------
 
     def select(self, timeout: float | None = None) -> int:
-        """Wait until some key's channel is ready; returns how many ready sets changed.
+        """Wait until some key's channel is ready; returns how many keys it updated.
 
-        ``timeout`` in seconds: None waits for readiness, ``wakeup()`` or a signal; 0
-        does not wait (``select_now``).  0 may be returned on timeout or wakeup.
+        ``timeout`` in seconds, as Python's ``selectors``: None waits for readiness,
+        ``wakeup()`` or ``close()``; 0 does not wait (same as ``select_now()``).  This
+        is a deliberate difference from Java, whose ``select(0)`` waits forever: a
+        Python caller passing ``timeout=0`` means "poll", and reading it Java's way
+        would turn a poll into a hang.  0 may be returned on timeout or wakeup.
         IllegalArgumentError for a negative timeout; ClosedSelectorError once closed.
+
+        Before and after waiting, the keys cancelled since the last select are
+        deregistered (they leave every key set and their channels).  Keys registered
+        while the wait runs count from the next ``select()`` on, as in Java.
 
         Syscalls: ``epoll_wait(2)`` (retried on EINTR with the remaining timeout); a
         ``read(2)`` of the wakeup eventfd when it fired.
@@ -312,38 +485,44 @@ class Selector:
         with self._select_lock:
             with self._lock:
                 self._ensure_open()
-                self._purge_cancelled()
-            ready = self._sel.select(timeout)
+                cancelled = self._take_cancelled()
+                serial = self._serial
+                max_events = len(self._fds) + 1
+            self._deregister(cancelled)
+            ready = self._epoll.poll(timeout, max_events)
             updated = 0
             with self._lock:
-                self._purge_cancelled()
-                for skey, events in ready:
-                    key: SelectionKey | None = skey.data
-                    if key is None:
+                cancelled = self._take_cancelled()
+                for fd, events in ready:
+                    if fd == self._wake_r:
                         self._drain_wakeup()
                         continue
-                    if not key._valid:
-                        continue
-                    ops = key._translate(events)
-                    if key in self._selected:
-                        if ops & ~key._ready:
-                            key._ready |= ops
-                            updated += 1
-                    elif ops:
-                        key._ready = ops
-                        self._selected.add(key)
-                        updated += 1
+                    key = self._fds.get(fd)
+                    if key is None or key._serial > serial:
+                        continue  # cancelled meanwhile, or a new key for a reused number
+                    updated += self._update_ready(key, events)
+            self._deregister(cancelled)
             metrics.record("selector_select", syscalls=1)
             return updated
+
+    def _update_ready(self, key: SelectionKey, events: int) -> int:
+        """Java's ready-set update for one key; 1 if it counts as updated."""
+        ops = key._translate(events)
+        if key in self._selected:
+            if not events & _HANG_UP:
+                ops |= key._ready  # accumulate; an error or hang-up replaces
+            added = ops & ~key._ready
+            key._ready = ops
+            return 1 if added else 0
+        key._ready = ops
+        if not ops:
+            return 0
+        self._selected[key] = None
+        return 1
 
     def select_now(self) -> int:
         """``select(0)``: no wait; also clears a pending ``wakeup()``."""
         return self.select(0)
-
-    def _purge_cancelled(self) -> None:
-        if self._cancelled:
-            self._selected.difference_update(self._cancelled)
-            self._cancelled.clear()
 
     def _drain_wakeup(self) -> None:
         try:
@@ -368,7 +547,8 @@ class Selector:
     # -- lifetime -----------------------------------------------------------------------
 
     def close(self) -> None:
-        """Close the selector (idempotent): wake a blocked ``select()``, cancel every key.
+        """Close the selector (idempotent): wake a blocked ``select()``, then cancel and
+        deregister every key (``key_for`` gives None, ``is_registered`` is false).
 
         Later calls other than ``close``/``is_open``/``wakeup`` raise
         ClosedSelectorError.  Syscalls: ``close(2)`` of the epoll fd and the eventfd.
@@ -378,20 +558,23 @@ class Selector:
                 return
             self._closing = True
         self.wakeup()
-        with self._select_lock, self._lock:
-            for key in self._keys.values():
-                key._valid = False
-                if key._channel._keys.get(self) is key:
-                    del key._channel._keys[self]
-            self._keys.clear()
-            self._selected.clear()
-            self._cancelled.clear()
-            self._open = False
-            self._sel.close()
-            r, w, self._wake_r, self._wake_w = self._wake_r, self._wake_w, -1, -1
-            os.close(r)
-            if w != r:
-                os.close(w)  # pragma: no cover - Linux has eventfd
+        with self._select_lock:
+            with self._lock:
+                keys = list(self._keys)
+                for key in keys:
+                    key._valid = False
+                    key._events = 0
+                self._keys.clear()
+                self._fds.clear()
+                self._selected.clear()
+                self._cancelled.clear()
+                self._open = False
+                self._epoll.close()
+                r, w, self._wake_r, self._wake_w = self._wake_r, self._wake_w, -1, -1
+                os.close(r)
+                if w != r:
+                    os.close(w)  # pragma: no cover - Linux has eventfd
+            self._deregister(keys)
 
     def __enter__(self) -> Self:
         return self

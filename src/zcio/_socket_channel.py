@@ -328,11 +328,13 @@ class SocketChannel(_SocketHolder):
         self._state = _CONNECTED
 
     def _translate_ready_ops(self, readable: bool, writable: bool, interest: int) -> int:
-        """Selector hook: writability means OP_CONNECT while pending, OP_WRITE once connected."""
-        ops = interest & OP_READ if readable else 0
-        if writable:
-            ops |= interest & (OP_CONNECT if self._state == _PENDING else OP_WRITE)
-        return ops
+        """Selector hook (Java's rule): writability means OP_CONNECT while pending;
+        OP_READ and OP_WRITE need a connection (``finish_connect`` done)."""
+        if self._state == _PENDING:
+            return interest & OP_CONNECT if writable else 0
+        if self._state != _CONNECTED:
+            return 0
+        return (interest & OP_READ if readable else 0) | (interest & OP_WRITE if writable else 0)
 
     def shutdown_input(self) -> Self:
         """Shut down reading; later reads return -1 without a system call (Java).
