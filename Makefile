@@ -2,6 +2,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# Extra pytest arguments; the suite runs on every core (pytest-xdist).
+PYTEST_ARGS ?=
 
 .PHONY: demo test lint bench clean
 
@@ -21,7 +23,7 @@ demo: $(VENV)/.installed-demo
 	$(BIN)/zcio bench
 
 test: $(VENV)/.installed-test
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-test
 	$(BIN)/python -m ruff check src tests benchmarks examples
