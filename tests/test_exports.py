@@ -41,6 +41,7 @@ import zcio
 from buffer_kinds import BASE_KINDS, BufferKind, pattern
 from zcio import (
     ByteBuffer,
+    CompositeBuffer,
     FileChannel,
     IllegalReferenceCountError,
     MapMode,
@@ -371,6 +372,26 @@ def test_letting_go_of_an_export_reclaims_a_quarantined_slot_at_once() -> None:
     assert again.address() == address
     again.release()
     pool.trim()
+
+
+@pytest.mark.skipif(not PEP688, reason="__buffer__ (PEP 688) needs Python 3.12")
+def test_a_composite_export_keeps_its_pooled_component_out_of_reuse() -> None:
+    """A composite exports one component's view; releasing the composite releases
+    that pooled component, whose slot must wait (here: until ``trim``)."""
+    pool = PooledAllocator(name="exports-composite")
+    comp = CompositeBuffer.of(pool.allocate(100).put(pattern(100)).flip(),
+                              ByteBuffer.allocate_direct(10))
+    arr = np.frombuffer(comp.limit(100), dtype=np.uint8)  # type: ignore[call-overload, unused-ignore]
+    comp.release()
+    others = [pool.allocate(100).put(b"\x5a" * 100) for _ in range(4)]
+    assert arr.tobytes() == pattern(100)
+    arr[:] = 0x11
+    assert all(bytes(o.flip()) == b"\x5a" * 100 for o in others)
+    for o in others:
+        o.release()
+    del arr
+    pool.trim()
+    assert [p.memory_used for p in pool.pool_infos()] == [0, 0]
 
 
 @pytest.mark.skipif(not PEP688, reason="__buffer__ (PEP 688) needs Python 3.12")

@@ -172,8 +172,9 @@ class Memory:
         return True
 
     def unexport(self, view: memoryview) -> None:
-        """A consumer outside zcio let go of ``view``, an export of this block (the
-        buffer protocol's ``__release_buffer__``): revoke it now.
+        """A consumer outside zcio let go of ``view``, an export of this block (of one
+        of its components, for a composite) through the buffer protocol's
+        ``__release_buffer__``: revoke it now.
 
         While a consumer holds an export it is a view zcio cannot revoke, so it keeps
         the block alive past ``release()`` as any view exported further does (free or
