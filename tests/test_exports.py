@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
 import zcio
 from buffer_kinds import BASE_KINDS, BufferKind, pattern
@@ -319,8 +320,6 @@ def child_main(consumer_name: str) -> int:
 
 
 # -- the tests (parent side) ----------------------------------------------------------------
-
-import pytest  # noqa: E402 - the child needs none of pytest
 
 _SRC = str(Path(zcio.__file__).resolve().parent.parent)
 _TESTS = str(Path(__file__).resolve().parent)
