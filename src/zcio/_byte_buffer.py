@@ -845,7 +845,23 @@ class ByteBuffer(Buffer):
         return self._mem.view(start, stop, self._ro)
 
     def __buffer__(self, flags: int, /) -> builtins.memoryview:
+        """The buffer protocol (PEP 688, Python 3.12+): ``memoryview(buf)``, numpy,
+        ctypes and other C consumers get ``memoryview()``'s bytes, zero-copy.
+
+        The export keeps the memory alive, past ``release()`` too (free or unmap
+        deferred, a pooled slot kept out of reuse), until the consumer lets go; see
+        ``__release_buffer__``.  On 3.11 a Python class cannot export; there,
+        ``memoryview()`` is the way in and the same rules hold for what it returns.
+        """
         return self.memoryview()
+
+    def __release_buffer__(self, view: builtins.memoryview, /) -> None:
+        """The consumer of a ``__buffer__`` export let go of it (see Memory.unexport).
+
+        Defining it also tells consumers (numpy) that the export, not this object,
+        holds the memory: they keep the export for as long as they use the bytes.
+        """
+        self._mem.unexport(view)
 
     def __bytes__(self) -> bytes:
         """A copy of ``[position, limit)``; indexes unchanged."""

@@ -6,6 +6,13 @@ memoryviews that the block hands out and records.  ``release()`` revokes every o
 them (``memoryview.release()``), so a later access raises instead of reading freed
 memory, and then frees the block.
 
+An export through the buffer protocol (``memoryview(buf)``, numpy, ctypes, any C
+consumer; Python 3.12+, PEP 688) is one of those views: ``ByteBuffer.__buffer__`` hands
+out a view of the block and ``__release_buffer__`` gives it back to
+:meth:`Memory.unexport`.  The pair matters: a type without ``__release_buffer__``
+tells consumers that holding the object keeps the memory alive, and numpy then keeps
+only the buffer object and a raw pointer, which ``release()`` would leave dangling.
+
 Freeing is safe whatever order things happen in, because the block never unmaps memory
 that something can still reach: a direct block is an anonymous ``mmap`` and CPython
 refuses to close an mmap while any buffer export is alive.  If the user still holds a
@@ -163,6 +170,27 @@ class Memory:
         self._revoke()
         self._free()
         return True
+
+    def unexport(self, view: memoryview) -> None:
+        """A consumer outside zcio let go of ``view``, an export of this block (of one
+        of its components, for a composite) through the buffer protocol's
+        ``__release_buffer__``: revoke it now.
+
+        While a consumer holds an export it is a view zcio cannot revoke, so it keeps
+        the block alive past ``release()`` as any view exported further does (free or
+        unmap deferred, accounting kept, a pooled slot quarantined).  Revoking it as
+        soon as the consumer lets go, instead of whenever it is collected, finishes a
+        release it deferred at once.  Never raises: CPython calls it while releasing.
+        """
+        with contextlib.suppress(BufferError):  # exported further still: stays alive
+            view.release()
+        if self.released:
+            self._reclaim()
+
+    def _reclaim(self) -> None:
+        """Storage whose release an export deferred may be reusable now (pooled:
+        leave quarantine).  Direct and mapped blocks need nothing: their unmap runs
+        when the last view of the mapping goes, which CPython tracks for them."""
 
     def touch(self, hint: object) -> None:
         """Record ``touch(hint)`` for the leak detector; plain memory is not tracked."""

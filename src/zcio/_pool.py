@@ -15,7 +15,9 @@ Pooled buffers are reference-counted with Netty's rules (``retain``, ``release``
 ``ref_cnt``; misuse raises IllegalReferenceCountError) and watched by the leak detector.
 **A slot is never reused while anything can reach it**: each slot is exported through
 its own ctypes object, whose reference count tells whether a memoryview the user sliced
-or handed to numpy still holds it; such a slot waits in quarantine until it is free.
+or handed to numpy still holds it (or a buffer-protocol export: ``memoryview(buf)``,
+``numpy.frombuffer(buf)``); such a slot waits in quarantine until it is free, and leaves
+it as soon as an export of it is let go, or on the next allocation that needs a slot.
 Slabs left entirely free are unmapped (``trim()``, and automatically on release while
 another slab of the class has room).
 """
@@ -188,6 +190,9 @@ class PooledMemory(Memory):
         if slot is not None:
             self._alloc._recycle(slot, self.size)
 
+    def _reclaim(self) -> None:
+        self._alloc._reclaim()
+
     def __del__(self) -> None:
         slot = self._slot
         if slot is None or self.released:
@@ -350,6 +355,21 @@ class PooledAllocator:
         if slab.unmap():
             self._free[index] = keep
             self._slabs[index].remove(slab)
+
+    def _reclaim(self) -> None:
+        """An export of a released slot was let go: rescan the quarantine now, so the
+        slot is reusable (and its slab can be trimmed) without waiting for a need.
+
+        Skipped if the lock is taken: this runs from CPython's buffer release, which
+        garbage collection can reach while this very thread holds the lock; the
+        quarantine is then drained by the next ``_take`` or ``trim`` as before.
+        """
+        if not self._quarantine or not self._lock.acquire(blocking=False):
+            return
+        try:
+            self._drain_quarantine()
+        finally:
+            self._lock.release()
 
     def _drain_quarantine(self) -> None:
         waiting, self._quarantine = self._quarantine, []
