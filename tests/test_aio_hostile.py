@@ -15,6 +15,7 @@ import errno
 import os
 import select
 import socket
+import struct
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -292,3 +293,31 @@ def test_transport_closed_locally_ends_a_waiting_transfer(
     got = run(main())
     assert 0 < p.transferred < SIZE
     assert got == data[:p.transferred]
+
+
+@pytest.mark.parametrize("how", ["sendfile", "transfer_to"])
+def test_peer_reset_under_a_transport_is_still_the_kernels_error(
+        run: Run, server: socket.socket, src_path: Path, how: str) -> None:
+    """The transport closes itself on the reset; that is not a local close."""
+    p = Progress()
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_connection(asyncio.Protocol,
+                                                    *server.getsockname())
+        peer, _ = server.accept()
+        with FileChannel.open(src_path, OpenOption.READ) as ch:
+            job = (aio.sendfile(transport, ch, progress=p) if how == "sendfile"
+                   else aio.transfer_to(ch, 0, SIZE, transport, progress=p))
+            task = asyncio.create_task(job)
+            await stalled(p)
+            peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            peer.close()  # RST
+            with pytest.raises(TransferError) as ei:
+                await asyncio.wait_for(task, 5)
+            assert ei.value.errno in (errno.ECONNRESET, errno.EPIPE)
+            assert ei.value.transferred == p.transferred > 0
+        transport.close()
+        await asyncio.sleep(0)
+
+    run(main())

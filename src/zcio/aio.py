@@ -292,6 +292,17 @@ def _still_owned(end: _End, transport: Any = None) -> bool:
         return False
 
 
+def _hung_up(fd: int) -> bool:
+    """Whether the connection of socket ``fd`` is over (reset, or closed both ways).
+
+    A transport closes itself when its peer resets the connection; the transfer then
+    reports the kernel's error (ECONNRESET, EPIPE) rather than a local close.
+    """
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    return any(events & (select.POLLHUP | select.POLLERR) for _, events in poller.poll(0))
+
+
 def _duplicate(end: _End) -> _End:
     return _End(end.obj, os.dup(end.fd), end.kind, end.offset)
 
@@ -311,7 +322,9 @@ class _LoopTransfer(_Transfer):
     duplicate (``src.fd``/``dst.fd``, closed by :meth:`close`), which can only ever
     reach the endpoint's own file, and every step first checks that the caller still
     owns both endpoints (:meth:`check`): once one is closed (or ``transport`` is
-    closing) nothing more moves and the step raises ClosedChannelError.  Offsets live
+    closing, unless because the peer reset the connection: then the kernel's error
+    is reported, as without a transport) nothing more moves and the step raises
+    ClosedChannelError.  Offsets live
     in the duplicates' ``_End`` (``src.offset``/``dst.offset``).
     """
 
@@ -336,6 +349,8 @@ class _LoopTransfer(_Transfer):
         if not _still_owned(src):
             return f"source {src.obj!r}"
         if not _still_owned(dst, self.transport):
+            if self.transport is not None and _hung_up(self.dst.fd):
+                return None  # the peer ended it first: the next syscall says how, as before
             closed = self.transport if self.transport is not None else dst.obj
             return f"target {closed!r}"
         return None
