@@ -5,7 +5,8 @@
 * An endpoint closed under a transfer and its number given to new sockets: no byte
   reaches them, the transfer ends promptly, the count is exact.
 * A transport closed locally (``close()``/``abort()``) while sendfile/transfer_to
-  waits for room: the call ends promptly with the exact count.
+  waits for room, or a socket under send_zerocopy: the call ends promptly with the
+  exact count.
 """
 
 from __future__ import annotations
@@ -25,7 +26,15 @@ import pytest
 
 import test_aio
 from test_aio import SIZE, Run, drain_now, read_all, stalled
-from zcio import ClosedChannelError, FileChannel, OpenOption, TransferError, aio
+from zcio import (
+    ClosedChannelError,
+    FileChannel,
+    OpenOption,
+    PooledAllocator,
+    TransferError,
+    aio,
+)
+from zcio import _zerocopy as zerocopy
 from zcio.aio import Progress
 
 # test_aio's fixtures: ``run`` runs a coroutine on each loop (asyncio, uvloop) and checks
@@ -321,3 +330,32 @@ def test_peer_reset_under_a_transport_is_still_the_kernels_error(
         await asyncio.sleep(0)
 
     run(main())
+
+
+@pytest.mark.skipif(not zerocopy.is_available(), reason=str(zerocopy.unavailability_cause()))
+def test_send_zerocopy_ends_when_its_socket_is_closed(run: Run, server: socket.socket) -> None:
+    buf = PooledAllocator.default().allocate(16 << 20)
+
+    async def main() -> None:
+        with socket.create_connection(server.getsockname()) as client:
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 << 10)
+            peer, _ = server.accept()
+            client.setblocking(False)
+            sender = aio.zerocopy_sender(client)
+            task = asyncio.create_task(aio.send_zerocopy(client, buf))
+            last = -1
+            while buf.position() != last:  # until the socket is full (nobody reads)
+                last = buf.position()
+                await asyncio.sleep(0.1)
+            client.close()
+            with pytest.raises(OSError) as ei:
+                await asyncio.wait_for(task, 5)
+            assert isinstance(ei.value, TransferError) and ei.value.errno == errno.EBADF
+            assert ei.value.transferred == buf.position() > 0
+            sender.close()  # releases what it still holds
+            peer.close()
+
+    try:
+        run(main())
+    finally:
+        buf.release()

@@ -740,8 +740,14 @@ async def send_zerocopy(sock: Any, buf: ByteBuffer) -> int:
     ``wait()`` or ``close()``.  Errors as ``ZeroCopySender.send``.  Completion
     copied-or-not is counted in ``zcio.metrics`` (see ``zcio._zerocopy``).
 
+    Closing the socket meanwhile ends the call within ~0.1 s (``_RECHECK``): OSError
+    EBADF from the send (TransferError with the count if some bytes went out) or
+    ClosedChannelError while awaiting completions (``buf.position()`` says what was
+    sent); the sender keeps what is in flight, as after a cancellation.
+
     Syscalls: ``sendmsg(MSG_ZEROCOPY)``, ``recvmsg(MSG_ERRQUEUE)``; ``epoll_wait`` for
-    room in the socket (POLLOUT) and for completions (POLLERR, edge-triggered).
+    room in the socket (POLLOUT) and for completions (POLLERR, edge-triggered), on a
+    duplicate (``dup``) of the socket's descriptor; each wait is retried every 0.1 s.
 
     Example::
 
@@ -752,19 +758,19 @@ async def send_zerocopy(sock: Any, buf: ByteBuffer) -> int:
     """
     sender = sock if isinstance(sock, ZeroCopySender) else zerocopy_sender(sock)
     s = sender.socket()
-    fd = s.fileno()
     if _waits(s):
         raise IllegalBlockingModeError(f"{s!r} is in blocking mode: an event loop needs "
                                        "O_NONBLOCK")
     metrics.record("msg_zerocopy", syscalls=0)
     waiter = _Readiness(asyncio.get_running_loop())
     first, sent = sender._next, 0
+    fd = os.dup(s.fileno())  # watched: always this socket's file, whoever reuses its number
     try:
         while buf.has_remaining():
             try:
                 n = sender._send_once(s, buf)
             except BlockingIOError:
-                await waiter.wait(fd, select.POLLOUT)
+                await waiter.wait(fd, select.POLLOUT, _RECHECK)
                 continue
             except OSError as e:
                 if e.errno != errno.ENOBUFS or not sender.in_flight():
@@ -772,7 +778,7 @@ async def send_zerocopy(sock: Any, buf: ByteBuffer) -> int:
                         raise TransferError(e, sent) from e
                     raise
                 if not sender.poll_completions():  # room comes back with completions
-                    await waiter.wait(fd, select.EPOLLET)
+                    await waiter.wait(fd, select.EPOLLET, _RECHECK)
                 continue
             if n == 0:
                 break
@@ -782,7 +788,8 @@ async def send_zerocopy(sock: Any, buf: ByteBuffer) -> int:
             sender.poll_completions()
             if sender._completed(first, stop):
                 break
-            await waiter.wait(fd, select.EPOLLET)
+            await waiter.wait(fd, select.EPOLLET, _RECHECK)
     finally:
         waiter.close()
+        os.close(fd)
     return sent
