@@ -278,13 +278,15 @@ def test_transport_closed_locally_ends_a_waiting_transfer(
         run: Run, server: socket.socket, src_path: Path, data: bytes, how: str,
         closer: str) -> None:
     p = Progress()
+    opened: list[socket.socket] = []
 
-    async def main() -> bytes:
+    async def main() -> tuple[bytes, socket.socket]:
         loop = asyncio.get_running_loop()
         transport, _ = await loop.create_connection(asyncio.Protocol,
                                                     *server.getsockname())
-        transport.get_extra_info("socket").setsockopt(
-            socket.SOL_SOCKET, socket.SO_SNDBUF, 64 << 10)
+        sock = transport.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 << 10)
+        fd = sock.fileno()
         peer, _ = server.accept()
         with peer, FileChannel.open(src_path, OpenOption.READ) as ch:
             peer.setblocking(False)
@@ -293,13 +295,24 @@ def test_transport_closed_locally_ends_a_waiting_transfer(
             task = asyncio.create_task(job)
             await stalled(p)  # the peer reads nothing
             getattr(transport, closer)()
+            for _ in range(100):  # the loop closes the socket at its next iteration
+                await asyncio.sleep(0)
+                if not os.path.exists(f"/proc/self/fd/{fd}"):
+                    break
+            sockets, intruder = grab(fd)  # its number goes to a new connection
+            opened.extend(sockets)
             with pytest.raises(OSError) as ei:
                 await asyncio.wait_for(task, 5)
             check_closed_error(ei.value, p)
             assert ch.position() == (p.transferred if how == "sendfile" else 0)
-            return await read_all(peer)
+            return await read_all(peer), intruder
 
-    got = run(main())
+    try:
+        got, intruder = run(main())
+        assert drain_now(intruder) == b""
+    finally:
+        for s in opened:
+            s.close()
     assert 0 < p.transferred < SIZE
     assert got == data[:p.transferred]
 
