@@ -47,12 +47,15 @@ def _fd(fd: Any) -> int:
 
 
 class _Tracking:
-    """Records the descriptors the loop is asked to watch and to stop watching."""
+    """Records the descriptors the loop is asked to watch and to stop watching, and
+    counts the registrations (zcio's waits register once per wake-up)."""
 
     watched: set[tuple[str, int]]
+    registrations: int
 
     def add_reader(self, fd: Any, callback: Any, *args: Any) -> None:
         self.watched.add(("r", _fd(fd)))
+        self.registrations += 1
         super().add_reader(fd, callback, *args)  # type: ignore[misc]
 
     def remove_reader(self, fd: Any) -> bool:
@@ -61,6 +64,7 @@ class _Tracking:
 
     def add_writer(self, fd: Any, callback: Any, *args: Any) -> None:
         self.watched.add(("w", _fd(fd)))
+        self.registrations += 1
         super().add_writer(fd, callback, *args)  # type: ignore[misc]
 
     def remove_writer(self, fd: Any) -> bool:
@@ -81,7 +85,7 @@ def loop_factory(kind: str) -> Callable[[], asyncio.AbstractEventLoop]:
 
     def make() -> asyncio.AbstractEventLoop:
         loop = Loop()
-        loop.watched = set()
+        loop.watched, loop.registrations = set(), 0
         return loop  # type: ignore[no-any-return]
 
     return make

@@ -12,6 +12,15 @@ Works with the standard event loop and with uvloop.
 * :func:`send_zerocopy`: a MSG_ZEROCOPY send that returns once the kernel's completion
   says the buffer may be reused (see ``zcio._zerocopy``).
 
+Closing an endpoint under a transfer (a socket, a channel, a file, or a transport's
+``close()``/``abort()``) ends it within a wake-up (at most ~0.1 s): ClosedChannelError
+(EBADF) if nothing moved, else TransferError (EBADF, caused by a ClosedChannelError)
+with the exact count, as a peer reset does.  No byte ever goes to or comes from a
+descriptor the endpoint no longer owns: a transfer works on duplicates of the caller's
+descriptors, so a number reused by a new socket or file is never touched.  A duplicate
+keeps its socket open until the transfer notices the close (the peer sees the end of
+the stream then).
+
 Cancellation: every awaitable here may be cancelled at any await.  Nothing stays
 registered with the loop, no descriptor stays open, and what moved is exact: a
 :class:`Progress` passed in (or the file position, for :func:`sendfile`) says how many
@@ -35,8 +44,14 @@ socket is ready.  Reasons, measured on Linux 6.x with asyncio and uvloop 0.23:
    (RuntimeError in both loops), and ``add_writer`` on an application's socket would
    replace the application's own writer.
 
+The set holds only the descriptor the operation waits for: a relay waiting for room in
+its target is not woken by data on its source.  A transfer's wait also wakes every
+``_RECHECK`` (0.1) seconds to see whether its endpoints were closed, which no event
+reports (see above).
+
 The cost: one ``epoll_create`` per operation, and per wait an ``epoll_ctl``, the loop's
-own add/remove of the epoll descriptor, and one ``epoll_wait`` to take the event.
+own add/remove of the epoll descriptor, and one ``epoll_wait`` to take the event; for a
+transfer, one ``dup`` per endpoint.
 """
 
 from __future__ import annotations
@@ -189,37 +204,58 @@ def _wake(fut: asyncio.Future[None]) -> None:
         fut.set_result(None)
 
 
+#: How often (seconds) a transfer waiting for readiness checks that the caller still
+#: owns its endpoints.  Closing a socket, channel or transport wakes nothing: the
+#: transfer's duplicate keeps the descriptor's file open (see :class:`_LoopTransfer`),
+#: so this bounds how long a local close goes unnoticed, at ~10 wake-ups a second.
+_RECHECK = 0.1
+
+
 class _Readiness:
-    """A private epoll set whose descriptor the loop watches (see the module docstring)."""
+    """A private epoll set whose descriptor the loop watches (see the module docstring).
+
+    It watches one descriptor at a time, the one the operation waits for: a transfer
+    waiting for room in its target must not be woken by data on its source (it was,
+    26,000-47,000 times a second, while the target's reader was away).
+    """
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._epoll: select.epoll | None = None
-        self._interest: dict[int, int] = {}
+        self._fd = -1
+        self._events = 0
 
-    async def wait(self, fd: int, events: int) -> None:
-        """Return once ``fd`` reports one of ``events`` (epoll flags), or an error.
+    async def wait(self, fd: int, events: int, timeout: float | None = None) -> bool:
+        """Wait until ``fd`` reports one of ``events`` (epoll flags) or an error, or
+        ``timeout`` seconds passed; return whether ``fd`` was ready.
 
         With ``EPOLLET`` alone: once a *new* error-queue message or hang-up arrives.
-        The events are taken before returning, so an edge is reported once.
+        The events are taken before returning, so an edge is reported once.  Whatever
+        an earlier wait watched is no longer watched.
         """
         ep = self._epoll
         if ep is None:
             ep = self._epoll = select.epoll()
-        old = self._interest.get(fd)
-        if old is None:
+        if fd != self._fd:
+            if self._fd >= 0:
+                ep.unregister(self._fd)
+                self._fd = -1
             ep.register(fd, events)
-        elif old != events:
+            self._fd = fd
+        elif events != self._events:
             ep.modify(fd, events)
-        self._interest[fd] = events
+        self._events = events
         fut: asyncio.Future[None] = self._loop.create_future()
         epfd = ep.fileno()
         self._loop.add_reader(epfd, _wake, fut)
+        timer = None if timeout is None else self._loop.call_later(timeout, _wake, fut)
         try:
             await fut
         finally:
             self._loop.remove_reader(epfd)
-        ep.poll(0)
+            if timer is not None:
+                timer.cancel()
+        return bool(ep.poll(0))
 
     def close(self) -> None:
         ep, self._epoll = self._epoll, None
@@ -244,6 +280,33 @@ class Progress:
     dropped: int = 0
 
 
+def _still_owned(end: _End, transport: Any = None) -> bool:
+    """Whether the caller's endpoint still owns the descriptor number ``end.fd``: its
+    transport (if any) is not closing and ``fileno()`` still gives that number (a
+    closed socket gives -1; a closed channel or file object raises)."""
+    if transport is not None and transport.is_closing():
+        return False
+    try:
+        return bool(end.obj.fileno() == end.fd)
+    except (OSError, ValueError):
+        return False
+
+
+def _hung_up(fd: int) -> bool:
+    """Whether the connection of socket ``fd`` is over (reset, or closed both ways).
+
+    A transport closes itself when its peer resets the connection; the transfer then
+    reports the kernel's error (ECONNRESET, EPIPE) rather than a local close.
+    """
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    return any(events & (select.POLLHUP | select.POLLERR) for _, events in poller.poll(0))
+
+
+def _duplicate(end: _End) -> _End:
+    return _End(end.obj, os.dup(end.fd), end.kind, end.offset)
+
+
 class _LoopTransfer(_Transfer):
     """The engine's ``_Transfer`` for an event loop: no step ever waits.
 
@@ -253,17 +316,58 @@ class _LoopTransfer(_Transfer):
     a pipe (socket to socket) and read/write from a stream.  Here those bytes (``held``)
     stay in a pipe or buffer private to this transfer, across awaits, and a step
     returns what reached the target.
+
+    Descriptor ownership: the caller's endpoints (``owned``) may be closed at any await,
+    and their numbers given to new sockets or files.  So every syscall goes to a
+    duplicate (``src.fd``/``dst.fd``, closed by :meth:`close`), which can only ever
+    reach the endpoint's own file, and every step first checks that the caller still
+    owns both endpoints (:meth:`check`): once one is closed (or ``transport`` is
+    closing, unless because the peer reset the connection: then the kernel's error
+    is reported, as without a transport) nothing more moves and the step raises
+    ClosedChannelError.  Offsets live
+    in the duplicates' ``_End`` (``src.offset``/``dst.offset``).
     """
 
-    def __init__(self, src: _End, dst: _End, path: str | None) -> None:
+    def __init__(self, src: _End, dst: _End, path: str | None,
+                 transport: Any = None) -> None:
         super().__init__(src, dst, path)
+        self.owned, self.transport = (src, dst), transport
         self.blocked: _WouldBlock | None = None
         self.held = 0
         self._pipe: _scratch.ScratchPipe | None = None
         self._relay: ByteBuffer | None = None
+        self.src = _duplicate(src)
+        try:
+            self.dst = _duplicate(dst)
+        except BaseException:
+            os.close(self.src.fd)
+            raise
+
+    def _closed(self) -> str | None:
+        """Which endpoint the caller closed (or whose transport is closing), if any."""
+        src, dst = self.owned
+        if not _still_owned(src):
+            return f"source {src.obj!r}"
+        if not _still_owned(dst, self.transport):
+            if self.transport is not None and _hung_up(self.dst.fd):
+                return None  # the peer ended it first: the next syscall says how, as before
+            closed = self.transport if self.transport is not None else dst.obj
+            return f"target {closed!r}"
+        return None
+
+    def is_open(self) -> bool:
+        """Whether the caller still owns both endpoints (see the class docstring)."""
+        return self._closed() is None
+
+    def check(self) -> None:
+        """ClosedChannelError (EBADF) if the caller closed an endpoint or the transport."""
+        closed = self._closed()
+        if closed is not None:
+            raise ClosedChannelError(errno.EBADF, f"transfer {closed} was closed")
 
     def _step(self, want: int) -> int:
         self.blocked = None
+        self.check()
         try:
             return super()._step(want)
         except _WouldBlock as wb:
@@ -338,10 +442,10 @@ class _LoopTransfer(_Transfer):
         return k
 
     def flush(self) -> int:
-        """Offer the held bytes to the target once more, without waiting; returns what
-        was delivered."""
+        """Offer the held bytes to the target once more, without waiting, unless an
+        endpoint was closed; returns what was delivered."""
         delivered = 0
-        while self.held:
+        while self.held and self.is_open():
             try:
                 k = int(getattr(self, "_" + self.path)(self.held))
             except (_WouldBlock, _Partial, OSError):
@@ -350,6 +454,11 @@ class _LoopTransfer(_Transfer):
         return delivered
 
     def close(self) -> None:
+        """Close the duplicates, the private pipe and the relay buffer (idempotent)."""
+        for end in (self.src, self.dst):
+            fd, end.fd = end.fd, -1
+            if fd >= 0:
+                os.close(fd)
         pipe, self._pipe = self._pipe, None
         if pipe is not None:
             pipe.close()
@@ -361,14 +470,20 @@ class _LoopTransfer(_Transfer):
 async def _drive(job: _LoopTransfer, count: int, progress: Progress) -> int:
     """Run ``job`` until ``count`` bytes moved or the source ends; await readiness.
 
-    ``progress`` is kept exact on return, error and cancellation.  Errors follow the
-    blocking API: the kernel's OSError if nothing moved, else TransferError with the
-    total.  The engine counts an operation per ``run``; all but the first are taken
-    back, so one call is one operation, as in ``zcio.transfer``.
+    A transport target's buffered bytes are sent first.  ``progress`` is kept exact on
+    return, error and cancellation.  Errors follow the blocking API: the kernel's
+    OSError if nothing moved, else TransferError with the total; an endpoint closed
+    by the caller is such an error too (ClosedChannelError, EBADF: see
+    :class:`_LoopTransfer`), noticed at the next wake-up or within ``_RECHECK``
+    seconds.  The engine counts an operation per ``run``; all but the first are taken
+    back, so one call is one operation, as in ``zcio.transfer``.  ``job`` is closed
+    on return.
     """
     waiter = _Readiness(asyncio.get_running_loop())
     moved = runs = 0
     try:
+        if job.transport is not None:
+            await _flush_transport(job, waiter)
         while moved < count:
             try:
                 moved += job.run(count - moved, wait=False)
@@ -388,7 +503,9 @@ async def _drive(job: _LoopTransfer, count: int, progress: Progress) -> int:
             blocked = job.blocked
             if blocked is None:  # done, or the source ended
                 break
-            await waiter.wait(blocked.end.fd, blocked.events)
+            while not await waiter.wait(blocked.end.fd, blocked.events, _RECHECK):
+                if not job.is_open():
+                    break  # the next step raises ClosedChannelError
     except asyncio.CancelledError:
         moved += job.flush()
         raise
@@ -431,19 +548,13 @@ def _target_socket(target: Any) -> tuple[Any, Any]:
     return sock, target
 
 
-async def _flush_transport(transport: Any, fd: int) -> None:
-    """Wait until a transport has sent everything it buffered (bytes keep their order)."""
-    if transport is None:
-        return
-    waiter = _Readiness(asyncio.get_running_loop())
-    try:
-        while transport.get_write_buffer_size():
-            if transport.is_closing():
-                raise ClosedChannelError(f"{transport!r} closed while flushing")
-            await waiter.wait(fd, select.POLLOUT)
-            await asyncio.sleep(0)  # let the transport's own writer run first
-    finally:
-        waiter.close()
+async def _flush_transport(job: _LoopTransfer, waiter: _Readiness) -> None:
+    """Wait until the target transport has sent everything it buffered (bytes keep
+    their order); ClosedChannelError once it is closing."""
+    while job.transport.get_write_buffer_size():
+        job.check()
+        await waiter.wait(job.dst.fd, select.POLLOUT, _RECHECK)
+        await asyncio.sleep(0)  # let the transport's own writer run first
 
 
 def _no_data(what: str, moved: int, want: int) -> TransferError:
@@ -464,9 +575,12 @@ async def sendfile(sock: Any, file: Any, offset: int = 0, count: int | None = No
     TransferError (ENODATA) with the count sent, as ``zcio.transfer``.
 
     Syscalls: as ``zcio.transfer``: ``sendfile(2)`` (falling back to mmap+write and
-    pread+write; ``path=`` forces one), each moving possibly fewer bytes than asked;
-    ``epoll_wait`` while the socket is full.  IllegalArgumentError for a negative
-    offset or count; IllegalBlockingModeError for a blocking socket.
+    pread+write; ``path=`` forces one), each moving possibly fewer bytes than asked,
+    on duplicates (``dup``) of both descriptors; ``epoll_wait`` while the socket is
+    full.  IllegalArgumentError for a negative offset or count;
+    IllegalBlockingModeError for a blocking socket; ClosedChannelError or
+    TransferError (EBADF) if ``sock`` (or its transport) or ``file`` is closed
+    meanwhile (see the module docstring; the position of a closed file is left alone).
 
     Example (an HTTP response body)::
 
@@ -483,17 +597,24 @@ async def sendfile(sock: Any, file: Any, offset: int = 0, count: int | None = No
         raise IllegalArgumentError(f"sendfile needs a regular file, not a {src.kind}")
     want = count if count is not None else max(os.fstat(src.fd).st_size - offset, 0)
     src.offset = offset
-    job = _LoopTransfer(src, dst, path)
+    job = _LoopTransfer(src, dst, path, transport)
     p = progress if progress is not None else Progress()
     try:
-        await _flush_transport(transport, dst.fd)
         moved = await _drive(job, want, p)
     finally:
-        _seek(file, offset + p.transferred)
+        if _still_owned(src):  # a closed file has no position to set
+            _seek(file, offset + p.transferred)
     if moved < want:
         raise _no_data("source file ended" if count is not None else "source file shrank",
                        moved, want)
     return moved
+
+
+def _set_position(end: _End, offset: int | None) -> None:
+    """Set a file endpoint's own position to ``offset`` (None: a stream, nothing to do),
+    unless the caller closed it meanwhile."""
+    if offset is not None and _still_owned(end):
+        _set_file_position(end, offset)
 
 
 def _seek(file: Any, position: int) -> None:
@@ -517,7 +638,9 @@ async def transfer_to(channel: FileChannel, position: int, count: int, target: A
     transport (see :func:`sendfile`), or a file.
 
     Syscalls: as ``zcio._transfer.transfer_to`` (copy_file_range / sendfile / splice /
-    mmap+write / pread+write), plus ``epoll_wait`` while the target is full.
+    mmap+write / pread+write) on duplicates (``dup``) of both descriptors, plus
+    ``epoll_wait`` while the target is full.  ClosedChannelError or TransferError
+    (EBADF) if either end is closed meanwhile (see the module docstring).
     """
     channel.fileno()
     target, transport = _target_socket(target)
@@ -533,17 +656,14 @@ async def transfer_to(channel: FileChannel, position: int, count: int, target: A
     count = min(count, size - position)
     if count == 0:
         return 0
-    job = _LoopTransfer(_End(channel, src_fd, _FILE, position), dst, path)
-    dst_start = None
     if dst.kind == _FILE:
-        dst.offset = dst_start = _file_position(dst)
+        dst.offset = _file_position(dst)
+    job = _LoopTransfer(_End(channel, src_fd, _FILE, position), dst, path, transport)
     p = progress if progress is not None else Progress()
     try:
-        await _flush_transport(transport, dst.fd)
         return await _drive(job, count, p)
     finally:
-        if dst_start is not None and dst.offset is not None:
-            _set_file_position(dst, dst.offset)
+        _set_position(dst, job.dst.offset)
 
 
 async def splice(src: Any, dst: Any, count: int | None = None, *, path: str | None = "splice",
@@ -559,7 +679,10 @@ async def splice(src: Any, dst: Any, count: int | None = None, *, path: str | No
     strikes after bytes moved, TransferError carries the count that reached ``dst``.
 
     Syscalls: ``splice(2)`` with SPLICE_F_NONBLOCK (each call may move fewer bytes
-    than asked), ``epoll_wait`` while an end is not ready.
+    than asked) on duplicates (``dup``) of both descriptors, ``epoll_wait`` while an
+    end is not ready, for that end only.  ClosedChannelError or TransferError (EBADF)
+    if either end is closed meanwhile (see the module docstring; the position of a
+    closed file is left alone).
     """
     if count is not None and count < 0:
         raise IllegalArgumentError(f"negative count {count}")
@@ -569,19 +692,16 @@ async def splice(src: Any, dst: Any, count: int | None = None, *, path: str | No
                 else (1 << 63) - 1)
     else:
         want = count
-    src_start = dst_start = None
     if s.kind == _FILE:
-        s.offset = src_start = _file_position(s)
+        s.offset = _file_position(s)
     if d.kind == _FILE:
-        d.offset = dst_start = _file_position(d)
+        d.offset = _file_position(d)
     job = _LoopTransfer(s, d, path)
     try:
         moved = await _drive(job, max(want, 0), progress or Progress())
     finally:
-        if src_start is not None and s.offset is not None:
-            _set_file_position(s, s.offset)
-        if dst_start is not None and d.offset is not None:
-            _set_file_position(d, d.offset)
+        _set_position(s, job.src.offset)
+        _set_position(d, job.dst.offset)
     if moved < want and (count is not None or s.kind == _FILE):
         raise _no_data("source ended" if count is not None else "source file shrank",
                        moved, want)
@@ -620,8 +740,14 @@ async def send_zerocopy(sock: Any, buf: ByteBuffer) -> int:
     ``wait()`` or ``close()``.  Errors as ``ZeroCopySender.send``.  Completion
     copied-or-not is counted in ``zcio.metrics`` (see ``zcio._zerocopy``).
 
+    Closing the socket meanwhile ends the call within ~0.1 s (``_RECHECK``): OSError
+    EBADF from the send (TransferError with the count if some bytes went out) or
+    ClosedChannelError while awaiting completions (``buf.position()`` says what was
+    sent); the sender keeps what is in flight, as after a cancellation.
+
     Syscalls: ``sendmsg(MSG_ZEROCOPY)``, ``recvmsg(MSG_ERRQUEUE)``; ``epoll_wait`` for
-    room in the socket (POLLOUT) and for completions (POLLERR, edge-triggered).
+    room in the socket (POLLOUT) and for completions (POLLERR, edge-triggered), on a
+    duplicate (``dup``) of the socket's descriptor; each wait is retried every 0.1 s.
 
     Example::
 
@@ -632,19 +758,19 @@ async def send_zerocopy(sock: Any, buf: ByteBuffer) -> int:
     """
     sender = sock if isinstance(sock, ZeroCopySender) else zerocopy_sender(sock)
     s = sender.socket()
-    fd = s.fileno()
     if _waits(s):
         raise IllegalBlockingModeError(f"{s!r} is in blocking mode: an event loop needs "
                                        "O_NONBLOCK")
     metrics.record("msg_zerocopy", syscalls=0)
     waiter = _Readiness(asyncio.get_running_loop())
     first, sent = sender._next, 0
+    fd = os.dup(s.fileno())  # watched: always this socket's file, whoever reuses its number
     try:
         while buf.has_remaining():
             try:
                 n = sender._send_once(s, buf)
             except BlockingIOError:
-                await waiter.wait(fd, select.POLLOUT)
+                await waiter.wait(fd, select.POLLOUT, _RECHECK)
                 continue
             except OSError as e:
                 if e.errno != errno.ENOBUFS or not sender.in_flight():
@@ -652,7 +778,7 @@ async def send_zerocopy(sock: Any, buf: ByteBuffer) -> int:
                         raise TransferError(e, sent) from e
                     raise
                 if not sender.poll_completions():  # room comes back with completions
-                    await waiter.wait(fd, select.EPOLLET)
+                    await waiter.wait(fd, select.EPOLLET, _RECHECK)
                 continue
             if n == 0:
                 break
@@ -662,7 +788,8 @@ async def send_zerocopy(sock: Any, buf: ByteBuffer) -> int:
             sender.poll_completions()
             if sender._completed(first, stop):
                 break
-            await waiter.wait(fd, select.EPOLLET)
+            await waiter.wait(fd, select.EPOLLET, _RECHECK)
     finally:
         waiter.close()
+        os.close(fd)
     return sent
