@@ -22,7 +22,7 @@ from __future__ import annotations
 import errno
 import os
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from ._errors import MappedRegionError
 
@@ -39,6 +39,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 
 def _py_copy(dst: Any, dst_offset: int, src: Any, src_offset: int, n: int, /) -> None:
@@ -135,10 +136,10 @@ def io_error(error: OSError) -> OSError:
         "by its file (truncated, or a hole that could not be allocated)")
 
 
-def io_call(fn: Callable[..., T], /, *args: Any) -> T:
+def io_call(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
     """``fn(*args)`` (a channel's system call), with EFAULT raised as MappedRegionError."""
     try:
-        return fn(*args)
+        return fn(*args, **kwargs)
     except OSError as e:
         err = io_error(e)
         if err is e:

@@ -36,6 +36,7 @@ from ._channel import advance, check_buffers, remaining_pairs
 from ._composite import CompositeBuffer
 from ._direct import PAGE_SIZE
 from ._errors import IllegalArgumentError
+from ._guard import io_call
 from ._memory import buffer_address
 from ._metrics import metrics
 from ._selectable import OP_READ, OP_WRITE, SelectableChannel
@@ -244,7 +245,7 @@ class SinkChannel(_PipeEnd):
                 if not view:
                     return 0
                 try:
-                    n = retry(sys_.write, fd, view)
+                    n = io_call(retry, sys_.write, fd, view)
                 except BlockingIOError:
                     metrics.record("pipe_write")
                     return 0
@@ -264,7 +265,7 @@ class SinkChannel(_PipeEnd):
                 chunk_views = [v for _, v in chunk]
                 want = sum(len(v) for v in chunk_views)
                 try:
-                    n = retry(sys_.writev, fd, chunk_views)
+                    n = io_call(retry, sys_.writev, fd, chunk_views)
                 except OSError as e:
                     metrics.record("pipe_write")
                     if total or isinstance(e, BlockingIOError):

@@ -49,6 +49,7 @@ from ._errors import (
     NotYetConnectedError,
     TransferError,
 )
+from ._guard import io_call
 from ._metrics import metrics
 from ._selectable import OP_ACCEPT, OP_CONNECT, OP_READ, OP_WRITE, SelectableChannel
 
@@ -492,9 +493,9 @@ class SocketChannel(_SocketHolder):
                     chunk_views = [v for _, v in chunk]
                     try:
                         if gather or len(chunk_views) > 1:  # a composite's parts too
-                            n = _syscall(calls, _syscalls.SYS.sendmsg, sock, chunk_views)
+                            n = io_call(_syscall, calls, _syscalls.SYS.sendmsg, sock, chunk_views)
                         else:
-                            n = _syscall(calls, _syscalls.SYS.send, sock, chunk_views[0])
+                            n = io_call(_syscall, calls, _syscalls.SYS.send, sock, chunk_views[0])
                     except BlockingIOError:
                         break
                     except OSError as e:
