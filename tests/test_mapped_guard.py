@@ -11,6 +11,7 @@ checked against their pure-Python twins, which the pure install runs.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import shutil
@@ -188,3 +189,18 @@ def test_efault_from_a_channel_becomes_mapped_region_error() -> None:
     assert isinstance(err, MappedRegionError) and err.errno == 14
     other = OSError(28, "No space left on device")
     assert _guard.io_error(other) is other
+
+
+@pytest.mark.parametrize("pure", [False, True], ids=["default", "ZCIO_PURE_PYTHON=1"])
+def test_zcio_info_says_whether_the_guard_is_on(pure: bool) -> None:
+    env = _env(ZCIO_PURE_PYTHON="1") if pure else _env()
+    run = subprocess.run([sys.executable, "-m", "zcio", "info", "--json"], capture_output=True,
+                         text=True, timeout=120, env=env, check=False)
+    assert run.returncode == 0, run.stderr
+    guard = json.loads(run.stdout)["zcio_uses"]["mapped_memory_guard"]
+    if pure:
+        assert guard == {"available": False,
+                         "detail": "ZCIO_PURE_PYTHON=1 forces the pure-Python path"}
+    else:
+        assert guard["available"] is _guard.available()
+        assert guard["detail"] == (_guard.unavailability_cause() or guard["detail"])

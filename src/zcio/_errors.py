@@ -24,7 +24,7 @@ NotYetConnectedException              NotYetConnectedError        ValueError (vi
 ClosedSelector/CancelledKeyException  ClosedSelector/...KeyError  ValueError (via state)
 (O_DIRECT EINVAL, made explicit)      AlignmentError              ValueError (via arg)
 (an I/O error after partial progress) TransferError               OSError
-InternalError (a fault in mapped mem.) MappedRegionError           OSError
+InternalError (SIGBUS in a mapping)   MappedRegionError           OSError
 ====================================  ==========================  =====================
 
 Errors the kernel reports with nothing moved stay the builtin ``OSError`` subclasses

@@ -20,6 +20,7 @@ into MappedRegionError where channels make the call.
 from __future__ import annotations
 
 import errno
+import importlib
 import os
 from collections.abc import Callable, Sequence
 from typing import Any, ParamSpec, TypeVar
@@ -92,9 +93,9 @@ def _load() -> tuple[Any, str | None]:
     if os.environ.get("ZCIO_PURE_PYTHON") == "1":
         return None, "ZCIO_PURE_PYTHON=1 forces the pure-Python path"
     try:
-        from . import _cguard  # type: ignore[attr-defined]
+        _cguard = importlib.import_module("zcio._cguard")
     except ImportError as e:
-        return None, f"zcio._cguard is not built ({e}); reinstall with a C compiler"
+        return None, f"{e} (not built: no C compiler at install time?)"
     try:
         _cguard.install(MappedRegionError)
     except OSError as e:  # pragma: no cover - sigaction(SIGBUS) does not fail on Linux

@@ -21,9 +21,20 @@ is grown sparse with ``ftruncate`` and ``reserved()`` says so.
 
 **Truncation by someone else.** If another process (or this one) truncates the file
 while it is mapped, touching a mapped page that lies wholly past the new end makes the
-kernel send SIGBUS, which kills the Python process: neither the JVM nor CPython can
-turn it into an exception safely.  zcio cannot prevent it; lock the file (``lock()``)
-or agree on sizes between processes.  The test suite shows it in a subprocess.
+kernel send SIGBUS; so does a write into a hole of a sparse file when the file system
+is full.  Uncaught, SIGBUS kills the Python process.  Java 17 throws InternalError from
+its own guarded copies; zcio does the same with ``zcio._guard`` (a small C module) and
+raises MappedRegionError (errno EFAULT), and the process goes on.  Guarded: every access
+zcio makes, that is, gets and puts of every type (relative, absolute, bulk), copies
+between a mapped buffer and any other, ``compact``, ``equals``/``compare_to``/
+``mismatch``/``hash_code`` with either side mapped, ``bytes()``, typed views and
+composites over a mapping, ``load()``, and channel writes from it (the kernel returns
+EFAULT there, translated in one place, ``_guard.io_error``).  A failed get or put moves
+no index; a failed bulk copy may have filled part of its destination.  Not guarded:
+memory zcio hands out raw, ``memoryview()`` or numpy over it, which still dies of
+SIGBUS.  Without the C module (no compiler at install, or ``ZCIO_PURE_PYTHON=1``)
+nothing is guarded; ``zcio info`` says which.  Locking the file (``lock()``) or agreeing
+on sizes between processes avoids the fault altogether.
 """
 
 from __future__ import annotations
