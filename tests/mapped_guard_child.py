@@ -20,6 +20,7 @@ import errno
 import mmap
 import os
 import sys
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -124,6 +125,33 @@ def case(name: str) -> Callable[[Case], Case]:
 case("read_only.get_int(i)")(lambda w: lambda: w.ro.get_int(DEAD))
 case("private.get(i)")(lambda w: lambda: w.private.get(DEAD))
 case("private.put(i, v)")(lambda w: lambda: w.private.put(DEAD, 1))
+
+
+
+@case("get(i) in 4 threads at once")
+def _(w: World) -> Callable[[], object]:
+    """Each thread has its own jump buffer: every fault comes back to its own thread."""
+    def access() -> object:
+        errors: list[MappedRegionError] = []
+
+        def worker() -> None:
+            for _ in range(50):
+                try:
+                    w.buf.get(DEAD)
+                except MappedRegionError as e:
+                    errors.append(e)
+                assert w.buf.get(5) is not None  # and the pages left read fine between
+
+        threads = [threading.Thread(target=worker) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if len(errors) == 4 * 50:
+            raise errors[0]
+        return len(errors)
+    return access
+
 
 # -- bulk --------------------------------------------------------------------------------
 

@@ -190,6 +190,7 @@ class MappedByteBuffer(ByteBuffer):
             raise self._write_error(e) from None
 
     def get(self, a: Any = None, b: Any = None, c: Any = None, d: Any = None, /) -> Any:
+        """As ``ByteBuffer.get``; MappedRegionError if the page lost its file."""
         if a is None:
             return _signed(self._get_rel(_U8))
         if b is None and _is_int(a):
@@ -197,6 +198,7 @@ class MappedByteBuffer(ByteBuffer):
         return super().get(a, b, c, d)  # bulk: guarded in ByteBuffer._get_bulk
 
     def put(self, a: Any, b: Any = None, c: Any = None, d: Any = None, /) -> Self:
+        """As ``ByteBuffer.put``; MappedRegionError if the page lost its file."""
         if type(a) is int and b is None and -128 <= a <= 255:
             return self._put_rel(_U8, a & 0xFF)
         if _is_int(a) and _is_int(b) and -128 <= b <= 255:
@@ -232,11 +234,13 @@ class MappedByteBuffer(ByteBuffer):
         return self
 
     def get_int(self, index: int | None = None) -> int:
+        """As ``ByteBuffer.get_int``; MappedRegionError if the page lost its file."""
         if index is None:
             return self._get_rel(self._c.i32)  # type: ignore[no-any-return]
         return self._get_at(self._c.i32, index)  # type: ignore[no-any-return]
 
     def put_int(self, a: int, b: int | None = None, /) -> Self:
+        """As ``ByteBuffer.put_int``; MappedRegionError if the page lost its file."""
         if b is None:
             return self._put_rel(self._c.i32, a)
         return self._put_at(self._c.i32, a, b)
