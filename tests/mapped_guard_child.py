@@ -19,6 +19,7 @@ from __future__ import annotations
 import errno
 import mmap
 import os
+import socket
 import sys
 import threading
 from collections.abc import Callable
@@ -32,6 +33,7 @@ from zcio import (
     MappedRegionError,
     OpenOption,
     Pipe,
+    SocketChannel,
 )
 
 PAGE = mmap.PAGESIZE
@@ -57,8 +59,13 @@ class World:
         self.comp = CompositeBuffer.of(ByteBuffer.wrap(bytearray(b"h" * HEAD)),
                                        self.buf.retained_duplicate())
         self.comp_ints = self.comp.as_int_buffer()
-        self.out = FileChannel.open(os.path.join(directory, "out"), WRITE, CREATE)
+        self.out = FileChannel.open(os.path.join(directory, "out"), READ, WRITE, CREATE)
+        self.out.write(ByteBuffer.wrap(b"o" * PAGE))  # something to read back
         self.pipe = Pipe.open()
+        self.pipe.sink().write(ByteBuffer.wrap(b"p" * 64))  # something to read
+        a, b = socket.socketpair()
+        self.sock, self.peer = SocketChannel.from_socket(a), SocketChannel.from_socket(b)
+        self.peer.write(ByteBuffer.wrap(b"s" * 64))
         os.truncate(path, PAGE + 10)  # as another process could, at any moment
         alive = bytearray(DEAD)  # what the two surviving pages read now
         self.buf.get(0, alive)
@@ -79,6 +86,8 @@ class World:
             m.release()
         self.ch.close()
         self.out.close()
+        self.sock.close()
+        self.peer.close()
         self.pipe.source().close()
         self.pipe.sink().close()
 
@@ -297,7 +306,7 @@ def _(w: World) -> Callable[[], object]:
     return w.comp.compact
 
 
-# -- load, and channels writing from the mapping (the kernel says EFAULT) ---------------------
+# -- load, and channels writing from (or reading into) the mapping: the kernel says EFAULT ----
 
 case("load()")(lambda w: w.buf.load)
 
@@ -314,6 +323,13 @@ _channel("file.write(mapped, position)", lambda w: w.out.write(w.buf, 0))
 _channel("file.write([mapped])", lambda w: w.out.write([w.buf]))
 _channel("pipe.write(mapped)", lambda w: w.pipe.sink().write(w.buf))
 _channel("pipe.write([mapped])", lambda w: w.pipe.sink().write([w.buf]))
+_channel("socket.write(mapped)", lambda w: w.sock.write(w.buf))
+_channel("socket.write([mapped])", lambda w: w.sock.write([w.buf]))
+_channel("file.read(mapped)", lambda w: w.out.read(w.buf, 0))
+_channel("file.read([mapped])", lambda w: w.out.position(0).read([w.buf]))
+_channel("pipe.read(mapped)", lambda w: w.pipe.source().read(w.buf))
+_channel("socket.read(mapped)", lambda w: w.sock.read(w.buf))
+_channel("socket.read([mapped])", lambda w: w.sock.read([w.buf]))
 
 
 # -- running -----------------------------------------------------------------------------

@@ -204,3 +204,44 @@ def test_zcio_info_says_whether_the_guard_is_on(pure: bool) -> None:
     else:
         assert guard["available"] is _guard.available()
         assert guard["detail"] == (_guard.unavailability_cause() or guard["detail"])
+
+
+_RAW = """
+import faulthandler, mmap, os, sys
+if sys.argv[1] == "faulthandler":
+    faulthandler.enable()
+from zcio import FileChannel, MapMode, MappedRegionError, OpenOption
+path = os.path.join(sys.argv[2], "f")
+with open(path, "wb") as f:
+    f.write(b"x" * 3 * mmap.PAGESIZE)
+ch = FileChannel.open(path, OpenOption.READ, OpenOption.WRITE)
+buf = ch.map(MapMode.READ_WRITE, 0, 3 * mmap.PAGESIZE)
+os.truncate(path, mmap.PAGESIZE + 10)
+try:
+    buf.get(2 * mmap.PAGESIZE)
+except MappedRegionError:
+    print("guarded", flush=True)
+print("raw", buf.memoryview()[2 * mmap.PAGESIZE], flush=True)
+"""
+
+
+@guarded
+@pytest.mark.parametrize("handler", ["default", "faulthandler"])
+def test_a_fault_outside_zcio_still_kills_as_before(tmp_path: Path, handler: str) -> None:
+    """A raw memoryview is not guarded: its SIGBUS goes to the handler that was there
+    before zcio's (faulthandler's dump, or the default), and the process dies of it."""
+    run = subprocess.run([sys.executable, "-c", _RAW, handler, str(tmp_path)],
+                         capture_output=True, text=True, timeout=60, env=_env(), check=False)
+    assert run.returncode == -signal.SIGBUS, (run.stdout, run.stderr)
+    assert run.stdout.splitlines() == ["guarded"]
+    assert ("Fatal Python error: Bus error" in run.stderr) == (handler == "faulthandler")
+
+
+@guarded
+def test_a_sigbus_sent_with_kill_still_kills() -> None:
+    """Not a fault (si_code SI_USER): passed to the previous disposition at once."""
+    code = "import os, signal, zcio\nos.kill(os.getpid(), signal.SIGBUS)\nprint('survived')\n"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, env=_env(), check=False)
+    assert run.returncode == -signal.SIGBUS, (run.stdout, run.stderr)
+    assert "survived" not in run.stdout

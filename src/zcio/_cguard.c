@@ -13,9 +13,10 @@
  *   for the whole call with the GIL held, so nothing can unmap them meanwhile.
  * - The jump buffer lives in the guarded function's frame; a thread-local pointer says
  *   which one is armed (initial-exec TLS: the handler never allocates).
- * - A SIGBUS that arrives while the thread is not armed goes to the handler that was
- *   there before (faulthandler's, or the default that kills the process): the
- *   previous disposition is restored and the faulting instruction runs again.
+ * - A SIGBUS fault while the thread is not armed goes to the handler that was there
+ *   before (faulthandler's, or the default that kills the process): the previous
+ *   disposition is restored and the faulting instruction runs again.  A SIGBUS sent
+ *   with kill() is handed to the previous handler (or kills, by default) at once.
  *
  * A later issue grows this module into the compiled accelerator; keep it small.
  */
@@ -52,9 +53,21 @@ on_sigbus(int sig, siginfo_t *info, void *context)
         g->addr = info->si_code > 0 ? info->si_addr : NULL; /* kernel-sent: an address */
         siglongjmp(g->jb, 1);
     }
-    (void)sig;
-    (void)context;
-    /* Not ours: give the fault back to whoever had it; the instruction faults again. */
+    if (info->si_code <= 0) {
+        /* Sent by kill() or raise(), not a fault: pass it on as if we were not here. */
+        if (previous.sa_flags & SA_SIGINFO) {
+            if (previous.sa_sigaction != NULL)
+                previous.sa_sigaction(sig, info, context);
+        } else if (previous.sa_handler == SIG_DFL) {
+            sigaction(SIGBUS, &previous, NULL); /* die of it, as without zcio */
+            raise(SIGBUS);
+        } else if (previous.sa_handler != SIG_IGN) {
+            previous.sa_handler(sig);
+        }
+        return;
+    }
+    /* A fault outside zcio's accesses: give it back to whoever had it; the instruction
+     * faults again and the previous handler (or the default: death) sees it. */
     sigaction(SIGBUS, &previous, NULL);
 }
 

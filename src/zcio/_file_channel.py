@@ -247,8 +247,8 @@ class FileChannel(Channel):
         if self._direct:
             self._check_direct(views, self._position_for_io(position))
         sys_ = _syscalls.SYS
-        n = (retry(sys_.readv, fd, views) if position is None
-             else retry(sys_.preadv, fd, views, position))
+        n = (io_call(retry, sys_.readv, fd, views) if position is None
+             else io_call(retry, sys_.preadv, fd, views, position))
         metrics.record("file_read", user_bytes=n)
         if n == 0:
             return -1

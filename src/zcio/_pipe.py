@@ -193,7 +193,7 @@ class SourceChannel(_PipeEnd):
             if not pairs:
                 return 0
             try:
-                n = retry(_syscalls.SYS.readv, fd, [v for _, v in pairs])
+                n = io_call(retry, _syscalls.SYS.readv, fd, [v for _, v in pairs])
             except BlockingIOError:
                 metrics.record("pipe_read")
                 return 0

@@ -421,9 +421,10 @@ class SocketChannel(_SocketHolder):
             self._in_read = self._blocking
             try:
                 if scatter or len(chosen) > 1:  # several buffers, or a composite's parts
-                    n = _syscall(calls, _syscalls.SYS.recvmsg_into, sock, [v for _, v in chosen])
+                    n = io_call(_syscall, calls, _syscalls.SYS.recvmsg_into, sock,
+                                [v for _, v in chosen])
                 else:
-                    n = _syscall(calls, _syscalls.SYS.recv_into, sock, chosen[0][1])
+                    n = io_call(_syscall, calls, _syscalls.SYS.recv_into, sock, chosen[0][1])
             except BlockingIOError:
                 return 0
             except OSError as e:
