@@ -34,6 +34,7 @@ from zcio import (
     OpenOption,
     Pipe,
     SocketChannel,
+    vmsplice,
 )
 
 PAGE = mmap.PAGESIZE
@@ -324,6 +325,7 @@ _channel("file.write([mapped])", lambda w: w.out.write([w.buf]))
 _channel("pipe.write(mapped)", lambda w: w.pipe.sink().write(w.buf))
 _channel("pipe.write([mapped])", lambda w: w.pipe.sink().write([w.buf]))
 _channel("socket.write(mapped)", lambda w: w.sock.write(w.buf))
+_channel("vmsplice(mapped)", lambda w: vmsplice(w.pipe.sink(), w.buf))
 _channel("socket.write([mapped])", lambda w: w.sock.write([w.buf]))
 _channel("file.read(mapped)", lambda w: w.out.read(w.buf, 0))
 _channel("file.read([mapped])", lambda w: w.out.position(0).read([w.buf]))

@@ -28,13 +28,14 @@ raises MappedRegionError (errno EFAULT), and the process goes on.  Guarded: ever
 zcio makes, that is, gets and puts of every type (relative, absolute, bulk), copies
 between a mapped buffer and any other, ``compact``, ``equals``/``compare_to``/
 ``mismatch``/``hash_code`` with either side mapped, ``bytes()``, typed views and
-composites over a mapping, ``load()``, and channel writes from it and reads into it
-(the kernel returns EFAULT there, translated in one place, ``_guard.io_error``).  A failed get or put moves
-no index; a failed bulk copy may have filled part of its destination.  Not guarded:
-memory zcio hands out raw, ``memoryview()`` or numpy over it, which still dies of
-SIGBUS.  Without the C module (no compiler at install, or ``ZCIO_PURE_PYTHON=1``)
-nothing is guarded; ``zcio info`` says which.  Locking the file (``lock()``) or agreeing
-on sizes between processes avoids the fault altogether.
+composites over a mapping, ``load()``, and channel writes from it and reads into it,
+``vmsplice`` too (the kernel returns EFAULT there, translated in one place,
+``_guard.io_error``).  A failed get or put moves no index; a failed bulk copy may have
+filled part of its destination.  Not guarded: memory zcio hands out raw,
+``memoryview()`` or numpy over it, which still dies of SIGBUS.  Without the C module
+(no compiler at install, or ``ZCIO_PURE_PYTHON=1``) nothing is guarded; ``zcio info``
+says which.  Locking the file (``lock()``) or agreeing on sizes between processes
+avoids the fault altogether.
 """
 
 from __future__ import annotations

@@ -538,7 +538,8 @@ def vmsplice(
             chunk = segs[start : start + IOV_MAX]
             want = sum(size for _, _, _, size in chunk)
             try:
-                n = retry(_syscalls.SYS.vmsplice, fd, [(a, s) for _, _, a, s in chunk], flags)
+                iov = [(a, s) for _, _, a, s in chunk]
+                n = io_call(retry, _syscalls.SYS.vmsplice, fd, iov, flags)
             except OSError as e:
                 metrics.record("vmsplice")
                 if total or isinstance(e, BlockingIOError):
