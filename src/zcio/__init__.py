@@ -31,6 +31,7 @@ from ._errors import IllegalReferenceCountError as IllegalReferenceCountError
 from ._errors import IllegalStateError as IllegalStateError
 from ._errors import IndexOutOfBoundsError as IndexOutOfBoundsError
 from ._errors import InvalidMarkError as InvalidMarkError
+from ._errors import MappedRegionError as MappedRegionError
 from ._errors import NoConnectionPendingError as NoConnectionPendingError
 from ._errors import NonReadableChannelError as NonReadableChannelError
 from ._errors import NonWritableChannelError as NonWritableChannelError
@@ -120,6 +121,7 @@ __all__ = [
     "LongBuffer",
     "MapMode",
     "MappedByteBuffer",
+    "MappedRegionError",
     "Measurement",
     "NoConnectionPendingError",
     "NonReadableChannelError",

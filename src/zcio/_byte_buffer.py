@@ -32,6 +32,9 @@ from ._errors import (
     ReadOnlyBufferError,
     UnsupportedOperationError,
 )
+from ._guard import copy as _guarded_copy
+from ._guard import mismatch
+from ._guard import read as _guarded_read
 from ._memory import DirectMemory, HeapMemory, Memory
 from ._order import ByteOrder
 
@@ -50,6 +53,8 @@ if TYPE_CHECKING:
 __all__ = ["ByteBuffer"]
 
 _BIG = ByteOrder.BIG_ENDIAN
+#: Index of the first differing byte of two views (within the shorter), or -1; guarded.
+_first_difference = mismatch
 _BE = CODECS[_BIG]
 
 
@@ -86,6 +91,9 @@ class ByteBuffer(Buffer):
     #: True for CompositeBuffer (zcio._composite): its bytes lie in several blocks, so
     #: the comparisons and copies below hand a composite operand over to it.
     _segmented: ClassVar[bool] = False
+    #: True for MappedByteBuffer (zcio._mapped): its memory can lose its file (SIGBUS),
+    #: so the bulk copies below go through zcio._guard when either side has it.
+    _guarded: ClassVar[bool] = False
 
     # -- factories ----------------------------------------------------------------------
 
@@ -264,7 +272,10 @@ class ByteBuffer(Buffer):
             check_from_index_size(p, length, self._lim)
             check_from_index_size(offset, length, len(dmv))
         try:
-            dmv[offset : offset + length] = self._mv[p : p + length]
+            if self._guarded:
+                _guarded_copy(dmv, offset, self._mv, p, length)
+            else:
+                dmv[offset : offset + length] = self._mv[p : p + length]
         except ValueError as e:
             raise self._mem.translate(e) from None
         if index is None:
@@ -362,7 +373,10 @@ class ByteBuffer(Buffer):
             check_from_index_size(p, length, self._lim)
             check_from_index_size(offset, length, len(smv))
         try:
-            self._mv[p : p + length] = smv[offset : offset + length]
+            if self._guarded:
+                _guarded_copy(self._mv, p, smv, offset, length)
+            else:
+                self._mv[p : p + length] = smv[offset : offset + length]
         except ValueError as e:
             raise self._mem.translate(e) from None
         if index is None:
@@ -406,7 +420,10 @@ class ByteBuffer(Buffer):
             src._copy_to(self, p, sp, n)  # type: ignore[attr-defined]
             return
         try:
-            self._mv[p : p + n] = src._mv[sp : sp + n]
+            if self._guarded or src._guarded:
+                _guarded_copy(self._mv, p, src._mv, sp, n)
+            else:
+                self._mv[p : p + n] = src._mv[sp : sp + n]
         except ValueError as e:
             self._check_memory()
             raise src._mem.translate(e) from None
@@ -656,7 +673,10 @@ class ByteBuffer(Buffer):
         self._check_writable()
         p, n = self._pos, self._lim - self._pos
         try:
-            self._mv[0:n] = self._mv[p : p + n]
+            if self._guarded:
+                _guarded_copy(self._mv, 0, self._mv, p, n)
+            else:
+                self._mv[0:n] = self._mv[p : p + n]
         except ValueError as e:
             raise self._mem.translate(e) from None
         self._pos = n
@@ -766,10 +786,9 @@ class ByteBuffer(Buffer):
         if that._segmented:
             return that.mismatch(self)
         a, b = self._rest(), that._rest()
-        n = min(len(a), len(b))
-        i = _first_difference(a[:n], b[:n])
+        i = _first_difference(a, b)
         if i < 0 and len(a) != len(b):
-            return n
+            return min(len(a), len(b))
         return i
 
     def equals(self, that: object) -> bool:
@@ -780,7 +799,8 @@ class ByteBuffer(Buffer):
             return False
         if that._segmented:
             return that.equals(self)
-        return self._rest() == that._rest()
+        a, b = self._rest(), that._rest()
+        return len(a) == len(b) and _first_difference(a, b) < 0
 
     def compare_to(self, that: ByteBuffer) -> int:
         """Compare remaining bytes as signed bytes, as Java's ``compareTo``.
@@ -791,10 +811,9 @@ class ByteBuffer(Buffer):
         if that._segmented:
             return -that.compare_to(self)
         a, b = self._rest(), that._rest()
-        n = min(len(a), len(b))
-        i = _first_difference(a[:n], b[:n])
+        i = _first_difference(a, b)
         if i >= 0:
-            return _signed(a[i]) - _signed(b[i])
+            return _signed(_guarded_read(a, i, 1)[0]) - _signed(_guarded_read(b, i, 1)[0])
         return len(a) - len(b)
 
     def hash_code(self) -> int:
@@ -804,7 +823,7 @@ class ByteBuffer(Buffer):
         Python's ``hash()`` is therefore disabled, as for ``bytearray``.
         """
         h = 1
-        for v in reversed(bytes(self._rest())):
+        for v in reversed(_guarded_read(self._rest())):
             h = (31 * h + (v - 256 if v > 127 else v)) & 0xFFFFFFFF
         return h - (1 << 32) if h >= 1 << 31 else h
 
@@ -865,26 +884,10 @@ class ByteBuffer(Buffer):
 
     def __bytes__(self) -> bytes:
         """A copy of ``[position, limit)``; indexes unchanged."""
-        return bytes(self._rest())
+        return _guarded_read(self._rest())
 
     def __repr__(self) -> str:
         kind = "Direct" if self._mem.direct else "Heap"
         ro = "R" if self._ro else ""
         return f"zcio.{kind}ByteBuffer{ro}[pos={self._pos} lim={self._lim} cap={self._cap}]"
 
-
-def _first_difference(a: memoryview, b: memoryview) -> int:
-    """Index of the first differing byte of two equal-length views, or -1."""
-    if a == b:
-        return -1
-    lo, hi = 0, len(a)
-    while hi - lo > 64:  # bisect on slice equality: O(log n) memcmp calls
-        mid = (lo + hi) // 2
-        if a[lo:mid] == b[lo:mid]:
-            lo = mid
-        else:
-            hi = mid
-    for i in range(lo, hi):
-        if a[i] != b[i]:
-            return i
-    return -1  # pragma: no cover - a != b guarantees a difference

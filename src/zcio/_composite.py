@@ -47,6 +47,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Self, cast, overload
 
+from . import _guard
 from ._buffer import check_from_index_size, check_int
 from ._byte_buffer import ByteBuffer, _first_difference, _signed, byte_view
 from ._codec import pack
@@ -85,11 +86,12 @@ class CompositeMemory(Memory):
     """
 
     strict = True
-    __slots__ = ("direct", "_pieces", "_segs", "_starts", "_ends", "_owned")
+    __slots__ = ("direct", "mapped", "_pieces", "_segs", "_starts", "_ends", "_owned")
 
     def __init__(self) -> None:
         super().__init__(memoryview(b""))
         self.direct = False
+        self.mapped = False  # a piece is a file mapping: values go through zcio._guard
         self._pieces: list[ByteBuffer] = []
         self._segs: list[memoryview] = []  # each piece's memoryview, for the hot paths
         self._starts: list[int] = []  # virtual offset of each piece's first byte
@@ -112,6 +114,7 @@ class CompositeMemory(Memory):
             self._ends.append(at)
         if pieces:
             self.direct = (first == 0 or self.direct) and all(p._mem.direct for p in pieces)
+            self.mapped = self.mapped or any(p._guarded for p in pieces)
         return first
 
     def view(self, start: int, stop: int, readonly: bool = False) -> memoryview:
@@ -152,7 +155,7 @@ class CompositeMemory(Memory):
 
     def read(self, v: int, n: int) -> bytes:
         """A copy of bytes ``[v, v + n)`` (a value straddling pieces; a typed view)."""
-        return b"".join(self.segments(v, n))
+        return _guard.join(self.segments(v, n))
 
     def write(self, v: int, data: memoryview) -> None:
         """Write ``data`` at ``v``, piece by piece (the caller handles overlap)."""
@@ -439,6 +442,8 @@ class CompositeBuffer(ByteBuffer):
         if mem.released:
             raise mem.released_error()
         v = self._off + i
+        if mem.mapped:
+            return mem.read(v, 1)[0]
         k = bisect_right(mem._starts, v) - 1
         try:
             return mem._segs[k][v - mem._starts[k]]
@@ -450,6 +455,9 @@ class CompositeBuffer(ByteBuffer):
         if mem.released:
             raise mem.released_error()
         v = self._off + i
+        if mem.mapped:
+            mem.write(v, memoryview(bytes((value,))))
+            return
         k = bisect_right(mem._starts, v) - 1
         try:
             mem._segs[k][v - mem._starts[k]] = value
@@ -465,7 +473,7 @@ class CompositeBuffer(ByteBuffer):
         j = v - mem._starts[k]
         try:
             seg = mem._segs[k]
-            if j + st.size <= len(seg):
+            if j + st.size <= len(seg) and not mem.mapped:
                 return st.unpack_from(seg, j)[0]
             return st.unpack(mem.read(v, st.size))[0]  # straddles components
         except ValueError as e:
@@ -480,7 +488,7 @@ class CompositeBuffer(ByteBuffer):
         j = v - mem._starts[k]
         try:
             seg = mem._segs[k]
-            if j + len(raw) <= len(seg):
+            if j + len(raw) <= len(seg) and not mem.mapped:
                 seg[j : j + len(raw)] = raw
             else:
                 mem.write(v, memoryview(raw))
@@ -776,7 +784,7 @@ class CompositeBuffer(ByteBuffer):
         """Java's ``hashCode`` over ``[position, limit)``, read in place."""
         h = 1
         for seg in reversed(self._rest_views()):
-            for v in reversed(seg):
+            for v in reversed(_guard.read(seg)):
                 h = (31 * h + (v - 256 if v > 127 else v)) & 0xFFFFFFFF
         return h - (1 << 32) if h >= 1 << 31 else h
 
@@ -798,13 +806,13 @@ class CompositeBuffer(ByteBuffer):
             return p._mem.view(p._off, p._off + p._cap, self._ro)
         if not allow_copy:
             raise self._spans_error(len(parts), "memoryview")
-        data = b"".join(self._rest_views())
+        data = _guard.join(self._rest_views())
         metrics.record(COPY_PATH, syscalls=0, user_bytes=len(data))
         return memoryview(data)
 
     def __bytes__(self) -> bytes:
         """A copy of ``[position, limit)``, counted under ``"composite_copy"``."""
-        data = b"".join(self._rest_views())
+        data = _guard.join(self._rest_views())
         metrics.record(COPY_PATH, syscalls=0, user_bytes=len(data))
         return data
 
@@ -839,7 +847,7 @@ def _scatter(dst: Sequence[memoryview], src: Sequence[memoryview]) -> None:
             s = src[si]
             take = min(dn - do, len(s) - so)
             if take:
-                d[do : do + take] = s[so : so + take]
+                _guard.copy(d, do, s, so, take)  # guarded: a piece may be a mapping
                 do += take
                 so += take
             if so == len(s):
@@ -848,7 +856,7 @@ def _scatter(dst: Sequence[memoryview], src: Sequence[memoryview]) -> None:
 
 def _staged(src: Sequence[memoryview]) -> list[memoryview]:
     """``src`` through a temporary (counted): the destination overlaps it."""
-    data = b"".join(src)
+    data = _guard.join(src)
     metrics.record(COPY_PATH, syscalls=0, user_bytes=len(data))
     return [memoryview(data)]
 
@@ -915,6 +923,6 @@ def _first_mismatch(a: Sequence[memoryview], b: Sequence[memoryview], n: int) ->
 def _byte_at(views: Sequence[memoryview], i: int) -> int:
     for v in views:
         if i < len(v):
-            return v[i]
+            return _guard.read(v, i, 1)[0]
         i -= len(v)
     raise IndexError(i)  # pragma: no cover - callers pass an index below the total

@@ -24,6 +24,7 @@ NotYetConnectedException              NotYetConnectedError        ValueError (vi
 ClosedSelector/CancelledKeyException  ClosedSelector/...KeyError  ValueError (via state)
 (O_DIRECT EINVAL, made explicit)      AlignmentError              ValueError (via arg)
 (an I/O error after partial progress) TransferError               OSError
+InternalError (SIGBUS in a mapping)   MappedRegionError           OSError
 ====================================  ==========================  =====================
 
 Errors the kernel reports with nothing moved stay the builtin ``OSError`` subclasses
@@ -59,6 +60,7 @@ __all__ = [
     "CancelledKeyError",
     "AlignmentError",
     "TransferError",
+    "MappedRegionError",
     "AlreadyConnectedError",
     "ConnectionPendingError",
     "NoConnectionPendingError",
@@ -186,3 +188,14 @@ class TransferError(ZcioError, OSError):
         super().__init__(error.errno, f"{error.strerror} after {transferred} bytes transferred")
         self.transferred = transferred
         self.__cause__ = error
+
+
+class MappedRegionError(ZcioError, OSError):
+    """An access to mapped memory found no file behind it; the process goes on.
+
+    The file was truncated under the mapping (by another process or this one), or a
+    write into a hole of a sparse file found no space.  Java 17 throws InternalError
+    here.  ``errno`` is EFAULT; the message names the address.  Nothing was
+    transferred and no index moved for a get or put; see ``zcio.MappedByteBuffer``
+    for which accesses are guarded.
+    """

@@ -32,6 +32,7 @@ from ._errors import (
     NonWritableChannelError,
 )
 from ._file_lock import MAX_LOCK_SIZE, FileLock, acquire
+from ._guard import io_call
 from ._memory import buffer_address
 from ._metrics import metrics
 from ._syscalls import IOV_MAX, retry
@@ -246,8 +247,8 @@ class FileChannel(Channel):
         if self._direct:
             self._check_direct(views, self._position_for_io(position))
         sys_ = _syscalls.SYS
-        n = (retry(sys_.readv, fd, views) if position is None
-             else retry(sys_.preadv, fd, views, position))
+        n = (io_call(retry, sys_.readv, fd, views) if position is None
+             else io_call(retry, sys_.preadv, fd, views, position))
         metrics.record("file_read", user_bytes=n)
         if n == 0:
             return -1
@@ -292,8 +293,8 @@ class FileChannel(Channel):
                 return 0
             if self._direct:
                 self._check_direct([view], self._position_for_io(position))
-            n = (retry(sys_.write, fd, view) if position is None
-                 else retry(sys_.pwrite, fd, view, position))
+            n = (io_call(retry, sys_.write, fd, view) if position is None
+                 else io_call(retry, sys_.pwrite, fd, view, position))
             metrics.record("file_write", user_bytes=n)
             src._pos += n
             return n
@@ -315,8 +316,8 @@ class FileChannel(Channel):
                 self._check_direct(views, self._position_for_io(at))
             want = sum(len(v) for v in views)
             try:
-                n = (retry(sys_.writev, fd, views) if at is None
-                     else retry(sys_.pwritev, fd, views, at))
+                n = (io_call(retry, sys_.writev, fd, views) if at is None
+                     else io_call(retry, sys_.pwritev, fd, views, at))
             except OSError:
                 if total:
                     return total  # the bytes already written stand; the error recurs

@@ -21,9 +21,21 @@ is grown sparse with ``ftruncate`` and ``reserved()`` says so.
 
 **Truncation by someone else.** If another process (or this one) truncates the file
 while it is mapped, touching a mapped page that lies wholly past the new end makes the
-kernel send SIGBUS, which kills the Python process: neither the JVM nor CPython can
-turn it into an exception safely.  zcio cannot prevent it; lock the file (``lock()``)
-or agree on sizes between processes.  The test suite shows it in a subprocess.
+kernel send SIGBUS; so does a write into a hole of a sparse file when the file system
+is full.  Uncaught, SIGBUS kills the Python process.  Java 17 throws InternalError from
+its own guarded copies; zcio does the same with ``zcio._guard`` (a small C module) and
+raises MappedRegionError (errno EFAULT), and the process goes on.  Guarded: every access
+zcio makes, that is, gets and puts of every type (relative, absolute, bulk), copies
+between a mapped buffer and any other, ``compact``, ``equals``/``compare_to``/
+``mismatch``/``hash_code`` with either side mapped, ``bytes()``, typed views and
+composites over a mapping, ``load()``, and channel writes from it and reads into it,
+``vmsplice`` too (the kernel returns EFAULT there, translated in one place,
+``_guard.io_error``).  A failed get or put moves no index; a failed bulk copy may have
+filled part of its destination.  Not guarded: memory zcio hands out raw,
+``memoryview()`` or numpy over it, which still dies of SIGBUS.  Without the C module
+(no compiler at install, or ``ZCIO_PURE_PYTHON=1``) nothing is guarded; ``zcio info``
+says which.  Locking the file (``lock()``) or agreeing on sizes between processes
+avoids the fault altogether.
 """
 
 from __future__ import annotations
@@ -32,11 +44,13 @@ import enum
 import errno
 import mmap
 import os
+import struct
 import weakref
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Self
 
-from . import _syscalls
-from ._byte_buffer import ByteBuffer
+from . import _guard, _syscalls
+from ._byte_buffer import ByteBuffer, _signed
+from ._codec import pack
 from ._direct import MAPPED, PAGE_SIZE, round_to_pages
 from ._errors import (
     IllegalArgumentError,
@@ -77,6 +91,7 @@ class MappedMemory(Memory):
     """A file mapping: ``mmap`` of the page-aligned region around the requested one."""
 
     direct = True
+    guarded = True
     __slots__ = ("_mmap", "_finalizer", "_address", "mode", "delta", "reserved")
 
     def __init__(self, fd: int, mode: MapMode, position: int, size: int,
@@ -140,13 +155,98 @@ class MappedMemory(Memory):
         self._finalizer()
 
 
+_U8 = struct.Struct("B")
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 class MappedByteBuffer(ByteBuffer):
     """A direct ByteBuffer whose content is a mapped region of a file.
 
-    Slices and duplicates of it are MappedByteBuffers over the same mapping.
+    Slices and duplicates of it are MappedByteBuffers over the same mapping.  Every
+    access it makes goes through ``zcio._guard`` (see the module docstring): the value
+    paths below, and the bulk copies and comparisons of ByteBuffer (``_guarded``).
     """
 
     __slots__ = ()
+    _guarded = True
+
+    # -- values, read and written through the guard ----------------------------------
+    # The same index rules and errors as ByteBuffer's inlined paths; only the memory
+    # access differs.  Invalid byte values go to ByteBuffer.put, which raises before
+    # it writes anything.
+
+    def _load(self, st: struct.Struct, i: int) -> Any:
+        try:
+            return st.unpack(_guard.read(self._mv, i, st.size))[0]
+        except ValueError as e:
+            raise self._mem.translate(e) from None
+
+    def _store(self, i: int, raw: bytes) -> None:
+        try:
+            _guard.copy(self._mv, i, raw, 0, len(raw))
+        except (ValueError, TypeError) as e:
+            raise self._write_error(e) from None
+
+    def get(self, a: Any = None, b: Any = None, c: Any = None, d: Any = None, /) -> Any:
+        """As ``ByteBuffer.get``; MappedRegionError if the page lost its file."""
+        if a is None:
+            return _signed(self._get_rel(_U8))
+        if b is None and _is_int(a):
+            return _signed(self._get_at(_U8, a))
+        return super().get(a, b, c, d)  # bulk: guarded in ByteBuffer._get_bulk
+
+    def put(self, a: Any, b: Any = None, c: Any = None, d: Any = None, /) -> Self:
+        """As ``ByteBuffer.put``; MappedRegionError if the page lost its file."""
+        if type(a) is int and b is None and -128 <= a <= 255:
+            return self._put_rel(_U8, a & 0xFF)
+        if _is_int(a) and _is_int(b) and -128 <= b <= 255:
+            return self._put_at(_U8, a, b & 0xFF)
+        return super().put(a, b, c, d)  # bulk (guarded there), or a value error
+
+    def _get_at(self, st: struct.Struct, index: int) -> Any:
+        return self._load(st, self._check_index(index, st.size))
+
+    def _get_rel(self, st: struct.Struct) -> Any:
+        p = self._pos
+        q = p + st.size
+        if q > self._lim:
+            raise self._underflow(st.size)
+        v = self._load(st, p)
+        self._pos = q
+        return v
+
+    def _put_at(self, st: struct.Struct, index: int, value: Any) -> Self:
+        self._check_writable()
+        i = self._check_index(index, st.size)
+        self._store(i, pack(st, value))
+        return self
+
+    def _put_rel(self, st: struct.Struct, value: Any) -> Self:
+        p = self._pos
+        q = p + st.size
+        if q > self._lim:
+            raise self._overflow(st.size)
+        self._check_writable()
+        self._store(p, pack(st, value))
+        self._pos = q
+        return self
+
+    def get_int(self, index: int | None = None) -> int:
+        """As ``ByteBuffer.get_int``; MappedRegionError if the page lost its file."""
+        if index is None:
+            return self._get_rel(self._c.i32)  # type: ignore[no-any-return]
+        return self._get_at(self._c.i32, index)  # type: ignore[no-any-return]
+
+    def put_int(self, a: int, b: int | None = None, /) -> Self:
+        """As ``ByteBuffer.put_int``; MappedRegionError if the page lost its file."""
+        if b is None:
+            return self._put_rel(self._c.i32, a)
+        return self._put_at(self._c.i32, a, b)
+
+    # -- the mapping ------------------------------------------------------------------
 
     def _mapped(self) -> MappedMemory:
         mem = self._mem
@@ -169,15 +269,17 @@ class MappedByteBuffer(ByteBuffer):
     def load(self) -> MappedByteBuffer:
         """Bring the whole buffer into memory: advise, then touch one byte per page.
 
+        MappedRegionError if a page has no file behind it any more (truncated).
         Syscalls: ``madvise(MADV_WILLNEED)``, then page faults as the pages are read.
         """
         mm, lo, hi = self._pages(0, self._cap)
         if mm is None:
             return self
         mm.madvise(mmap.MADV_WILLNEED, lo, hi - lo)
-        touched = 0
-        for offset in range(lo, hi, PAGE_SIZE):
-            touched ^= mm[offset]  # one read fault per page not yet resident
+        try:
+            _guard.touch(self._mv, PAGE_SIZE)  # one read fault per page not yet resident
+        except ValueError as e:
+            raise self._mem.translate(e) from None
         return self
 
     def is_loaded(self) -> bool:

@@ -79,6 +79,8 @@ class Memory:
     """A block of bytes; hands out revocable memoryviews of itself."""
 
     direct = False
+    #: Whether accesses must go through zcio._guard: a file mapping (SIGBUS-prone).
+    guarded = False
     #: Netty's rules for the reference count: releasing past zero is an error.  Plain
     #: buffers are lenient (a second release is a no-op, as closing a closed file).
     strict = False

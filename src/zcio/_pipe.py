@@ -36,6 +36,7 @@ from ._channel import advance, check_buffers, remaining_pairs
 from ._composite import CompositeBuffer
 from ._direct import PAGE_SIZE
 from ._errors import IllegalArgumentError
+from ._guard import io_call
 from ._memory import buffer_address
 from ._metrics import metrics
 from ._selectable import OP_READ, OP_WRITE, SelectableChannel
@@ -192,7 +193,7 @@ class SourceChannel(_PipeEnd):
             if not pairs:
                 return 0
             try:
-                n = retry(_syscalls.SYS.readv, fd, [v for _, v in pairs])
+                n = io_call(retry, _syscalls.SYS.readv, fd, [v for _, v in pairs])
             except BlockingIOError:
                 metrics.record("pipe_read")
                 return 0
@@ -244,7 +245,7 @@ class SinkChannel(_PipeEnd):
                 if not view:
                     return 0
                 try:
-                    n = retry(sys_.write, fd, view)
+                    n = io_call(retry, sys_.write, fd, view)
                 except BlockingIOError:
                     metrics.record("pipe_write")
                     return 0
@@ -264,7 +265,7 @@ class SinkChannel(_PipeEnd):
                 chunk_views = [v for _, v in chunk]
                 want = sum(len(v) for v in chunk_views)
                 try:
-                    n = retry(sys_.writev, fd, chunk_views)
+                    n = io_call(retry, sys_.writev, fd, chunk_views)
                 except OSError as e:
                     metrics.record("pipe_write")
                     if total or isinstance(e, BlockingIOError):
@@ -537,7 +538,8 @@ def vmsplice(
             chunk = segs[start : start + IOV_MAX]
             want = sum(size for _, _, _, size in chunk)
             try:
-                n = retry(_syscalls.SYS.vmsplice, fd, [(a, s) for _, _, a, s in chunk], flags)
+                iov = [(a, s) for _, _, a, s in chunk]
+                n = io_call(retry, _syscalls.SYS.vmsplice, fd, iov, flags)
             except OSError as e:
                 metrics.record("vmsplice")
                 if total or isinstance(e, BlockingIOError):

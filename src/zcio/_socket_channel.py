@@ -49,6 +49,7 @@ from ._errors import (
     NotYetConnectedError,
     TransferError,
 )
+from ._guard import io_call
 from ._metrics import metrics
 from ._selectable import OP_ACCEPT, OP_CONNECT, OP_READ, OP_WRITE, SelectableChannel
 
@@ -422,9 +423,10 @@ class SocketChannel(_SocketHolder):
             self._in_read = self._blocking
             try:
                 if scatter or len(chosen) > 1:  # several buffers, or a composite's parts
-                    n = _syscall(calls, _syscalls.SYS.recvmsg_into, sock, [v for _, v in chosen])
+                    n = io_call(_syscall, calls, _syscalls.SYS.recvmsg_into, sock,
+                                [v for _, v in chosen])
                 else:
-                    n = _syscall(calls, _syscalls.SYS.recv_into, sock, chosen[0][1])
+                    n = io_call(_syscall, calls, _syscalls.SYS.recv_into, sock, chosen[0][1])
             except BlockingIOError:
                 return 0
             except OSError as e:
@@ -494,9 +496,9 @@ class SocketChannel(_SocketHolder):
                     chunk_views = [v for _, v in chunk]
                     try:
                         if gather or len(chunk_views) > 1:  # a composite's parts too
-                            n = _syscall(calls, _syscalls.SYS.sendmsg, sock, chunk_views)
+                            n = io_call(_syscall, calls, _syscalls.SYS.sendmsg, sock, chunk_views)
                         else:
-                            n = _syscall(calls, _syscalls.SYS.send, sock, chunk_views[0])
+                            n = io_call(_syscall, calls, _syscalls.SYS.send, sock, chunk_views[0])
                     except BlockingIOError:
                         break
                     except OSError as e:

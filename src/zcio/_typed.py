@@ -16,6 +16,7 @@ import struct
 from collections.abc import Iterable, MutableSequence
 from typing import Any, ClassVar, Self, overload
 
+from . import _guard
 from ._buffer import Buffer, check_from_index_size, check_int
 from ._codec import pack
 from ._errors import (
@@ -95,12 +96,18 @@ class TypedBuffer(Buffer):
 
     def _write(self, byte_index: int, raw: bytes) -> None:
         try:
-            self._mv[byte_index : byte_index + len(raw)] = raw
+            if self._mem.guarded:  # a mapping: through the SIGBUS guard
+                _guard.copy(self._mv, byte_index, raw, 0, len(raw))
+            else:
+                self._mv[byte_index : byte_index + len(raw)] = raw
         except (ValueError, TypeError) as e:  # revoked view
             raise self._mem.translate(e) from None
 
     def _load(self, i: int) -> Any:
         try:
+            if self._mem.guarded:  # a mapping: through the SIGBUS guard
+                raw = _guard.read(self._mv, i * self._size, self._size)
+                return self._decode(self._st.unpack(raw)[0])
             return self._decode(self._st.unpack_from(self._mv, i * self._size)[0])
         except ValueError as e:
             raise self._mem.translate(e) from None
@@ -286,7 +293,10 @@ class TypedBuffer(Buffer):
         self._check_writable()
         s, p, n = self._size, self._pos, self._lim - self._pos
         try:
-            self._mv[0 : n * s] = self._mv[p * s : (p + n) * s]
+            if self._mem.guarded:
+                _guard.copy(self._mv, 0, self._mv, p * s, n * s)
+            else:
+                self._mv[0 : n * s] = self._mv[p * s : (p + n) * s]
         except ValueError as e:
             raise self._mem.translate(e) from None
         self._pos, self._lim, self._mark = n, self._cap, -1

@@ -4,6 +4,8 @@ Everything is asked of the running kernel, not guessed from its version: reflink
 O_DIRECT by trying them on two temporary files beside PATH (removed at once),
 MSG_ZEROCOPY by ``setsockopt(SO_ZEROCOPY)``, io_uring by ``io_uring_setup`` with zero
 entries (EINVAL: present; ENOSYS: absent; EPERM: disabled or blocked by seccomp).
+It also says whether zcio's accesses to mapped files are guarded against SIGBUS (the
+compiled ``zcio._cguard``), and why not.
 Nothing else is written anywhere.
 """
 
@@ -21,7 +23,7 @@ from typing import Any
 
 import click
 
-from .. import _reflink, _syscalls
+from .. import _guard, _reflink, _syscalls
 from .._direct import PAGE_SIZE, max_direct_memory, parse_size
 from .._errors import ZcioError
 from .._pipe import pipe_max_size
@@ -194,6 +196,10 @@ def gather(path: str) -> dict[str, dict[str, Any]]:
         "socket_to_socket": forced or _first_rung("socket", "socket"),
         "cp_under_path": "reflink" if ref["supported"] else file_to_file,
         "forced_by_ZCIO_TRANSFER_PATH": forced,
+        "mapped_memory_guard": {"available": _guard.available(),
+                                "detail": _guard.unavailability_cause()
+                                or "zcio._cguard: a truncated mapping raises "
+                                   "MappedRegionError"},
     }
 
     zc_ok, zc_detail = msg_zerocopy()
@@ -281,6 +287,7 @@ def render(report: dict[str, dict[str, Any]]) -> str:
             ("socket -> file", uses["socket_to_file"]),
             ("socket -> socket", uses["socket_to_socket"]),
             ("zcio cp under PATH", uses["cp_under_path"]),
+            ("SIGBUS guard for mappings", _yes_no(uses["mapped_memory_guard"])),
             *([("forced by", f"ZCIO_TRANSFER_PATH={uses['forced_by_ZCIO_TRANSFER_PATH']}")]
               if uses["forced_by_ZCIO_TRANSFER_PATH"] else [])]),
     ]

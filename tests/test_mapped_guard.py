@@ -1,0 +1,247 @@
+"""zcio's accesses to a mapping that lost its file raise MappedRegionError (issue 9).
+
+A page of a file mapping past the file's end (truncated by someone) or that the file
+system cannot back (a hole on a full file system) sends SIGBUS, which kills CPython.
+Each access kind zcio makes is run in a child process (mapped_guard_child.py) against
+such a page: it must raise MappedRegionError, move no index, and the child must go on
+working and exit cleanly.  Without the guard (ZCIO_PURE_PYTHON=1) the same child dies
+of SIGBUS, which is what makes these tests mean something.  The C functions are also
+checked against their pure-Python twins, which the pure install runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mapped_guard_child import CASES
+from zcio import MappedRegionError, _guard
+
+CHILD = str(Path(__file__).with_name("mapped_guard_child.py"))
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+guarded = pytest.mark.skipif(not _guard.available(),
+                             reason=f"no guard here: {_guard.unavailability_cause()}")
+
+
+def _env(**extra: str) -> dict[str, str]:
+    """The child's environment: this checkout's src first, ZCIO_PURE_PYTHON only if given."""
+    env = {k: v for k, v in os.environ.items() if k != "ZCIO_PURE_PYTHON"}
+    env.update(extra)
+    env["PYTHONPATH"] = os.pathsep.join([SRC, *filter(None, [env.get("PYTHONPATH")])])
+    return env
+
+
+def _run(args: list[str], **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, CHILD, *args], capture_output=True, text=True,
+                          timeout=120, env=_env(**env), check=False)
+
+
+def _results(out: str) -> dict[str, str]:
+    return {parts[1]: parts[2] for parts in (line.split(" ", 2) for line in out.splitlines())
+            if parts[0] == "case" and len(parts) == 3}
+
+
+@pytest.fixture(scope="module")
+def truncated_run(tmp_path_factory: pytest.TempPathFactory
+                  ) -> subprocess.CompletedProcess[str]:
+    """One child runs every case in turn: each must leave it alive for the next."""
+    return _run(["truncated", str(tmp_path_factory.mktemp("truncated"))])
+
+
+@guarded
+def test_the_child_survives_every_fault_and_exits_cleanly(
+        truncated_run: subprocess.CompletedProcess[str]) -> None:
+    assert truncated_run.returncode == 0, truncated_run.stderr
+    assert truncated_run.stdout.splitlines()[-1] == "alive"
+    assert "Traceback" not in truncated_run.stderr, truncated_run.stderr
+
+
+@guarded
+@pytest.mark.parametrize("name", list(CASES))
+def test_access_to_a_truncated_mapping_raises_mapped_region_error(
+        truncated_run: subprocess.CompletedProcess[str], name: str) -> None:
+    results = _results(truncated_run.stdout)
+    key = name.replace(" ", "_")
+    assert key in results, f"never reached (child: {truncated_run.returncode}) " \
+                           f"{truncated_run.stderr[-2000:]}"
+    assert results[key] == "MappedRegionError"
+
+
+def test_without_the_guard_the_same_access_kills_the_process(tmp_path: Path) -> None:
+    """The pure-Python path is unguarded: the first case dies of SIGBUS, as before."""
+    run = _run(["truncated", str(tmp_path), "get(i)"], ZCIO_PURE_PYTHON="1")
+    assert run.returncode == -signal.SIGBUS, (run.stdout, run.stderr)
+    assert "alive" not in run.stdout
+
+
+def _can_mount_in_a_namespace() -> str | None:
+    """Why a private tmpfs cannot be mounted here (None when it can)."""
+    if os.geteuid() != 0:
+        return "mounting a small tmpfs needs root"
+    if shutil.which("unshare") is None:
+        return "unshare(1) is not installed"
+    probe = subprocess.run(["unshare", "-m", "sh", "-c", "mount -t tmpfs -o size=64k t /mnt"],
+                           capture_output=True, text=True, timeout=30, check=False)
+    if probe.returncode != 0:
+        return f"cannot mount a tmpfs in a private mount namespace: {probe.stderr.strip()}"
+    return None
+
+
+@guarded
+def test_writing_into_a_hole_on_a_full_file_system_raises(tmp_path: Path) -> None:
+    """A sparse file on a full 256 KiB tmpfs, mounted in a private mount namespace that
+    dies with the child (so nothing is ever left mounted): a write into its hole
+    through a READ_WRITE mapping finds no page; once there is room again it works."""
+    cause = _can_mount_in_a_namespace()
+    if cause:
+        pytest.skip(cause)
+    where = tmp_path / "fs"
+    where.mkdir()
+    script = (f'mount -t tmpfs -o size=256k zcio-guard "$1" && '
+              f'exec "{sys.executable}" "{CHILD}" hole "$1"')
+    run = subprocess.run(["unshare", "-m", "sh", "-c", script, "sh", str(where)],
+                         capture_output=True, text=True, timeout=120, env=_env(), check=False)
+    assert run.returncode == 0, run.stderr
+    results = _results(run.stdout)
+    assert results == {"put_int(i,_v)_into_a_hole": "MappedRegionError",
+                       "put(i,_src)_into_a_hole": "MappedRegionError"}, run.stdout
+    assert run.stdout.splitlines()[-1] == "alive"
+    assert not os.listdir(where)  # the tmpfs was the namespace's: this is the plain dir
+
+
+def test_pure_python_mode_imports_and_works() -> None:
+    """ZCIO_PURE_PYTHON=1 skips the C module; zcio works, unguarded, and says why."""
+    code = (
+        "import zcio, zcio._guard as g\n"
+        "from zcio import ByteBuffer, CompositeBuffer\n"
+        "assert not g.available(), g.unavailability_cause()\n"
+        "print(g.unavailability_cause())\n"
+        "a = ByteBuffer.allocate(64).put(bytes(range(64))).flip()\n"
+        "b = ByteBuffer.allocate_direct(64).put(a).flip()\n"
+        "a.flip()\n"
+        "assert a.equals(b) and a.mismatch(b) == -1 and a.hash_code() == b.hash_code()\n"
+        "c = CompositeBuffer.of(ByteBuffer.wrap(bytearray(b'ab')), ByteBuffer.wrap(b'cd'))\n"
+        "assert bytes(c) == b'abcd' and c.get_short(1) == 0x6263\n"
+        "print('ok')\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, env=_env(ZCIO_PURE_PYTHON="1"), check=False)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines() == ["ZCIO_PURE_PYTHON=1 forces the pure-Python path", "ok"]
+
+
+# -- the C functions against their pure-Python twins -----------------------------------------
+
+C_AND_PURE = pytest.mark.skipif(not _guard.available(), reason="zcio._cguard is not built")
+
+
+@C_AND_PURE
+@pytest.mark.parametrize("seed", range(20))
+def test_c_functions_match_the_pure_ones(seed: int) -> None:
+    rng = random.Random(seed)
+    n = rng.choice([0, 1, 7, 64, 65, 300, 4097])
+    a = bytes(rng.randrange(256) for _ in range(n))
+    b = bytearray(a)
+    if n and rng.random() < 0.7:
+        b[rng.randrange(n)] ^= 1 + rng.randrange(255)
+    cut = rng.randrange(n + 1)
+    assert _guard.mismatch(a, b) == _guard._py_mismatch(a, b)
+    assert _guard.mismatch(a[:cut], b) == _guard._py_mismatch(a[:cut], b)
+    off = rng.randrange(n + 1)
+    k = rng.randrange(n - off + 1)
+    assert _guard.read(a, off, k) == _guard._py_read(a, off, k) == a[off : off + k]
+    assert _guard.read(a, off) == _guard._py_read(a, off) == a[off:]
+    parts = [a[:cut], memoryview(b)[cut:], bytearray(a[:3])]
+    assert _guard.join(parts) == _guard._py_join(parts)
+    # overlapping copy within one buffer: memmove, as a slice assignment
+    src_off, dst_off = rng.randrange(n + 1), rng.randrange(n + 1)
+    k = min(n - src_off, n - dst_off)
+    c1, c2 = bytearray(a), bytearray(a)
+    _guard.copy(c1, dst_off, c1, src_off, k)
+    _guard._py_copy(c2, dst_off, c2, src_off, k)
+    assert c1 == c2
+    _guard.touch(a, 4096)
+
+
+@C_AND_PURE
+def test_c_functions_check_their_ranges() -> None:
+    buf = bytearray(8)
+    with pytest.raises(IndexError):
+        _guard.copy(buf, 4, b"12345", 0, 5)
+    with pytest.raises(IndexError):
+        _guard.read(b"1234", 2, 3)
+    with pytest.raises(TypeError):
+        _guard.copy(b"read-only", 0, b"x", 0, 1)
+    with pytest.raises(ValueError):
+        _guard.touch(buf, 0)
+
+
+def test_efault_from_a_channel_becomes_mapped_region_error() -> None:
+    err = _guard.io_error(OSError(14, "Bad address"))
+    assert isinstance(err, MappedRegionError) and err.errno == 14
+    other = OSError(28, "No space left on device")
+    assert _guard.io_error(other) is other
+
+
+@pytest.mark.parametrize("pure", [False, True], ids=["default", "ZCIO_PURE_PYTHON=1"])
+def test_zcio_info_says_whether_the_guard_is_on(pure: bool) -> None:
+    env = _env(ZCIO_PURE_PYTHON="1") if pure else _env()
+    run = subprocess.run([sys.executable, "-m", "zcio", "info", "--json"], capture_output=True,
+                         text=True, timeout=120, env=env, check=False)
+    assert run.returncode == 0, run.stderr
+    guard = json.loads(run.stdout)["zcio_uses"]["mapped_memory_guard"]
+    if pure:
+        assert guard == {"available": False,
+                         "detail": "ZCIO_PURE_PYTHON=1 forces the pure-Python path"}
+    else:
+        assert guard["available"] is _guard.available()
+        assert guard["detail"] == (_guard.unavailability_cause() or guard["detail"])
+
+
+_RAW = """
+import faulthandler, mmap, os, sys
+if sys.argv[1] == "faulthandler":
+    faulthandler.enable()
+from zcio import FileChannel, MapMode, MappedRegionError, OpenOption
+path = os.path.join(sys.argv[2], "f")
+with open(path, "wb") as f:
+    f.write(b"x" * 3 * mmap.PAGESIZE)
+ch = FileChannel.open(path, OpenOption.READ, OpenOption.WRITE)
+buf = ch.map(MapMode.READ_WRITE, 0, 3 * mmap.PAGESIZE)
+os.truncate(path, mmap.PAGESIZE + 10)
+try:
+    buf.get(2 * mmap.PAGESIZE)
+except MappedRegionError:
+    print("guarded", flush=True)
+print("raw", buf.memoryview()[2 * mmap.PAGESIZE], flush=True)
+"""
+
+
+@guarded
+@pytest.mark.parametrize("handler", ["default", "faulthandler"])
+def test_a_fault_outside_zcio_still_kills_as_before(tmp_path: Path, handler: str) -> None:
+    """A raw memoryview is not guarded: its SIGBUS goes to the handler that was there
+    before zcio's (faulthandler's dump, or the default), and the process dies of it."""
+    run = subprocess.run([sys.executable, "-c", _RAW, handler, str(tmp_path)],
+                         capture_output=True, text=True, timeout=60, env=_env(), check=False)
+    assert run.returncode == -signal.SIGBUS, (run.stdout, run.stderr)
+    assert run.stdout.splitlines() == ["guarded"]
+    assert ("Fatal Python error: Bus error" in run.stderr) == (handler == "faulthandler")
+
+
+@guarded
+def test_a_sigbus_sent_with_kill_still_kills() -> None:
+    """Not a fault (si_code SI_USER): passed to the previous disposition at once."""
+    code = "import os, signal, zcio\nos.kill(os.getpid(), signal.SIGBUS)\nprint('survived')\n"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, env=_env(), check=False)
+    assert run.returncode == -signal.SIGBUS, (run.stdout, run.stderr)
+    assert "survived" not in run.stdout
