@@ -3,7 +3,8 @@
 Every operation's result or exception and the whole state after it (indexes, order,
 read-only, direct, every element and the root's bytes) must equal Java's.  The seed is
 printed and quoted in every failure; rerun one with ``ZCIO_JDK_SEED=<seed>``.
-``ZCIO_JDK_BATCH_SIZE`` (default 150) sets the sequences per batch, one JVM per batch.
+``ZCIO_JDK_BATCH_SIZE`` (default 150) sets the sequences per batch, one JVM per batch;
+``ZCIO_JDK_VIEW_BATCHES`` (default 1) the batches per typed view type.
 The protocol and the generator are in ``tests/jdk_oracle.py``.
 """
 
@@ -17,6 +18,7 @@ import pytest
 
 from jdk_oracle import (
     SEED_VARIABLE,
+    TYPE_SIZES,
     Generator,
     JavaOracle,
     Mismatch,
@@ -30,7 +32,7 @@ pytestmark = pytest.mark.jdk
 
 BATCH_SIZE = int(os.environ.get("ZCIO_JDK_BATCH_SIZE", "150"))
 BYTE_BATCHES = 4
-VIEW_BATCHES = 2
+VIEW_BATCHES = int(os.environ.get("ZCIO_JDK_VIEW_BATCHES", "1"))
 SHRUNK_PER_FAILURE = 5  # distinct mismatches shrunk and shown per failing batch
 
 
@@ -95,8 +97,13 @@ def test_byte_buffer_sequences(oracle: JavaOracle, seed: int, batch: int) -> Non
 
 
 @pytest.mark.parametrize("batch", range(VIEW_BATCHES))
-def test_typed_view_sequences(oracle: JavaOracle, seed: int, batch: int) -> None:
-    _check_batch(oracle, seed, f"views-{batch}", Generator.view_sequence)
+@pytest.mark.parametrize("kind", list(TYPE_SIZES))
+def test_typed_view_sequences(oracle: JavaOracle, seed: int, kind: str, batch: int) -> None:
+    """Views of every type over heap, direct, wrapped and read-only parents, offset by
+    any byte (remaining not a multiple of the element size), either order: every op,
+    bulk transfers from arrays and from views overlapping this one, NaN payloads by
+    their raw bits, -0.0, lone surrogates and pairs."""
+    _check_batch(oracle, seed, f"views-{kind}-{batch}", lambda g: g.view_sequence(kind))
 
 
 def test_oracle_reports_results_and_state(oracle: JavaOracle) -> None:
