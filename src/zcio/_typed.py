@@ -95,9 +95,7 @@ class TypedBuffer(Buffer):
 
     # -- element conversion (overridden where Python and Java values differ) -----------
 
-    @staticmethod
-    def _decode(raw: Any) -> Any:
-        return raw
+    _char: ClassVar[bool] = False  # a CharBuffer: elements are chr() of the code unit
 
     def _pack(self, value: Any) -> bytes:
         """The element's encoding, or the value error; nothing is written here."""
@@ -119,12 +117,21 @@ class TypedBuffer(Buffer):
 
     def _load(self, i: int) -> Any:
         try:
-            return self._decode(self._st.unpack_from(self._mv, i * self._size)[0])
+            v = self._st.unpack_from(self._mv, i * self._size)[0]
         except ValueError as e:
             raise self._mem.translate(e) from None
         except TypeError:  # a view of a CompositeBuffer: its _mv spans components
             at = i * self._size
-            return self._decode(self._st.unpack(self._mv[at : at + self._size])[0])
+            v = self._st.unpack(self._mv[at : at + self._size])[0]
+        if self._char:
+            return chr(v)
+        if v != v:  # a NaN: only float and double views hold them
+            return self._nan(i, v)
+        return v
+
+    def _nan(self, i: int, v: float) -> float:
+        """The NaN at index ``i``, which ``struct`` unpacked as ``v``: exact for a double."""
+        return v
 
     # -- get/put ---------------------------------------------------------------------
 
@@ -217,20 +224,23 @@ class TypedBuffer(Buffer):
         lengths are integers as for ``get``.
         """
         ta = type(a)
-        if b is None and (ta is int or ta is float or (ta is str and _is_char(a))):
-            return self._put_one(a)
-        char = self._fmt == "H"  # CharBuffer.put("text") puts each char
+        if b is None:
+            if ta is int or ta is float or (ta is str and _is_char(a)):
+                return self._put_one(a)
+        elif ta is int and c is None and (
+            (tb := type(b)) is int or tb is float or (tb is str and _is_char(b))
+        ):
+            return self._put_at(a, b)
+        char = self._char  # CharBuffer.put("text") puts each char
         if _is_bulk(a, char):
             return self._put_bulk(None, a, b, c)
         if b is not None and _is_bulk(b, char):
             return self._put_bulk(_int_arg(a, "index"), b, c, d)
+        if c is not None or d is not None:
+            raise TypeError("put(index, value) takes no offset or length")
         if b is None:
             return self._put_one(a)
-        index = _int_arg(a, "index")
-        self._check_writable()
-        i = self._check_index(index)
-        self._write(i * self._size, self._pack(b))
-        return self
+        return self._put_at(_int_arg(a, "index"), b)
 
     def _put_one(self, value: Any) -> Self:
         """Relative ``put(value)``: read-only, then overflow, then the value's own check."""
@@ -240,6 +250,12 @@ class TypedBuffer(Buffer):
             raise BufferOverflowError(f"put() at position {p} = limit {self._lim}")
         self._write(p * self._size, self._pack(value))
         self._pos = p + 1
+        return self
+
+    def _put_at(self, index: int, value: Any) -> Self:
+        """Absolute ``put(index, value)``: read-only, then the index, then the value."""
+        self._check_writable()
+        self._write(self._check_index(index) * self._size, self._pack(value))
         return self
 
     def _put_bulk(self, index: int | None, src: Any, offset: Any, length: Any) -> Self:
@@ -517,9 +533,12 @@ class CharBuffer(TypedBuffer):
     __slots__ = ()
     _fmt = "H"
 
-    @staticmethod
-    def _decode(raw: Any) -> Any:
-        return chr(raw)
+    _char = True
+
+    def _pack(self, value: Any) -> bytes:
+        if type(value) is str and len(value) == 1 and value <= "\uffff":
+            return self._st.pack(ord(value))
+        return pack(self._st, value)
 
 
     @staticmethod
@@ -599,11 +618,9 @@ class FloatBuffer(_FloatingBuffer):
     __slots__ = ()
     _fmt = "f"
 
-    def _load(self, i: int) -> Any:
-        v = TypedBuffer._load(self, i)
-        if v != v:  # a NaN, its quiet bit set by struct: rebuild it from its bits
-            return float32_value(_FLOAT_BITS[self._order].unpack(self._read(i, 1))[0])
-        return v
+    def _nan(self, i: int, v: float) -> float:
+        """struct set the quiet bit: the NaN rebuilt from its bits."""
+        return float32_value(_FLOAT_BITS[self._order].unpack(self._read(i, 1))[0])
 
     def _pack(self, value: Any) -> bytes:
         if value != value and isinstance(value, float):  # a NaN: keep its quiet bit
