@@ -26,7 +26,7 @@ optional signed decimal offset: ``L+1``, ``A``, ``-1``)::
     getArrV E | getArrV3 E E E | getArrV@ E E E E             dst length, [index,] offset, length
     putArrV LIST | putArrV3 LIST E E | putArrV@ E LIST E E     LIST: V,V,... (``-``: none)
     putBufV O | putBufV@ E O E E                               A = limit of the source
-    putStr CPS | toString                                      CharBuffer only
+    putStr CPS | putStr3 CPS E E | toString                    CharBuffer only; A = UTF-16 length
 
 ``T`` is char, short, int, long, float or double.  ``V`` is a decimal integer (``u<hex>`` for a
 char given to zcio as a 1-character str) or, for float and double, the 16 hex digits of a
@@ -380,9 +380,11 @@ class ZcioRunner:
                 length = self._expr()
                 return _this(b.put(self._eval(index_expr), other, offset, length), b)
             case "putStr" if kind == "char":
-                word = self._word()
-                text = "" if word == "-" else "".join(chr(int(c, 16)) for c in word.split(","))
-                return _this(b.put(text), b)
+                return _this(b.put(self._text()), b)
+            case "putStr3" if kind == "char":  # Java's put(text, offset, offset + length)
+                text = self._text()
+                offset = self._expr()
+                return _this(b.put(text, offset, self._expr()), b)
             case "toString" if kind == "char":
                 text = str(b)
                 return ",".join(f"{ord(c):x}" for c in text) or "-"
@@ -563,6 +565,13 @@ class ZcioRunner:
         dst = [zero] * max(0, length)
         self.array_len = len(dst)
         return dst
+
+    def _text(self) -> str:
+        """A CPS string token; sets A to its length in UTF-16 code units, as Java's."""
+        word = self._word()
+        text = "" if word == "-" else "".join(chr(int(c, 16)) for c in word.split(","))
+        self.array_len = len(text.encode("utf-16-le", "surrogatepass")) // 2
+        return text
 
     def _element_list(self) -> list[Any]:
         word = self._word()
@@ -847,7 +856,6 @@ class Generator:
         ]
 
     def _view_ops(self) -> list[tuple[int, Callable[[], str]]]:
-        r = self.rng
         ops = [
             *self._common_ops(),
             (3, lambda: f"getArrV {self._dst_length()}"),
@@ -861,12 +869,17 @@ class Generator:
         ]
         if self.type == "char":
             ops += [
-                (3, lambda: "putStr " + (",".join(
-                    r.choice(CODE_POINTS) for _ in range(r.randint(1, self.cap + 2))
-                ) if r.random() < 0.9 else "-")),
+                (3, lambda: f"putStr {self._code_points()}"),
+                (3, lambda: f"putStr3 {self._code_points()} {self._span()}"),
                 (2, lambda: "toString"),
             ]
         return ops
+
+    def _code_points(self) -> str:
+        r = self.rng
+        if r.random() < 0.1:
+            return "-"
+        return ",".join(r.choice(CODE_POINTS) for _ in range(r.randint(1, self.cap + 2)))
 
     def _get_elements_absolute(self) -> str:
         if self.rng.random() < 0.5:  # fits when the index and length do

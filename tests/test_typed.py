@@ -142,6 +142,13 @@ def test_str_of_a_char_buffer_joins_pairs_and_keeps_lone_surrogates() -> None:
     assert str(cb.flip()) == "\U0001f600\ud800A\udc00\U0010ffff"
 
 
+def test_put_str_with_offset_and_length_counts_code_units() -> None:
+    """``put(text, offset, length)`` is Java's ``put(text, offset, offset + length)``."""
+    cb = ByteBuffer.allocate(8).as_char_buffer()
+    cb.put("x", 0, 1).put("a\U0001f600b", 1, 2).put("yz", 1)
+    assert str(cb.flip()) == "x\U0001f600z"
+
+
 def test_put_str_checks_bounds_before_read_only() -> None:
     """``CharBuffer.put(String, start, end)``: checkFromIndexSize, then read-only."""
     ro = ByteBuffer.allocate(8).as_char_buffer().as_read_only_buffer()

@@ -232,8 +232,8 @@ class TypedBuffer(Buffer):
         ):
             return self._put_at(a, b)
         char = self._char  # CharBuffer.put("text") puts each char
-        if _is_bulk(a, char):
-            return self._put_bulk(None, a, b, c)
+        if _is_bulk(a, char) or (char and isinstance(a, str) and b is not None):
+            return self._put_bulk(None, a, b, c)  # put("x", 0, 1) is a String put too
         if b is not None and _is_bulk(b, char):
             return self._put_bulk(_int_arg(a, "index"), b, c, d)
         if c is not None or d is not None:

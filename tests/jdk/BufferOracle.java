@@ -270,6 +270,16 @@ public final class BufferOracle {
                 x.put(stringOf(word()));
                 return "this";
             }
+            case "putStr3": {
+                if (!(cur instanceof CharBuffer x)) {
+                    throw new AssertionError("putStr3 on a " + type + " view");
+                }
+                String src = stringOf(word());
+                arrayLen = src.length();
+                int offset = expr(word());
+                x.put(src, offset, offset + expr(word()));
+                return "this";
+            }
             case "toString": {
                 if (!(cur instanceof CharBuffer x)) {
                     throw new AssertionError("toString on a " + type + " view");
