@@ -22,19 +22,30 @@ optional signed decimal offset: ``L+1``, ``A``, ``-1``)::
     putArr HEX | putArr3 HEX E E | putArr@ E HEX E E
     putBuf O | putBuf@ E O E E                                A = limit of the source
     alignmentOffset E N | alignedSlice M N | view T M
+  typed views only (arrays are lists of elements of the view's type):
+    getArrV E | getArrV3 E E E | getArrV@ E E E E             dst length, [index,] offset, length
+    putArrV LIST | putArrV3 LIST E E | putArrV@ E LIST E E     LIST: V,V,... (``-``: none)
+    putBufV O | putBufV@ E O E E                               A = limit of the source
+    putStr CPS | putStr3 CPS E E | toString                    CharBuffer only; A = UTF-16 length
 
 ``T`` is char, short, int, long, float or double.  ``V`` is a decimal integer (``u<hex>`` for a
 char given to zcio as a 1-character str) or, for float and double, the 16 hex digits of a
-double.  ``O`` is the second buffer: ``self``, ``dup POS LIM`` (a duplicate of the current
-buffer) or ``h|d|r BIG|LITTLE HEX POS LIM`` (heap, direct or read-only heap bytes, seen
-through a view of the current type); its limit, then position, is clamped into range.
+double (a float put narrows it as Java's ``(float)`` cast), or for float ``f`` and the 8 hex
+digits of a float (zcio gets the double that stands for it, see :func:`float32_value`).
+``CPS`` is a string as comma-separated hex code points (``-``: empty).  ``O`` is the second
+buffer: ``self``, ``dup POS LIM`` (a duplicate of the current buffer), ``h|d|r BIG|LITTLE HEX
+POS LIM`` (heap, direct or read-only heap bytes, seen through a view of the current type) or
+``p BIG|LITTLE OFFSET POS LIM`` (the root's bytes from OFFSET seen as the current type: it may
+overlap the current buffer); its limit, then position, is clamped into range.
 
 Result lines: ``ok VALUE`` or ``ex NAME`` (Java's exception names become zcio's,
 ``...Exception`` -> ``...Error``, every IndexOutOfBoundsException subclass counted as one).
 Values: ``this`` (the call returned the buffer itself), ints, ``true``/``false``,
-``BIG_ENDIAN``, chars by code, ``F``/``D`` + canonical bits of a float/double (all NaNs
-alike), hex of a byte array (``-`` when empty; a bulk get prints ``this <dst>``) and
-``buf POS LIM CAP ORDER READONLY DIRECT CONTENT`` for a buffer described by mode ``k``.
+``BIG_ENDIAN``, chars by code, ``F``/``D`` + bits of a float/double (raw for the elements of a
+view, NaN payloads included; canonical, all NaNs alike, for a ByteBuffer's ``getT``), hex of
+a byte or element array (``-`` when empty; a bulk get prints ``this <dst>``), a string's code
+points, and ``buf POS LIM CAP ORDER READONLY DIRECT CONTENT`` for a buffer described by mode
+``k``.
 State lines: ``st POS LIM CAP ORDER READONLY DIRECT CONTENT BASE`` where CONTENT is every
 element of the current buffer in [0, capacity), fixed-width hex, and BASE the bytes of the
 root buffer (the wrapped array, or the allocated buffer).
@@ -314,9 +325,9 @@ class ZcioRunner:
             case "order":
                 return _order(b.order())
             case "get":
-                return _value(b.get(), self.type)
+                return _value(b.get(), self.type, raw=True)
             case "get@":
-                return _value(b.get(self._expr()), self.type)
+                return _value(b.get(self._expr()), self.type, raw=True)
             case "put":
                 return _this(b.put(self._element(self.type)), b)
             case "put@":
@@ -344,8 +355,57 @@ class ZcioRunner:
             case "hashCode":
                 return _int(b.hash_code())
         if self.type != "byte":
-            raise HarnessError(f"{op} on a {self.type} view")
+            return self._exec_view(op, b)
         return self._exec_bytes(op, b)
+
+    def _exec_view(self, op: str, b: Any) -> str:
+        """Operations only the typed views have: bulk transfers of their element type."""
+        kind = self.type
+        match op:
+            case "getArrV":
+                dst = self._new_elements(self._expr())
+                return _this(b.get(dst), b) + " " + _elements(dst, kind)
+            case "getArrV3":
+                dst = self._new_elements(self._expr())
+                offset = self._expr()
+                return _this(b.get(dst, offset, self._expr()), b) + " " + _elements(dst, kind)
+            case "getArrV@":
+                index = self._expr()
+                dst = self._new_elements(self._expr())
+                offset = self._expr()
+                length = self._expr()
+                return _this(b.get(index, dst, offset, length), b) + " " + _elements(dst, kind)
+            case "putArrV":
+                return _this(b.put(self._element_list()), b)
+            case "putArrV3":
+                src = self._element_list()
+                offset = self._expr()
+                return _this(b.put(src, offset, self._expr()), b)
+            case "putArrV@":
+                index_expr = self._word()
+                src = self._element_list()
+                offset = self._expr()
+                length = self._expr()
+                return _this(b.put(self._eval(index_expr), src, offset, length), b)
+            case "putBufV":
+                return _this(b.put(self._other()), b)
+            case "putBufV@":
+                index_expr = self._word()
+                other = self._other()
+                self.array_len = other.limit()
+                offset = self._expr()
+                length = self._expr()
+                return _this(b.put(self._eval(index_expr), other, offset, length), b)
+            case "putStr" if kind == "char":
+                return _this(b.put(self._text()), b)
+            case "putStr3" if kind == "char":  # Java's put(text, offset, offset + length)
+                text = self._text()
+                offset = self._expr()
+                return _this(b.put(text, offset, self._expr()), b)
+            case "toString" if kind == "char":
+                text = str(b)
+                return ",".join(f"{ord(c):x}" for c in text) or "-"
+        raise HarnessError(f"{op} on a {kind} view")
 
     def _exec_bytes(self, op: str, b: Any) -> str:
         """Operations only a ByteBuffer has."""
@@ -430,6 +490,15 @@ class ZcioRunner:
             return self.cur
         if kind == "dup":
             other = self.cur.duplicate()
+        elif kind == "p":
+            order = _byte_order(self._word())
+            if self.base_array is not None:
+                root = ByteBuffer.wrap(self.base_array)
+            else:
+                root = self.base_buffer.duplicate()
+            root.order(order)
+            root.position(min(self._int(), root.limit()))
+            other = root.slice() if self.type == "byte" else self._view_of(root)
         elif kind in ("h", "d", "r"):
             order = _byte_order(self._word())
             content = self._bytes()
@@ -442,13 +511,16 @@ class ZcioRunner:
                 if kind == "r":
                     bb = bb.as_read_only_buffer()
             bb.order(order)
-            other = bb if self.type == "byte" else getattr(bb, f"as_{self.type}_buffer")()
+            other = bb if self.type == "byte" else self._view_of(bb)
         else:
             raise HarnessError(f"other buffer kind {kind}")
         position = self._int()
         other.limit(min(self._int(), other.capacity()))
         other.position(min(position, other.limit()))
         return other
+
+    def _view_of(self, bb: Any) -> Any:
+        return getattr(bb, f"as_{self.type}_buffer")()
 
     # -- arguments ---------------------------------------------------------------------
 
@@ -504,14 +576,40 @@ class ZcioRunner:
             raise HarnessError(f"expression out of int range: {e}")
         return value
 
+    def _new_elements(self, length: int) -> list[Any]:
+        """Java's zeroed array of the view's type, as a list; sets A."""
+        zero = {"char": "\0", "float": 0.0, "double": 0.0}.get(self.type, 0)
+        dst = [zero] * max(0, length)
+        self.array_len = len(dst)
+        return dst
+
+    def _text(self) -> str:
+        """A CPS string token; sets A to its length in UTF-16 code units, as Java's."""
+        word = self._word()
+        text = "" if word == "-" else "".join(chr(int(c, 16)) for c in word.split(","))
+        self.array_len = len(text.encode("utf-16-le", "surrogatepass")) // 2
+        return text
+
+    def _element_list(self) -> list[Any]:
+        word = self._word()
+        src = [] if word == "-" else [_element_value(self.type, w) for w in word.split(",")]
+        self.array_len = len(src)
+        return src
+
     def _element(self, kind: str) -> int | float | str:
         """A put's value token as zcio takes it."""
-        word = self._word()
-        if kind == "char" and word.startswith("u"):
-            return chr(int(word[1:], 16))
-        if kind in ("float", "double"):
-            return float(struct.unpack(">d", bytes.fromhex(word))[0])
-        return _num(word)
+        return _element_value(kind, self._word())
+
+
+def _element_value(kind: str, word: str) -> int | float | str:
+    """An element token (see the module docstring) as zcio takes it."""
+    if kind == "char" and word.startswith("u"):
+        return chr(int(word[1:], 16))
+    if kind == "float" and word.startswith("s"):
+        return float32_value(int(word[1:], 16))
+    if kind in ("float", "double"):
+        return float(struct.unpack(">d", bytes.fromhex(word))[0])
+    return _num(word)
 
 
 def _num(word: str) -> int:
@@ -559,13 +657,34 @@ def _hex(v: object) -> str:
     return v.hex() or "-"
 
 
-def _float_bits(v: object, kind: str) -> str:
-    """Canonical bits of a float/double value; a non-float or a double that no float32 equals
-    (for kind float) prints as a difference."""
+_DOUBLE_BITS, _DOUBLE = struct.Struct(">Q"), struct.Struct(">d")
+
+
+def float32_value(bits: int) -> float:
+    """The double that stands for the float32 ``bits``: its value widened, and for a NaN
+    the sign and the 23-bit payload moved up, the quiet bit kept as it is (a C cast would
+    set it)."""
+    if bits & 0x7F800000 != 0x7F800000 or not bits & 0x7FFFFF:
+        return float(struct.unpack(">f", bits.to_bytes(4, "big"))[0])
+    wide = (bits >> 31) << 63 | 0x7FF << 52 | (bits & 0x7FFFFF) << 29
+    return float(_DOUBLE.unpack(_DOUBLE_BITS.pack(wide))[0])
+
+
+def _float_bits(v: object, kind: str, raw: bool = False) -> str:
+    """Bits of a float/double value, canonical (every NaN alike) or ``raw`` (a float NaN as
+    :func:`float32_value` widens it); a non-float or a double that no float32 stands for (for
+    kind float) prints as a difference."""
     if type(v) is not float:
         return f"!{type(v).__name__} {v!r}"
-    if math.isnan(v):
+    if math.isnan(v) and not raw:
         return CANONICAL_NAN[kind]
+    if math.isnan(v) and kind == "float":
+        wide = _DOUBLE_BITS.unpack(_DOUBLE.pack(v))[0]
+        if wide & (1 << 29) - 1 or not wide >> 29 & 0x7FFFFF:
+            return f"!not a float32 NaN: {wide:016x}"
+        return f"{(wide >> 63) << 31 | 0x7F800000 | (wide >> 29 & 0x7FFFFF):08x}"
+    if math.isnan(v):
+        return _DOUBLE.pack(v).hex()
     fmt = ">f" if kind == "float" else ">d"
     packed = struct.pack(fmt, v)
     if struct.unpack(fmt, packed)[0] != v:
@@ -573,21 +692,21 @@ def _float_bits(v: object, kind: str) -> str:
     return packed.hex()
 
 
-def _value(v: object, kind: str) -> str:
-    """A get's value as BufferOracle prints it."""
+def _value(v: object, kind: str, raw: bool = False) -> str:
+    """A get's value as BufferOracle prints it (``raw`` NaN bits for a view's elements)."""
     if kind == "char":
         return str(ord(v)) if type(v) is str and len(v) == 1 else f"!{type(v).__name__} {v!r}"
     if kind == "float":
-        return "F" + _float_bits(v, kind)
+        return "F" + _float_bits(v, kind, raw)
     if kind == "double":
-        return "D" + _float_bits(v, kind)
+        return "D" + _float_bits(v, kind, raw)
     return _int(v)
 
 
 def _element_hex(v: object, kind: str) -> str:
     digits = HEX_DIGITS[kind]
     if kind in ("float", "double"):
-        return _float_bits(v, kind)
+        return _float_bits(v, kind, raw=True)
     if kind == "char":
         if type(v) is not str or len(v) != 1:
             return f"!{type(v).__name__} {v!r}"
@@ -595,6 +714,10 @@ def _element_hex(v: object, kind: str) -> str:
     if type(v) is not int:
         return f"!{type(v).__name__} {v!r}"
     return f"{v & ((1 << 4 * digits) - 1):0{digits}x}"
+
+
+def _elements(values: list[Any], kind: str) -> str:
+    return "".join(_element_hex(v, kind) for v in values) or "-"
 
 
 def _content(b: Any, kind: str) -> str:
@@ -627,6 +750,16 @@ SPECIAL_FLOATS = (
 SPECIAL_DOUBLES = (
     *SPECIAL_FLOATS, 1.7976931348623157e308, 2.2250738585072014e-308, 5e-324, 0.1,
 )
+# NaNs by their bits: signalling and quiet, either sign, payloads at both ends
+FLOAT_NANS = (0x7F800001, 0xFF800001, 0x7FBFFFFF, 0x7FC00001, 0xFFC00000, 0x7FA5A5A5)
+DOUBLE_NANS = (
+    0x7FF0000000000001, 0xFFF0000000000001, 0x7FF7FFFFFFFFFFFF, 0x7FF8000000000001,
+    0xFFF8000000000000, 0x7FF4000020000000, 0x7FF0000020000000,
+)
+CHAR_CODES = (0, 0x41, 0xE9, 0x7FFF, 0x8000, 0xD800, 0xDBFF, 0xDC00, 0xDFFF, 0xFFFF)
+CODE_POINTS = (  # of a CharBuffer.put(String): lone surrogates, pairs, beyond the BMP
+    "0", "41", "e9", "ffff", "d800", "dfff", "dc00", "d83d,de00", "1f600", "10000", "10ffff",
+)
 
 
 def _sym(base: str, offset: int) -> str:
@@ -644,6 +777,7 @@ class Generator:
     def __init__(self, rng: random.Random) -> None:
         self.rng = rng
         self.cap = 0
+        self.root_cap = 0  # bytes of the root buffer
         self.heap = True  # the root is a heap buffer (alignment rules)
         self.type = "byte"
         self.floating = ""  # "f" or "d": content made of special floats/doubles, sometimes
@@ -663,10 +797,11 @@ class Generator:
             seq.append(self._pick(ops()))
         return seq
 
-    def view_sequence(self) -> list[str]:
-        """A typed view of a ByteBuffer, possibly offset or read-only, and 10 to 40 ops on it."""
+    def view_sequence(self, kind: str | None = None) -> list[str]:
+        """A typed view (of ``kind``, else a random one) of a ByteBuffer, possibly offset or
+        read-only, and 10 to 40 ops on it."""
         r = self.rng
-        kind = r.choice(list(TYPE_SIZES))
+        kind = kind or r.choice(list(TYPE_SIZES))
         self.floating = {"float": "f", "double": "d"}.get(kind, "")
         seq = self._constructor()
         seq.append(f"order= {self._order()}")
@@ -688,7 +823,7 @@ class Generator:
         r = self.rng
         cap = r.choice(CAPACITIES) if r.random() < 0.6 else r.randint(0, 64)
         kind = r.choice(["allocate", "direct", "wrap", "wrap3"])
-        self.cap, self.heap, self.type = cap, kind != "direct", "byte"
+        self.cap, self.root_cap, self.heap, self.type = cap, cap, kind != "direct", "byte"
         if kind in ("allocate", "direct"):
             return [f"{kind} {cap}"]
         if kind == "wrap":
@@ -738,7 +873,40 @@ class Generator:
         ]
 
     def _view_ops(self) -> list[tuple[int, Callable[[], str]]]:
-        return self._common_ops()
+        ops = [
+            *self._common_ops(),
+            (3, lambda: f"getArrV {self._dst_length()}"),
+            (2, lambda: f"getArrV3 {self._dst_length()} {self._span()}"),
+            (3, self._get_elements_absolute),
+            (3, lambda: f"putArrV {self._elements()}"),
+            (2, lambda: f"putArrV3 {self._elements()} {self._span()}"),
+            (3, lambda: f"putArrV@ {self._index()} {self._elements()} {self._span()}"),
+            (4, lambda: f"putBufV {self._other()}"),
+            (4, lambda: f"putBufV@ {self._index()} {self._other()} {self._span()}"),
+        ]
+        if self.type == "char":
+            ops += [
+                (3, lambda: f"putStr {self._code_points()}"),
+                (3, lambda: f"putStr3 {self._code_points()} {self._span()}"),
+                (2, lambda: "toString"),
+            ]
+        return ops
+
+    def _code_points(self) -> str:
+        r = self.rng
+        if r.random() < 0.1:
+            return "-"
+        return ",".join(r.choice(CODE_POINTS) for _ in range(r.randint(1, self.cap + 2)))
+
+    def _get_elements_absolute(self) -> str:
+        if self.rng.random() < 0.5:  # fits when the index and length do
+            index, length = self._window().split()
+            return f"getArrV@ {index} C 0 {length}"
+        return f"getArrV@ {self._index()} {self._dst_length()} {self._span()}"
+
+    def _elements(self) -> str:
+        n = self.rng.randint(0, self.cap + 2)
+        return ",".join(self._element(self.type) for _ in range(n)) or "-"
 
     def _byte_ops(self) -> list[tuple[int, Callable[[], str]]]:
         r = self.rng
@@ -860,6 +1028,10 @@ class Generator:
             return "self"
         if x < 0.3:
             return f"dup {r.randint(0, self.cap + 1)} {r.randint(0, self.cap + 1)}"
+        if x < 0.5 and self.type != "byte":  # another view of the root: may overlap this one
+            offset = r.randint(0, self.root_cap) if r.random() < 0.7 else r.randint(0, 3)
+            n = self.cap + 1
+            return f"p {self._order()} {offset} {r.randint(0, n)} {r.randint(0, n)}"
         size = 1 if self.type == "byte" else TYPE_SIZES[self.type]
         n = r.randint(0, self.cap + 2)
         hex_ = self._hex(n * size + (r.randint(0, size - 1) if r.random() < 0.2 else 0))
@@ -880,9 +1052,14 @@ class Generator:
                 data[r.randrange(n)] = r.randrange(1, 256)
         elif x < 0.6 and self.floating:
             specials = SPECIAL_FLOATS if self.floating == "f" else SPECIAL_DOUBLES
+            nans = FLOAT_NANS if self.floating == "f" else DOUBLE_NANS
+            bits = "I" if self.floating == "f" else "Q"
             data = bytearray()
             while len(data) < n:
-                data += struct.pack(r.choice("<>") + self.floating, r.choice(specials))
+                if r.random() < 0.3:
+                    data += struct.pack(r.choice("<>") + bits, r.choice(nans))
+                else:
+                    data += struct.pack(r.choice("<>") + self.floating, r.choice(specials))
             del data[n:]
         else:
             data = bytearray(
@@ -893,10 +1070,14 @@ class Generator:
     def _element(self, kind: str) -> str:
         """A put's value token: in range for ``kind`` (unsigned too on a ByteBuffer)."""
         r = self.rng
+        if kind == self.type == "float" and r.random() < 0.3:  # a view's float, by its bits
+            return f"s{r.choice(FLOAT_NANS) if r.random() < 0.7 else r.getrandbits(32):08x}"
+        if kind == self.type == "double" and r.random() < 0.2:
+            return f"{r.choice(DOUBLE_NANS):016x}"
         if kind in ("float", "double"):
             return struct.pack(">d", self._floating(kind)).hex()
         if kind == "char":
-            code = r.choice([0, 0x41, 0xE9, 0x7FFF, 0x8000, 0xD800, 0xFFFF, r.randrange(0x10000)])
+            code = r.choice([*CHAR_CODES, r.randrange(0x10000)])
             if self.type == "char" or r.random() < 0.5:  # views take a 1-character str
                 return f"u{code:04x}"
             return str(code)

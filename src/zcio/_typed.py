@@ -7,17 +7,27 @@ capacity.  It shares content with the byte buffer but has its own indexes, and k
 the byte order the byte buffer had when the view was made (slices and duplicates of
 a view keep it too, unlike a ByteBuffer's).  Indexes count elements, not bytes.
 Views have no accessible array (``array()`` raises UnsupportedOperationError).
+
+Elements are Python values: ``int`` for short, int and long; ``float`` for float and
+double (a float32 NaN keeps its payload and quiet bit through ``get`` and ``put``, as in
+Java: see :func:`float32_value`); a one-character ``str`` for char.  A ``str`` put into
+a CharBuffer is Java's String: its UTF-16 code units (two for a character beyond
+U+FFFF), and ``str(char_buffer)`` decodes them back, a lone surrogate kept as it is.
+Every index, offset and length goes through ``operator.index`` (numpy ints are
+accepted; bool, float and str raise TypeError before anything changes).
 """
 
 from __future__ import annotations
 
 import math
+import operator
 import struct
+from array import array
 from collections.abc import Iterable, MutableSequence
 from typing import Any, ClassVar, Self, overload
 
 from . import _guard
-from ._buffer import Buffer, check_from_index_size, check_int
+from ._buffer import Buffer, check_from_index_size
 from ._codec import pack
 from ._errors import (
     BufferOverflowError,
@@ -86,9 +96,7 @@ class TypedBuffer(Buffer):
 
     # -- element conversion (overridden where Python and Java values differ) -----------
 
-    @staticmethod
-    def _decode(raw: Any) -> Any:
-        return raw
+    _char: ClassVar[bool] = False  # a CharBuffer: elements are chr() of the code unit
 
     def _pack(self, value: Any) -> bytes:
         """The element's encoding, or the value error; nothing is written here."""
@@ -103,17 +111,36 @@ class TypedBuffer(Buffer):
         except (ValueError, TypeError) as e:  # revoked view
             raise self._mem.translate(e) from None
 
+    def _read(self, i: int, n: int) -> bytes:
+        """A copy of the bytes of elements ``[i, i + n)``."""
+        s = self._size
+        try:
+            if self._mem.guarded:  # a mapping: through the SIGBUS guard
+                return _guard.read(self._mv, i * s, n * s)
+            return bytes(self._mv[i * s : (i + n) * s])
+        except ValueError as e:
+            raise self._mem.translate(e) from None
+
     def _load(self, i: int) -> Any:
         try:
             if self._mem.guarded:  # a mapping: through the SIGBUS guard
-                raw = _guard.read(self._mv, i * self._size, self._size)
-                return self._decode(self._st.unpack(raw)[0])
-            return self._decode(self._st.unpack_from(self._mv, i * self._size)[0])
+                v = self._st.unpack(_guard.read(self._mv, i * self._size, self._size))[0]
+            else:
+                v = self._st.unpack_from(self._mv, i * self._size)[0]
         except ValueError as e:
             raise self._mem.translate(e) from None
         except TypeError:  # a view of a CompositeBuffer: its _mv spans components
             at = i * self._size
-            return self._decode(self._st.unpack(self._mv[at : at + self._size])[0])
+            v = self._st.unpack(self._mv[at : at + self._size])[0]
+        if self._char:
+            return chr(v)
+        if v != v:  # a NaN: only float and double views hold them
+            return self._nan(i, v)
+        return v
+
+    def _nan(self, i: int, v: float) -> float:
+        """The NaN at index ``i``, which ``struct`` unpacked as ``v``: exact for a double."""
+        return v
 
     # -- get/put ---------------------------------------------------------------------
 
@@ -130,7 +157,9 @@ class TypedBuffer(Buffer):
     def get(self, a: Any = None, b: Any = None, c: Any = None, d: Any = None, /) -> Any:
         """``get()`` (position += 1), ``get(i)``, or bulk ``get([index,] dst, offset, length)``.
 
-        Same rules as ByteBuffer.get, counted in elements.
+        Same rules as ByteBuffer.get, counted in elements.  Every index, offset and
+        length is an integer (``operator.index``: numpy ints too; bool, float and str
+        raise TypeError before anything changes).
         """
         if a is None:
             p = self._pos
@@ -139,22 +168,26 @@ class TypedBuffer(Buffer):
             v = self._load(p)
             self._pos = p + 1
             return v
-        if _is_int(a):
-            if b is None:
-                return self._load(self._check_index(a))
-            return self._get_bulk(a, b, c, d)
-        return self._get_bulk(None, a, b, c)
+        if type(a) is int and b is None:
+            return self._load(self._check_index(a))
+        if _is_bulk(a):
+            return self._get_bulk(None, a, b, c)
+        index = _int_arg(a, "index")
+        if b is None:
+            return self._load(self._check_index(index))
+        return self._get_bulk(index, b, c, d)
 
     def _get_bulk(self, index: int | None, dst: Any, offset: Any, length: Any) -> Self:
-        offset = 0 if offset is None else check_int(offset, "offset")
-        length = len(dst) - offset if length is None else check_int(length, "length")
+        """Java's ``get(dst, offset, length)`` and ``get(index, dst, offset, length)``."""
+        offset = 0 if offset is None else _int_arg(offset, "offset")
+        length = len(dst) - offset if length is None else _int_arg(length, "length")
         if index is None:
             check_from_index_size(offset, length, len(dst))
             p = self._pos
             if length > self._lim - p:
                 raise BufferUnderflowError(f"get of {length} with {self._lim - p} remaining")
         else:
-            p = check_int(index, "index")
+            p = index
             check_from_index_size(p, length, self._lim)
             check_from_index_size(offset, length, len(dst))
         values = [self._load(p + k) for k in range(length)]
@@ -182,47 +215,76 @@ class TypedBuffer(Buffer):
           ``offset``; ``put(src_view)``: all of a same-type view's remaining elements
           (IllegalArgumentError if it is this view); position += length.
         * ``put(index, src, offset=0, length=None)``: absolute; no position changes.
+          ``src`` is a sequence, or a same-type view whose limit bounds
+          ``offset + length``.
+        * CharBuffer: a str is one element when it is a single char of at most U+FFFF,
+          else a source like Java's String, ``offset`` and ``length`` counted in its
+          UTF-16 code units (``put(text, offset, length)`` is Java's
+          ``put(text, offset, offset + length)``, which checks its bounds before
+          read-only).
 
-        ReadOnlyBufferError comes first (after the same-view check, as in Java); every
-        value is encoded before anything is written, so a bad value changes nothing.
+        The checks come in Java's order, and a failed put changes nothing: for a
+        sequence, ReadOnlyBufferError first, then the bounds; for a view, relative:
+        the same-view check, read-only, then overflow; absolute: the bounds first, then
+        read-only (``put(int, IntBuffer, int, int)``).  Every value is encoded before
+        anything is written.  A view's elements are copied as bytes (swapped when the
+        orders differ), so NaN payloads survive, and as if through a temporary copy,
+        so overlapping views of one parent copy correctly.  Indexes, offsets and
+        lengths are integers as for ``get``.
         """
-        is_char = isinstance(self, CharBuffer)  # CharBuffer.put("text") puts each char
-        if _is_bulk(a, is_char):
-            return self._put_bulk(None, a, b, c)
-        if _is_int(a) and _is_bulk(b, is_char):
-            return self._put_bulk(check_int(a, "index"), b, c, d)
-        self._check_writable()
+        ta = type(a)
         if b is None:
-            p = self._pos
-            if p >= self._lim:
-                raise BufferOverflowError(f"put() at position {p} = limit {self._lim}")
-            self._write(p * self._size, self._pack(a))
-            self._pos = p + 1
-            return self
-        i = self._check_index(a)
-        self._write(i * self._size, self._pack(b))
+            if ta is int or ta is float or (ta is str and _is_char(a)):
+                return self._put_one(a)
+        elif ta is int and c is None and (
+            (tb := type(b)) is int or tb is float or (tb is str and _is_char(b))
+        ):
+            return self._put_at(a, b)
+        char = self._char  # CharBuffer.put("text") puts each char
+        if _is_bulk(a, char) or (char and isinstance(a, str) and b is not None):
+            return self._put_bulk(None, a, b, c)  # put("x", 0, 1) is a String put too
+        if b is not None and _is_bulk(b, char):
+            return self._put_bulk(_int_arg(a, "index"), b, c, d)
+        if c is not None or d is not None:
+            raise TypeError("put(index, value) takes no offset or length")
+        if b is None:
+            return self._put_one(a)
+        return self._put_at(_int_arg(a, "index"), b)
+
+    def _put_one(self, value: Any) -> Self:
+        """Relative ``put(value)``: read-only, then overflow, then the value's own check."""
+        self._check_writable()
+        p = self._pos
+        if p >= self._lim:
+            raise BufferOverflowError(f"put() at position {p} = limit {self._lim}")
+        self._write(p * self._size, self._pack(value))
+        self._pos = p + 1
+        return self
+
+    def _put_at(self, index: int, value: Any) -> Self:
+        """Absolute ``put(index, value)``: read-only, then the index, then the value."""
+        self._check_writable()
+        self._write(self._check_index(index) * self._size, self._pack(value))
         return self
 
     def _put_bulk(self, index: int | None, src: Any, offset: Any, length: Any) -> Self:
-        if src is self and index is None:
-            raise IllegalArgumentError("the source buffer is this buffer")
-        self._check_writable()
         if isinstance(src, TypedBuffer):
-            if type(src) is not type(self):
-                raise TypeError(f"cannot put a {type(src).__name__} into {type(self).__name__}")
-            if index is None:  # relative put(src_view): all of src's remaining
-                if offset is not None:
-                    raise TypeError("put(src_view) takes no offset or length")
-                offset, length = src._pos, src._lim - src._pos
-            src_len = src._lim
+            return self._put_view(index, src, offset, length)
+        text = isinstance(src, str)
+        if not text or index is not None:
+            self._check_writable()
+        if text:  # a Java String: its UTF-16 code units, a pair for a char beyond U+FFFF
+            src = src.encode(_UTF16[self._order], "surrogatepass")
+            src_len = len(src) // 2
         else:
             src = list(src)
             src_len = len(src)
-        offset = 0 if offset is None else check_int(offset, "offset")
-        length = src_len - offset if length is None else check_int(length, "length")
+        offset = 0 if offset is None else _int_arg(offset, "offset")
+        length = src_len - offset if length is None else _int_arg(length, "length")
         if index is None:
-            if not isinstance(src, TypedBuffer):
-                check_from_index_size(offset, length, src_len)
+            check_from_index_size(offset, length, src_len)
+            if text:  # Java's put(String, start, end) checks its bounds before read-only
+                self._check_writable()
             p = self._pos
             if length > self._lim - p:
                 raise BufferOverflowError(f"put of {length} with {self._lim - p} remaining")
@@ -230,16 +292,44 @@ class TypedBuffer(Buffer):
             p = index
             check_from_index_size(p, length, self._lim)
             check_from_index_size(offset, length, src_len)
-        if isinstance(src, TypedBuffer):
-            values = [src._load(offset + k) for k in range(length)]
-        else:
-            values = src[offset : offset + length]
-        raw = b"".join(self._pack(v) for v in values)  # every value checked first
+        if text:
+            raw = src[2 * offset : 2 * (offset + length)]
+        else:  # every value checked before anything is written
+            raw = b"".join([self._pack(v) for v in src[offset : offset + length]])
         self._write(p * self._size, raw)
         if index is None:
             self._pos = p + length
-            if isinstance(src, TypedBuffer):
-                src._pos += length
+        return self
+
+    def _put_view(self, index: int | None, src: TypedBuffer, offset: Any, length: Any) -> Self:
+        """``put(src_view)`` and ``put(index, src_view, offset, length)``: a byte copy."""
+        if type(src) is not type(self):
+            raise TypeError(f"cannot put a {type(src).__name__} into {type(self).__name__}")
+        if index is None:  # relative: all of src's remaining
+            if offset is not None:
+                raise TypeError("put(src_view) takes no offset or length")
+            if src is self:
+                raise IllegalArgumentError("the source buffer is this buffer")
+            self._check_writable()
+            p, offset, length = self._pos, src._pos, src._lim - src._pos
+            if length > self._lim - p:
+                raise BufferOverflowError(f"put of {length} with {self._lim - p} remaining")
+        else:
+            p = index
+            offset = 0 if offset is None else _int_arg(offset, "offset")
+            length = src._lim - offset if length is None else _int_arg(length, "length")
+            check_from_index_size(p, length, self._lim)
+            check_from_index_size(offset, length, src._lim)
+            self._check_writable()
+        raw = src._read(offset, length)  # a copy: the views may overlap
+        if src._order is not self._order and self._size > 1:
+            swapped = array(_SWAP_CODES[self._size], raw)
+            swapped.byteswap()
+            raw = swapped.tobytes()
+        self._write(p * self._size, raw)
+        if index is None:
+            self._pos = p + length
+            src._pos += length
         return self
 
     # -- derived views -----------------------------------------------------------------
@@ -269,7 +359,7 @@ class TypedBuffer(Buffer):
         if index is None:
             index, length = self._pos, max(self._lim - self._pos, 0)
         else:
-            index, length = check_int(index, "index"), check_int(length, "length")
+            index, length = _int_arg(index, "index"), _int_arg(length, "length")
             check_from_index_size(index, length, self._lim)
         self._check_memory()
         return self._view_of(
@@ -365,20 +455,39 @@ class TypedBuffer(Buffer):
                 f"[pos={self._pos} lim={self._lim} cap={self._cap}]")
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+def _int_arg(value: Any, what: str) -> int:
+    """An index, offset or length as an int: anything with ``__index__`` (numpy ints
+    too) but bool; TypeError otherwise, before anything changes."""
+    if type(value) is int:
+        return value
+    if not isinstance(value, bool):
+        try:
+            return operator.index(value)
+        except TypeError:
+            pass
+    raise TypeError(f"{what} must be an integer, not {type(value).__name__}")
+
+
+_UTF16 = {ByteOrder.BIG_ENDIAN: "utf-16-be", ByteOrder.LITTLE_ENDIAN: "utf-16-le"}
+_SWAP_CODES = {2: "H", 4: "I", 8: "Q"}  # array typecodes by element size, for byteswap
 
 
 def _is_bulk(value: Any, char: bool = False) -> bool:
     """Whether ``value`` is a bulk source (a view or a sequence) rather than one element.
 
-    A ``str`` is one element for a CharBuffer only when it is a single character.
+    A ``str`` is a Java String for a CharBuffer (its UTF-16 code units) unless it is
+    one char, a single character of at most U+FFFF; for the other views it is a value.
     """
     if isinstance(value, TypedBuffer):
         return True
     if isinstance(value, str):
-        return char and len(value) != 1
+        return char and not _is_char(value)
     return isinstance(value, Iterable)
+
+
+def _is_char(value: str) -> bool:
+    """Whether ``value`` is one UTF-16 code unit: a char rather than a String."""
+    return len(value) == 1 and value <= "\uffff"
 
 
 def _java_float_to_int(v: float) -> int:
@@ -405,6 +514,29 @@ def _float_compare(x: float, y: float) -> int:
 
 _DOUBLE, _DOUBLE_BITS = struct.Struct(">d"), struct.Struct(">q")
 _CANONICAL_NAN = 0x7FF8000000000000
+_DOUBLE_UBITS, _FLOAT = struct.Struct(">Q"), struct.Struct(">f")
+_FLOAT_BITS = {o: struct.Struct(o.prefix + "I") for o in ByteOrder}
+
+
+def float32_value(bits: int) -> float:
+    """The float that stands for the float32 with these bits: its value, exactly; for a
+    NaN, the double NaN with the same sign and the 23 payload bits (quiet bit included)
+    as the top of its 52, the rest zero.  A C cast (and ``struct``) would set the
+    quiet bit; Java's ``Float.intBitsToFloat`` keeps it."""
+    if bits & 0x7F800000 == 0x7F800000 and bits & 0x7FFFFF:
+        wide = (bits >> 31) << 63 | 0x7FF << 52 | (bits & 0x7FFFFF) << 29
+        return float(_DOUBLE.unpack(_DOUBLE_UBITS.pack(wide))[0])
+    return float(_FLOAT.unpack(_FLOAT_BITS[ByteOrder.BIG_ENDIAN].pack(bits))[0])
+
+
+def float32_nan_bits(value: float) -> int:
+    """The float32 bits of a NaN ``value``, the inverse of :func:`float32_value`: sign and
+    top 23 payload bits kept, quiet bit as it is; a payload with none of those 23 bits
+    becomes the quiet NaN of that sign (a quiet bit must stay or it reads as infinity),
+    as Java's ``(float)`` cast gives."""
+    wide: int = _DOUBLE_UBITS.unpack(_DOUBLE.pack(value))[0]
+    payload = wide >> 29 & 0x7FFFFF or 0x400000
+    return (wide >> 63) << 31 | 0x7F800000 | payload
 
 
 class CharBuffer(TypedBuffer):
@@ -413,9 +545,12 @@ class CharBuffer(TypedBuffer):
     __slots__ = ()
     _fmt = "H"
 
-    @staticmethod
-    def _decode(raw: Any) -> Any:
-        return chr(raw)
+    _char = True
+
+    def _pack(self, value: Any) -> bytes:
+        if type(value) is str and len(value) == 1 and value <= "\uffff":
+            return self._st.pack(ord(value))
+        return pack(self._st, value)
 
 
     @staticmethod
@@ -427,8 +562,12 @@ class CharBuffer(TypedBuffer):
         return ord(v)
 
     def __str__(self) -> str:
-        """The remaining chars as a str (Java's ``CharBuffer.toString``)."""
-        return "".join(self._remaining_values())
+        """The remaining chars as a str (Java's ``CharBuffer.toString``): UTF-16 decoded,
+        a surrogate pair becoming its one character, a lone surrogate kept as it is."""
+        text: str = self._read(self._pos, max(self._lim - self._pos, 0)).decode(
+            _UTF16[self._order], "surrogatepass"
+        )
+        return text
 
 
 class ShortBuffer(TypedBuffer):
@@ -480,10 +619,25 @@ class _FloatingBuffer(TypedBuffer):
 
 
 class FloatBuffer(_FloatingBuffer):
-    """32-bit floats."""
+    """32-bit floats, each read as the Python float that stands for it.
+
+    A NaN's sign and 23-bit payload, quiet bit included, survive a ``get`` followed by
+    a ``put``, as they do in Java (``struct`` alone would set the quiet bit): the
+    float stands for the NaN whose payload is the float's top 23 payload bits (see
+    :func:`float32_value`).
+    """
 
     __slots__ = ()
     _fmt = "f"
+
+    def _nan(self, i: int, v: float) -> float:
+        """struct set the quiet bit: the NaN rebuilt from its bits."""
+        return float32_value(_FLOAT_BITS[self._order].unpack(self._read(i, 1))[0])
+
+    def _pack(self, value: Any) -> bytes:
+        if value != value and isinstance(value, float):  # a NaN: keep its quiet bit
+            return _FLOAT_BITS[self._order].pack(float32_nan_bits(value))
+        return pack(self._st, value)
 
 
 class DoubleBuffer(_FloatingBuffer):

@@ -210,7 +210,84 @@ public final class BufferOracle {
             case "hashCode":
                 return Integer.toString(cur.hashCode());
             default:
-                return execBytes(op, asBytes(cur));
+                return cur instanceof ByteBuffer b ? execBytes(op, b) : execView(op);
+        }
+    }
+
+    /** Operations only the typed views have: bulk transfers of their element type. */
+    private String execView(String op) {
+        String type = typeOf(cur);
+        switch (op) {
+            case "getArrV": {
+                Object dst = newElements(type, expr(word()));
+                bulkGet(cur, dst, 0, 0, 0, 0);
+                return "this " + elements(dst);
+            }
+            case "getArrV3": {
+                Object dst = newElements(type, expr(word()));
+                int offset = expr(word());
+                bulkGet(cur, dst, 1, 0, offset, expr(word()));
+                return "this " + elements(dst);
+            }
+            case "getArrV@": {
+                int index = expr(word());
+                Object dst = newElements(type, expr(word()));
+                int offset = expr(word());
+                bulkGet(cur, dst, 2, index, offset, expr(word()));
+                return "this " + elements(dst);
+            }
+            case "putArrV":
+                bulkPut(cur, elementList(type, word()), 0, 0, 0, 0);
+                return "this";
+            case "putArrV3": {
+                Object src = elementList(type, word());
+                int offset = expr(word());
+                bulkPut(cur, src, 1, 0, offset, expr(word()));
+                return "this";
+            }
+            case "putArrV@": {
+                String index = word();
+                Object src = elementList(type, word());
+                int offset = expr(word());
+                bulkPut(cur, src, 2, expr(index), offset, expr(word()));
+                return "this";
+            }
+            case "putBufV":
+                putBuffer(cur, other(), false, 0, 0, 0);
+                return "this";
+            case "putBufV@": {
+                String index = word();
+                Buffer src = other();
+                arrayLen = src.limit();
+                int offset = expr(word());
+                putBuffer(cur, src, true, expr(index), offset, expr(word()));
+                return "this";
+            }
+            case "putStr": {
+                if (!(cur instanceof CharBuffer x)) {
+                    throw new AssertionError("putStr on a " + type + " view");
+                }
+                x.put(stringOf(word()));
+                return "this";
+            }
+            case "putStr3": {
+                if (!(cur instanceof CharBuffer x)) {
+                    throw new AssertionError("putStr3 on a " + type + " view");
+                }
+                String src = stringOf(word());
+                arrayLen = src.length();
+                int offset = expr(word());
+                x.put(src, offset, offset + expr(word()));
+                return "this";
+            }
+            case "toString": {
+                if (!(cur instanceof CharBuffer x)) {
+                    throw new AssertionError("toString on a " + type + " view");
+                }
+                return codePoints(x.toString());
+            }
+            default:
+                throw new AssertionError("unknown operation " + op);
         }
     }
 
@@ -322,7 +399,9 @@ public final class BufferOracle {
      * The second buffer of equals/compareTo/mismatch/put(ByteBuffer): {@code self},
      * {@code dup <pos> <lim>} (a duplicate of cur), or {@code h|d|r <order> <hex> <pos> <lim>}
      * (a heap, direct or read-only heap ByteBuffer holding those bytes, seen through a view
-     * of cur's type).  Limit and position are clamped into range, limit first.
+     * of cur's type), or {@code p <order> <offset> <pos> <lim>} (the root's bytes from that
+     * offset, in that order, seen as cur's type: it may overlap cur).  Limit and position are
+     * clamped into range, limit first.
      */
     private Buffer other() {
         String kind = word();
@@ -349,6 +428,14 @@ public final class BufferOracle {
                 }
                 bb.order(order);
                 b = cur instanceof ByteBuffer ? bb : view(bb, typeOf(cur));
+                break;
+            }
+            case "p": {
+                ByteBuffer root = baseBuffer != null
+                        ? baseBuffer.duplicate() : ByteBuffer.wrap(baseArray);
+                root.order(byteOrder(word()));
+                root.position(Math.min(intArg(), root.limit()));
+                b = cur instanceof ByteBuffer ? root.slice() : view(root, typeOf(cur));
                 break;
             }
             default:
@@ -497,9 +584,9 @@ public final class BufferOracle {
         } else if (b instanceof LongBuffer x) {
             return Long.toString(x.get());
         } else if (b instanceof FloatBuffer x) {
-            return floatValue(x.get());
+            return rawFloatValue(x.get());
         }
-        return doubleValue(((DoubleBuffer) b).get());
+        return rawDoubleValue(((DoubleBuffer) b).get());
     }
 
     private static String getAbsolute(Buffer b, int i) {
@@ -514,9 +601,9 @@ public final class BufferOracle {
         } else if (b instanceof LongBuffer x) {
             return Long.toString(x.get(i));
         } else if (b instanceof FloatBuffer x) {
-            return floatValue(x.get(i));
+            return rawFloatValue(x.get(i));
         }
-        return doubleValue(((DoubleBuffer) b).get(i));
+        return rawDoubleValue(((DoubleBuffer) b).get(i));
     }
 
     private static void putRelative(Buffer b, String v) {
@@ -531,7 +618,7 @@ public final class BufferOracle {
         } else if (b instanceof LongBuffer x) {
             x.put(longValue(v));
         } else if (b instanceof FloatBuffer x) {
-            x.put((float) doubleBits(v));
+            x.put(floatArg(v));
         } else {
             ((DoubleBuffer) b).put(doubleBits(v));
         }
@@ -549,7 +636,7 @@ public final class BufferOracle {
         } else if (b instanceof LongBuffer x) {
             x.put(i, longValue(v));
         } else if (b instanceof FloatBuffer x) {
-            x.put(i, (float) doubleBits(v));
+            x.put(i, floatArg(v));
         } else {
             ((DoubleBuffer) b).put(i, doubleBits(v));
         }
@@ -618,6 +705,228 @@ public final class BufferOracle {
         }
     }
 
+    // -- typed bulk transfers ----------------------------------------------------------------
+
+    /** A zeroed array of the view type's elements, its length clamped at 0; sets {@code A}. */
+    private Object newElements(String type, int length) {
+        int n = Math.max(0, length);
+        arrayLen = n;
+        return switch (type) {
+            case "char" -> new char[n];
+            case "short" -> new short[n];
+            case "int" -> new int[n];
+            case "long" -> new long[n];
+            case "float" -> new float[n];
+            case "double" -> new double[n];
+            default -> throw new AssertionError("type " + type);
+        };
+    }
+
+    /** Comma-separated element tokens ({@code -} for none) as an array; sets {@code A}. */
+    private Object elementList(String type, String list) {
+        String[] v = list.equals("-") ? new String[0] : list.split(",");
+        Object a = newElements(type, v.length);
+        for (int i = 0; i < v.length; i++) {
+            switch (type) {
+                case "char" -> ((char[]) a)[i] = charValue(v[i]);
+                case "short" -> ((short[]) a)[i] = (short) num(v[i]);
+                case "int" -> ((int[]) a)[i] = (int) num(v[i]);
+                case "long" -> ((long[]) a)[i] = longValue(v[i]);
+                case "float" -> ((float[]) a)[i] = floatArg(v[i]);
+                default -> ((double[]) a)[i] = doubleBits(v[i]);
+            }
+        }
+        return a;
+    }
+
+    /** An element array as fixed-width hex, as {@link #content} prints elements. */
+    private static String elements(Object a) {
+        StringBuilder s = new StringBuilder();
+        if (a instanceof char[] x) {
+            for (char v : x) {
+                appendHex(s, v, 4);
+            }
+        } else if (a instanceof short[] x) {
+            for (short v : x) {
+                appendHex(s, v, 4);
+            }
+        } else if (a instanceof int[] x) {
+            for (int v : x) {
+                appendHex(s, v, 8);
+            }
+        } else if (a instanceof long[] x) {
+            for (long v : x) {
+                appendHex(s, v, 16);
+            }
+        } else if (a instanceof float[] x) {
+            for (float v : x) {
+                appendHex(s, Float.floatToRawIntBits(v), 8);
+            }
+        } else {
+            for (double v : (double[]) a) {
+                appendHex(s, Double.doubleToRawLongBits(v), 16);
+            }
+        }
+        return s.length() == 0 ? "-" : s.toString();
+    }
+
+    /** {@code get(dst)} (form 0), {@code get(dst, off, len)} (1), {@code get(i, dst, off, len)} (2). */
+    private static void bulkGet(Buffer b, Object dst, int form, int i, int off, int len) {
+        if (b instanceof CharBuffer x) {
+            char[] d = (char[]) dst;
+            switch (form) {
+                case 0 -> x.get(d);
+                case 1 -> x.get(d, off, len);
+                default -> x.get(i, d, off, len);
+            }
+        } else if (b instanceof ShortBuffer x) {
+            short[] d = (short[]) dst;
+            switch (form) {
+                case 0 -> x.get(d);
+                case 1 -> x.get(d, off, len);
+                default -> x.get(i, d, off, len);
+            }
+        } else if (b instanceof IntBuffer x) {
+            int[] d = (int[]) dst;
+            switch (form) {
+                case 0 -> x.get(d);
+                case 1 -> x.get(d, off, len);
+                default -> x.get(i, d, off, len);
+            }
+        } else if (b instanceof LongBuffer x) {
+            long[] d = (long[]) dst;
+            switch (form) {
+                case 0 -> x.get(d);
+                case 1 -> x.get(d, off, len);
+                default -> x.get(i, d, off, len);
+            }
+        } else if (b instanceof FloatBuffer x) {
+            float[] d = (float[]) dst;
+            switch (form) {
+                case 0 -> x.get(d);
+                case 1 -> x.get(d, off, len);
+                default -> x.get(i, d, off, len);
+            }
+        } else {
+            DoubleBuffer x = (DoubleBuffer) b;
+            double[] d = (double[]) dst;
+            switch (form) {
+                case 0 -> x.get(d);
+                case 1 -> x.get(d, off, len);
+                default -> x.get(i, d, off, len);
+            }
+        }
+    }
+
+    /** {@code put(src)} (form 0), {@code put(src, off, len)} (1), {@code put(i, src, off, len)} (2). */
+    private static void bulkPut(Buffer b, Object src, int form, int i, int off, int len) {
+        if (b instanceof CharBuffer x) {
+            char[] a = (char[]) src;
+            switch (form) {
+                case 0 -> x.put(a);
+                case 1 -> x.put(a, off, len);
+                default -> x.put(i, a, off, len);
+            }
+        } else if (b instanceof ShortBuffer x) {
+            short[] a = (short[]) src;
+            switch (form) {
+                case 0 -> x.put(a);
+                case 1 -> x.put(a, off, len);
+                default -> x.put(i, a, off, len);
+            }
+        } else if (b instanceof IntBuffer x) {
+            int[] a = (int[]) src;
+            switch (form) {
+                case 0 -> x.put(a);
+                case 1 -> x.put(a, off, len);
+                default -> x.put(i, a, off, len);
+            }
+        } else if (b instanceof LongBuffer x) {
+            long[] a = (long[]) src;
+            switch (form) {
+                case 0 -> x.put(a);
+                case 1 -> x.put(a, off, len);
+                default -> x.put(i, a, off, len);
+            }
+        } else if (b instanceof FloatBuffer x) {
+            float[] a = (float[]) src;
+            switch (form) {
+                case 0 -> x.put(a);
+                case 1 -> x.put(a, off, len);
+                default -> x.put(i, a, off, len);
+            }
+        } else {
+            DoubleBuffer x = (DoubleBuffer) b;
+            double[] a = (double[]) src;
+            switch (form) {
+                case 0 -> x.put(a);
+                case 1 -> x.put(a, off, len);
+                default -> x.put(i, a, off, len);
+            }
+        }
+    }
+
+    /** {@code put(src)}, or {@code put(i, src, off, len)} when {@code absolute}. */
+    private static void putBuffer(Buffer b, Buffer src, boolean absolute, int i, int off, int len) {
+        if (b instanceof CharBuffer x) {
+            if (absolute) {
+                x.put(i, (CharBuffer) src, off, len);
+            } else {
+                x.put((CharBuffer) src);
+            }
+        } else if (b instanceof ShortBuffer x) {
+            if (absolute) {
+                x.put(i, (ShortBuffer) src, off, len);
+            } else {
+                x.put((ShortBuffer) src);
+            }
+        } else if (b instanceof IntBuffer x) {
+            if (absolute) {
+                x.put(i, (IntBuffer) src, off, len);
+            } else {
+                x.put((IntBuffer) src);
+            }
+        } else if (b instanceof LongBuffer x) {
+            if (absolute) {
+                x.put(i, (LongBuffer) src, off, len);
+            } else {
+                x.put((LongBuffer) src);
+            }
+        } else if (b instanceof FloatBuffer x) {
+            if (absolute) {
+                x.put(i, (FloatBuffer) src, off, len);
+            } else {
+                x.put((FloatBuffer) src);
+            }
+        } else {
+            DoubleBuffer x = (DoubleBuffer) b;
+            if (absolute) {
+                x.put(i, (DoubleBuffer) src, off, len);
+            } else {
+                x.put((DoubleBuffer) src);
+            }
+        }
+    }
+
+    /** The string whose code points are the comma-separated hex numbers ({@code -}: empty). */
+    private static String stringOf(String codePoints) {
+        StringBuilder s = new StringBuilder();
+        if (!codePoints.equals("-")) {
+            for (String c : codePoints.split(",")) {
+                s.appendCodePoint(Integer.parseInt(c, 16));
+            }
+        }
+        return s.toString();
+    }
+
+    /** A string's code points (a valid surrogate pair is one), as {@link #stringOf} reads them. */
+    private static String codePoints(String s) {
+        StringBuilder out = new StringBuilder();
+        s.codePoints().forEach(c -> out.append(out.length() == 0 ? "" : ",").append(
+                Integer.toHexString(c)));
+        return out.length() == 0 ? "-" : out.toString();
+    }
+
     // -- state -----------------------------------------------------------------------------
 
     private String state() {
@@ -636,7 +945,7 @@ public final class BufferOracle {
 
     /**
      * Elements [0, capacity) as fixed-width hex, read by absolute gets on a duplicate;
-     * floating-point elements as their canonical bits (every NaN alike).
+     * floating-point elements as their raw bits (a NaN's payload and quiet bit count).
      */
     private static String content(Buffer b) {
         Buffer d = b.duplicate().clear();
@@ -657,11 +966,23 @@ public final class BufferOracle {
             } else if (d instanceof LongBuffer x) {
                 appendHex(s, x.get(i), 16);
             } else if (d instanceof FloatBuffer x) {
-                appendHex(s, Float.floatToIntBits(x.get(i)), 8);
+                appendHex(s, Float.floatToRawIntBits(x.get(i)), 8);
             } else {
-                appendHex(s, Double.doubleToLongBits(((DoubleBuffer) d).get(i)), 16);
+                appendHex(s, Double.doubleToRawLongBits(((DoubleBuffer) d).get(i)), 16);
             }
         }
+        return s.toString();
+    }
+
+    private static String rawFloatValue(float f) {
+        StringBuilder s = new StringBuilder("F");
+        appendHex(s, Float.floatToRawIntBits(f), 8);
+        return s.toString();
+    }
+
+    private static String rawDoubleValue(double d) {
+        StringBuilder s = new StringBuilder("D");
+        appendHex(s, Double.doubleToRawLongBits(d), 16);
         return s.toString();
     }
 
@@ -776,6 +1097,18 @@ public final class BufferOracle {
             }
         }
         return (char) num(s);
+    }
+
+    /** A float: {@code s} and its 8 hex digit bit pattern, or a double narrowed by a cast. */
+    private static float floatArg(String s) {
+        if (s.startsWith("s")) {
+            try {
+                return Float.intBitsToFloat(Integer.parseUnsignedInt(s.substring(1), 16));
+            } catch (NumberFormatException e) {
+                throw new AssertionError("bad float bits " + s, e);
+            }
+        }
+        return (float) doubleBits(s);
     }
 
     /** A double given as its 16 hex digit bit pattern. */
