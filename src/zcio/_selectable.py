@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any, Self
 
-from ._channel import Channel
+from ._channel import Channel, operation
 from ._errors import IllegalArgumentError, IllegalBlockingModeError
 
 if TYPE_CHECKING:
@@ -55,6 +55,7 @@ class SelectableChannel(Channel):
         """Whether I/O calls wait (True) or return at once with what they could do."""
         return self._blocking
 
+    @operation
     def configure_blocking(self, block: bool) -> Self:
         """Set the blocking mode.  Syscalls: ``fcntl(F_SETFL, O_NONBLOCK)``.
 
