@@ -501,9 +501,12 @@ def _file_position(end: _End) -> int:
 
 
 def _set_file_position(end: _End, position: int) -> None:
-    if isinstance(end.obj, Channel) and not end.obj.is_open():
-        return  # closed meanwhile: its descriptor is the dead socket now
-    os.lseek(end.fd, position, os.SEEK_SET)
+    try:
+        os.lseek(end.fd, position, os.SEEK_SET)
+    except OSError:
+        if isinstance(end.obj, Channel) and not end.obj.is_open():
+            return  # closed meanwhile: its descriptor is the dead socket (ESPIPE)
+        raise
 
 
 def transfer_to(channel: FileChannel, position: int, count: int, target: Any,
