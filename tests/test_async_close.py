@@ -39,7 +39,7 @@ from zcio import (
     SocketChannel,
     _wakeup,
 )
-from zcio._pipe import splice, vmsplice
+from zcio._pipe import splice, tee, vmsplice
 
 FOREIGN = 0xEE
 SIZE = 1 << 20
@@ -404,6 +404,50 @@ def vmsplice_to_pipe(tmp: Path, src: Path, rng: random.Random) -> Round:
     return Round(pipe.sink().close, op, verify, [pipe.close])
 
 
+def transfer_to_file(tmp: Path, src: Path, rng: random.Random) -> Round:
+    """FileChannel.transfer_to a file (copy_file_range), either side closed."""
+    target = tmp / f"c{rng.random()}"
+    ch = FileChannel.open(src)
+    out = FileChannel.open(target, W, C)
+    total = [0]
+    close_source = rng.random() < 0.5
+
+    def op() -> None:
+        try:
+            total[0] += ch.transfer_to(total[0], 20000, out)
+        except AsynchronousCloseError as e:
+            total[0] += e.moved
+            raise
+
+    def verify() -> None:
+        assert target.read_bytes() == DATA[: total[0]]
+
+    return Round(ch.close if close_source else out.close, op, verify, [ch.close, out.close])
+
+
+def tee_pipe_to_pipe(tmp: Path, src: Path, rng: random.Random) -> Round:
+    """tee from a pipe into a pipe that fills up (blocked in tee), either closed."""
+    source, target = Pipe.open(), Pipe.open()
+    head = legit(20000, 9)
+    os.write(source.sink().fileno(), head)
+    counts: list[int] = []
+    close_source = rng.random() < 0.5
+
+    def op() -> None:
+        try:
+            counts.append(tee(source.source(), target.sink(), 7000))
+        except AsynchronousCloseError as e:
+            counts.append(e.moved)
+            raise
+
+    def verify() -> None:
+        target.sink().close()
+        assert drain(target.source().fileno()) == b"".join(head[:k] for k in counts)
+
+    return Round(source.source().close if close_source else target.sink().close, op, verify,
+                 [source.close, target.close])
+
+
 def map_file(tmp: Path, src: Path, rng: random.Random) -> Round:
     ch = FileChannel.open(src)
 
@@ -417,7 +461,7 @@ def map_file(tmp: Path, src: Path, rng: random.Random) -> Round:
 
 ROUNDS = [file_read, file_write, socket_read, socket_write, pipe_read, pipe_write,
           transfer_to_pipe, transfer_from_pipe, transfer_to_socket, splice_file_to_pipe,
-          vmsplice_to_pipe, map_file]
+          vmsplice_to_pipe, map_file, transfer_to_file, tee_pipe_to_pipe]
 
 
 @pytest.mark.parametrize("kind", ROUNDS, ids=lambda f: f.__name__)

@@ -136,8 +136,8 @@ class AsynchronousCloseError(ClosedChannelError):
     """
 
     def __init__(self, what: str, moved: int = 0) -> None:
-        super().__init__(f"{what} was closed by another thread during the operation "
-                         f"({moved} bytes moved)")
+        super().__init__(f"{what}: the channel was closed by another thread during the "
+                         f"call ({moved} bytes moved)")
         self.moved = moved
 
 

@@ -9,7 +9,10 @@ position alone).  It maps regions of the file into memory (``map``), locks regio
 Every call raises ClosedChannelError once the channel is closed; reads on a channel
 not opened for reading raise NonReadableChannelError, writes NonWritableChannelError.
 A call that fails in the kernel with nothing moved raises the builtin OSError and
-changes no position.
+changes no position.  A channel closed by another thread during a call makes that
+call raise AsynchronousCloseError with the exact count it moved (a blocked ``lock()``
+is woken); no byte ever reaches a file that took over the descriptor's number (see
+``zcio._channel``).
 """
 
 from __future__ import annotations

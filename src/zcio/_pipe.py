@@ -16,7 +16,9 @@ zcio adds what Java cannot reach, as module functions taking channels (anything 
 * :func:`vmsplice`: hand the pages of user memory to a pipe without copying them (read
   its warning about modifying that memory afterwards).
 
-Every call raises ClosedChannelError on a closed channel.  A call that fails in the
+Every call raises ClosedChannelError on a closed channel, and AsynchronousCloseError
+(with the exact count moved) when another thread closes it during the call; a thread
+blocked on the pipe is woken (see ``zcio._channel``).  A call that fails in the
 kernel with nothing moved raises the builtin OSError and changes no position.  Where the
 OS or its libc lacks a call, it raises ``OSError(ENOSYS)`` naming the cause
 (``zcio._syscalls.unavailability_cause``).
