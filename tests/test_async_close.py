@@ -17,6 +17,8 @@ import os
 import random
 import socket
 import struct
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -603,3 +605,51 @@ def test_the_descriptor_number_is_reserved_until_the_last_operation_leaves(
         assert ch._end() is True
         with pytest.raises(OSError):
             os.fstat(fd)  # closed for real by the last one out
+
+
+# -- the wake-up signal's installation -----------------------------------------------------
+
+
+def run_python(code: str) -> str:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, env=env, check=False)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def test_wakeup_never_overrides_a_users_handler() -> None:
+    out = run_python(
+        "import signal\n"
+        "def mine(s, f): pass\n"
+        "signal.signal(signal.SIGRTMAX - 2, mine)\n"
+        "from zcio import _wakeup\n"
+        "assert signal.getsignal(signal.SIGRTMAX - 2) is mine\n"
+        "print(_wakeup.available(), _wakeup.unavailability_cause())\n"
+    )
+    assert out.startswith("False ") and "will not override" in out
+
+
+def test_wakeup_degrades_off_the_main_thread_and_sockets_still_wake() -> None:
+    """Imported first from another thread, no handler can be installed: stated, and a
+    blocked socket read is still woken (shutdown needs no signal)."""
+    out = run_python(
+        "import threading, socket\n"
+        "box = {}\n"
+        "t = threading.Thread(target=lambda: box.update(z=__import__('zcio')))\n"
+        "t.start(); t.join()\n"
+        "zcio = box['z']\n"
+        "from zcio import _wakeup\n"
+        "a, b = socket.socketpair()\n"
+        "ch = zcio.SocketChannel.from_socket(a)\n"
+        "err = []\n"
+        "def read():\n"
+        "    try: ch.read(zcio.ByteBuffer.allocate(4))\n"
+        "    except zcio.AsynchronousCloseError as e: err.append(e.moved)\n"
+        "r = threading.Thread(target=read); r.start()\n"
+        "import time\n"
+        "while not ch._users: time.sleep(0.001)\n"
+        "time.sleep(0.05); ch.close(); r.join(20); b.close()\n"
+        "print(_wakeup.available(), err, _wakeup.unavailability_cause())\n"
+    )
+    assert out.startswith("False [0] ") and "main thread" in out
