@@ -22,7 +22,9 @@ and the last operation to leave closes the number for real.  Until then no other
 can get the number, so no byte ever goes to or comes from a file the channel does not
 own.  An operation that finds its channel closed when it leaves raises
 AsynchronousCloseError with ``moved``, the exact count it moved (positions say the
-same).  A channel that does not own its descriptor (``owns_fd`` False) skips step 2 and
+same).  Unlike the JDK, which returns the count of a call that completed just before
+the close, zcio raises whenever the close overlapped the call: one rule, the count
+is never lost (it is in ``moved``), and a caller's loop stops at once.  A channel that does not own its descriptor (``owns_fd`` False) skips step 2 and
 never closes the number: the owner decides when it goes.
 
 Partial transfers (Java's rule, one place: :func:`gather` and :func:`partial`): a call
