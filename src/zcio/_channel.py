@@ -24,8 +24,9 @@ own.  An operation that finds its channel closed when it leaves raises
 AsynchronousCloseError with ``moved``, the exact count it moved (positions say the
 same).  Unlike the JDK, which returns the count of a call that completed just before
 the close, zcio raises whenever the close overlapped the call: one rule, the count
-is never lost (it is in ``moved``), and a caller's loop stops at once.  A channel that does not own its descriptor (``owns_fd`` False) skips step 2 and
-never closes the number: the owner decides when it goes.
+is never lost (it is in ``moved``), and a caller's loop stops at once.  A channel
+that does not own its descriptor (``owns_fd`` False) skips step 2 and never closes the
+number: the owner decides when it goes.
 
 Partial transfers (Java's rule, one place: :func:`gather` and :func:`partial`): a call
 that moved bytes returns their count, even if an error struck afterwards (the error
