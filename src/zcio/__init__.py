@@ -19,6 +19,7 @@ from ._direct import set_max_direct_memory as set_max_direct_memory
 from ._errors import AlignmentError as AlignmentError
 from ._errors import AlreadyBoundError as AlreadyBoundError
 from ._errors import AlreadyConnectedError as AlreadyConnectedError
+from ._errors import AsynchronousCloseError as AsynchronousCloseError
 from ._errors import BufferOverflowError as BufferOverflowError
 from ._errors import BufferUnderflowError as BufferUnderflowError
 from ._errors import CancelledKeyError as CancelledKeyError
@@ -102,6 +103,7 @@ __all__ = [
     "Channel",
     "CharBuffer",
     "ClosedChannelError",
+    "AsynchronousCloseError",
     "ClosedSelectorError",
     "CompositeBuffer",
     "ConnectionPendingError",

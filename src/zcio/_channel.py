@@ -1,32 +1,99 @@
-"""What every channel shares: one file descriptor, closed exactly once.
+"""What every channel shares: one file descriptor, closed exactly once, never reused early.
 
 A channel is open from creation until ``close()``; afterwards every I/O call raises
 ClosedChannelError.  ``close()`` is idempotent.  The descriptor is set to -1 *before*
 the kernel's ``close(2)`` runs, so a second close is a no-op and a stale channel fails
-loudly instead of touching a descriptor number the process may have reused.  A channel
-collected while open closes itself and warns with ResourceWarning, as files do.
+loudly.  A channel collected while open closes itself and warns with ResourceWarning,
+as files do.
+
+Asynchronous close (Java's rules, the JDK's "preClose").  Every operation that uses the
+descriptor runs registered in the channel's in-flight set (:meth:`Channel._begin` /
+:meth:`Channel._end`, or the :func:`operation` decorator).  ``close()`` while operations
+are in flight does not free the descriptor number: under the registry's lock it
+
+1. wakes the threads inside (a socket is ``shutdown(SHUT_RDWR)``, which wakes
+   ``recv``/``send``/``accept``),
+2. ``dup2(2)`` a dead socket onto the number (one end of a socketpair whose other end is
+   closed, made once per process: reads see end of stream, writes EPIPE),
+3. signals each thread inside out of a blocking call (``zcio._wakeup``), whose retry
+   then meets the dead socket,
+
+and the last operation to leave closes the number for real.  Until then no other open
+can get the number, so no byte ever goes to or comes from a file the channel does not
+own.  An operation that finds its channel closed when it leaves raises
+AsynchronousCloseError with ``moved``, the exact count it moved (positions say the
+same).  Unlike the JDK, which returns the count of a call that completed just before
+the close, zcio raises whenever the close overlapped the call: one rule, the count
+is never lost (it is in ``moved``), and a caller's loop stops at once.  A channel
+that does not own its descriptor (``owns_fd`` False) skips step 2 and never closes the
+number: the owner decides when it goes.
+
+Partial transfers (Java's rule, one place: :func:`gather` and :func:`partial`): a call
+that moved bytes returns their count, even if an error struck afterwards (the error
+comes again on the next call); only a call that moved nothing raises.
 """
 
 from __future__ import annotations
 
+import functools
 import os
+import socket
+import threading
 import warnings
-from collections.abc import Sequence
-from typing import Any, Self
+from collections.abc import Callable, Sequence
+from typing import Any, Self, TypeVar, cast
 
+from . import _wakeup
 from ._byte_buffer import ByteBuffer
-from ._errors import ClosedChannelError, IllegalArgumentError, IndexOutOfBoundsError
+from ._errors import (
+    AsynchronousCloseError,
+    ClosedChannelError,
+    IllegalArgumentError,
+    IndexOutOfBoundsError,
+    TransferError,
+)
+from ._syscalls import IOV_MAX
 
-__all__ = ["Channel", "remaining_pairs", "remaining_views", "advance", "check_buffers"]
+__all__ = [
+    "Channel",
+    "Guard",
+    "operation",
+    "counting_operation",
+    "gather",
+    "partial",
+    "remaining_pairs",
+    "remaining_views",
+    "advance",
+    "check_buffers",
+]
+
+R = TypeVar("R")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _dead_descriptor() -> int:
+    """The JDK's preCloseFD: a socket whose peer is closed (EOF on read, EPIPE on write)."""
+    alive, peer = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    peer.close()
+    return alive.detach()  # close-on-exec, as every socket Python makes
+
+
+_DEAD_FD = _dead_descriptor()
+_get_ident = threading.get_ident
 
 
 class Channel:
-    """Base of every channel: the descriptor's lifetime and the open/closed state."""
+    """Base of every channel: the descriptor's lifetime, open/closed, in-flight operations."""
 
     _fd: int = -1
     _owns_fd: bool = True
+    _closing_fd: int = -1  # pre-closed: closed for real by the last operation to leave
+    _users: list[int]  # thread idents inside operations, one entry per nesting level
+    _op_lock: threading.Lock
 
     def _init_fd(self, fd: int, owns_fd: bool = True) -> None:
+        self._op_lock = threading.Lock()
+        self._users = []
         self._fd = fd
         self._owns_fd = owns_fd
 
@@ -43,13 +110,82 @@ class Channel:
         """Whether ``close()`` has not been called."""
         return self._fd >= 0
 
+    # -- the in-flight registry ------------------------------------------------------
+
+    # The fast path takes no lock: under the GIL ``list.append``/``list.remove`` and
+    # attribute loads and stores are atomic and sequentially consistent.  ``_begin``
+    # registers and then reads ``_fd``; ``close`` clears ``_fd`` and then reads the
+    # users: one of them sees the other (Dekker).  Only handing over the pre-closed
+    # descriptor, which happens once, takes ``_op_lock``.
+
+    def _begin(self) -> bool:
+        """Enter an operation: False (nothing registered) if the channel is closed.
+
+        While registered, a descriptor number read from ``fileno()`` stays this
+        channel's (the real file, or after a close the dead socket) until ``_end``.
+        """
+        self._users.append(_get_ident())
+        if self._fd < 0:
+            self._end()
+            return False
+        return True
+
+    def _end(self) -> bool:
+        """Leave an operation; True if the channel was closed meanwhile.
+
+        The last operation to leave a pre-closed channel closes the descriptor.
+        """
+        self._users.remove(_get_ident())
+        if self._closing_fd >= 0:
+            self._finish_close()
+        return self._fd < 0
+
+    def _finish_close(self) -> None:
+        """Close the pre-closed descriptor if no operation is left inside (once)."""
+        with self._op_lock:
+            fd = self._closing_fd
+            if fd < 0 or self._users:
+                return
+            self._closing_fd = -1
+        self._close_fd(fd)
+
     def close(self) -> None:
-        """Close the channel (idempotent).  Syscalls: ``close(2)`` if the fd is owned."""
-        fd, self._fd = self._fd, -1
-        if fd >= 0:
-            self._on_close()
-            if self._owns_fd:
-                os.close(fd)
+        """Close the channel (idempotent).
+
+        Threads using the channel are woken and raise AsynchronousCloseError; see the
+        module docstring.  Syscalls: ``close(2)`` if the fd is owned (by the last
+        operation to leave, if some are in flight; before that ``shutdown(2)`` for a
+        socket, ``dup2(2)`` of a dead socket onto the fd, ``tgkill(2)`` per thread).
+        """
+        if self._fd < 0:
+            return
+        with self._op_lock:
+            fd, self._fd = self._fd, -1
+            if fd < 0:
+                return
+        self._on_close()
+        with self._op_lock:
+            if not self._users:
+                self._close_fd(fd)
+                return
+            # They cannot hand the number back while we hold the lock: fd is ours.
+            self._pre_close(fd)
+            self._closing_fd = fd
+            _wakeup.wake(self._users)
+        self._finish_close()  # the last one may have left before _closing_fd was set
+
+    def _pre_close(self, fd: int) -> None:
+        """Make ``fd`` harmless while operations still hold it: point it at the dead socket.
+
+        Subclasses wake their own blocked calls first (sockets: shutdown).
+        """
+        if self._owns_fd:
+            os.dup2(_DEAD_FD, fd, inheritable=False)
+
+    def _close_fd(self, fd: int) -> None:
+        """Release the descriptor for real (subclasses: the object that owns it)."""
+        if self._owns_fd:
+            os.close(fd)
 
     def _on_close(self) -> None:
         """Hook for subclasses: release what hangs on the descriptor (locks...)."""
@@ -69,6 +205,149 @@ class Channel:
     def __repr__(self) -> str:
         state = f"fd={self._fd}" if self._fd >= 0 else "closed"
         return f"zcio.{type(self).__name__}[{state}]"
+
+
+def moved_by(result: object, error: BaseException | None) -> int:
+    """The bytes an operation moved, from its count or from the error it raised."""
+    if error is not None:
+        if isinstance(error, TransferError):
+            return error.transferred
+        return error.moved if isinstance(error, AsynchronousCloseError) else 0
+    return result if type(result) is int and result > 0 else 0
+
+
+def _wrap(method: F, counts: bool) -> F:
+    what = method.__qualname__
+
+    @functools.wraps(method)
+    def op(self: Channel, /, *args: Any, **kwargs: Any) -> Any:
+        if not self._begin():  # already closed: the method raises in its own order
+            return method(self, *args, **kwargs)
+        try:
+            result = method(self, *args, **kwargs)
+        except BaseException as e:
+            if self._end():
+                raise AsynchronousCloseError(what, moved_by(None, e)) from e
+            raise
+        if self._end():
+            raise AsynchronousCloseError(what, moved_by(result, None) if counts else 0)
+        return result
+
+    return cast(F, op)
+
+
+def operation(method: F) -> F:
+    """Run a method that uses the channel's descriptor inside the in-flight registry.
+
+    Closed during the call: AsynchronousCloseError (``moved`` 0).
+    """
+    return _wrap(method, counts=False)
+
+
+def counting_operation(method: F) -> F:
+    """As :func:`operation`, for a method returning the bytes it moved: closed during the
+    call, AsynchronousCloseError carries that count (or a TransferError's)."""
+    return _wrap(method, counts=True)
+
+
+class Guard:
+    """The registration of one operation over several endpoints (transfers, splice...).
+
+    ``fd(obj)`` gives the descriptor to use for ``obj``: a zcio channel is registered
+    (its number stays its own until ``finish``); another object with ``fileno()`` is
+    duplicated (``dup``), so that its owner closing it cannot hand the number to another file
+    under the operation; a bare int is used as given (its owner's responsibility).
+    """
+
+    __slots__ = ("_channels", "_dups")
+
+    def __init__(self) -> None:
+        self._channels: list[Channel] = []
+        self._dups: list[int] = []
+
+    def fd(self, obj: Any) -> int:
+        """The descriptor to use for ``obj`` (ClosedChannelError for a closed channel)."""
+        if isinstance(obj, Channel):
+            if obj._begin():
+                self._channels.append(obj)
+            return obj.fileno()
+        if isinstance(obj, int):
+            return obj
+        fd = obj.fileno()
+        if not isinstance(fd, int) or fd < 0:
+            raise ClosedChannelError(f"{obj!r} is closed")
+        dup = os.dup(fd)
+        self._dups.append(dup)
+        return dup
+
+    def closed(self) -> bool:
+        """Whether a registered channel has been closed since (stop moving bytes)."""
+        return any(c._fd < 0 for c in self._channels)
+
+    def finish(self, result: object, error: BaseException | None) -> None:
+        """Leave every registration; AsynchronousCloseError if a channel closed meanwhile."""
+        for d in self._dups:
+            os.close(d)
+        self._dups.clear()
+        closed = [c for c in self._channels if c._end()]
+        self._channels.clear()
+        if closed:
+            raise AsynchronousCloseError(repr(closed[0]), moved_by(result, error)) from error
+
+    def run(self, fn: Callable[..., R], *args: Any) -> R:
+        """``fn(self, *args)`` inside this guard, finished whatever happens."""
+        try:
+            result = fn(self, *args)
+        except BaseException as e:
+            self.finish(None, e)
+            raise
+        self.finish(result, None)
+        return result
+
+
+def partial(total: int, error: OSError) -> int:
+    """Java's partial-transfer rule: ``total`` if bytes moved (the error will come again
+    on the next call), else raise ``error``."""
+    if total:
+        return total
+    raise error
+
+
+def gather(pairs: Sequence[tuple[ByteBuffer | None, memoryview]],
+           call: Callable[[list[memoryview], int], int], once: bool = False) -> int:
+    """Every gather write: ``call(views, total)`` per IOV_MAX non-empty views, in order.
+
+    Goes on while the kernel takes each chunk whole (``once``: one call, as a
+    non-blocking socket does).  Owners' positions advance buffer by buffer by what the
+    kernel took (``None`` owners, bytes-like objects, have no position).  EAGAIN ends
+    the loop; any other error follows :func:`partial`.  Returns the total.
+    """
+    pairs = [p for p in pairs if len(p[1])]
+    total = 0
+    for start in range(0, len(pairs), IOV_MAX):
+        chunk = pairs[start : start + IOV_MAX]
+        views = [v for _, v in chunk]
+        try:
+            n = call(views, total)
+        except BlockingIOError:
+            break
+        except OSError as e:
+            return partial(total, e)
+        _advance_pairs(chunk, n)
+        total += n
+        if once or n < sum(map(len, views)):
+            break
+    return total
+
+
+def _advance_pairs(chunk: Sequence[tuple[ByteBuffer | None, memoryview]], n: int) -> None:
+    for owner, view in chunk:
+        if n <= 0:
+            break
+        step = min(n, len(view))
+        if owner is not None:
+            owner._pos += step
+        n -= step
 
 
 def check_buffers(bufs: Sequence[ByteBuffer], offset: int, length: int | None) -> list[ByteBuffer]:

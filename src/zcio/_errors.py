@@ -17,6 +17,7 @@ ReadOnlyBufferException               ReadOnlyBufferError         TypeError (via
 OutOfMemoryError("Direct buffer...")  OutOfDirectMemoryError      MemoryError
 (none: Java never frees explicitly)   ReleasedBufferError         ValueError (via state)
 ClosedChannelException                ClosedChannelError          OSError
+AsynchronousCloseException            AsynchronousCloseError      OSError (via closed)
 NonReadable/NonWritableChannelExc.    NonReadable/...ChannelError ValueError (via state)
 OverlappingFileLockException          OverlappingFileLockError    ValueError (via state)
 IllegalBlockingModeException          IllegalBlockingModeError    ValueError (via state)
@@ -51,6 +52,7 @@ __all__ = [
     "ReadOnlyBufferError",
     "OutOfDirectMemoryError",
     "ClosedChannelError",
+    "AsynchronousCloseError",
     "NonReadableChannelError",
     "NonWritableChannelError",
     "OverlappingFileLockError",
@@ -123,6 +125,22 @@ class OutOfDirectMemoryError(ZcioError, MemoryError):
 
 class ClosedChannelError(ZcioError, OSError):
     """The channel is closed (Java's ClosedChannelException, an IOException)."""
+
+
+class AsynchronousCloseError(ClosedChannelError):
+    """Another thread closed the channel while this operation was using it.
+
+    Java's AsynchronousCloseException.  ``moved`` is exactly how many bytes the
+    operation moved before it saw the close (0 for calls that move none); buffer and
+    channel positions were advanced by that much and no more.  No byte went to or
+    came from a descriptor the channel no longer owned: the number stays reserved
+    until the last operation using it has left.
+    """
+
+    def __init__(self, what: str, moved: int = 0) -> None:
+        super().__init__(f"{what}: the channel was closed by another thread during the "
+                         f"call ({moved} bytes moved)")
+        self.moved = moved
 
 
 class NonReadableChannelError(IllegalStateError):

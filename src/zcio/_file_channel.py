@@ -9,7 +9,10 @@ position alone).  It maps regions of the file into memory (``map``), locks regio
 Every call raises ClosedChannelError once the channel is closed; reads on a channel
 not opened for reading raise NonReadableChannelError, writes NonWritableChannelError.
 A call that fails in the kernel with nothing moved raises the builtin OSError and
-changes no position.
+changes no position.  A channel closed by another thread during a call makes that
+call raise AsynchronousCloseError with the exact count it moved (a blocked ``lock()``
+is woken); no byte ever reaches a file that took over the descriptor's number (see
+``zcio._channel``).
 """
 
 from __future__ import annotations
@@ -23,7 +26,16 @@ from typing import TYPE_CHECKING, Any, overload
 
 from . import _syscalls
 from ._byte_buffer import ByteBuffer
-from ._channel import Channel, advance, check_buffers, remaining_pairs, remaining_views
+from ._channel import (
+    Channel,
+    advance,
+    check_buffers,
+    counting_operation,
+    gather,
+    operation,
+    remaining_pairs,
+    remaining_views,
+)
 from ._composite import CompositeBuffer
 from ._errors import (
     AlignmentError,
@@ -180,6 +192,7 @@ class FileChannel(Channel):
         """Whether I/O bypasses the page cache (O_DIRECT); see ``dio_alignment``."""
         return self._direct
 
+    @operation
     def dio_alignment(self) -> tuple[int, int, str]:
         """O_DIRECT alignment: (memory alignment, offset/length alignment, source)."""
         if self._dio is None:
@@ -211,6 +224,7 @@ class FileChannel(Channel):
     @overload
     def read(self, dsts: Sequence[ByteBuffer], offset: int = 0, length: int | None = None,
              /) -> int: ...
+    @counting_operation
     def read(self, dst: Any, position: Any = None, length: Any = None) -> int:
         """Read into ``dst`` from the channel's position, or from ``position``.
 
@@ -262,6 +276,7 @@ class FileChannel(Channel):
     @overload
     def write(self, srcs: Sequence[ByteBuffer], offset: int = 0, length: int | None = None,
               /) -> int: ...
+    @counting_operation
     def write(self, src: Any, position: Any = None, length: Any = None) -> int:
         """Write ``src``'s remaining bytes at the channel's position, or at ``position``.
 
@@ -306,28 +321,17 @@ class FileChannel(Channel):
             bufs = check_buffers(src, 0 if position is None else position, length)
             position = None
         fd = self._writable_fd()
-        total = 0
-        pairs = [(b, v) for b, v in remaining_pairs(bufs, writable=False) if len(v)]
-        for start in range(0, len(pairs), IOV_MAX):
-            chunk = pairs[start : start + IOV_MAX]
-            views = [v for _, v in chunk]
+
+        def write_chunk(views: list[memoryview], total: int) -> int:
             at = None if position is None else position + total
             if self._direct:
                 self._check_direct(views, self._position_for_io(at))
-            want = sum(len(v) for v in views)
-            try:
-                n = (io_call(retry, sys_.writev, fd, views) if at is None
-                     else io_call(retry, sys_.pwritev, fd, views, at))
-            except OSError:
-                if total:
-                    return total  # the bytes already written stand; the error recurs
-                raise
+            n = (io_call(retry, sys_.writev, fd, views) if at is None
+                 else io_call(retry, sys_.pwritev, fd, views, at))
             metrics.record("file_write", user_bytes=n)
-            advance([b for b, _ in chunk], n)
-            total += n
-            if n < want:
-                break
-        return total
+            return n
+
+        return gather(remaining_pairs(bufs, writable=False), write_chunk)
 
     # -- position, size ----------------------------------------------------------------
 
@@ -338,6 +342,7 @@ class FileChannel(Channel):
     def position(self) -> int: ...
     @overload
     def position(self, new_position: int) -> FileChannel: ...
+    @operation
     def position(self, new_position: int | None = None) -> int | FileChannel:
         """Get the channel's position (the file size in append mode), or set it.
 
@@ -354,10 +359,12 @@ class FileChannel(Channel):
         os.lseek(fd, new_position, os.SEEK_SET)
         return self
 
+    @operation
     def size(self) -> int:
         """The file's current size.  Syscalls: ``fstat(2)``."""
         return os.fstat(self.fileno()).st_size
 
+    @operation
     def truncate(self, size: int) -> FileChannel:
         """Cut the file to ``size`` if it is longer; a position past ``size`` becomes ``size``.
 
@@ -374,6 +381,7 @@ class FileChannel(Channel):
             os.lseek(fd, size, os.SEEK_SET)
         return self
 
+    @operation
     def force(self, meta_data: bool = True) -> None:
         """Flush the file's data (and metadata if ``meta_data``) to the device.
 
@@ -387,6 +395,7 @@ class FileChannel(Channel):
 
     # -- locks -------------------------------------------------------------------------
 
+    @operation
     def _lock(self, position: int, size: int, shared: bool, wait: bool) -> FileLock | None:
         if shared:
             self._readable_fd()
@@ -395,6 +404,8 @@ class FileChannel(Channel):
         lock = acquire(self, position, size, shared, wait)
         if lock is not None:
             self._locks = [k for k in self._locks if k.is_valid()] + [lock]
+            if not self.is_open():  # closed meanwhile (the caller raises): not held
+                lock._invalidate()
         return lock
 
     def lock(self, position: int = 0, size: int = MAX_LOCK_SIZE, shared: bool = False
@@ -424,11 +435,15 @@ class FileChannel(Channel):
 
     # -- mapping and transfers -------------------------------------------------------
 
+    @operation
     def map(self, mode: MapMode, position: int, size: int) -> MappedByteBuffer:
         """Map ``[position, position + size)`` of the file; see ``zcio.MappedByteBuffer``."""
         from ._mapped import map_file
 
-        return map_file(self, mode, position, size)
+        mapped = map_file(self, mode, position, size)
+        if not self.is_open():  # closed meanwhile (the caller raises): unmap it now
+            mapped.release()
+        return mapped
 
     def transfer_to(self, position: int, count: int, target: Any) -> int:
         """Move up to ``count`` bytes from ``position`` to ``target`` inside the kernel.

@@ -83,12 +83,15 @@ class FileLock:
             return
         self._valid = False
         _forget(self)
-        if self._channel.is_open() and self._size:
-            fcntl.fcntl(
-                self._channel.fileno(),
-                fcntl.F_OFD_SETLK,
-                _flock(fcntl.F_UNLCK, self._position, self._size),
-            )
+        channel = self._channel
+        if self._size and channel._begin():  # the number stays the channel's meanwhile
+            try:  # closed meanwhile: -1 (closing drops the lock) or the dead socket
+                fd = channel._fd
+                if fd >= 0:
+                    fcntl.fcntl(fd, fcntl.F_OFD_SETLK,
+                                _flock(fcntl.F_UNLCK, self._position, self._size))
+            finally:
+                channel._end()
 
     close = release
 

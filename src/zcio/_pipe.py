@@ -16,7 +16,9 @@ zcio adds what Java cannot reach, as module functions taking channels (anything 
 * :func:`vmsplice`: hand the pages of user memory to a pipe without copying them (read
   its warning about modifying that memory afterwards).
 
-Every call raises ClosedChannelError on a closed channel.  A call that fails in the
+Every call raises ClosedChannelError on a closed channel, and AsynchronousCloseError
+(with the exact count moved) when another thread closes it during the call; a thread
+blocked on the pipe is woken (see ``zcio._channel``).  A call that fails in the
 kernel with nothing moved raises the builtin OSError and changes no position.  Where the
 OS or its libc lacks a call, it raises ``OSError(ENOSYS)`` naming the cause
 (``zcio._syscalls.unavailability_cause``).
@@ -32,7 +34,15 @@ from typing import TYPE_CHECKING, Any, Protocol, Self, overload
 
 from . import _syscalls
 from ._byte_buffer import ByteBuffer, byte_view
-from ._channel import advance, check_buffers, remaining_pairs
+from ._channel import (
+    Guard,
+    advance,
+    check_buffers,
+    counting_operation,
+    gather,
+    operation,
+    remaining_pairs,
+)
 from ._composite import CompositeBuffer
 from ._direct import PAGE_SIZE
 from ._errors import IllegalArgumentError
@@ -71,14 +81,13 @@ class _HasFileno(Protocol):
 FdLike = int | _HasFileno
 
 
-def _fd_of(obj: FdLike) -> int:
+def _fd_of(guard: Guard, obj: FdLike) -> int:
+    """The descriptor to use for ``obj`` while ``guard`` holds it (see ``Guard.fd``)."""
     if isinstance(obj, bool):
         raise TypeError("a file descriptor cannot be a bool")
-    if isinstance(obj, int):
-        if obj < 0:
-            raise IllegalArgumentError(f"negative file descriptor: {obj}")
-        return obj
-    return obj.fileno()  # ClosedChannelError for a closed channel
+    if isinstance(obj, int) and obj < 0:
+        raise IllegalArgumentError(f"negative file descriptor: {obj}")
+    return guard.fd(obj)  # ClosedChannelError for a closed channel
 
 
 def _nonblocking(*objs: FdLike) -> bool:
@@ -139,10 +148,12 @@ class _PipeEnd(SelectableChannel):
         self._init_fd(fd, owns_fd)
         self._init_selectable()
 
+    @operation
     def pipe_size(self) -> int:
         """The pipe's capacity in bytes.  Syscalls: ``fcntl(F_GETPIPE_SZ)``."""
         return _get_pipe_size(self.fileno())
 
+    @operation
     def set_pipe_size(self, size: int) -> int:
         """Set the pipe's capacity; returns the capacity the kernel granted.
 
@@ -164,6 +175,7 @@ class SourceChannel(_PipeEnd):
     @overload
     def read(self, dsts: Sequence[ByteBuffer], offset: int = 0, length: int | None = None,
              /) -> int: ...
+    @counting_operation
     def read(self, dst: Any, offset: int = 0, length: int | None = None, /) -> int:
         """Read bytes from the pipe into ``dst``'s ``[position, limit)``.
 
@@ -216,6 +228,7 @@ class SinkChannel(_PipeEnd):
     @overload
     def write(self, srcs: Sequence[ByteBuffer], offset: int = 0, length: int | None = None,
               /) -> int: ...
+    @counting_operation
     def write(self, src: Any, offset: int = 0, length: int | None = None, /) -> int:
         """Write the bytes of ``src``'s ``[position, limit)`` to the pipe.
 
@@ -255,30 +268,21 @@ class SinkChannel(_PipeEnd):
             src._pos += n
             return n
         bufs = [src] if isinstance(src, ByteBuffer) else check_buffers(src, offset, length)
-        total = 0
         all_pairs = remaining_pairs(bufs, writable=False)  # a composite: one per component
-        views = [v for _, v in all_pairs]
+
+        def write_chunk(views: list[memoryview], total: int) -> int:
+            try:
+                n = io_call(retry, sys_.writev, fd, views)
+            except OSError:
+                metrics.record("pipe_write")
+                raise
+            metrics.record("pipe_write", user_bytes=n)
+            return n
+
         try:
-            pairs = [(b, v) for b, v in all_pairs if len(v)]
-            for start in range(0, len(pairs), IOV_MAX):
-                chunk = pairs[start : start + IOV_MAX]
-                chunk_views = [v for _, v in chunk]
-                want = sum(len(v) for v in chunk_views)
-                try:
-                    n = io_call(retry, sys_.writev, fd, chunk_views)
-                except OSError as e:
-                    metrics.record("pipe_write")
-                    if total or isinstance(e, BlockingIOError):
-                        return total  # what was written stands; the error recurs
-                    raise
-                metrics.record("pipe_write", user_bytes=n)
-                advance([b for b, _ in chunk], n)
-                total += n
-                if n < want:
-                    break
+            return gather(all_pairs, write_chunk)
         finally:
-            _release(views)
-        return total
+            _release([v for _, v in all_pairs])
 
 
 class Pipe:
@@ -408,9 +412,16 @@ def splice(
     room for); blocking, it waits for data or room.  When it would block it raises
     BlockingIOError (0 is end of input, so it cannot signal "try again") with nothing
     moved.  On any error nothing moved and no offset changed.  Recorded under path
-    ``"splice"`` as kernel bytes.
+    ``"splice"`` as kernel bytes.  A zcio channel closed by another thread meanwhile:
+    AsynchronousCloseError (the descriptor of any other object is duplicated for the
+    call, so its owner closing it cannot redirect the bytes).
     """
-    src_fd, dst_fd = _fd_of(src), _fd_of(dst)
+    return Guard().run(_splice, src, dst, count, src_position, dst_position, more, nonblock)
+
+
+def _splice(guard: Guard, src: FdLike, dst: FdLike, count: int, src_position: int | None,
+            dst_position: int | None, more: bool, nonblock: bool) -> int:
+    src_fd, dst_fd = _fd_of(guard, src), _fd_of(guard, dst)
     count = _check_count(count)
     _check_position(src_position, "src_position")
     _check_position(dst_position, "dst_position")
@@ -444,9 +455,14 @@ def tee(src: FdLike, dst: FdLike, count: int, *, nonblock: bool = False) -> int:
     Syscalls: ``tee(2)`` (through ctypes; ENOSYS where libc lacks it); may duplicate
     fewer bytes than asked (what ``src`` holds, what ``dst`` has room for); blocking, it
     waits for data in ``src``.  When it would block it raises BlockingIOError with
-    nothing duplicated.  Recorded under path ``"tee"`` as kernel bytes.
+    nothing duplicated.  Recorded under path ``"tee"`` as kernel bytes.  Closed by
+    another thread meanwhile: AsynchronousCloseError, as ``splice``.
     """
-    src_fd, dst_fd = _fd_of(src), _fd_of(dst)
+    return Guard().run(_tee, src, dst, count, nonblock)
+
+
+def _tee(guard: Guard, src: FdLike, dst: FdLike, count: int, nonblock: bool) -> int:
+    src_fd, dst_fd = _fd_of(guard, src), _fd_of(guard, dst)
     count = _check_count(count)
     if count == 0:
         return 0
@@ -505,26 +521,28 @@ def vmsplice(
     with the bytes as kernel bytes: no copy happens at vmsplice time (the copy, if any,
     is the reader's).
     """
-    fd = _fd_of(sink)
+    return Guard().run(_vmsplice, sink, buffers, gift, nonblock)
+
+
+def _vmsplice(guard: Guard, sink: FdLike,
+              buffers: ByteBuffer | BytesLike | Sequence[ByteBuffer | BytesLike],
+              gift: bool, nonblock: bool) -> int:
+    fd = _fd_of(guard, sink)
     if isinstance(buffers, ByteBuffer) or not isinstance(buffers, (list, tuple)):
         items: list[Any] = [buffers]
     else:
         items = list(buffers)
-    owners: list[ByteBuffer | None] = []
-    views: list[memoryview] = []
+    pairs: list[tuple[ByteBuffer | None, memoryview]] = []
     try:
         for item in items:
             if isinstance(item, ByteBuffer):
-                for view in item._rest_views():  # a composite: one per component
-                    owners.append(item)
-                    views.append(view)
+                # a composite: one per component
+                pairs.extend((item, view) for view in item._rest_views())
             else:
-                owners.append(None)
-                views.append(byte_view(item))
-        segs = [(o, v, buffer_address(v), len(v)) for o, v in zip(owners, views, strict=True)
-                if len(v)]
+                pairs.append((None, byte_view(item)))
         if gift:
-            for _, _, address, size in segs:
+            for _, view in pairs:
+                address, size = buffer_address(view) if len(view) else 0, len(view)
                 if address % PAGE_SIZE or size % PAGE_SIZE:
                     raise IllegalArgumentError(
                         f"gift needs page-aligned memory: address {address:#x}, length "
@@ -533,38 +551,17 @@ def vmsplice(
         flags = SPLICE_F_GIFT if gift else 0
         if nonblock or _nonblocking(sink):
             flags |= os.SPLICE_F_NONBLOCK
-        total = 0
-        for start in range(0, len(segs), IOV_MAX):
-            chunk = segs[start : start + IOV_MAX]
-            want = sum(size for _, _, _, size in chunk)
+
+        def give(views: list[memoryview], total: int) -> int:
             try:
-                iov = [(a, s) for _, _, a, s in chunk]
-                n = io_call(retry, _syscalls.SYS.vmsplice, fd, iov, flags)
-            except OSError as e:
+                n = io_call(retry, _syscalls.SYS.vmsplice, fd,
+                            [(buffer_address(v), len(v)) for v in views], flags)
+            except OSError:
                 metrics.record("vmsplice")
-                if total or isinstance(e, BlockingIOError):
-                    return total  # what was taken stands; the error recurs
                 raise
             metrics.record("vmsplice", kernel_bytes=n)
-            _advance_segments(chunk, n)
-            total += n
-            if n < want:
-                break
-        return total
+            return n
+
+        return gather(pairs, give)
     finally:
-        _release(views)
-
-
-def _advance_segments(chunk: Sequence[tuple[ByteBuffer | None, memoryview, int, int]],
-                     n: int) -> None:
-    """Advance the ByteBuffers of ``chunk`` in order by the ``n`` bytes the kernel took.
-
-    Bytes-like segments have no position; their share of ``n`` is skipped.
-    """
-    for owner, _, _, size in chunk:
-        if n <= 0:
-            break
-        step = min(n, size)
-        if owner is not None:
-            owner._pos += step
-        n -= step
+        _release([v for _, v in pairs])

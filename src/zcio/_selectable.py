@@ -13,7 +13,7 @@ import os
 import threading
 from typing import TYPE_CHECKING, Any, Self
 
-from ._channel import Channel
+from ._channel import Channel, operation
 from ._errors import IllegalArgumentError, IllegalBlockingModeError
 
 if TYPE_CHECKING:
@@ -71,6 +71,7 @@ class SelectableChannel(Channel):
         """Whether I/O calls wait (True) or return at once with what they could do."""
         return self._blocking
 
+    @operation
     def configure_blocking(self, block: bool) -> Self:
         """Set the blocking mode.  Syscalls: ``fcntl(F_SETFL, O_NONBLOCK)``.
 

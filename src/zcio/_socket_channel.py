@@ -19,9 +19,10 @@ The stdlib socket owns the descriptor.  The channel keeps the socket's own timeo
 an adopted socket with a timeout becomes a plain blocking channel.  Do not call
 ``setblocking``/``settimeout`` on ``socket()`` behind the channel's back.
 
-Closing a channel while another thread is blocked in ``read``/``write``/``accept`` on
-it first shuts the socket down, which wakes that thread; it raises ClosedChannelError
-(Java's AsynchronousCloseException) unless it had already moved bytes.
+Closing a channel while another thread is inside ``read``/``write``/``accept``/
+``connect`` on it first shuts the socket down, which wakes that thread, and keeps the
+descriptor number reserved until it has left (``zcio._channel``); it raises
+AsynchronousCloseError (Java's AsynchronousCloseException) carrying the bytes it moved.
 """
 
 from __future__ import annotations
@@ -37,7 +38,14 @@ from typing import Any, Self, TypeVar, overload
 
 from . import _syscalls
 from ._byte_buffer import ByteBuffer
-from ._channel import advance, check_buffers, remaining_pairs
+from ._channel import (
+    advance,
+    check_buffers,
+    counting_operation,
+    gather,
+    operation,
+    remaining_pairs,
+)
 from ._errors import (
     AlreadyBoundError,
     AlreadyConnectedError,
@@ -47,7 +55,6 @@ from ._errors import (
     NoConnectionPendingError,
     NotYetBoundError,
     NotYetConnectedError,
-    TransferError,
 )
 from ._guard import io_call
 from ._metrics import metrics
@@ -125,47 +132,55 @@ class _SocketHolder(SelectableChannel):
 
     def _init_socket(self, sock: _socket.socket, blocking: bool) -> None:
         self._sock = sock
-        self._init_fd(sock.fileno(), owns_fd=False)
+        self._init_fd(sock.fileno())  # closed through the socket: see _close_fd
         self._init_selectable()
         self._blocking = blocking
-        # A thread is blocked in the kernel reading (or accepting) / writing: close()
-        # must wake it.  Each is set only under the matching lock, so a bool suffices.
-        self._in_read = False
-        self._in_write = False
 
     def socket(self) -> _socket.socket:
         """The stdlib socket behind the channel (closed with the channel)."""
         return self._sock
 
+    @operation
     def local_address(self) -> Address | None:
         """The address the socket is bound to, or None if it is not bound."""
         self.fileno()
         return _bound_address(self._sock)
 
+    @operation
     def set_option(self, level: int, name: int, value: int | bytes) -> Self:
         """``setsockopt(2)``: e.g. ``set_option(IPPROTO_TCP, TCP_NODELAY, 1)``."""
         self.fileno()
         self._sock.setsockopt(level, name, value)
         return self
 
+    @operation
     def get_option(self, level: int, name: int) -> int:
         """``getsockopt(2)`` of an integer option."""
         self.fileno()
         return self._sock.getsockopt(level, name)
 
-    def _closed_error(self, what: str) -> ClosedChannelError:
-        return ClosedChannelError(f"{type(self).__name__} closed during {what}")
+    def _pre_close(self, fd: int) -> None:
+        # Another thread is inside an operation: close(2) alone would not wake it from
+        # the kernel.  shutdown(2) does (accept gets EINVAL, recv 0, send EPIPE).
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(_socket.SHUT_RDWR)
+        super()._pre_close(fd)
 
-    def _on_close(self) -> None:
-        # Cancel the keys (epoll_ctl DEL) while the descriptor number is still ours.
-        super()._on_close()
-        sock = self._sock
-        if self._in_read or self._in_write:
-            # Another thread is blocked in the kernel on this socket: close(2) alone
-            # would not wake it.  shutdown(2) does (accept gets EINVAL, recv gets 0).
-            with contextlib.suppress(OSError):
-                sock.shutdown(_socket.SHUT_RDWR)
-        sock.close()
+    def _close_fd(self, fd: int) -> None:
+        self._sock.close()  # the stdlib socket owns the number (the dead one, if pre-closed)
+
+    def _close_on_failure(self, connect: Callable[..., bool], *args: Any) -> bool:
+        """Java's rule for a failed connect: the channel is closed (after the operation
+        left, so the kernel's error is what the caller sees)."""
+        try:
+            return connect(*args)
+        except _socket.gaierror:
+            raise  # the address did not resolve: the channel stays usable
+        except ClosedChannelError:
+            raise
+        except OSError:
+            self.close()
+            raise
 
 
 class SocketChannel(_SocketHolder):
@@ -237,6 +252,7 @@ class SocketChannel(_SocketHolder):
         self.fileno()
         return self._remote if self._state == _CONNECTED else None
 
+    @operation
     def bind(self, local: Address | None = None) -> Self:
         """Bind the socket to ``local`` (None: the wildcard address, a kernel-chosen port).
 
@@ -263,27 +279,22 @@ class SocketChannel(_SocketHolder):
 
         Syscalls: ``connect(2)``.
         """
+        return self._close_on_failure(self._connect, remote)
+
+    @operation
+    def _connect(self, remote: Address) -> bool:
         self.fileno()
         with self._read_lock, self._write_lock:
             if self._state == _CONNECTED:
                 raise AlreadyConnectedError(f"already connected to {self._remote!r}")
             if self._state == _PENDING:
                 raise ConnectionPendingError("connection pending: call finish_connect()")
-            self._in_read = self._blocking
             try:
                 self._sock.connect(remote)
             except BlockingIOError:
                 self._state = _PENDING
                 return False
-            except _socket.gaierror:
-                raise
-            except OSError as e:
-                if self._fd < 0:
-                    raise self._closed_error("connect") from e
-                self.close()
-                raise
             finally:
-                self._in_read = False
                 metrics.record("socket_connect", syscalls=1)
             self._connected()
             return True
@@ -298,6 +309,10 @@ class SocketChannel(_SocketHolder):
         Syscalls: ``poll(2)`` for POLLOUT (no wait when non-blocking), then
         ``getsockopt(SO_ERROR)``.
         """
+        return self._close_on_failure(self._finish_connect)
+
+    @operation
+    def _finish_connect(self) -> bool:
         self.fileno()
         with self._read_lock, self._write_lock:
             if self._state == _CONNECTED:
@@ -306,20 +321,13 @@ class SocketChannel(_SocketHolder):
                 raise NoConnectionPendingError("no connection pending")
             poller = select.poll()
             poller.register(self.fileno(), select.POLLOUT)
-            self._in_read = self._blocking
-            try:
-                ready = poller.poll(None if self._blocking else 0)
-            finally:
-                self._in_read = False
-            if self._fd < 0:
-                raise self._closed_error("finish_connect")
+            ready = poller.poll(None if self._blocking else 0)
             if not ready:
                 metrics.record("socket_connect", syscalls=1)
                 return False
             err = self._sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_ERROR)
             metrics.record("socket_connect", syscalls=2)
             if err:
-                self.close()
                 raise OSError(err, os.strerror(err))
             self._connected()
             return True
@@ -358,6 +366,7 @@ class SocketChannel(_SocketHolder):
             self._output_shut = True
         return self
 
+    @operation
     def _shutdown(self, how: int) -> None:
         try:
             self._sock.shutdown(how)
@@ -408,6 +417,7 @@ class SocketChannel(_SocketHolder):
             return self._read([dst], False)
         return self._read(check_buffers(dst, offset, length), True)
 
+    @counting_operation
     def _read(self, bufs: list[ByteBuffer], scatter: bool) -> int:
         with self._read_lock:
             sock = self._check_connected()
@@ -420,7 +430,6 @@ class SocketChannel(_SocketHolder):
                 return 0
             chosen = chosen[: _syscalls.IOV_MAX]
             calls, n = [0], 0
-            self._in_read = self._blocking
             try:
                 if scatter or len(chosen) > 1:  # several buffers, or a composite's parts
                     n = io_call(_syscall, calls, _syscalls.SYS.recvmsg_into, sock,
@@ -429,16 +438,9 @@ class SocketChannel(_SocketHolder):
                     n = io_call(_syscall, calls, _syscalls.SYS.recv_into, sock, chosen[0][1])
             except BlockingIOError:
                 return 0
-            except OSError as e:
-                if self._fd < 0:
-                    raise self._closed_error("read") from e
-                raise
             finally:
-                self._in_read = False
                 metrics.record("socket_read", syscalls=calls[0], user_bytes=n)
             if n == 0:
-                if self._fd < 0:
-                    raise self._closed_error("read")
                 return -1
             advance([b for b, _ in chosen], n)
             return n
@@ -472,8 +474,9 @@ class SocketChannel(_SocketHolder):
         makes one call.  A blocking channel goes on to the next chunk only while the
         previous chunk was taken whole, and returns the total.  On an error with
         nothing written the builtin OSError (BrokenPipeError...) propagates and no
-        position changes; after an earlier chunk was taken, TransferError says how many
-        bytes were (``transferred``), and positions are advanced by exactly that.
+        position changes; after an earlier chunk was taken, the count so far is
+        returned (Java's rule, as every zcio channel) and the error comes again on the
+        next call.
         """
         if isinstance(src, ByteBuffer):
             if offset or length is not None:
@@ -481,38 +484,25 @@ class SocketChannel(_SocketHolder):
             return self._write([src], False)
         return self._write(check_buffers(src, offset, length), True)
 
-    def _write(self, bufs: list[ByteBuffer], gather: bool) -> int:
+    @counting_operation
+    def _write(self, bufs: list[ByteBuffer], several: bool) -> int:
         with self._write_lock:
             sock = self._check_connected()
             if self._output_shut:
                 raise ClosedChannelError("output is shut down")
-            chosen = [(b, v) for b, v in remaining_pairs(bufs, writable=False) if len(v)]
-            calls, total = [0], 0
-            iov_max = _syscalls.IOV_MAX
-            self._in_write = self._blocking
+            calls = [0]
+            sys_ = _syscalls.SYS
+
+            def send_chunk(views: list[memoryview], total: int) -> int:
+                if several or len(views) > 1:  # a composite's parts too
+                    return io_call(_syscall, calls, sys_.sendmsg, sock, views)
+                return io_call(_syscall, calls, sys_.send, sock, views[0])
+
+            total = 0
             try:
-                for start in range(0, len(chosen), iov_max):
-                    chunk = chosen[start : start + iov_max]
-                    chunk_views = [v for _, v in chunk]
-                    try:
-                        if gather or len(chunk_views) > 1:  # a composite's parts too
-                            n = io_call(_syscall, calls, _syscalls.SYS.sendmsg, sock, chunk_views)
-                        else:
-                            n = io_call(_syscall, calls, _syscalls.SYS.send, sock, chunk_views[0])
-                    except BlockingIOError:
-                        break
-                    except OSError as e:
-                        if total:
-                            raise TransferError(e, total) from e
-                        if self._fd < 0:
-                            raise self._closed_error("write") from e
-                        raise
-                    advance([b for b, _ in chunk], n)
-                    total += n
-                    if not self._blocking or n < sum(map(len, chunk_views)):
-                        break
+                total = gather(remaining_pairs(bufs, writable=False), send_chunk,
+                               once=not self._blocking)
             finally:
-                self._in_write = False
                 metrics.record("socket_write", syscalls=calls[0], user_bytes=total)
             return total
 
@@ -550,6 +540,7 @@ class ServerSocketChannel(_SocketHolder):
         """A channel owning ``sock``, a SOCK_STREAM socket (listening or not yet bound)."""
         return cls(sock)
 
+    @operation
     def bind(self, local: Address | None = None, backlog: int = 0) -> Self:
         """Bind to ``local`` (None: wildcard address, kernel-chosen port) and listen.
 
@@ -567,6 +558,7 @@ class ServerSocketChannel(_SocketHolder):
         self._listening = True
         return self
 
+    @operation
     def accept(self) -> SocketChannel | None:
         """Accept a connection: a new connected, blocking SocketChannel.
 
@@ -580,18 +572,15 @@ class ServerSocketChannel(_SocketHolder):
         with self._accept_lock:
             if not self._listening:
                 raise NotYetBoundError("not bound")
-            self._in_read = self._blocking
             try:
                 sock, _ = self._sock.accept()
             except BlockingIOError:
                 return None
-            except OSError as e:
-                if self._fd < 0:
-                    raise self._closed_error("accept") from e
-                raise
             finally:
-                self._in_read = False
                 metrics.record("socket_accept", syscalls=1)
+            if not self.is_open():  # closed meanwhile (the caller raises): not handed out
+                sock.close()
+                return None
             try:
                 return SocketChannel(sock)
             except BaseException:

@@ -24,9 +24,19 @@ recorded in ``zcio.metrics``.  ``path=`` or the environment variable
 
 Each system call moves at most 0x7ffff000 bytes (Linux's MAX_RW_COUNT, Java's cap).
 EINTR is retried.  On a non-blocking channel, EAGAIN ends ``transfer_to``/
-``transfer_from`` with what moved so far (possibly 0); ``zcio.transfer`` waits with
-``poll`` instead.  If an error strikes after bytes moved, TransferError carries the
-exact count that reached the target, and positions were advanced by that much.
+``transfer_from`` with what moved so far (possibly 0), on every rung (a forced splice
+through the scratch pipe gives back to the file what the target did not take);
+``zcio.transfer`` waits with ``poll`` instead.  If an error strikes after bytes moved,
+``transfer_to``/``transfer_from`` return the count (Java's rule, as every channel: the
+error comes again on the next call) and ``zcio.transfer``, which promises everything,
+raises TransferError carrying the exact count that reached the target; positions were
+advanced by that much.
+
+Every transfer runs inside the in-flight registration of its zcio channels, and on a
+duplicate (``dup``) of any other endpoint's descriptor (``zcio._channel.Guard``): a
+channel closed by another thread stops the transfer, which raises
+AsynchronousCloseError with the count moved, and no byte goes to or comes from a file
+that took over a closed descriptor's number.
 """
 
 from __future__ import annotations
@@ -45,6 +55,7 @@ from typing import Any
 
 from . import _scratch, _syscalls
 from ._byte_buffer import ByteBuffer
+from ._channel import Channel, Guard, partial
 from ._direct import MAPPED, round_to_pages
 from ._errors import (
     ClosedChannelError,
@@ -94,11 +105,15 @@ def _check_mode(end: _End, writing: bool) -> None:
             raise NonReadableChannelError("source channel not opened for reading")
 
 
-def _end(obj: Any, writing: bool, check_mode: bool = True) -> _End:
-    """Classify ``obj``: a zcio channel, anything with ``fileno()``, or a channel object."""
+def _end(obj: Any, writing: bool, check_mode: bool = True, guard: Guard | None = None
+         ) -> _End:
+    """Classify ``obj``: a zcio channel, anything with ``fileno()``, or a channel object.
+
+    With ``guard``, the descriptor is held by it (see ``Guard.fd``) until it finishes.
+    """
     if hasattr(obj, "fileno"):
         try:  # closed first, then readable/writable, as the JDK checks
-            fd = obj.fileno()
+            fd = obj.fileno() if guard is None else guard.fd(obj)
         except ClosedChannelError:
             raise
         except (OSError, ValueError) as e:
@@ -195,8 +210,11 @@ class _Partial(Exception):
 class _Transfer:
     """One transfer in progress: endpoints, the ladder, and the rung in use."""
 
-    def __init__(self, src: _End, dst: _End, path: str | None) -> None:
+    def __init__(self, src: _End, dst: _End, path: str | None, guard: Guard | None = None
+                 ) -> None:
         self.src, self.dst = src, dst
+        self.guard = guard  # its channels closing stops the transfer
+        self.wait = True
         self.buf: ByteBuffer | None = None  # the relay buffer, held for the whole run
         forced = path or os.environ.get("ZCIO_TRANSFER_PATH") or None
         ladder, possible = _ladder(src, dst)
@@ -216,8 +234,12 @@ class _Transfer:
     def run(self, count: int, wait: bool) -> int:
         """Move up to ``count`` bytes; stop at EOF, or on EAGAIN unless ``wait``."""
         moved = 0
+        self.wait = wait
+        guard = self.guard
         try:
             while moved < count:
+                if guard is not None and guard.closed():
+                    break  # asynchronously closed: the guard raises with the count
                 want = min(count - moved, MAX_TRANSFER)
                 try:
                     n = self._step(want)
@@ -249,6 +271,8 @@ class _Transfer:
                 return int(getattr(self, "_" + self.path)(want))
             except _Unsupported as u:
                 i = self.ladder.index(self.path)
+                if self.guard is not None and self.guard.closed():
+                    return 0  # the dead descriptor refused it: nothing to fall back for
                 if self.forced or i + 1 == len(self.ladder):
                     raise u.__cause__ or OSError(errno.ENOSYS, str(u)) from None
                 self.path = self.ladder[i + 1]
@@ -313,12 +337,21 @@ class _Transfer:
         if self.src.offset is not None:
             self.src.offset += n
         drained = 0
-        try:  # the bytes are out of the source: they must all reach the target
+        # The bytes are out of the source: they must all reach the target, unless the
+        # source is a file (read at an offset) that can simply be read again.
+        rereadable = self.src.offset is not None
+        try:
             while drained < n:
                 try:
                     k = retry(sys_.splice, pipe.read_fd, self.dst.fd, n - drained, None,
                               self.dst.offset, os.SPLICE_F_MOVE)
                 except BlockingIOError:
+                    if rereadable and not self.wait:  # a non-blocking target is full
+                        _scratch.discard_pipe()
+                        self._unread(n - drained)
+                        if drained:
+                            return drained
+                        raise self._blocked_end() from None
                     _poll(self.dst.fd, select.POLLOUT)
                     continue
                 metrics.record("splice", kernel_bytes=k, operations=0)
@@ -329,8 +362,16 @@ class _Transfer:
                     self.dst.offset += k
         except OSError as e:
             _scratch.discard_pipe()  # it may still hold bytes: never reuse it
+            if rereadable:
+                self._unread(n - drained)
             raise _Partial(e, drained) from e
         return n
+
+    def _unread(self, n: int) -> None:
+        """Bytes read from a file source at its offset did not reach the target: the
+        offset goes back, so they are read again next time."""
+        assert self.src.offset is not None
+        self.src.offset -= n
 
     def _mmap_write(self, want: int) -> int:
         assert self.src.offset is not None
@@ -460,7 +501,12 @@ def _file_position(end: _End) -> int:
 
 
 def _set_file_position(end: _End, position: int) -> None:
-    os.lseek(end.fd, position, os.SEEK_SET)
+    try:
+        os.lseek(end.fd, position, os.SEEK_SET)
+    except OSError:
+        if isinstance(end.obj, Channel) and not end.obj.is_open():
+            return  # closed meanwhile: its descriptor is the dead socket (ESPIPE)
+        raise
 
 
 def transfer_to(channel: FileChannel, position: int, count: int, target: Any,
@@ -475,10 +521,16 @@ def transfer_to(channel: FileChannel, position: int, count: int, target: Any,
     the transfer ends it early: the count says how far it got.
 
     Syscalls: copy_file_range / sendfile / splice / mmap+write / pread+write, see the
-    module docstring.
+    module docstring.  An error after bytes moved: the count is returned (Java's rule).
+    A channel closed by another thread meanwhile: AsynchronousCloseError with the count.
     """
-    channel.fileno()  # the JDK's order: open, target open, readable, target writable, args
-    dst = _end(target, writing=True, check_mode=False)
+    return Guard().run(_transfer_to, channel, position, count, target, path)
+
+
+def _transfer_to(guard: Guard, channel: FileChannel, position: int, count: int, target: Any,
+                 path: str | None) -> int:
+    guard.fd(channel)  # the JDK's order: open, target open, readable, target writable, args
+    dst = _end(target, writing=True, check_mode=False, guard=guard)
     src_fd = channel._readable_fd()
     _check_mode(dst, writing=True)
     if position < 0 or count < 0:
@@ -490,7 +542,7 @@ def transfer_to(channel: FileChannel, position: int, count: int, target: Any,
     if count == 0:
         return 0
     src = _End(channel, src_fd, _FILE, position)
-    return _run_positioned(src, dst, count, path, wait=False)
+    return _run_positioned(src, dst, count, path, wait=False, guard=guard)
 
 
 def transfer_from(channel: FileChannel, source: Any, position: int, count: int,
@@ -502,28 +554,45 @@ def transfer_from(channel: FileChannel, source: Any, position: int, count: int,
     the source's advances by the count.  Returns the count: less than asked at the
     source's end of stream, or on a non-blocking source with nothing more ready.
 
-    Syscalls: copy_file_range / splice / mmap+write / read+pwrite.
+    Syscalls: copy_file_range / splice / mmap+write / read+pwrite.  An error after bytes
+    moved: the count is returned (Java's rule).  A channel closed by another thread
+    meanwhile: AsynchronousCloseError with the count.
     """
+    return Guard().run(_transfer_from, channel, source, position, count, path)
+
+
+def _transfer_from(guard: Guard, channel: FileChannel, source: Any, position: int,
+                   count: int, path: str | None) -> int:
+    guard.fd(channel)
     dst_fd = channel._writable_fd()  # the JDK's order: writable, source open and readable,
-    src = _end(source, writing=False)  # then the arguments
+    src = _end(source, writing=False, guard=guard)  # then the arguments
     if position < 0 or count < 0:
         raise IllegalArgumentError(f"negative position {position} or count {count}")
     if position > os.fstat(dst_fd).st_size:
         return 0
     dst = _End(channel, dst_fd, _FILE, position)
-    return _run_positioned(src, dst, count, path, wait=False)
+    return _run_positioned(src, dst, count, path, wait=False, guard=guard)
 
 
-def _run_positioned(src: _End, dst: _End, count: int, path: str | None, wait: bool) -> int:
-    """Run with explicit offsets for file ends whose own position must advance."""
+def _run_positioned(src: _End, dst: _End, count: int, path: str | None, wait: bool,
+                    guard: Guard) -> int:
+    """Run with explicit offsets for file ends whose own position must advance.
+
+    ``wait``: ``zcio.transfer``, which promises everything, so an error after bytes
+    moved is TransferError; else Java's partial rule (``zcio._channel.partial``).
+    """
     src_start = dst_start = None
     if src.kind == _FILE and src.offset is None:
         src.offset = src_start = _file_position(src)
     if dst.kind == _FILE and dst.offset is None:
         dst.offset = dst_start = _file_position(dst)
-    job = _Transfer(src, dst, path)
+    job = _Transfer(src, dst, path, guard)
     try:
         return job.run(count, wait)
+    except TransferError as e:
+        if wait:
+            raise
+        return partial(e.transferred, e)
     finally:  # also on error: positions say exactly what moved
         if src_start is not None and src.offset is not None:
             _set_file_position(src, src.offset)
@@ -539,17 +608,25 @@ def transfer(src: Any, dst: Any, count: int | None = None, *, path: str | None =
     "all" is what lies between its position and its size when the call starts.  If the
     source ends early (a file that shrank, a peer that closed before ``count``), or
     an error strikes after some bytes moved, TransferError says exactly how many reached
-    ``dst``.  Returns the count moved.
+    ``dst``.  Returns the count moved.  A zcio channel closed by another thread
+    meanwhile: AsynchronousCloseError with the count; another endpoint closed by its
+    owner meanwhile keeps being served through a duplicate of its descriptor.
     """
     if count is not None and count < 0:
         raise IllegalArgumentError(f"negative count {count}")
-    s, d = _end(src, writing=False), _end(dst, writing=True)
+    return Guard().run(_transfer, src, dst, count, path)
+
+
+def _transfer(guard: Guard, src: Any, dst: Any, count: int | None, path: str | None) -> int:
+    s, d = _end(src, writing=False, guard=guard), _end(dst, writing=True, guard=guard)
     if count is None:
         want = (os.fstat(s.fd).st_size - _file_position(s) if s.kind == _FILE
                 else (1 << 63) - 1)
     else:
         want = count
-    moved = _run_positioned(s, d, max(want, 0), path, wait=True)
+    moved = _run_positioned(s, d, max(want, 0), path, wait=True, guard=guard)
+    if guard.closed():
+        return moved  # the guard raises AsynchronousCloseError with the count
     if moved < want and (count is not None or s.kind == _FILE):
         # A file's size at the start defines "all": ending early means it shrank.
         what = "source file shrank" if count is None else "source ended"

@@ -1,0 +1,278 @@
+"""The channel contract (issue 9, item 6): the same rules for every zcio byte channel.
+
+Run over every kind of ``channel_kinds.KINDS`` (file, TCP and Unix sockets, pipe ends,
+blocking and non-blocking): positions and limits after reads and writes, scatter/gather
+order, one partial-transfer rule (Java's: the count if bytes moved, the error only if
+none did), close rules (use after close, double close, close during a blocked read or
+a transfer), argument errors.  Kind-specific extras stay in the kind's own test file.
+"""
+
+from __future__ import annotations
+
+import errno
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from channel_kinds import KINDS, NONBLOCKING, STREAMS, Ends
+from faults import OK, Faults
+from zcio import (
+    AsynchronousCloseError,
+    ByteBuffer,
+    ClosedChannelError,
+    FileChannel,
+    IllegalArgumentError,
+    ZcioError,
+    _syscalls,
+    _wakeup,
+)
+from zcio._syscalls import IOV_MAX
+
+# Every syscall a gather write may use, per kind: the script applies to whichever runs.
+GATHER_CALLS = ("writev", "sendmsg")
+
+
+def data(n: int, seed: int = 0) -> bytes:
+    return bytes((i * 7 + seed + i // 251) & 0xFF for i in range(n))
+
+
+def _ends(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ends]:
+    _, factory, blocking = request.param
+    e = factory(tmp_path, blocking)
+    try:
+        yield e
+    finally:
+        e.close()
+
+
+@pytest.fixture(params=KINDS, ids=[k[0] for k in KINDS])
+def ends(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ends]:
+    yield from _ends(request, tmp_path)
+
+
+@pytest.fixture(params=STREAMS, ids=[k[0] for k in STREAMS])
+def stream_ends(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ends]:
+    """The kinds whose reads and writes block: blocking sockets and pipes."""
+    yield from _ends(request, tmp_path)
+
+
+@pytest.fixture(params=NONBLOCKING, ids=[k[0] for k in NONBLOCKING])
+def nonblocking_ends(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ends]:
+    yield from _ends(request, tmp_path)
+
+
+def positions(bufs: list[ByteBuffer]) -> list[int]:
+    return [b.position() for b in bufs]
+
+
+# -- reading -----------------------------------------------------------------------------
+
+
+def test_read_advances_the_position_never_the_limit(ends: Ends) -> None:
+    ends.feed(b"0123456789")
+    dst = ByteBuffer.allocate(12).position(2).limit(8)
+    n = ends.read_eventually(dst)
+    assert 1 <= n <= 6
+    assert (dst.position(), dst.limit()) == (2 + n, 8)
+    assert bytes(dst.flip().position(2)) == b"012345"[:n]
+
+
+def test_read_with_no_room_is_0_and_moves_nothing(ends: Ends) -> None:
+    ends.feed(b"abc")
+    dst = ByteBuffer.allocate(4).position(4)
+    assert ends.reader.read(dst) == 0
+    assert ends.reader.read([dst, ByteBuffer.allocate(0)]) == 0
+    assert dst.position() == 4
+    assert ends.read_eventually(ByteBuffer.allocate(8)) == 3  # the bytes are still there
+
+
+def test_scatter_read_fills_each_buffer_before_the_next(ends: Ends) -> None:
+    ends.feed(data(10))
+    bufs = [ByteBuffer.allocate(3), ByteBuffer.allocate(4), ByteBuffer.allocate(5)]
+    got = 0
+    deadline = time.monotonic() + 10
+    while got < 10 and time.monotonic() < deadline:
+        got += max(ends.read_eventually(bufs), 0)
+    assert got == 10
+    assert positions(bufs) == [3, 4, 3]
+    assert b"".join(bytes(b.flip()) for b in bufs) == data(10)
+
+
+def test_end_of_input_reads_minus_one(ends: Ends) -> None:
+    ends.feed(b"ab")
+    ends.end_input()
+    dst = ByteBuffer.allocate(8)
+    assert ends.read_eventually(dst) == 2
+    assert ends.read_eventually(dst) == -1
+    assert dst.position() == 2
+
+
+# -- writing -----------------------------------------------------------------------------
+
+
+def test_write_advances_the_position_never_the_limit(ends: Ends) -> None:
+    src = ByteBuffer.wrap(b"xx0123456789yy", 2, 10)
+    n = ends.writer.write(src)
+    assert n == 10  # an empty socket buffer or pipe takes 10 bytes, blocking or not
+    assert (src.position(), src.limit()) == (12, 12)
+    assert ends.take(10) == b"0123456789"
+
+
+def test_gather_write_drains_buffers_in_order(ends: Ends) -> None:
+    bufs = [ByteBuffer.wrap(data(3, s)) for s in range(3)] + [ByteBuffer.allocate(0)]
+    assert ends.writer.write(bufs) == 9
+    assert positions(bufs) == [3, 3, 3, 0]
+    assert ends.take(9) == data(3, 0) + data(3, 1) + data(3, 2)
+
+
+def test_gather_error_after_a_chunk_returns_what_moved(ends: Ends) -> None:
+    """Java's partial rule on every channel: the count, then the error on the next call
+    (here the script's error is spent, so the next call writes the rest)."""
+    chunks = [data(3, i) for i in range(IOV_MAX + 5)]
+    bufs = [ByteBuffer.wrap(c) for c in chunks]
+    layer = Faults({name: [OK, errno.EIO] for name in GATHER_CALLS})
+    with _syscalls.override(layer):
+        assert ends.writer.write(bufs) == 3 * IOV_MAX
+    assert positions(bufs) == [3] * IOV_MAX + [0] * 5
+    assert ends.writer.write(bufs) == 15
+    assert ends.take(3 * len(chunks)) == b"".join(chunks)
+
+
+def test_gather_error_with_nothing_moved_raises_the_builtin(ends: Ends) -> None:
+    bufs = [ByteBuffer.wrap(data(3, i)) for i in range(4)]
+    layer = Faults({name: [errno.EIO] for name in GATHER_CALLS})
+    with _syscalls.override(layer), pytest.raises(OSError) as info:
+        ends.writer.write(bufs)
+    assert info.value.errno == errno.EIO and not isinstance(info.value, ZcioError)
+    assert positions(bufs) == [0, 0, 0, 0]
+    assert ends.writer.is_open()
+
+
+# -- argument errors ---------------------------------------------------------------------
+
+
+def test_argument_errors_move_nothing(ends: Ends) -> None:
+    ends.feed(b"abc")
+    ro = ByteBuffer.allocate(4).as_read_only_buffer()
+    with pytest.raises(IllegalArgumentError):
+        ends.reader.read(ro)
+    with pytest.raises(IndexError):
+        ends.reader.read([ByteBuffer.allocate(4)], 1, 5)
+    with pytest.raises(IndexError):
+        ends.writer.write([ByteBuffer.allocate(4)], -1, 1)
+    with pytest.raises(TypeError):
+        ends.writer.write([b"not a buffer"])
+    assert ends.read_eventually(ByteBuffer.allocate(8)) == 3
+
+
+# -- close rules -------------------------------------------------------------------------
+
+
+def test_use_after_close_is_the_plain_closed_error(ends: Ends) -> None:
+    ends.reader.close()
+    ends.writer.close()
+    ends.reader.close()  # idempotent
+    assert not ends.reader.is_open() and not ends.writer.is_open()
+    for call in (lambda: ends.reader.read(ByteBuffer.allocate(4)),
+                 lambda: ends.writer.write(ByteBuffer.wrap(b"x")),
+                 lambda: ends.writer.write([ByteBuffer.wrap(b"x")]),
+                 ends.reader.fileno):
+        with pytest.raises(ClosedChannelError) as info:
+            call()
+        assert not isinstance(info.value, AsynchronousCloseError)
+
+
+def _in_thread(call: Any) -> tuple[threading.Thread, list[BaseException | None]]:
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            call()
+        except BaseException as e:
+            outcome.append(e)
+        else:
+            outcome.append(None)
+
+    t = threading.Thread(target=run)
+    t.start()
+    return t, outcome
+
+
+def _close_when_inside(ch: Any, t: threading.Thread) -> None:
+    deadline = time.monotonic() + 10
+    while not ch._users and t.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.001)
+    time.sleep(0.05)  # let it block in the kernel
+    ch.close()
+    t.join(20)
+    assert not t.is_alive(), "close() did not wake the thread"
+
+
+needs_wakeup = pytest.mark.skipif(
+    not _wakeup.available(), reason=f"no wake-up signal: {_wakeup.unavailability_cause()}")
+
+SIZE = 2 << 20  # well past what a pipe or a SOCKET_BUFFER-sized socket holds
+
+
+def test_close_during_a_blocked_read(stream_ends: Ends) -> None:
+    ends = stream_ends
+    if not _wakeup.available() and not hasattr(ends.reader, "socket"):
+        pytest.skip(f"no wake-up signal for pipes: {_wakeup.unavailability_cause()}")
+    dst = ByteBuffer.allocate(8)
+    t, outcome = _in_thread(lambda: ends.reader.read(dst))
+    _close_when_inside(ends.reader, t)
+    assert isinstance(outcome[0], AsynchronousCloseError)
+    assert outcome[0].moved == 0 == dst.position()
+
+
+@needs_wakeup
+def test_close_during_a_blocked_transfer(stream_ends: Ends, tmp_path: Path) -> None:
+    """transfer_to into the writer, blocked on a peer that does not read: closed, it
+    raises with exactly the bytes that reached the other side."""
+    ends = stream_ends
+    path = tmp_path / "big"
+    path.write_bytes(data(SIZE))
+    with FileChannel.open(path) as src:
+        t, outcome = _in_thread(lambda: src.transfer_to(0, SIZE, ends.writer))
+        _close_when_inside(ends.writer, t)
+        err = outcome[0]
+        assert isinstance(err, AsynchronousCloseError)
+        assert 0 < err.moved < SIZE
+        assert ends.take(SIZE) == data(err.moved)
+        assert src.position() == 0
+
+
+def test_transfer_to_a_closed_channel_is_the_plain_closed_error(ends: Ends,
+                                                                 tmp_path: Path) -> None:
+    path = tmp_path / "small"
+    path.write_bytes(data(100))
+    with FileChannel.open(path) as src:
+        assert src.transfer_to(0, 100, ends.writer) == 100
+        assert ends.take(100) == data(100)
+        ends.writer.close()
+        with pytest.raises(ClosedChannelError) as info:
+            src.transfer_to(0, 1, ends.writer)
+        assert not isinstance(info.value, AsynchronousCloseError)
+
+
+@pytest.mark.parametrize("path", ["sendfile", "splice", "mmap_write", "read_write"])
+def test_forced_path_to_a_full_nonblocking_target_returns(nonblocking_ends: Ends,
+                                                          tmp_path: Path, path: str) -> None:
+    """Item 5: every rung returns a partial count on a non-blocking target (0 if
+    nothing moved), never waits for a peer that does not read."""
+    from zcio._transfer import transfer_to
+
+    ends = nonblocking_ends
+    file = tmp_path / "big"
+    file.write_bytes(data(SIZE))
+    with FileChannel.open(file) as src:
+        n = transfer_to(src, 0, SIZE, ends.writer, path=path)
+        assert 0 < n < SIZE  # the socket or pipe buffer filled up
+        assert transfer_to(src, n, SIZE - n, ends.writer, path=path) == 0  # still full
+        assert ends.take(n) == data(n)  # exactly the counted bytes, none twice
+        assert transfer_to(src, n, 1000, ends.writer, path=path) == 1000  # room again
+        assert ends.take(1000) == data(n + 1000)[n:]
