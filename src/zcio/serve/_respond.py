@@ -12,7 +12,7 @@ What is answered:
 * A directory without a trailing slash: 301 to the same path with one (built from the
   checked path, so ``//evil.example`` cannot become an open redirect).  With one: its
   ``index.html``, else a listing if enabled, else 404.
-* A regular file: 200, 206, 304 or 416 (see ``_ranges``), a precompressed sibling when
+* A regular file: 200, 206, 304, 412 or 416 (see ``_ranges``), a precompressed sibling when
   the client takes it (see ``_files``).
 * Bad paths: 400 (NUL, dot segments), 404 (missing, outside the root, dotfiles, FIFOs
   and devices), 403 (permission denied).
@@ -45,13 +45,11 @@ class Response:
     """What to send for one request.
 
     ``head`` then ``body`` (bytes-like, possibly empty) or, when ``fd >= 0``, ``count``
-    bytes of that open file from ``offset`` (the I/O layer closes it).  ``key`` is the
-    file's identity (inode, device, size, mtime) when the headers were made: if it
-    changes during the send, the connection is closed.  ``length`` is the body's size
-    for the access log.
+    bytes of that open file from ``offset`` (the I/O layer closes it).  ``length`` is
+    the body's size for the access log.
     """
 
-    __slots__ = ("status", "head", "body", "fd", "offset", "count", "key", "path",
+    __slots__ = ("status", "head", "body", "fd", "offset", "count", "path",
                  "keep_alive", "length")
 
     def __init__(self, status: int, head: bytes, body: bytes | memoryview = b"",
@@ -62,7 +60,6 @@ class Response:
         self.fd = -1
         self.offset = 0
         self.count = 0
-        self.key: tuple[int, int, int, int] | None = None
         self.path = ""
         self.keep_alive = keep_alive
         self.length = len(body)
@@ -89,6 +86,8 @@ class Responder:
               extra: bytes = b"") -> Response:
         """A short plain-text error page (none for HEAD)."""
         body = f"{status} {REASONS[status]}\n".encode()
+        if status == 405:
+            extra += _ALLOW
         fields = b"%sContent-Length: %d\r\n%s" % (_ERROR_TYPE, len(body), extra)
         return Response(status, response_head(status, date, fields, keep_alive),
                         body if with_body else b"", keep_alive)
@@ -105,14 +104,24 @@ class Responder:
     # -- the request -------------------------------------------------------------------
 
     def respond(self, req: Request, date: bytes, keep_alive: bool) -> Response:
-        """The response to ``req``; ``keep_alive`` False makes it close the connection."""
+        """The response to ``req``; ``keep_alive`` False makes it close the connection.
+
+        An HTTP/1.0 client keeps the connection only when the response says
+        ``Connection: keep-alive`` (RFC 9112 9.3), so such a response says it.
+        """
+        response = self._respond(req, date, keep_alive)
+        if response.keep_alive and req.version == "1.0":
+            response.head = response.head[:-2] + b"Connection: keep-alive\r\n\r\n"
+        return response
+
+    def _respond(self, req: Request, date: bytes, keep_alive: bool) -> Response:
         method = req.method
         if method == b"GET":
             is_get = True
         elif method == b"HEAD":
             is_get = False
         else:
-            return self.error(405, date, keep_alive, extra=_ALLOW)
+            return self.error(405, date, keep_alive)
         target = req.target
         cut = target.find(b"?")
         key = target if cut < 0 else target[:cut]
@@ -216,6 +225,9 @@ class Responder:
         elif status == 304:
             return Response(304, response_head(304, date, rep.fields_304, keep_alive), b"",
                             keep_alive)
+        elif status == 412:
+            return Response(412, response_head(412, date, b"Content-Length: 0\r\n",
+                                               keep_alive), b"", keep_alive)
         else:  # 416
             return Response(416, response_head(
                 416, date, b"Content-Range: bytes */%d\r\nContent-Length: 0\r\n" % rep.size,
@@ -227,7 +239,7 @@ class Responder:
             return Response(status, head, body, keep_alive)
         response = Response(status, head, b"", keep_alive)
         response.fd, response.offset, response.count = fd, first, end - first
-        response.key, response.path, response.length = rep.key, rep.full_path, end - first
+        response.path, response.length = rep.full_path, end - first
         return response
 
     def _listing(self, rel: str, is_get: bool, date: bytes, keep_alive: bool) -> Response:

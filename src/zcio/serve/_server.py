@@ -16,10 +16,11 @@ complete request's response in order, and writes:
   the engine's per-call set-up costs ~27 us a step (its endpoint checks, and the
   loopback probe that would pick read/write, which the server must not), about what
   the CPU-per-request goal against nginx leaves.  Where a file system refuses
-  sendfile (EINVAL, ENOSYS), that body falls back to the engine's ladder.  After each
-  step the file is ``fstat``-ed: if it changed (size, modification time) or is now too
-  short, the connection is closed (its response can no longer be what the headers
-  promised); the server goes on.
+  sendfile (EINVAL, ENOSYS), that body falls back to the engine's ladder.  Exactly the
+  announced ``Content-Length`` goes out, whatever happens to the file meanwhile: a file
+  that grows (a log being appended) or is touched still completes, as with nginx; one
+  that shrinks below the announced length ends the body early (sendfile returns 0),
+  and the connection is closed, so the client sees the short body; the server goes on.
 
 Reading stops while a response is being written (backpressure: a client that does not
 read cannot make the server buffer more), and at most 32 responses are queued per
@@ -55,8 +56,15 @@ from .._file_channel import FileChannel
 from .._metrics import metrics
 from .._transfer import transfer_to
 from ._access_log import AccessLog, request_line
-from ._files import identity
-from ._http import NEED_DATA, Limits, Request, RequestError, ServerConnection
+from ._http import (
+    CONTINUE,
+    CONTINUE_LINE,
+    NEED_DATA,
+    Limits,
+    Request,
+    RequestError,
+    ServerConnection,
+)
 from ._respond import Responder, Response
 
 __all__ = ["Timeouts", "Loop"]
@@ -82,17 +90,16 @@ class Timeouts:
 
 
 class _Body:
-    """A file body in flight: its descriptor (owned), what is left, the identity to keep,
-    and, once sendfile has refused this file, the engine's channel on it."""
+    """A file body in flight: its descriptor (owned), what is left, and, once sendfile
+    has refused this file, the engine's channel on it."""
 
-    __slots__ = ("fd", "path", "offset", "remaining", "key", "channel")
+    __slots__ = ("fd", "path", "offset", "remaining", "channel")
 
     def __init__(self, response: Response) -> None:
         self.fd = response.fd
         self.path = response.path
         self.offset = response.offset
         self.remaining = response.count
-        self.key = response.key
         self.channel: FileChannel | None = None
         metrics.record("sendfile", syscalls=0)  # one operation per body
 
@@ -104,8 +111,8 @@ class _Body:
             os.close(fd)
 
     def send(self, sock: socket.socket) -> int:
-        """One step: sendfile as much as the socket takes now; 0 at the file's end;
-        raises BlockingIOError when the socket has no room."""
+        """One step: sendfile as much as the socket takes now; 0 when the file ends
+        before ``offset``; raises BlockingIOError when the socket has no room."""
         if self.channel is None:
             try:
                 n = _syscalls.SYS.sendfile(sock.fileno(), self.fd, self.offset,
@@ -119,8 +126,8 @@ class _Body:
                 metrics.record("sendfile", kernel_bytes=n, operations=0)
                 return n
         n = transfer_to(self.channel, self.offset, self.remaining, sock)
-        if n == 0:
-            raise BlockingIOError(errno.EAGAIN, "no room")  # a shrunk file shows in fstat
+        if n == 0 and os.fstat(self.fd).st_size > self.offset:
+            raise BlockingIOError(errno.EAGAIN, "no room")  # else: the file ended
         return n
 
 
@@ -368,6 +375,10 @@ class Loop:
                 response = responder.error(event.status, self._date, False)
                 if log is not None:
                     log.record(conn.peer, "-", response.status, response.length)
+            elif event is CONTINUE:  # the client waits for this before its body
+                out.append(CONTINUE_LINE)
+                queued += 1
+                continue
             elif event is NEED_DATA:
                 break
             else:  # CLOSED: the peer is done and so is every request
@@ -428,10 +439,8 @@ class Loop:
         if n > 0:
             body.offset += n
             body.remaining -= n
-        st = os.fstat(body.fd)
-        if (n == 0 or identity(st) != body.key
-                or st.st_size < body.offset + body.remaining):  # n == 0: the file ended
-            _log.warning("zcio serve: %s changed during a send; connection closed",
+        elif n == 0:  # the file ended before the announced length: it shrank
+            _log.warning("zcio serve: %s shrank during a send; connection closed",
                          body.path)
             self._close(conn)
             return False
