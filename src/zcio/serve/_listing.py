@@ -18,6 +18,12 @@ from urllib.parse import quote
 __all__ = ["listing_page"]
 
 
+def _display(name: str) -> str:
+    """``name`` for the page's text: non-UTF-8 bytes (kept by ``os`` as surrogate
+    escapes) become U+FFFD, markup is escaped."""
+    return html.escape(name.encode("utf-8", "surrogateescape").decode("utf-8", "replace"))
+
+
 def listing_page(dir_fd: int, url_path: str, rel: str, dotfiles: bool,
                  visible: Callable[[str], bool]) -> bytes:
     """The HTML listing of the directory open as ``dir_fd`` (which stays open).
@@ -43,7 +49,7 @@ def listing_page(dir_fd: int, url_path: str, rel: str, dotfiles: bool,
                 continue
             rows.append((not is_dir, name, st.st_size, st.st_mtime))
     rows.sort()
-    title = html.escape(url_path)
+    title = _display(url_path)
     out = [f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>Index of {title}'
            f"</title></head>\n<body><h1>Index of {title}</h1>\n<ul>\n"]
     if url_path != "/":
@@ -52,8 +58,7 @@ def listing_page(dir_fd: int, url_path: str, rel: str, dotfiles: bool,
         shown = name + ("" if is_file else "/")
         href = quote(name.encode("utf-8", "surrogateescape"), safe="") + (
             "" if is_file else "/")
-        text = html.escape(shown.encode("utf-8", "surrogateescape").decode("utf-8",
-                                                                            "replace"))
+        text = _display(shown)
         size_text = f" ({size} bytes)" if is_file else ""
         out.append(f'<li><a href="{href}">{text}</a>{size_text}</li>\n')
     out.append("</ul></body></html>\n")
