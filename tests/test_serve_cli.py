@@ -219,3 +219,38 @@ def test_errors_are_one_line(tmp_path: Path, www: Path) -> None:
                         "no-such-host.invalid", "--port", "0"], capture_output=True,
                        timeout=30)
     assert r.returncode == 1 and len(r.stderr.decode().splitlines()) == 1, r.stderr
+
+
+def _wait_gone(pids: list[int], seconds: float = 15.0) -> list[int]:
+    """The pids still alive (not zombies) after waiting up to ``seconds``."""
+    deadline = time.monotonic() + seconds
+    alive = pids
+    while time.monotonic() < deadline:
+        alive = [p for p in pids if not _zombie_or_gone(p)]
+        if not alive:
+            break
+        time.sleep(0.05)
+    return alive
+
+
+def test_workers_die_with_a_killed_master_and_the_port_is_free(
+        started: list[subprocess.Popen[bytes]], www: Path) -> None:
+    run = start(started, str(www), "--workers", "2", "-q")
+    kids = _children(run.proc.pid)
+    assert len(kids) == 2
+    run.proc.kill()  # SIGKILL: the master can forward nothing
+    run.proc.communicate(timeout=15)
+    assert _wait_gone(kids) == [], "orphaned workers kept running"
+    again = start(started, str(www), "--port", str(run.port), "-q")  # the next start binds
+    assert again.port == run.port and again.get("/small.bin")[1] == SMALL
+    assert again.stop()[0] == 0
+
+
+def test_sighup_is_a_graceful_stop_of_every_worker(started: list[subprocess.Popen[bytes]],
+                                                   www: Path) -> None:
+    run = start(started, str(www), "--workers", "2", "-q")
+    kids = _children(run.proc.pid)
+    assert run.get("/small.bin")[1] == SMALL
+    code, _, err = run.stop(signal.SIGHUP)
+    assert code == 0, err
+    assert _wait_gone(kids) == []
