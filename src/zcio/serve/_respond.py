@@ -23,6 +23,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from collections.abc import Generator
 from urllib.parse import quote
 
 from ._files import (
@@ -34,7 +35,7 @@ from ._files import (
     read_small,
 )
 from ._http import REASONS, Request, response_head
-from ._listing import listing_page
+from ._listing import ListingCache, dir_identity, listing_steps
 from ._paths import PathError, Root, target_path
 from ._ranges import evaluate
 
@@ -45,12 +46,15 @@ class Response:
     """What to send for one request.
 
     ``head`` then ``body`` (bytes-like, possibly empty) or, when ``fd >= 0``, ``count``
-    bytes of that open file from ``offset`` (the I/O layer closes it).  ``length`` is
+    bytes of that open file from ``offset`` (the I/O layer closes it).  When ``later``
+    is set, the response is not ready: ``later`` is a generator that does a bounded
+    piece of the work per ``next()`` and returns the real Response (a listing being
+    built); closing it abandons the work and frees what it holds.  ``length`` is
     the body's size for the access log.
     """
 
     __slots__ = ("status", "head", "body", "fd", "offset", "count", "path",
-                 "keep_alive", "length")
+                 "keep_alive", "length", "later")
 
     def __init__(self, status: int, head: bytes, body: bytes | memoryview = b"",
                  keep_alive: bool = True) -> None:
@@ -63,6 +67,19 @@ class Response:
         self.path = ""
         self.keep_alive = keep_alive
         self.length = len(body)
+        self.later: Generator[None, None, Response] | None = None
+
+
+def _say_keep_alive(response: Response) -> None:
+    """Add ``Connection: keep-alive`` to a head that keeps an HTTP/1.0 connection."""
+    if response.keep_alive:
+        response.head = response.head[:-2] + b"Connection: keep-alive\r\n\r\n"
+
+
+def _http10_later(steps: Generator[None, None, Response]) -> Generator[None, None, Response]:
+    response = yield from steps
+    _say_keep_alive(response)
+    return response
 
 
 _ERROR_TYPE = b"Content-Type: text/plain; charset=utf-8\r\n"
@@ -79,6 +96,7 @@ class Responder:
         self.dotfiles = dotfiles
         self.listing = listing
         self.precompressed = precompressed
+        self.listings = ListingCache()
 
     # -- simple responses ----------------------------------------------------------------
 
@@ -110,8 +128,12 @@ class Responder:
         ``Connection: keep-alive`` (RFC 9112 9.3), so such a response says it.
         """
         response = self._respond(req, date, keep_alive)
-        if response.keep_alive and req.version == "1.0":
-            response.head = response.head[:-2] + b"Connection: keep-alive\r\n\r\n"
+        if req.version != "1.0":
+            return response
+        if response.later is not None:
+            response.later = _http10_later(response.later)
+        else:
+            _say_keep_alive(response)
         return response
 
     def _respond(self, req: Request, date: bytes, keep_alive: bool) -> Response:
@@ -243,12 +265,36 @@ class Responder:
         return response
 
     def _listing(self, rel: str, is_get: bool, date: bytes, keep_alive: bool) -> Response:
+        """The listing of directory ``rel``: from the cache if the directory is unchanged,
+        else a Response whose ``later`` builds it step by step (the first step runs here,
+        so that a directory that cannot be opened is an error response now)."""
+        key = dir_identity(self.root.stat(rel))
+        page = self.listings.get(rel, key)
+        if page is not None:
+            return self._listing_response(page, is_get, date, keep_alive)
+        steps = self._build_listing(rel, key, is_get, date, keep_alive)
+        try:
+            next(steps)
+        except StopIteration as done:  # small enough for one step
+            finished: Response = done.value
+            return finished
+        response = Response(200, b"", b"", keep_alive)
+        response.later = steps
+        return response
+
+    def _build_listing(self, rel: str, key: tuple[int, int, int, int], is_get: bool,
+                       date: bytes, keep_alive: bool) -> Generator[None, None, Response]:
         fd = self.root.open_dir(rel)
         try:
-            page = listing_page(fd, "/" + rel + ("/" if rel else ""), rel, self.dotfiles,
-                                self.root.visible)
+            page = yield from listing_steps(fd, "/" + rel + ("/" if rel else ""), rel,
+                                            self.dotfiles, self.root.visible)
         finally:
             os.close(fd)
+        self.listings.put(rel, key, page)
+        return self._listing_response(page, is_get, date, keep_alive)
+
+    def _listing_response(self, page: bytes, is_get: bool, date: bytes, keep_alive: bool
+                          ) -> Response:
         fields = (b"Content-Type: text/html; charset=utf-8\r\nContent-Length: %d\r\n"
                   % len(page))
         return Response(200, response_head(200, date, fields, keep_alive),

@@ -22,10 +22,15 @@ complete request's response in order, and writes:
   that shrinks below the announced length ends the body early (sendfile returns 0),
   and the connection is closed, so the client sees the short body; the server goes on.
 
-Reading stops while a response is being written (backpressure: a client that does not
-read cannot make the server buffer more), and at most 32 responses are queued per
-connection.  Socket reads and writes are counted in ``zcio.metrics`` as
-``socket_read`` and ``socket_write``.
+Fairness: no connection holds the loop for long.  Reading (and so parsing) stops while
+responses wait unsent (backpressure: a client that does not read cannot make the server
+buffer more); responses are made only while less than 64 KiB waits to go out on that
+connection; one connection gets at most 16 responses per turn of the loop, then waits
+for the next turn on a ready list, behind every other connection.  A response that
+takes long to make (a listing of a large directory, see ``_listing``) is made a slice
+of about a millisecond per turn; if the client goes meanwhile, the work is dropped.
+Socket reads and writes are counted in ``zcio.metrics`` as ``socket_read`` and
+``socket_write``.
 
 Timeouts (checked a few times a second): ``idle`` between requests, ``request`` from a
 request's first byte to its last (slowloris), ``send`` without write progress (a
@@ -48,6 +53,7 @@ import select
 import socket
 import time
 from collections import deque
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from email.utils import formatdate
 
@@ -74,7 +80,9 @@ _log = logging.getLogger("zcio.serve")
 _IN = select.EPOLLIN
 _OUT = select.EPOLLOUT
 _RECV_SIZE = 65536
-_MAX_QUEUED = 32  # responses queued on one connection before it is written
+_TURN_RESPONSES = 16  # responses one connection may make per turn of the loop
+_OUT_CAP = 64 << 10  # make no further response while this much waits to go out
+_SLICE = 0.001  # seconds of slow work (a listing) per connection per turn
 _ACCEPT_BATCH = 64
 _NO_SENDFILE = {errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP}
 
@@ -133,7 +141,7 @@ class _Body:
 
 class _Conn:
     __slots__ = ("sock", "fd", "peer", "proto", "out", "body", "closing", "events",
-                 "deadline", "started")
+                 "deadline", "started", "pending", "pending_line", "ready")
 
     def __init__(self, sock: socket.socket, peer: str, limits: Limits) -> None:
         self.sock = sock
@@ -146,6 +154,10 @@ class _Conn:
         self.events = _IN
         self.deadline = 0.0
         self.started: float | None = None  # when the request being read began
+        #: A response being made a slice per turn (Response.later), for request line...
+        self.pending: Generator[None, None, Response] | None = None
+        self.pending_line = ""
+        self.ready = False  # on the loop's ready list: driven next turn, events off
 
 
 class Loop:
@@ -162,6 +174,7 @@ class Loop:
         self.access_log = access_log
         self.requests = 0  # responses queued since start
         self._conns: dict[int, _Conn] = {}
+        self._ready: deque[_Conn] = deque()
         self._ep = select.epoll()
         self._wake = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._buf = bytearray(_RECV_SIZE)
@@ -210,25 +223,24 @@ class Loop:
         next_sweep = time.monotonic() + self._tick
         self._update_date()
         while True:
-            events = ep.poll(max(next_sweep - self._now, 0.0))
+            events = ep.poll(0.0 if self._ready else max(next_sweep - self._now, 0.0))
             self._now = now = time.monotonic()
             if int(time.time()) != self._date_second:
                 self._update_date()
             for fd, _ in events:
                 conn = conns.get(fd)
                 if conn is not None:
-                    try:
-                        if conn.events == _OUT:
-                            drive(conn)
-                        else:
-                            read(conn)
-                    except Exception:  # never let one connection stop the server
-                        _log.exception("zcio serve: connection from %s failed", conn.peer)
-                        self._close(conn)
+                    if conn.events == _OUT:
+                        self._guarded(drive, conn)
+                    elif conn.events == _IN:
+                        self._guarded(read, conn)
+                    # else: on the ready list (a hang-up shows when it is driven)
                 elif fd == listen_fd and self._accepting:
                     self._accept()
                 elif fd == wake_fd:
                     self._begin_drain()
+            if self._ready:
+                self._run_ready()
             if now >= next_sweep:
                 self._sweep()
                 next_sweep = now + self._tick
@@ -240,6 +252,35 @@ class Loop:
             self._close(conn)
         if log is not None:
             self._flush_log(log)
+
+    def _guarded(self, step: Callable[[_Conn], None], conn: _Conn) -> None:
+        try:
+            step(conn)
+        except Exception:  # never let one connection stop the server
+            _log.exception("zcio serve: connection from %s failed", conn.peer)
+            self._close(conn)
+
+    def _run_ready(self) -> None:
+        """Drive each connection that was on the ready list when this turn began."""
+        ready, conns = self._ready, self._conns
+        for _ in range(len(ready)):
+            conn = ready.popleft()
+            conn.ready = False
+            if conns.get(conn.fd) is conn:
+                self._guarded(self._drive, conn)
+
+    def _later(self, conn: _Conn) -> None:
+        """Stop reading ``conn`` and drive it again next turn, after the others."""
+        if not conn.ready:
+            conn.ready = True
+            self._ready.append(conn)
+        conn.deadline = self._now + self.timeouts.send
+        self._set_events(conn, 0)
+
+    def _set_events(self, conn: _Conn, events: int) -> None:
+        if conn.events != events:
+            self._ep.modify(conn.fd, events)
+            conn.events = events
 
     def _flush_log(self, log: AccessLog) -> AccessLog | None:
         """Write the access log; a log that cannot be written is dropped, not fatal."""
@@ -327,18 +368,30 @@ class Loop:
         self._drive(conn)
 
     def _drive(self, conn: _Conn) -> None:
-        """Write what is queued, queue the next responses, until blocked or idle."""
+        """Write what is queued, make the next responses, until blocked, idle or out of
+        this turn's share (then the connection waits on the ready list)."""
+        budget = _TURN_RESPONSES
         while True:
             if (conn.out or conn.body is not None) and not self._write(conn):
                 return
             if conn.closing:
                 self._close(conn)
                 return
-            if not self._produce(conn):
+            if conn.pending is not None:
+                if not self._advance_pending(conn):
+                    self._later(conn)
+                    return
+                continue
+            if budget <= 0:
+                self._later(conn)
+                return
+            made = self._produce(conn, budget)
+            if not made:
                 if conn.closing:
                     self._close(conn)
                     return
                 break
+            budget -= made
         # Nothing to write: wait for (the rest of) a request.
         if conn.proto.in_request:
             if conn.started is None:
@@ -350,34 +403,30 @@ class Loop:
         else:
             conn.started = None
             conn.deadline = self._now + self.timeouts.idle
-        if conn.events != _IN:
-            self._ep.modify(conn.fd, _IN)
-            conn.events = _IN
+        self._set_events(conn, _IN)
 
-    def _produce(self, conn: _Conn) -> bool:
-        """Queue responses for the requests parsed so far; True if any was queued."""
-        proto, out, responder, log = conn.proto, conn.out, self.responder, self.access_log
-        queued = 0
-        while conn.body is None and queued < _MAX_QUEUED:
+    def _produce(self, conn: _Conn, budget: int) -> int:
+        """Make responses for the requests parsed so far, at most ``budget``, while
+        less than _OUT_CAP waits to go out; how many were made."""
+        proto, out, responder = conn.proto, conn.out, self.responder
+        made = 0
+        while (made < budget and conn.body is None and conn.pending is None
+               and not conn.closing and sum(map(len, out)) < _OUT_CAP):
             event = proto.next_event()
             if isinstance(event, Request):
                 keep_alive = event.keep_alive and not self._draining
+                line = request_line(event.method, event.target, event.version)
                 try:
                     response = responder.respond(event, self._date, keep_alive)
                 except Exception:
                     _log.exception("zcio serve: %r failed", event)
                     response = responder.error(500, self._date, False)
-                if log is not None:
-                    log.record(conn.peer, request_line(event.method, event.target,
-                                                       event.version),
-                               response.status, response.length)
             elif isinstance(event, RequestError):
+                line = "-"
                 response = responder.error(event.status, self._date, False)
-                if log is not None:
-                    log.record(conn.peer, "-", response.status, response.length)
             elif event is CONTINUE:  # the client waits for this before its body
                 out.append(CONTINUE_LINE)
-                queued += 1
+                made += 1
                 continue
             elif event is NEED_DATA:
                 break
@@ -385,16 +434,43 @@ class Loop:
                 conn.closing = True
                 break
             self.requests += 1
-            out.append(response.head)
-            if response.body:
-                out.append(response.body)
-            if response.fd >= 0:
-                conn.body = _Body(response)
-            queued += 1
-            if not response.keep_alive:
-                conn.closing = True
-                break
-        return queued > 0
+            made += 1
+            if response.later is not None:
+                conn.pending, conn.pending_line = response.later, line
+            else:
+                self._queue(conn, response, line)
+        return made
+
+    def _advance_pending(self, conn: _Conn) -> bool:
+        """Run the pending response for up to _SLICE seconds; True once it is queued."""
+        steps = conn.pending
+        assert steps is not None
+        deadline = time.monotonic() + _SLICE
+        try:
+            while True:
+                next(steps)
+                if time.monotonic() >= deadline:
+                    return False
+        except StopIteration as done:
+            response: Response = done.value
+        except Exception:
+            _log.exception("zcio serve: %s failed", conn.pending_line)
+            response = self.responder.error(500, self._date, False)
+        conn.pending = None
+        self._queue(conn, response, conn.pending_line)
+        return True
+
+    def _queue(self, conn: _Conn, response: Response, line: str) -> None:
+        """Log ``response`` and queue it on ``conn`` (a file body: as conn.body)."""
+        if self.access_log is not None:
+            self.access_log.record(conn.peer, line, response.status, response.length)
+        conn.out.append(response.head)
+        if response.body:
+            conn.out.append(response.body)
+        if response.fd >= 0:
+            conn.body = _Body(response)
+        if not response.keep_alive:
+            conn.closing = True
 
     # -- writing -------------------------------------------------------------------------
 
@@ -453,9 +529,7 @@ class Loop:
 
     def _want_write(self, conn: _Conn) -> None:
         conn.deadline = self._now + self.timeouts.send
-        if conn.events != _OUT:  # stop reading until the response is out
-            self._ep.modify(conn.fd, _OUT)
-            conn.events = _OUT
+        self._set_events(conn, _OUT)  # stop reading until the response is out
 
     # -- closing and timing out ---------------------------------------------------------
 
@@ -468,6 +542,9 @@ class Loop:
         if conn.body is not None:
             conn.body.close()
             conn.body = None
+        if conn.pending is not None:  # work for a closed connection is dropped
+            conn.pending.close()
+            conn.pending = None
         conn.out.clear()
         if not self._accepting and len(self._conns) < self.max_connections:
             self._resume_accepting()
