@@ -200,3 +200,23 @@ def test_a_cached_file_made_unreadable_is_refused_at_once() -> None:
         assert _as_nobody_in_child(work) == 0
     finally:
         shutil.rmtree(base)
+
+
+def test_a_request_that_finds_no_descriptor_gets_503_not_500(
+        www: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    root = Root(str(www))
+    try:
+        responder = Responder(root, FileCache())
+
+        def no_fd(*args: object) -> None:
+            raise OSError(errno.EMFILE, os.strerror(errno.EMFILE))
+
+        monkeypatch.setattr(root, "open_file", no_fd)
+        request = Request(b"GET", b"/large.bin", "1.1", {b"host": b"x"}, True)
+        response = responder.respond(request, b"now", True)
+        assert response.status == 503 and b"Retry-After: 1\r\n" in response.head
+        assert responder.out_of_fds and response.fd == -1
+    finally:
+        root.close()

@@ -16,6 +16,8 @@ What is answered:
   the client takes it (see ``_files``).
 * Bad paths: 400 (NUL, dot segments), 404 (missing, outside the root, dotfiles, FIFOs
   and devices), 403 (permission denied).
+* No file descriptor left (EMFILE, ENFILE): 503 with ``Retry-After: 1``, and
+  ``out_of_fds`` set for the I/O layer, which closes idle connections to make room.
 """
 
 from __future__ import annotations
@@ -84,6 +86,7 @@ def _http10_later(steps: Generator[None, None, Response]) -> Generator[None, Non
 
 _ERROR_TYPE = b"Content-Type: text/plain; charset=utf-8\r\n"
 _ALLOW = b"Allow: GET, HEAD\r\n"
+_RETRY = b"Retry-After: 1\r\n"
 
 
 class Responder:
@@ -97,6 +100,9 @@ class Responder:
         self.listing = listing
         self.precompressed = precompressed
         self.listings = ListingCache()
+        #: Set when a request failed for want of a file descriptor (answered 503);
+        #: the I/O layer clears it once it has made room.
+        self.out_of_fds = False
 
     # -- simple responses ----------------------------------------------------------------
 
@@ -177,6 +183,9 @@ class Responder:
         except OSError as e:
             if e.errno in (errno.ENAMETOOLONG, errno.ELOOP, errno.EXDEV, errno.EINVAL):
                 return self.error(404, date, keep_alive, is_get)
+            if e.errno in (errno.EMFILE, errno.ENFILE):  # out of descriptors: try later
+                self.out_of_fds = True
+                return self.error(503, date, keep_alive, is_get, _RETRY)
             raise
 
     def _lookup(self, req: Request, key: bytes, encodings: tuple[bytes, ...], is_get: bool,

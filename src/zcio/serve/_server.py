@@ -32,6 +32,13 @@ of about a millisecond per turn; if the client goes meanwhile, the work is dropp
 Socket reads and writes are counted in ``zcio.metrics`` as ``socket_read`` and
 ``socket_write``.
 
+Out of file descriptors (EMFILE, ENFILE), in ``accept`` or when a request opens its file:
+idle keep-alive connections are closed first, oldest first; a request that still
+cannot open its file gets 503 with ``Retry-After: 1`` (see ``_respond``); a client the
+listener cannot accept is accepted on a descriptor kept in reserve for this, answered
+503 and closed, so it does not starve in the accept queue.  One warning is logged when
+such an episode begins, one line when it ends (a second without running out).
+
 Timeouts (checked a few times a second): ``idle`` between requests, ``request`` from a
 request's first byte to its last (slowloris), ``send`` without write progress (a
 client that stops reading).  At ``max_connections`` the longest-idle keep-alive
@@ -83,6 +90,7 @@ _RECV_SIZE = 65536
 _TURN_RESPONSES = 16  # responses one connection may make per turn of the loop
 _OUT_CAP = 64 << 10  # make no further response while this much waits to go out
 _SLICE = 0.001  # seconds of slow work (a listing) per connection per turn
+_FD_QUIET = 1.0  # seconds without running out of descriptors that end an episode
 _ACCEPT_BATCH = 64
 _NO_SENDFILE = {errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP}
 
@@ -141,7 +149,7 @@ class _Body:
 
 class _Conn:
     __slots__ = ("sock", "fd", "peer", "proto", "out", "body", "closing", "events",
-                 "deadline", "started", "pending", "pending_line", "ready")
+                 "deadline", "started", "pending", "pending_line", "ready", "served")
 
     def __init__(self, sock: socket.socket, peer: str, limits: Limits) -> None:
         self.sock = sock
@@ -158,6 +166,7 @@ class _Conn:
         self.pending: Generator[None, None, Response] | None = None
         self.pending_line = ""
         self.ready = False  # on the loop's ready list: driven next turn, events off
+        self.served = False  # a response was made: idle now means kept alive
 
 
 class Loop:
@@ -185,6 +194,9 @@ class Loop:
         self._draining = False
         self._drain_deadline = 0.0
         self._accepting = False
+        self._fd_episode = 0  # connections refused or closed for want of descriptors
+        self._fd_short_at = 0.0  # when descriptors last ran out
+        self._reserve = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
         ticks = [t for t in (self.timeouts.idle, self.timeouts.request, self.timeouts.send)
                  if t > 0]
         self._tick = min(1.0, max(0.02, min(ticks, default=1.0) / 4))
@@ -204,6 +216,9 @@ class Loop:
         """Close every connection, the wake-up descriptor and epoll (not the listener)."""
         for conn in list(self._conns.values()):
             self._close(conn)
+        if self._reserve >= 0:
+            reserve, self._reserve = self._reserve, -1
+            os.close(reserve)
         if self._wake >= 0:
             wake, self._wake = self._wake, -1
             os.close(wake)
@@ -325,11 +340,17 @@ class Loop:
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as e:
-                if e.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                if e.errno in (errno.EMFILE, errno.ENFILE):
+                    if self._make_room(e) or self._refuse_one(listener):
+                        continue
+                    self._pause_accepting()  # resumed by the next sweep
+                    return
+                if e.errno in (errno.ENOBUFS, errno.ENOMEM):
                     _log.warning("zcio serve: accept: %s; pausing", e.strerror)
                     self._pause_accepting()  # resumed by the next sweep
                     return
                 continue  # ECONNABORTED and friends: that client is gone
+
             if victim is not None:  # make room only for a connection that came
                 self._close(victim)
             sock.setblocking(False)
@@ -340,13 +361,67 @@ class Loop:
             conns[conn.fd] = conn
             self._ep.register(conn.fd, _IN)
 
+    def _make_room(self, error: OSError) -> bool:
+        """Out of descriptors: close idle keep-alive connections (up to half of them,
+        at least one, oldest first); whether any was closed.  Logs once an episode.
+        A connection that has not had a response yet is not closed: its request may be
+        on its way, and closing over unread input resets it, losing the request."""
+        self._fd_short_at = self._now
+        if not self._fd_episode:
+            _log.warning("zcio serve: out of file descriptors (%s, %d connections); "
+                         "closing idle ones, answering 503 meanwhile", error.strerror,
+                         len(self._conns))
+        idle = sorted((c for c in self._conns.values() if c.served and self._is_idle(c)),
+                      key=lambda c: c.deadline)
+        victims = idle[: max(1, len(idle) // 2)]
+        for conn in victims:
+            self._close(conn)
+        self._fd_episode += len(victims)
+        return bool(victims)
+
+    def _refuse_one(self, listener: socket.socket) -> bool:
+        """Accept one client on the reserve descriptor, answer 503 and close it, so it
+        learns to retry instead of waiting in the accept queue; whether one was."""
+        if self._reserve < 0:
+            return False
+        os.close(self._reserve)
+        self._reserve = -1
+        try:
+            try:
+                sock, _ = listener.accept()
+            except OSError:
+                return False
+            with sock:
+                self._fd_episode += 1
+                body = b"503 Service Unavailable\n"
+                with contextlib.suppress(OSError):
+                    # The request is read and dropped (waiting a millisecond at most
+                    # for it): closing with unread input would reset the connection,
+                    # and the client would lose the answer.
+                    sock.settimeout(0.001)
+                    with contextlib.suppress(TimeoutError):
+                        sock.recv(65536)
+                    sock.setblocking(False)
+                    sock.send(b"HTTP/1.1 503 Service Unavailable\r\nServer: zcio\r\nDate: "
+                              + self._date + b"\r\nRetry-After: 1\r\nContent-Type: "
+                              b"text/plain; charset=utf-8\r\nContent-Length: %d\r\n"
+                              b"Connection: close\r\n\r\n%s" % (len(body), body))
+                    sock.shutdown(socket.SHUT_WR)
+            return True
+        finally:
+            with contextlib.suppress(OSError):
+                self._reserve = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
+
+    def _is_idle(self, conn: _Conn) -> bool:
+        """Waiting for a next request, with nothing in flight."""
+        return (conn.events == _IN and conn.started is None and not conn.out
+                and conn.body is None and conn.pending is None)
+
     def _oldest_idle(self) -> _Conn | None:
         """The connection idle the longest (waiting for a next request), if any."""
         oldest: _Conn | None = None
         for conn in self._conns.values():
-            if (conn.events == _IN and conn.started is None and not conn.out
-                    and conn.body is None and (oldest is None
-                                               or conn.deadline < oldest.deadline)):
+            if self._is_idle(conn) and (oldest is None or conn.deadline < oldest.deadline):
                 oldest = conn
         return oldest
 
@@ -435,6 +510,9 @@ class Loop:
                 break
             self.requests += 1
             made += 1
+            if responder.out_of_fds:  # the 503 is made; make room for the next ones
+                responder.out_of_fds = False
+                self._make_room(OSError(errno.EMFILE, os.strerror(errno.EMFILE)))
             if response.later is not None:
                 conn.pending, conn.pending_line = response.later, line
             else:
@@ -464,6 +542,7 @@ class Loop:
         """Log ``response`` and queue it on ``conn`` (a file body: as conn.body)."""
         if self.access_log is not None:
             self.access_log.record(conn.peer, line, response.status, response.length)
+        conn.served = True
         conn.out.append(response.head)
         if response.body:
             conn.out.append(response.body)
@@ -551,6 +630,10 @@ class Loop:
 
     def _sweep(self) -> None:
         now = self._now
+        if self._fd_episode and now - self._fd_short_at > _FD_QUIET:
+            _log.warning("zcio serve: file descriptors available again (%d connections "
+                         "closed or refused meanwhile)", self._fd_episode)
+            self._fd_episode = 0
         for conn in [c for c in self._conns.values() if c.deadline <= now]:
             self._close(conn)
         if not self._accepting and len(self._conns) < self.max_connections:
