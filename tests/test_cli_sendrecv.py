@@ -280,7 +280,7 @@ def test_a_complete_partial_only_needs_verifying(procs: Procs, tmp_path: Path,
     (tmp_path / "f").write_bytes(data)
     _plant(dest, "f", data, data)  # killed after the last byte, before the rename
     (dest / "f").write_bytes(b"an old version, replaced")
-    recv = Recv(procs, dest)
+    recv = Recv(procs, dest, "--overwrite")
     report = send_json(tmp_path / "f", recv.address)
     assert recv.finish()[0] == 0
     assert report["resumed_from"] == len(data) and report["moved"] == 0
@@ -368,16 +368,19 @@ def test_max_size_refuses(procs: Procs, tmp_path: Path, dest: Path) -> None:
     assert os.listdir(dest) == []
 
 
-def test_a_directory_under_the_final_name(procs: Procs, tmp_path: Path, dest: Path) -> None:
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_a_directory_under_the_final_name(procs: Procs, tmp_path: Path, dest: Path,
+                                          overwrite: bool) -> None:
+    """Refused before any byte of the body, leaving nothing behind, --overwrite or not."""
     (tmp_path / "f").write_bytes(b"data")
     (dest / "f").mkdir()
-    recv = Recv(procs, dest)
+    recv = Recv(procs, dest, *(["--overwrite"] if overwrite else []))
     r = zcio("send", str(tmp_path / "f"), recv.address)
     rc, _, err = recv.finish()
     assert r.returncode == 1 and rc == 1
-    one_line(r.stderr, f"receiver {recv.address} failed: Is a directory: {dest / 'f'}")
-    one_line(err, f"Is a directory: {dest / 'f'}")
-    assert (dest / "f").is_dir() and partial(dest, "f")[0].read_bytes() == b"data"
+    one_line(r.stderr, f"receiver {recv.address} refused: {dest / 'f'} is a directory")
+    one_line(err, f"{dest / 'f'} is a directory")
+    assert os.listdir(dest) == ["f"] and (dest / "f").is_dir()
 
 
 # -- hostile or broken peers -----------------------------------------------------------

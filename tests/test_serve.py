@@ -122,7 +122,13 @@ def test_http10_closes_unless_keep_alive_asked(serve: Serve) -> None:
         reader = Reader(c)
         c.sendall(b"GET /small.bin HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
         resp = reader.next()
-        assert resp.read() == SMALL and resp.getheader("Connection") is None
+        # RFC 9112 9.3: an HTTP/1.0 client keeps the connection only if the response
+        # says so; without it, wget and curl (1.0 mode) would wait for the close.
+        assert resp.read() == SMALL and resp.getheader("Connection") == "keep-alive"
+        c.sendall(b"GET /nothing HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        missing = reader.next()
+        assert missing.status == 404 and missing.getheader("Connection") == "keep-alive"
+        missing.read()
         c.sendall(b"GET /empty.txt HTTP/1.0\r\n\r\n")
         assert reader.next().read() == b""
         reader.close()
@@ -244,6 +250,8 @@ def test_if_range(serve: Serve) -> None:
 @pytest.mark.parametrize("name", ["small.bin", "large.bin"])
 def test_conditional_requests(serve: Serve, name: str) -> None:
     s = serve()
+    past = time.time() - 7200  # so that a date after the file's time is not in the future
+    os.utime(s.root / name, (past, past))
     status, headers, _ = s.get("/" + name)
     etag, modified = headers["ETag"], headers["Last-Modified"]
     assert re.fullmatch(r'"[0-9a-f]+-[0-9a-f]+"', etag)
@@ -260,9 +268,23 @@ def test_conditional_requests(serve: Serve, name: str) -> None:
     for cond in ({"If-None-Match": '"other"'},
                  {"If-Modified-Since": formatdate(mtime - 3600, usegmt=True)},
                  {"If-Modified-Since": "not a date"},
-                 {"If-None-Match": '"other"', "If-Modified-Since": modified}):
+                 # later than the server's clock: invalid, so ignored (RFC 9110 13.1.3)
+                 {"If-Modified-Since": formatdate(time.time() + 3600, usegmt=True)},
+                 {"If-None-Match": '"other"', "If-Modified-Since": modified},
+                 {"If-Match": etag}, {"If-Match": f'"x", {etag}'}, {"If-Match": "*"},
+                 {"If-Unmodified-Since": modified},
+                 {"If-Unmodified-Since": "not a date"},
+                 {"If-Match": etag, "If-Unmodified-Since": formatdate(0, usegmt=True)}):
         status, _, body = s.get("/" + name, cond)
         assert status == 200 and body == (s.root / name).read_bytes(), cond
+    # RFC 9110 13.2.2: If-Match (strong comparison), else If-Unmodified-Since, first.
+    for cond in ({"If-Match": '"other"'}, {"If-Match": "W/" + etag},
+                 {"If-Unmodified-Since": formatdate(mtime - 3600, usegmt=True)},
+                 {"If-Match": '"other"', "If-None-Match": etag},
+                 {"If-Match": '"other"', "Range": "bytes=0-0"}):
+        status, h, body = s.get("/" + name, cond)
+        assert status == 412 and body == b"", cond
+        assert h["Content-Length"] == "0"
 
 
 def test_a_changed_file_gets_a_new_etag_and_content(serve: Serve) -> None:
@@ -431,12 +453,13 @@ def test_access_log_in_common_log_format(serve: Serve) -> None:
     assert lines[4].endswith('"GET /we\\"ird\\\\ HTTP/1.1" 404 14'), lines[4]
 
 
-def _slow_download(s: Served, name: str, rcvbuf: int = 4096) -> socket.socket:
+def _slow_download(s: Served, name: str, rcvbuf: int = 4096, fields: bytes = b""
+                   ) -> socket.socket:
     c = socket.socket()
     c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
     c.settimeout(TIMEOUT)
     c.connect((s.host, s.port))
-    c.sendall(b"GET /%s HTTP/1.1\r\nHost: x\r\n\r\n" % name.encode())
+    c.sendall(b"GET /%s HTTP/1.1\r\nHost: x\r\n%s\r\n" % (name.encode(), fields))
     return c
 
 
@@ -453,24 +476,39 @@ def _drain(c: socket.socket) -> bytes:
     return b"".join(chunks)
 
 
-@pytest.mark.parametrize("change", ["shrink", "rewrite"])
-def test_a_file_changing_mid_send_closes_that_connection(serve: Serve, change: str) -> None:
+@pytest.mark.parametrize("change", ["shrink", "rewrite", "grow", "touch"])
+def test_a_file_changing_mid_send(serve: Serve, change: str) -> None:
+    """Exactly the announced length goes out, as nginx does: a file that grows (a log
+    being appended) or is touched completes; one that shrinks below it is cut short,
+    and the client can tell by Content-Length."""
     s = serve()
     path = s.root / "big-changing.bin"
-    path.write_bytes(os.urandom(32 << 20))
-    with _slow_download(s, path.name) as c:
+    size = 32 << 20
+    original = os.urandom(size)
+    path.write_bytes(original)
+    with _slow_download(s, path.name, fields=b"Connection: close\r\n") as c:
         head = c.recv(65536)
         assert head.startswith(b"HTTP/1.1 200")
         time.sleep(0.05)
         if change == "shrink":
             os.truncate(path, 1 << 20)
-        else:  # same size, new bytes and a new mtime
+        elif change == "rewrite":  # same size, new bytes at the start, a new mtime
             with open(path, "r+b") as f:
                 f.write(b"X" * 4096)
             os.utime(path, ns=(time.time_ns(), time.time_ns() + 1_000_000_000))
+        elif change == "grow":
+            with open(path, "ab") as f:
+                f.write(b"appended" * 100_000)
+        else:
+            os.utime(path, ns=(time.time_ns(), time.time_ns() + 1_000_000_000))
         rest = _drain(c)
-    body = head.split(b"\r\n\r\n", 1)[1] + rest
-    assert len(body) < 32 << 20  # cut short: the client can tell (Content-Length)
+    head_part, body = (head + rest).split(b"\r\n\r\n", 1)
+    assert b"Content-Length: %d\r\n" % size in head_part
+    if change == "shrink":
+        assert len(body) < size
+    else:
+        assert len(body) == size
+        assert body[8192:] == original[8192:]  # what nobody rewrote is the original
     assert s.get("/small.bin")[2] == SMALL  # the server goes on
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
+import select
 import signal
 import socket
 import subprocess
@@ -219,3 +221,107 @@ def test_errors_are_one_line(tmp_path: Path, www: Path) -> None:
                         "no-such-host.invalid", "--port", "0"], capture_output=True,
                        timeout=30)
     assert r.returncode == 1 and len(r.stderr.decode().splitlines()) == 1, r.stderr
+
+
+def _wait_gone(pids: list[int], seconds: float = 15.0) -> list[int]:
+    """The pids still alive (not zombies) after waiting up to ``seconds``."""
+    deadline = time.monotonic() + seconds
+    alive = pids
+    while time.monotonic() < deadline:
+        alive = [p for p in pids if not _zombie_or_gone(p)]
+        if not alive:
+            break
+        time.sleep(0.05)
+    return alive
+
+
+def test_workers_die_with_a_killed_master_and_the_port_is_free(
+        started: list[subprocess.Popen[bytes]], www: Path) -> None:
+    run = start(started, str(www), "--workers", "2", "-q")
+    kids = _children(run.proc.pid)
+    assert len(kids) == 2
+    run.proc.kill()  # SIGKILL: the master can forward nothing
+    run.proc.communicate(timeout=15)
+    assert _wait_gone(kids) == [], "orphaned workers kept running"
+    again = start(started, str(www), "--port", str(run.port), "-q")  # the next start binds
+    assert again.port == run.port and again.get("/small.bin")[1] == SMALL
+    assert again.stop()[0] == 0
+
+
+def test_sighup_is_a_graceful_stop_of_every_worker(started: list[subprocess.Popen[bytes]],
+                                                   www: Path) -> None:
+    run = start(started, str(www), "--workers", "2", "-q")
+    kids = _children(run.proc.pid)
+    assert run.get("/small.bin")[1] == SMALL
+    code, _, err = run.stop(signal.SIGHUP)
+    assert code == 0, err
+    assert _wait_gone(kids) == []
+
+
+def test_out_of_descriptors_closes_idle_connections_and_recovers(
+        started: list[subprocess.Popen[bytes]], www: Path) -> None:
+    """With a hard limit of 40 descriptors: no 500, no traceback; idle keep-alive
+    connections make room (oldest first); when none is idle, a client that cannot be
+    accepted hears 503 with Retry-After at once instead of starving in the accept queue;
+    one warning per episode; service recovers."""
+    import resource
+
+    def low_limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (40, 40))
+
+    proc = zcio("serve", str(www), "--port", "0", "--json", "--idle-timeout", "60",
+                "--request-timeout", "60", preexec_fn=low_limit)
+    started.append(proc)
+    assert proc.stdout is not None
+    run = Running(proc, json.loads(proc.stdout.readline()))
+    request = b"GET /small.bin HTTP/1.1\r\nHost: x\r\n\r\n"
+
+    def status_of(c: socket.socket) -> int:
+        head = c.recv(65536)
+        return int(head.split()[1]) if head else 0  # 0: closed unanswered
+
+    clients: list[socket.socket] = []
+    try:
+        idle = []  # 60 keep-alive clients, each idle after one response
+        for _ in range(60):
+            c = socket.create_connection(("127.0.0.1", run.port), timeout=TIMEOUT)
+            clients.append(c)
+            c.sendall(request)
+            idle.append(status_of(c))
+        assert idle == [200] * 60  # the oldest idle ones were closed to make room
+        refused = 0  # clients that stay mid-request, until none is idle any more
+        for _ in range(120):
+            c = socket.create_connection(("127.0.0.1", run.port), timeout=TIMEOUT)
+            clients.append(c)
+            c.sendall(b"GET /small.bin HTTP/1.1\r\n")
+            if select.select([c], [], [], 0.2)[0]:  # answered: refused, not queued
+                assert status_of(c) == 503
+                refused += 1
+                if refused == 3:
+                    break
+        assert refused == 3
+        t0 = time.monotonic()
+        status, _, headers = run.get("/small.bin")
+        assert status == 503 and headers["Retry-After"] == "1"
+        assert time.monotonic() - t0 < 5
+    finally:
+        for c in clients:
+            c.close()
+        clients.clear()
+    deadline = time.monotonic() + 10
+    status = 0
+    while status != 200 and time.monotonic() < deadline:
+        status, body, _ = run.get("/small.bin")
+        time.sleep(0.05)
+    assert status == 200 and body == SMALL
+    time.sleep(1.5)  # a second without shortage ends the episode
+    code, _, err = run.stop()
+    log = err.decode()
+    assert code == 0 and "Traceback" not in log, log
+    assert '" 500 ' not in log
+    # One line when an episode begins and one when it ends, not one per connection:
+    # the phases above (spaced by the test's own waits) make a few episodes.
+    began = log.count("out of file descriptors")
+    ended = re.findall(r"available again \((\d+) connections", log)
+    assert 1 <= began <= 6 and len(ended) == began, log
+    assert sum(map(int, ended)) > 2 * began

@@ -66,6 +66,21 @@ _vmsplice = _bind("vmsplice", _ssize_t, _int, ctypes.c_void_p, _size_t, _uint)
 _mincore = _bind("mincore", _int, ctypes.c_void_p, _size_t, ctypes.c_void_p)
 _fallocate = _bind("fallocate", _int, _int, _int, ctypes.c_int64, ctypes.c_int64)
 _statx = _bind("statx", _int, _int, ctypes.c_char_p, _int, _uint, ctypes.c_void_p)
+_prctl = _bind("prctl", _int, _int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
+               ctypes.c_ulong)
+_PR_SET_PDEATHSIG = 1
+
+
+def set_parent_death_signal(signum: int) -> None:
+    """Have the kernel send ``signum`` to this process when its parent dies.
+
+    Syscalls: ``prctl(PR_SET_PDEATHSIG)``; OSError if the kernel refuses.  It is cleared
+    by a fork and kept across exec; a parent that died before the call is not noticed
+    (compare ``os.getppid()`` with the expected parent after calling this).
+    """
+    if _prctl is None:  # pragma: no cover - Linux's libc always has it
+        raise OSError(errno.ENOSYS, "prctl is not provided by this libc")
+    _check(_prctl(_PR_SET_PDEATHSIG, signum, 0, 0, 0))
 
 
 class _IoVec(ctypes.Structure):

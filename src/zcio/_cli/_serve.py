@@ -4,8 +4,9 @@ The server is ``zcio.serve.FileServer``; this is its command line.  It prints on
 once it accepts connections (``--json``: JSON Lines, a ``listening`` object with
 ``url``, ``host``, ``port``, ``root``, ``workers`` and ``pid``, then a ``stopped``
 one), writes the access log (Common Log Format) to stderr unless ``--access-log FILE``
-or ``--quiet``, and on SIGTERM or SIGINT stops accepting, finishes the responses in
-flight and exits 0.
+or ``--quiet``, and on SIGTERM, SIGINT or SIGHUP stops accepting, finishes the
+responses in flight and exits 0.  Workers (``--workers N``) die with the master, even
+when it is killed with SIGKILL.
 
 Errors are one line on stderr: a port in use or an address that cannot be bound exits
 1 (``zcio: Address already in use: 127.0.0.1:8000``); bad options exit 2.
@@ -88,7 +89,7 @@ def serve(directory: str, host: str, port: int, workers: int, list_directories: 
           follow_symlinks: bool, dotfiles: bool, precompressed: bool, access_log: str,
           quiet: bool, max_connections: int, idle_timeout: float, request_timeout: float,
           send_timeout: float, shutdown_timeout: float, as_json: bool) -> None:
-    """Serve DIRECTORY (default: the current one) over HTTP/1.1 until SIGTERM/SIGINT."""
+    """Serve DIRECTORY (default: the current one) over HTTP/1.1 until SIGTERM/SIGINT/SIGHUP."""
     _raise_fd_limit(max_connections + 256)
     with _log_stream(access_log, quiet) as log:
         try:

@@ -8,11 +8,14 @@ for a small file, its bytes.
 
 The :class:`FileCache` keeps representations of files up to ``max_file`` bytes (and
 at most ``max_bytes`` in all, oldest evicted first), keyed by the request's path and
-encoding.  Each hit costs one ``stat``: a different inode, device, size or modification
-time drops the entry.  Because an entry is only ever made by a safe open (see
-``_paths``), and a hit requires the very same inode, a symlink swapped in later to
-point elsewhere is a miss, never a leak.  Larger files are opened per request and go
-out by sendfile; their bytes never enter Python.
+encoding.  Each hit costs one ``stat``: a different inode, device, size, modification
+time or status-change time drops the entry.  The status-change time moves with every
+``chmod``, ``chown``, ACL or link change, so a file made unreadable is never served from
+memory: the next request opens it again and gets what opening it now gives (403), and
+a directory made unsearchable fails the ``stat`` itself.  Because an entry is only
+ever made by a safe open (see ``_paths``), and a hit requires the very same inode, a
+symlink swapped in later to point elsewhere is a miss, never a leak.  Larger files are
+opened per request and go out by sendfile; their bytes never enter Python.
 
 Precompressed siblings: for a client whose ``Accept-Encoding`` takes ``br`` or
 ``gzip`` (q > 0), ``NAME.br`` / ``NAME.gz`` are tried in the client's order of
@@ -87,9 +90,10 @@ def accepted_encodings(field: bytes | None) -> tuple[bytes, ...]:
     return tuple(t for _, _, t in sorted(found))
 
 
-def identity(st: os.stat_result) -> tuple[int, int, int, int]:
-    """What must not change for a cached or in-flight file: inode, device, size, mtime."""
-    return st.st_ino, st.st_dev, st.st_size, st.st_mtime_ns
+def identity(st: os.stat_result) -> tuple[int, int, int, int, int]:
+    """What must not change for a cached file: inode, device, size, modification time and
+    status-change time (permissions, owner, links)."""
+    return st.st_ino, st.st_dev, st.st_size, st.st_mtime_ns, st.st_ctime_ns
 
 
 class Representation:
@@ -186,8 +190,7 @@ class FileCache:
         except OSError:
             self._drop(key)
             return None
-        if (st.st_ino, st.st_dev, st.st_size, st.st_mtime_ns) != rep.key or not \
-                stat.S_ISREG(st.st_mode):
+        if identity(st) != rep.key or not stat.S_ISREG(st.st_mode):
             self._drop(key)
             return None
         return rep

@@ -8,8 +8,16 @@ and takes events from :meth:`ServerConnection.next_event`:
   the connection may stay open after its response);
 * :class:`RequestError`: the bytes cannot be a request the server answers (malformed,
   too large, a version or method it does not speak): answer ``status`` and close;
+* ``CONTINUE``: the request waits for ``100 Continue`` before sending its body
+  (``Expect: 100-continue``); the I/O layer sends :data:`CONTINUE_LINE`;
 * ``NEED_DATA``: nothing complete yet; ``CLOSED``: the peer ended its side and every
   request was taken.
+
+A request that announces a body the server will refuse (a method other than GET and
+HEAD with ``Expect: 100-continue``, or a ``Content-Length`` over the limit) is refused
+as soon as its head is complete, without waiting for the body: 405 or 413, then close.
+An HTTP/0.9 request line (no version) is refused at once with 505; llhttp would
+otherwise wait for a header section that such a client never sends.
 
 Parsing is done by llhttp (Node.js's parser, through ``httptools``), never by hand.
 Pipelined requests come out one by one, in order.  After a request that ends the
@@ -34,8 +42,8 @@ from dataclasses import dataclass
 
 import httptools
 
-__all__ = ["NEED_DATA", "CLOSED", "Limits", "Request", "RequestError", "ServerConnection",
-           "response_head", "REASONS"]
+__all__ = ["NEED_DATA", "CLOSED", "CONTINUE", "CONTINUE_LINE", "Limits", "Request",
+           "RequestError", "ServerConnection", "response_head", "REASONS"]
 
 
 class _Sentinel:
@@ -48,6 +56,8 @@ class _Sentinel:
 
 NEED_DATA = _Sentinel("NEED_DATA")
 CLOSED = _Sentinel("CLOSED")
+CONTINUE = _Sentinel("CONTINUE")
+CONTINUE_LINE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +125,7 @@ class ServerConnection:
     def __init__(self, limits: Limits | None = None) -> None:
         self.limits = limits or Limits()
         self._parser = httptools.HttpRequestParser(self)
-        self._events: deque[Request | RequestError] = deque()
+        self._events: deque[Request | RequestError | _Sentinel] = deque()
         self._eof = False
         self._done = False  # a final request or an error: ignore what follows
         self._in_head = False
@@ -167,6 +177,11 @@ class ServerConnection:
         except httptools.HttpParserError as e:
             if not self._done:
                 self._fail(400, str(e) or "malformed request")
+            return
+        if (self._in_head and self._target and self._parser.get_http_version() == "0.0"
+                and b"\n" in bytes(data)):
+            # The request line ended without a version: HTTP/0.9 (see the docstring).
+            self._fail(505, "HTTP/0.9 is not supported")
 
     def _fail(self, status: int, detail: str) -> None:
         self._events.append(RequestError(status, detail))
@@ -174,7 +189,7 @@ class ServerConnection:
         self._in_head = self.in_request = False
 
     def next_event(self) -> Event:
-        """The next event: a Request, a RequestError, NEED_DATA or CLOSED."""
+        """The next event: a Request, a RequestError, CONTINUE, NEED_DATA or CLOSED."""
         if self._events:
             return self._events.popleft()
         if self._eof or self._done:
@@ -225,6 +240,17 @@ class ServerConnection:
             raise _Refused(505, f"HTTP/{self._version} is not supported")
         if self._version == "1.1" and b"host" not in self._headers:
             raise _Refused(400, "HTTP/1.1 request without Host")
+        headers = self._headers
+        length = headers.get(b"content-length")
+        expect = (self._version == "1.1"
+                  and headers.get(b"expect", b"").lower() == b"100-continue"
+                  and (length not in (None, b"0") or b"transfer-encoding" in headers))
+        if expect and self._method not in (b"GET", b"HEAD"):
+            raise _Refused(405, f"{self._method.decode('latin-1')} is not allowed")
+        if length is not None and int(length.partition(b",")[0]) > self.limits.max_body:
+            raise _Refused(413, f"request body longer than {self.limits.max_body} bytes")
+        if expect:
+            self._events.append(CONTINUE)
 
     def on_body(self, body: bytes) -> None:
         self._body_bytes += len(body)
@@ -246,8 +272,8 @@ class ServerConnection:
 REASONS = {
     200: "OK", 206: "Partial Content", 301: "Moved Permanently", 304: "Not Modified",
     400: "Bad Request", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
-    408: "Request Timeout", 413: "Content Too Large", 414: "URI Too Long",
-    416: "Range Not Satisfiable", 431: "Request Header Fields Too Large",
+    408: "Request Timeout", 412: "Precondition Failed", 413: "Content Too Large",
+    414: "URI Too Long", 416: "Range Not Satisfiable", 431: "Request Header Fields Too Large",
     500: "Internal Server Error", 503: "Service Unavailable",
     505: "HTTP Version Not Supported",
 }

@@ -12,10 +12,12 @@ What is answered:
 * A directory without a trailing slash: 301 to the same path with one (built from the
   checked path, so ``//evil.example`` cannot become an open redirect).  With one: its
   ``index.html``, else a listing if enabled, else 404.
-* A regular file: 200, 206, 304 or 416 (see ``_ranges``), a precompressed sibling when
+* A regular file: 200, 206, 304, 412 or 416 (see ``_ranges``), a precompressed sibling when
   the client takes it (see ``_files``).
 * Bad paths: 400 (NUL, dot segments), 404 (missing, outside the root, dotfiles, FIFOs
   and devices), 403 (permission denied).
+* No file descriptor left (EMFILE, ENFILE): 503 with ``Retry-After: 1``, and
+  ``out_of_fds`` set for the I/O layer, which closes idle connections to make room.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from collections.abc import Generator
 from urllib.parse import quote
 
 from ._files import (
@@ -34,7 +37,7 @@ from ._files import (
     read_small,
 )
 from ._http import REASONS, Request, response_head
-from ._listing import listing_page
+from ._listing import ListingCache, dir_identity, listing_steps
 from ._paths import PathError, Root, target_path
 from ._ranges import evaluate
 
@@ -45,14 +48,15 @@ class Response:
     """What to send for one request.
 
     ``head`` then ``body`` (bytes-like, possibly empty) or, when ``fd >= 0``, ``count``
-    bytes of that open file from ``offset`` (the I/O layer closes it).  ``key`` is the
-    file's identity (inode, device, size, mtime) when the headers were made: if it
-    changes during the send, the connection is closed.  ``length`` is the body's size
-    for the access log.
+    bytes of that open file from ``offset`` (the I/O layer closes it).  When ``later``
+    is set, the response is not ready: ``later`` is a generator that does a bounded
+    piece of the work per ``next()`` and returns the real Response (a listing being
+    built); closing it abandons the work and frees what it holds.  ``length`` is
+    the body's size for the access log.
     """
 
-    __slots__ = ("status", "head", "body", "fd", "offset", "count", "key", "path",
-                 "keep_alive", "length")
+    __slots__ = ("status", "head", "body", "fd", "offset", "count", "path",
+                 "keep_alive", "length", "later")
 
     def __init__(self, status: int, head: bytes, body: bytes | memoryview = b"",
                  keep_alive: bool = True) -> None:
@@ -62,14 +66,27 @@ class Response:
         self.fd = -1
         self.offset = 0
         self.count = 0
-        self.key: tuple[int, int, int, int] | None = None
         self.path = ""
         self.keep_alive = keep_alive
         self.length = len(body)
+        self.later: Generator[None, None, Response] | None = None
+
+
+def _say_keep_alive(response: Response) -> None:
+    """Add ``Connection: keep-alive`` to a head that keeps an HTTP/1.0 connection."""
+    if response.keep_alive:
+        response.head = response.head[:-2] + b"Connection: keep-alive\r\n\r\n"
+
+
+def _http10_later(steps: Generator[None, None, Response]) -> Generator[None, None, Response]:
+    response = yield from steps
+    _say_keep_alive(response)
+    return response
 
 
 _ERROR_TYPE = b"Content-Type: text/plain; charset=utf-8\r\n"
 _ALLOW = b"Allow: GET, HEAD\r\n"
+_RETRY = b"Retry-After: 1\r\n"
 
 
 class Responder:
@@ -82,6 +99,10 @@ class Responder:
         self.dotfiles = dotfiles
         self.listing = listing
         self.precompressed = precompressed
+        self.listings = ListingCache()
+        #: Set when a request failed for want of a file descriptor (answered 503);
+        #: the I/O layer clears it once it has made room.
+        self.out_of_fds = False
 
     # -- simple responses ----------------------------------------------------------------
 
@@ -89,6 +110,8 @@ class Responder:
               extra: bytes = b"") -> Response:
         """A short plain-text error page (none for HEAD)."""
         body = f"{status} {REASONS[status]}\n".encode()
+        if status == 405:
+            extra += _ALLOW
         fields = b"%sContent-Length: %d\r\n%s" % (_ERROR_TYPE, len(body), extra)
         return Response(status, response_head(status, date, fields, keep_alive),
                         body if with_body else b"", keep_alive)
@@ -105,14 +128,28 @@ class Responder:
     # -- the request -------------------------------------------------------------------
 
     def respond(self, req: Request, date: bytes, keep_alive: bool) -> Response:
-        """The response to ``req``; ``keep_alive`` False makes it close the connection."""
+        """The response to ``req``; ``keep_alive`` False makes it close the connection.
+
+        An HTTP/1.0 client keeps the connection only when the response says
+        ``Connection: keep-alive`` (RFC 9112 9.3), so such a response says it.
+        """
+        response = self._respond(req, date, keep_alive)
+        if req.version != "1.0":
+            return response
+        if response.later is not None:
+            response.later = _http10_later(response.later)
+        else:
+            _say_keep_alive(response)
+        return response
+
+    def _respond(self, req: Request, date: bytes, keep_alive: bool) -> Response:
         method = req.method
         if method == b"GET":
             is_get = True
         elif method == b"HEAD":
             is_get = False
         else:
-            return self.error(405, date, keep_alive, extra=_ALLOW)
+            return self.error(405, date, keep_alive)
         target = req.target
         cut = target.find(b"?")
         key = target if cut < 0 else target[:cut]
@@ -146,6 +183,9 @@ class Responder:
         except OSError as e:
             if e.errno in (errno.ENAMETOOLONG, errno.ELOOP, errno.EXDEV, errno.EINVAL):
                 return self.error(404, date, keep_alive, is_get)
+            if e.errno in (errno.EMFILE, errno.ENFILE):  # out of descriptors: try later
+                self.out_of_fds = True
+                return self.error(503, date, keep_alive, is_get, _RETRY)
             raise
 
     def _lookup(self, req: Request, key: bytes, encodings: tuple[bytes, ...], is_get: bool,
@@ -216,6 +256,9 @@ class Responder:
         elif status == 304:
             return Response(304, response_head(304, date, rep.fields_304, keep_alive), b"",
                             keep_alive)
+        elif status == 412:
+            return Response(412, response_head(412, date, b"Content-Length: 0\r\n",
+                                               keep_alive), b"", keep_alive)
         else:  # 416
             return Response(416, response_head(
                 416, date, b"Content-Range: bytes */%d\r\nContent-Length: 0\r\n" % rep.size,
@@ -227,16 +270,40 @@ class Responder:
             return Response(status, head, body, keep_alive)
         response = Response(status, head, b"", keep_alive)
         response.fd, response.offset, response.count = fd, first, end - first
-        response.key, response.path, response.length = rep.key, rep.full_path, end - first
+        response.path, response.length = rep.full_path, end - first
         return response
 
     def _listing(self, rel: str, is_get: bool, date: bytes, keep_alive: bool) -> Response:
+        """The listing of directory ``rel``: from the cache if the directory is unchanged,
+        else a Response whose ``later`` builds it step by step (the first step runs here,
+        so that a directory that cannot be opened is an error response now)."""
+        key = dir_identity(self.root.stat(rel))
+        page = self.listings.get(rel, key)
+        if page is not None:
+            return self._listing_response(page, is_get, date, keep_alive)
+        steps = self._build_listing(rel, key, is_get, date, keep_alive)
+        try:
+            next(steps)
+        except StopIteration as done:  # small enough for one step
+            finished: Response = done.value
+            return finished
+        response = Response(200, b"", b"", keep_alive)
+        response.later = steps
+        return response
+
+    def _build_listing(self, rel: str, key: tuple[int, int, int, int], is_get: bool,
+                       date: bytes, keep_alive: bool) -> Generator[None, None, Response]:
         fd = self.root.open_dir(rel)
         try:
-            page = listing_page(fd, "/" + rel + ("/" if rel else ""), rel, self.dotfiles,
-                                self.root.visible)
+            page = yield from listing_steps(fd, "/" + rel + ("/" if rel else ""), rel,
+                                            self.dotfiles, self.root.visible)
         finally:
             os.close(fd)
+        self.listings.put(rel, key, page)
+        return self._listing_response(page, is_get, date, keep_alive)
+
+    def _listing_response(self, page: bytes, is_get: bool, date: bytes, keep_alive: bool
+                          ) -> Response:
         fields = (b"Content-Type: text/html; charset=utf-8\r\nContent-Length: %d\r\n"
                   % len(page))
         return Response(200, response_head(200, date, fields, keep_alive),

@@ -16,15 +16,28 @@ complete request's response in order, and writes:
   the engine's per-call set-up costs ~27 us a step (its endpoint checks, and the
   loopback probe that would pick read/write, which the server must not), about what
   the CPU-per-request goal against nginx leaves.  Where a file system refuses
-  sendfile (EINVAL, ENOSYS), that body falls back to the engine's ladder.  After each
-  step the file is ``fstat``-ed: if it changed (size, modification time) or is now too
-  short, the connection is closed (its response can no longer be what the headers
-  promised); the server goes on.
+  sendfile (EINVAL, ENOSYS), that body falls back to the engine's ladder.  Exactly the
+  announced ``Content-Length`` goes out, whatever happens to the file meanwhile: a file
+  that grows (a log being appended) or is touched still completes, as with nginx; one
+  that shrinks below the announced length ends the body early (sendfile returns 0),
+  and the connection is closed, so the client sees the short body; the server goes on.
 
-Reading stops while a response is being written (backpressure: a client that does not
-read cannot make the server buffer more), and at most 32 responses are queued per
-connection.  Socket reads and writes are counted in ``zcio.metrics`` as
-``socket_read`` and ``socket_write``.
+Fairness: no connection holds the loop for long.  Reading (and so parsing) stops while
+responses wait unsent (backpressure: a client that does not read cannot make the server
+buffer more); responses are made only while less than 64 KiB waits to go out on that
+connection; one connection gets at most 16 responses per turn of the loop, then waits
+for the next turn on a ready list, behind every other connection.  A response that
+takes long to make (a listing of a large directory, see ``_listing``) is made a slice
+of about a millisecond per turn; if the client goes meanwhile, the work is dropped.
+Socket reads and writes are counted in ``zcio.metrics`` as ``socket_read`` and
+``socket_write``.
+
+Out of file descriptors (EMFILE, ENFILE), in ``accept`` or when a request opens its file:
+idle keep-alive connections are closed first, oldest first; a request that still
+cannot open its file gets 503 with ``Retry-After: 1`` (see ``_respond``); a client the
+listener cannot accept is accepted on a descriptor kept in reserve for this, answered
+503 and closed, so it does not starve in the accept queue.  One warning is logged when
+such an episode begins, one line when it ends (a second without running out).
 
 Timeouts (checked a few times a second): ``idle`` between requests, ``request`` from a
 request's first byte to its last (slowloris), ``send`` without write progress (a
@@ -47,6 +60,7 @@ import select
 import socket
 import time
 from collections import deque
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from email.utils import formatdate
 
@@ -55,8 +69,15 @@ from .._file_channel import FileChannel
 from .._metrics import metrics
 from .._transfer import transfer_to
 from ._access_log import AccessLog, request_line
-from ._files import identity
-from ._http import NEED_DATA, Limits, Request, RequestError, ServerConnection
+from ._http import (
+    CONTINUE,
+    CONTINUE_LINE,
+    NEED_DATA,
+    Limits,
+    Request,
+    RequestError,
+    ServerConnection,
+)
 from ._respond import Responder, Response
 
 __all__ = ["Timeouts", "Loop"]
@@ -66,7 +87,10 @@ _log = logging.getLogger("zcio.serve")
 _IN = select.EPOLLIN
 _OUT = select.EPOLLOUT
 _RECV_SIZE = 65536
-_MAX_QUEUED = 32  # responses queued on one connection before it is written
+_TURN_RESPONSES = 16  # responses one connection may make per turn of the loop
+_OUT_CAP = 64 << 10  # make no further response while this much waits to go out
+_SLICE = 0.001  # seconds of slow work (a listing) per connection per turn
+_FD_QUIET = 1.0  # seconds without running out of descriptors that end an episode
 _ACCEPT_BATCH = 64
 _NO_SENDFILE = {errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP}
 
@@ -82,17 +106,16 @@ class Timeouts:
 
 
 class _Body:
-    """A file body in flight: its descriptor (owned), what is left, the identity to keep,
-    and, once sendfile has refused this file, the engine's channel on it."""
+    """A file body in flight: its descriptor (owned), what is left, and, once sendfile
+    has refused this file, the engine's channel on it."""
 
-    __slots__ = ("fd", "path", "offset", "remaining", "key", "channel")
+    __slots__ = ("fd", "path", "offset", "remaining", "channel")
 
     def __init__(self, response: Response) -> None:
         self.fd = response.fd
         self.path = response.path
         self.offset = response.offset
         self.remaining = response.count
-        self.key = response.key
         self.channel: FileChannel | None = None
         metrics.record("sendfile", syscalls=0)  # one operation per body
 
@@ -104,8 +127,8 @@ class _Body:
             os.close(fd)
 
     def send(self, sock: socket.socket) -> int:
-        """One step: sendfile as much as the socket takes now; 0 at the file's end;
-        raises BlockingIOError when the socket has no room."""
+        """One step: sendfile as much as the socket takes now; 0 when the file ends
+        before ``offset``; raises BlockingIOError when the socket has no room."""
         if self.channel is None:
             try:
                 n = _syscalls.SYS.sendfile(sock.fileno(), self.fd, self.offset,
@@ -119,14 +142,14 @@ class _Body:
                 metrics.record("sendfile", kernel_bytes=n, operations=0)
                 return n
         n = transfer_to(self.channel, self.offset, self.remaining, sock)
-        if n == 0:
-            raise BlockingIOError(errno.EAGAIN, "no room")  # a shrunk file shows in fstat
+        if n == 0 and os.fstat(self.fd).st_size > self.offset:
+            raise BlockingIOError(errno.EAGAIN, "no room")  # else: the file ended
         return n
 
 
 class _Conn:
     __slots__ = ("sock", "fd", "peer", "proto", "out", "body", "closing", "events",
-                 "deadline", "started")
+                 "deadline", "started", "pending", "pending_line", "ready", "served")
 
     def __init__(self, sock: socket.socket, peer: str, limits: Limits) -> None:
         self.sock = sock
@@ -139,6 +162,11 @@ class _Conn:
         self.events = _IN
         self.deadline = 0.0
         self.started: float | None = None  # when the request being read began
+        #: A response being made a slice per turn (Response.later), for request line...
+        self.pending: Generator[None, None, Response] | None = None
+        self.pending_line = ""
+        self.ready = False  # on the loop's ready list: driven next turn, events off
+        self.served = False  # a response was made: idle now means kept alive
 
 
 class Loop:
@@ -155,6 +183,7 @@ class Loop:
         self.access_log = access_log
         self.requests = 0  # responses queued since start
         self._conns: dict[int, _Conn] = {}
+        self._ready: deque[_Conn] = deque()
         self._ep = select.epoll()
         self._wake = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._buf = bytearray(_RECV_SIZE)
@@ -165,6 +194,9 @@ class Loop:
         self._draining = False
         self._drain_deadline = 0.0
         self._accepting = False
+        self._fd_episode = 0  # connections refused or closed for want of descriptors
+        self._fd_short_at = 0.0  # when descriptors last ran out
+        self._reserve = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
         ticks = [t for t in (self.timeouts.idle, self.timeouts.request, self.timeouts.send)
                  if t > 0]
         self._tick = min(1.0, max(0.02, min(ticks, default=1.0) / 4))
@@ -184,6 +216,9 @@ class Loop:
         """Close every connection, the wake-up descriptor and epoll (not the listener)."""
         for conn in list(self._conns.values()):
             self._close(conn)
+        if self._reserve >= 0:
+            reserve, self._reserve = self._reserve, -1
+            os.close(reserve)
         if self._wake >= 0:
             wake, self._wake = self._wake, -1
             os.close(wake)
@@ -203,25 +238,24 @@ class Loop:
         next_sweep = time.monotonic() + self._tick
         self._update_date()
         while True:
-            events = ep.poll(max(next_sweep - self._now, 0.0))
+            events = ep.poll(0.0 if self._ready else max(next_sweep - self._now, 0.0))
             self._now = now = time.monotonic()
             if int(time.time()) != self._date_second:
                 self._update_date()
             for fd, _ in events:
                 conn = conns.get(fd)
                 if conn is not None:
-                    try:
-                        if conn.events == _OUT:
-                            drive(conn)
-                        else:
-                            read(conn)
-                    except Exception:  # never let one connection stop the server
-                        _log.exception("zcio serve: connection from %s failed", conn.peer)
-                        self._close(conn)
+                    if conn.events == _OUT:
+                        self._guarded(drive, conn)
+                    elif conn.events == _IN:
+                        self._guarded(read, conn)
+                    # else: on the ready list (a hang-up shows when it is driven)
                 elif fd == listen_fd and self._accepting:
                     self._accept()
                 elif fd == wake_fd:
                     self._begin_drain()
+            if self._ready:
+                self._run_ready()
             if now >= next_sweep:
                 self._sweep()
                 next_sweep = now + self._tick
@@ -233,6 +267,35 @@ class Loop:
             self._close(conn)
         if log is not None:
             self._flush_log(log)
+
+    def _guarded(self, step: Callable[[_Conn], None], conn: _Conn) -> None:
+        try:
+            step(conn)
+        except Exception:  # never let one connection stop the server
+            _log.exception("zcio serve: connection from %s failed", conn.peer)
+            self._close(conn)
+
+    def _run_ready(self) -> None:
+        """Drive each connection that was on the ready list when this turn began."""
+        ready, conns = self._ready, self._conns
+        for _ in range(len(ready)):
+            conn = ready.popleft()
+            conn.ready = False
+            if conns.get(conn.fd) is conn:
+                self._guarded(self._drive, conn)
+
+    def _later(self, conn: _Conn) -> None:
+        """Stop reading ``conn`` and drive it again next turn, after the others."""
+        if not conn.ready:
+            conn.ready = True
+            self._ready.append(conn)
+        conn.deadline = self._now + self.timeouts.send
+        self._set_events(conn, 0)
+
+    def _set_events(self, conn: _Conn, events: int) -> None:
+        if conn.events != events:
+            self._ep.modify(conn.fd, events)
+            conn.events = events
 
     def _flush_log(self, log: AccessLog) -> AccessLog | None:
         """Write the access log; a log that cannot be written is dropped, not fatal."""
@@ -277,11 +340,17 @@ class Loop:
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as e:
-                if e.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                if e.errno in (errno.EMFILE, errno.ENFILE):
+                    if self._make_room(e) or self._refuse_one(listener):
+                        continue
+                    self._pause_accepting()  # resumed by the next sweep
+                    return
+                if e.errno in (errno.ENOBUFS, errno.ENOMEM):
                     _log.warning("zcio serve: accept: %s; pausing", e.strerror)
                     self._pause_accepting()  # resumed by the next sweep
                     return
                 continue  # ECONNABORTED and friends: that client is gone
+
             if victim is not None:  # make room only for a connection that came
                 self._close(victim)
             sock.setblocking(False)
@@ -292,13 +361,67 @@ class Loop:
             conns[conn.fd] = conn
             self._ep.register(conn.fd, _IN)
 
+    def _make_room(self, error: OSError) -> bool:
+        """Out of descriptors: close idle keep-alive connections (up to half of them,
+        at least one, oldest first); whether any was closed.  Logs once an episode.
+        A connection that has not had a response yet is not closed: its request may be
+        on its way, and closing over unread input resets it, losing the request."""
+        self._fd_short_at = self._now
+        if not self._fd_episode:
+            _log.warning("zcio serve: out of file descriptors (%s, %d connections); "
+                         "closing idle ones, answering 503 meanwhile", error.strerror,
+                         len(self._conns))
+        idle = sorted((c for c in self._conns.values() if c.served and self._is_idle(c)),
+                      key=lambda c: c.deadline)
+        victims = idle[: max(1, len(idle) // 2)]
+        for conn in victims:
+            self._close(conn)
+        self._fd_episode += len(victims)
+        return bool(victims)
+
+    def _refuse_one(self, listener: socket.socket) -> bool:
+        """Accept one client on the reserve descriptor, answer 503 and close it, so it
+        learns to retry instead of waiting in the accept queue; whether one was."""
+        if self._reserve < 0:
+            return False
+        os.close(self._reserve)
+        self._reserve = -1
+        try:
+            try:
+                sock, _ = listener.accept()
+            except OSError:
+                return False
+            with sock:
+                self._fd_episode += 1
+                body = b"503 Service Unavailable\n"
+                with contextlib.suppress(OSError):
+                    # The request is read and dropped (waiting a millisecond at most
+                    # for it): closing with unread input would reset the connection,
+                    # and the client would lose the answer.
+                    sock.settimeout(0.001)
+                    with contextlib.suppress(TimeoutError):
+                        sock.recv(65536)
+                    sock.setblocking(False)
+                    sock.send(b"HTTP/1.1 503 Service Unavailable\r\nServer: zcio\r\nDate: "
+                              + self._date + b"\r\nRetry-After: 1\r\nContent-Type: "
+                              b"text/plain; charset=utf-8\r\nContent-Length: %d\r\n"
+                              b"Connection: close\r\n\r\n%s" % (len(body), body))
+                    sock.shutdown(socket.SHUT_WR)
+            return True
+        finally:
+            with contextlib.suppress(OSError):
+                self._reserve = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
+
+    def _is_idle(self, conn: _Conn) -> bool:
+        """Waiting for a next request, with nothing in flight."""
+        return (conn.events == _IN and conn.started is None and not conn.out
+                and conn.body is None and conn.pending is None)
+
     def _oldest_idle(self) -> _Conn | None:
         """The connection idle the longest (waiting for a next request), if any."""
         oldest: _Conn | None = None
         for conn in self._conns.values():
-            if (conn.events == _IN and conn.started is None and not conn.out
-                    and conn.body is None and (oldest is None
-                                               or conn.deadline < oldest.deadline)):
+            if self._is_idle(conn) and (oldest is None or conn.deadline < oldest.deadline):
                 oldest = conn
         return oldest
 
@@ -320,18 +443,30 @@ class Loop:
         self._drive(conn)
 
     def _drive(self, conn: _Conn) -> None:
-        """Write what is queued, queue the next responses, until blocked or idle."""
+        """Write what is queued, make the next responses, until blocked, idle or out of
+        this turn's share (then the connection waits on the ready list)."""
+        budget = _TURN_RESPONSES
         while True:
             if (conn.out or conn.body is not None) and not self._write(conn):
                 return
             if conn.closing:
                 self._close(conn)
                 return
-            if not self._produce(conn):
+            if conn.pending is not None:
+                if not self._advance_pending(conn):
+                    self._later(conn)
+                    return
+                continue
+            if budget <= 0:
+                self._later(conn)
+                return
+            made = self._produce(conn, budget)
+            if not made:
                 if conn.closing:
                     self._close(conn)
                     return
                 break
+            budget -= made
         # Nothing to write: wait for (the rest of) a request.
         if conn.proto.in_request:
             if conn.started is None:
@@ -343,47 +478,78 @@ class Loop:
         else:
             conn.started = None
             conn.deadline = self._now + self.timeouts.idle
-        if conn.events != _IN:
-            self._ep.modify(conn.fd, _IN)
-            conn.events = _IN
+        self._set_events(conn, _IN)
 
-    def _produce(self, conn: _Conn) -> bool:
-        """Queue responses for the requests parsed so far; True if any was queued."""
-        proto, out, responder, log = conn.proto, conn.out, self.responder, self.access_log
-        queued = 0
-        while conn.body is None and queued < _MAX_QUEUED:
+    def _produce(self, conn: _Conn, budget: int) -> int:
+        """Make responses for the requests parsed so far, at most ``budget``, while
+        less than _OUT_CAP waits to go out; how many were made."""
+        proto, out, responder = conn.proto, conn.out, self.responder
+        made = 0
+        while (made < budget and conn.body is None and conn.pending is None
+               and not conn.closing and sum(map(len, out)) < _OUT_CAP):
             event = proto.next_event()
             if isinstance(event, Request):
                 keep_alive = event.keep_alive and not self._draining
+                line = request_line(event.method, event.target, event.version)
                 try:
                     response = responder.respond(event, self._date, keep_alive)
                 except Exception:
                     _log.exception("zcio serve: %r failed", event)
                     response = responder.error(500, self._date, False)
-                if log is not None:
-                    log.record(conn.peer, request_line(event.method, event.target,
-                                                       event.version),
-                               response.status, response.length)
             elif isinstance(event, RequestError):
+                line = "-"
                 response = responder.error(event.status, self._date, False)
-                if log is not None:
-                    log.record(conn.peer, "-", response.status, response.length)
+            elif event is CONTINUE:  # the client waits for this before its body
+                out.append(CONTINUE_LINE)
+                made += 1
+                continue
             elif event is NEED_DATA:
                 break
             else:  # CLOSED: the peer is done and so is every request
                 conn.closing = True
                 break
             self.requests += 1
-            out.append(response.head)
-            if response.body:
-                out.append(response.body)
-            if response.fd >= 0:
-                conn.body = _Body(response)
-            queued += 1
-            if not response.keep_alive:
-                conn.closing = True
-                break
-        return queued > 0
+            made += 1
+            if responder.out_of_fds:  # the 503 is made; make room for the next ones
+                responder.out_of_fds = False
+                self._make_room(OSError(errno.EMFILE, os.strerror(errno.EMFILE)))
+            if response.later is not None:
+                conn.pending, conn.pending_line = response.later, line
+            else:
+                self._queue(conn, response, line)
+        return made
+
+    def _advance_pending(self, conn: _Conn) -> bool:
+        """Run the pending response for up to _SLICE seconds; True once it is queued."""
+        steps = conn.pending
+        assert steps is not None
+        deadline = time.monotonic() + _SLICE
+        try:
+            while True:
+                next(steps)
+                if time.monotonic() >= deadline:
+                    return False
+        except StopIteration as done:
+            response: Response = done.value
+        except Exception:
+            _log.exception("zcio serve: %s failed", conn.pending_line)
+            response = self.responder.error(500, self._date, False)
+        conn.pending = None
+        self._queue(conn, response, conn.pending_line)
+        return True
+
+    def _queue(self, conn: _Conn, response: Response, line: str) -> None:
+        """Log ``response`` and queue it on ``conn`` (a file body: as conn.body)."""
+        if self.access_log is not None:
+            self.access_log.record(conn.peer, line, response.status, response.length)
+        conn.served = True
+        conn.out.append(response.head)
+        if response.body:
+            conn.out.append(response.body)
+        if response.fd >= 0:
+            conn.body = _Body(response)
+        if not response.keep_alive:
+            conn.closing = True
 
     # -- writing -------------------------------------------------------------------------
 
@@ -428,10 +594,8 @@ class Loop:
         if n > 0:
             body.offset += n
             body.remaining -= n
-        st = os.fstat(body.fd)
-        if (n == 0 or identity(st) != body.key
-                or st.st_size < body.offset + body.remaining):  # n == 0: the file ended
-            _log.warning("zcio serve: %s changed during a send; connection closed",
+        elif n == 0:  # the file ended before the announced length: it shrank
+            _log.warning("zcio serve: %s shrank during a send; connection closed",
                          body.path)
             self._close(conn)
             return False
@@ -444,9 +608,7 @@ class Loop:
 
     def _want_write(self, conn: _Conn) -> None:
         conn.deadline = self._now + self.timeouts.send
-        if conn.events != _OUT:  # stop reading until the response is out
-            self._ep.modify(conn.fd, _OUT)
-            conn.events = _OUT
+        self._set_events(conn, _OUT)  # stop reading until the response is out
 
     # -- closing and timing out ---------------------------------------------------------
 
@@ -459,12 +621,19 @@ class Loop:
         if conn.body is not None:
             conn.body.close()
             conn.body = None
+        if conn.pending is not None:  # work for a closed connection is dropped
+            conn.pending.close()
+            conn.pending = None
         conn.out.clear()
         if not self._accepting and len(self._conns) < self.max_connections:
             self._resume_accepting()
 
     def _sweep(self) -> None:
         now = self._now
+        if self._fd_episode and now - self._fd_short_at > _FD_QUIET:
+            _log.warning("zcio serve: file descriptors available again (%d connections "
+                         "closed or refused meanwhile)", self._fd_episode)
+            self._fd_episode = 0
         for conn in [c for c in self._conns.values() if c.deadline <= now]:
             self._close(conn)
         if not self._accepting and len(self._conns) < self.max_connections:

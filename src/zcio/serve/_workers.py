@@ -6,12 +6,18 @@ nothing shared but the port.  The parent only supervises:
 
 * it forks the workers and waits until each one says (through a pipe) that it is
   listening, then calls ``ready``;
-* SIGTERM or SIGINT to the parent is forwarded to every worker as SIGTERM: each stops
-  accepting, finishes what is in flight and exits 0; the parent then returns 0;
+* SIGTERM, SIGINT or SIGHUP to the parent is forwarded to every worker as SIGTERM:
+  each stops accepting, finishes what is in flight and exits 0; the parent then returns
+  0.  SIGHUP is a graceful *stop*, not a reload: a supervisor (systemd, a shell loop)
+  starts the new configuration, and SO_REUSEPORT lets it bind while the old workers
+  finish;
+* workers die with their parent: each asks the kernel (``PR_SET_PDEATHSIG``) for a
+  SIGTERM when the parent goes, whatever killed it (SIGKILL included), and stops
+  gracefully, so no orphan keeps serving or holds the port;
 * a worker that dies while no stop was asked is started again, unless workers keep
   dying (more than ``workers`` deaths in ten seconds), which stops them all: status 1.
 
-Syscalls: ``fork``, ``kill``, ``waitpid``, ``pipe``.
+Syscalls: ``fork``, ``kill``, ``waitpid``, ``pipe``, ``prctl(PR_SET_PDEATHSIG)``.
 """
 
 from __future__ import annotations
@@ -28,11 +34,13 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
+from .._syscalls import set_parent_death_signal
+
 __all__ = ["supervise", "STOP_SIGNALS"]
 
 _log = logging.getLogger("zcio.serve")
 
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 _READY_SECONDS = 30.0
 
 
@@ -54,6 +62,8 @@ def supervise(workers: int, run_worker: Callable[[int], int],
     deaths: list[float] = []
     status = 0
 
+    master = os.getpid()
+
     def spawn() -> None:
         pid = os.fork()
         if pid == 0:  # the worker
@@ -61,6 +71,9 @@ def supervise(workers: int, run_worker: Callable[[int], int],
             try:
                 for sig in STOP_SIGNALS:
                     signal.signal(sig, signal.SIG_DFL)
+                set_parent_death_signal(signal.SIGTERM)
+                if os.getppid() != master:  # the master died before the call above
+                    os._exit(0)
                 os.close(ready_r)
                 code = run_worker(ready_w)
             except BaseException:
