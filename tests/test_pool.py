@@ -16,6 +16,9 @@ import mmap
 import os
 import queue
 import random
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 import traceback
@@ -877,3 +880,30 @@ def test_threaded_stress_never_uses_memory_twice(make_pool: MakePool, cache_size
     assert mapped(pool) == 0
     assert direct() == before
     assert elapsed < 60  # a bound against pathologies; typical runs take a few seconds
+
+
+def test_a_leak_collected_while_this_thread_holds_the_lock_does_not_deadlock() -> None:
+    """The garbage collector can run a leaked buffer's __del__ at any allocation, also
+    while this very thread holds the allocator's lock (in _take, trim...): giving the
+    slot back must not wait for that lock.  In a child, under a timeout: a deadlock
+    there must fail the test, not hang it."""
+    code = textwrap.dedent("""
+        import gc, warnings
+        import zcio
+        warnings.simplefilter("ignore")
+        zcio.set_leak_detection(zcio.LeakLevel.DISABLED)
+        pool = zcio.PooledAllocator(cache_size=0)
+        buf = pool.allocate(1000)
+        cycle = [buf]
+        cycle.append(cycle)
+        del buf, cycle
+        with pool._lock:
+            gc.collect()  # runs the leaked buffer's __del__ here
+        pool.trim()  # the slot, parked meanwhile, is back in the arena
+        assert pool.allocate(1000).release()
+        pool.trim()
+        print("ok")
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr

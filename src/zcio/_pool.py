@@ -29,6 +29,7 @@ import mmap
 import sys
 import threading
 import weakref
+from collections import deque
 from typing import Any
 
 from . import _leak
@@ -202,7 +203,7 @@ class PooledMemory(Memory):
         self.released = True
         self._slot = None
         try:
-            self._alloc._recycle(slot, self.size)  # first: the report may raise
+            self._alloc._recycle(slot, self.size, collected=True)  # first: may raise
         except Exception:  # interpreter shutdown: modules may be gone; nothing to save
             return
         if self._record is not None:
@@ -247,6 +248,7 @@ class PooledAllocator:
         self._free: list[list[_Slot]] = [[] for _ in self._sizes]
         self._slabs: list[list[_Slab]] = [[] for _ in self._sizes]
         self._quarantine: list[_Slot] = []
+        self._collected: deque[_Slot] = deque()  # from __del__ without the lock
         self._local = threading.local()
         self._caches: weakref.WeakSet[_ThreadCache] = weakref.WeakSet()
         self._live = self._live_bytes = 0
@@ -304,7 +306,7 @@ class PooledAllocator:
     def _take(self, index: int) -> _Slot:
         with self._lock:
             free = self._free[index]  # (classes past the cached ones come straight here)
-            if self._quarantine and not free:  # rescan only when it could help
+            if (self._quarantine or self._collected) and not free:  # when it could help
                 self._drain_quarantine()
             if free:
                 slot = free.pop()
@@ -320,24 +322,37 @@ class PooledAllocator:
 
     # -- release ----------------------------------------------------------------------
 
-    def _recycle(self, slot: _Slot, capacity: int) -> None:
-        """Take a slot back: to this thread's cache, the arena, or quarantine."""
+    def _recycle(self, slot: _Slot, capacity: int, collected: bool = False) -> None:
+        """Take a slot back: to this thread's cache, the arena, or quarantine.
+
+        ``collected``: called from a leaked buffer's ``__del__``, which the garbage
+        collector can run while this very thread holds the lock (a deadlock if it
+        waited): then the slot goes to ``_collected`` without the lock, and into
+        quarantine (which checks it again) the next time the lock is taken for it.
+        """
         cache = self._cache()
         counts = cache.counts
         counts[0] -= 1
         counts[1] -= capacity
-        if slot.reachable():
-            with self._lock:
-                self._quarantine.append(slot)
-            return
         index = slot.klass
-        if index < self._cached_classes:
+        if not slot.reachable() and index < self._cached_classes:
             lists = cache.lists[index]
             if len(lists) < self.cache_size:
                 lists.append(slot)
                 return
-        with self._lock:
-            self._give_back(index, slot)
+        if collected:
+            if not self._lock.acquire(blocking=False):
+                self._collected.append(slot)  # deque.append: atomic
+                return
+        else:
+            self._lock.acquire()
+        try:
+            if slot.reachable():
+                self._quarantine.append(slot)
+            else:
+                self._give_back(index, slot)
+        finally:
+            self._lock.release()
 
     def _give_back(self, index: int, slot: _Slot) -> None:
         """Return a slot to the arena (lock held); unmap its slab if that empties it
@@ -364,7 +379,8 @@ class PooledAllocator:
         garbage collection can reach while this very thread holds the lock; the
         quarantine is then drained by the next ``_take`` or ``trim`` as before.
         """
-        if not self._quarantine or not self._lock.acquire(blocking=False):
+        if not (self._quarantine or self._collected) or not self._lock.acquire(
+                blocking=False):
             return
         try:
             self._drain_quarantine()
@@ -372,6 +388,10 @@ class PooledAllocator:
             self._lock.release()
 
     def _drain_quarantine(self) -> None:
+        """Give back every quarantined slot nothing can reach any more (lock held)."""
+        collected = self._collected
+        while collected:
+            self._quarantine.append(collected.popleft())
         waiting, self._quarantine = self._quarantine, []
         for slot in waiting:
             if slot.reachable():
