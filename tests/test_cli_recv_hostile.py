@@ -10,17 +10,21 @@ from pathlib import Path
 
 import pytest
 
-from test_cli_sendrecv import WAIT, MiB, Procs, Recv, one_line, partial, procs, send_json, zcio
+from test_cli_sendrecv import (
+    WAIT,
+    MiB,
+    Procs,
+    Recv,
+    dest,
+    one_line,
+    partial,
+    procs,
+    send_json,
+    zcio,
+)
 from zcio._cli._wire import Accept, Header, decode_reply, encode_reply
 
-__all__ = ["procs"]
-
-
-@pytest.fixture
-def dest(tmp_path: Path) -> Path:
-    d = tmp_path / "dest"
-    d.mkdir()
-    return d
+__all__ = ["dest", "procs"]  # the fixtures, re-exported for pytest
 
 
 @pytest.fixture
