@@ -418,16 +418,22 @@ class FileChannel(Channel):
 
     def _on_close(self) -> None:
         for lock in self._locks:
-            lock._invalidate()  # closing the descriptor drops OFD locks in the kernel
+            lock._invalidate()  # unlocked before the close: a mapping may keep the file open
         self._locks = []
 
     # -- mapping and transfers -------------------------------------------------------
 
-    def map(self, mode: MapMode, position: int, size: int) -> MappedByteBuffer:
-        """Map ``[position, position + size)`` of the file; see ``zcio.MappedByteBuffer``."""
+    def map(self, mode: MapMode, position: int, size: int, reserve: bool = False
+            ) -> MappedByteBuffer:
+        """Map ``[position, position + size)`` of the file; see ``zcio.MappedByteBuffer``.
+
+        Past the end, the file grows sparse to ``position + size`` (Java's rule);
+        ``reserve=True`` also reserves disk blocks for the mapped part past the old end
+        (``fallocate``).  See ``zcio._mapped.map_file`` for the checks and syscalls.
+        """
         from ._mapped import map_file
 
-        return map_file(self, mode, position, size)
+        return map_file(self, mode, position, size, reserve)
 
     def transfer_to(self, position: int, count: int, target: Any) -> int:
         """Move up to ``count`` bytes from ``position`` to ``target`` inside the kernel.
