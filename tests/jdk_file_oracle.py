@@ -34,6 +34,13 @@ mapping numbers, ``HEX`` bytes or ``-`` for none, numbers decimal)::
 A forced rung that cannot serve the files (EXDEV, EINVAL... with nothing moved) must
 leave every position and size as it was; the runner then runs the default ladder.
 
+Two things Java does are not held against zcio (README, "Deliberate differences"), so
+the oracle overwrites them: a transfer within one file to an overlapping range ahead
+of the source leaves in Java whatever the kernel's copy from a mapping of the same
+pages produced, and the oracle writes the original bytes there (zcio copies as
+memmove); a ``map`` whose ``mmap`` fails leaves Java's file grown, and the oracle cuts
+it back (zcio undoes its grow).
+
 Result lines: ``ok ...``, ``ex NAME`` (Java's ``...Exception`` -> zcio's ``...Error``;
 zcio's builtin OSErrors are named as Java's: FileNotFoundError -> NoSuchFileError,
 FileExistsError -> FileAlreadyExistsError, other OSError and TransferError -> IOError) or

@@ -731,3 +731,40 @@ def test_transfer_from_checks_in_java_order(tmp_path: Path, src_path: Path) -> N
         assert wo.transfer_from(wo, 3, 1) == 0  # past the end: 0 before NonReadable
         with pytest.raises(zcio.NonReadableChannelError):
             wo.transfer_from(wo, 0, 1)
+
+
+def test_splice_drain_refused_leaves_a_file_source_unread(tmp_path: Path) -> None:
+    """file -> pipe worked, pipe -> file failed with nothing written: the source's offset
+    goes back (the bytes are discarded with the pipe), and the error is the plain one."""
+    data = os.urandom(SMALL)
+    (tmp_path / "s").write_bytes(data)
+    layer = Faults({"splice": [OK, errno.ENOSPC]})
+    with FileChannel.open(tmp_path / "s") as src, FileChannel.open(tmp_path / "d", W, C) as dst:
+        src.position(10)
+        with _syscalls.override(layer), pytest.raises(OSError) as info:
+            transfer(src, dst, path="splice")
+        assert not isinstance(info.value, TransferError)
+        assert info.value.errno == errno.ENOSPC
+        assert (src.position(), dst.position(), dst.size()) == (10, 0, 0)
+        assert transfer(src, dst, path="splice") == SMALL - 10  # nothing stale in the pipe
+    assert (tmp_path / "d").read_bytes() == data[10:]
+
+
+def test_splice_into_an_append_file_is_a_rung_that_cannot_serve(tmp_path: Path) -> None:
+    """splice refuses an O_APPEND target (EINVAL) after the source's bytes went into the
+    pipe: forced, that is an error with nothing moved; by default the next rung runs."""
+    data = os.urandom(SMALL)
+    (tmp_path / "s").write_bytes(data)
+    (tmp_path / "d").write_bytes(b"head")
+    with FileChannel.open(tmp_path / "s") as src, \
+            FileChannel.open(tmp_path / "d", OpenOption.APPEND) as dst:
+        from zcio._transfer import transfer_to
+
+        with pytest.raises(OSError) as info:
+            transfer_to(src, 5, SMALL, dst, path="splice")
+        assert info.value.errno == errno.EINVAL
+        assert not isinstance(info.value, TransferError)  # nothing moved
+        assert (src.position(), dst.size()) == (0, 4)
+        assert src.transfer_to(5, SMALL, dst) == SMALL - 5
+        assert (src.position(), dst.position()) == (0, SMALL - 1)
+    assert (tmp_path / "d").read_bytes() == b"head" + data[5:]

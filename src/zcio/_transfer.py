@@ -346,6 +346,8 @@ class _Transfer:
                     # The target cannot take spliced bytes (an O_APPEND file: EINVAL):
                     # nothing moved, try the next rung.
                     raise _Unsupported(f"splice: {e.strerror}") from e
+                if drained == 0:
+                    raise  # nothing moved in this step: the plain error
             raise _Partial(e, drained) from e
         return n
 
@@ -487,8 +489,9 @@ def transfer_to(channel: FileChannel, position: int, count: int, target: Any,
     Java's rules: IllegalArgumentError for a negative position or count; 0 if
     ``position`` is past the end of the file; ``count`` is cut to the bytes the file
     has.  The channel's position does not move; the target's advances by the count
-    (a file target is written at its own position).  Returns the count, which on a
-    non-blocking target may be less than asked, even 0.  A file that shrinks during
+    (a file target is written at its own position; within this very file, an
+    overlapping range ahead is copied as by ``memmove``).  Returns the count, which on
+    a non-blocking target may be less than asked, even 0.  A file that shrinks during
     the transfer ends it early: the count says how far it got.
 
     Syscalls: copy_file_range / sendfile / splice / mmap+write / pread+write, see the
