@@ -24,7 +24,9 @@ mapping numbers, ``HEX`` bytes or ``-`` for none, numbers decimal)::
     tto K POS COUNT J PATH         K.transferTo(POS, COUNT, J)
     tfrom K J POS COUNT PATH       K.transferFrom(J, POS, COUNT)
     map K MODE POS SIZE            result: mapping number, capacity, read-only
-    mput M INDEX HEX | mget M INDEX LEN    absolute bulk put/get on a mapping
+    mput M INDEX HEX | mget M INDEX LEN    absolute bulk put/get on a mapping (``skip``
+                                   for one made before a truncate or TRUNCATE_EXISTING:
+                                   a page past a shrunk file's end is SIGBUS)
     lock K POS SIZE SHARED | trylock K POS SIZE SHARED
                                    result: lock number, position, size, shared, valid
                                    (``null`` when try_lock finds it held)
@@ -96,6 +98,9 @@ class Generator:
     def __init__(self, rng: Random) -> None:
         self.rng = rng
         self.channels = self.locks = self.maps = 0
+        # Mappings made before a file may have shrunk are not touched: a page past the
+        # new end raises SIGBUS (an InternalError in Java, death in CPython).
+        self.touchable_maps = 0
 
     def _hex(self, most: int) -> str:
         n = self.rng.randrange(most + 1)
@@ -147,7 +152,10 @@ class Generator:
     def _open(self) -> str:
         self.channels += 1
         name = self.rng.choice("aaabbbssn")
-        return f"open {name} {self.rng.choice(_OPTION_SETS)}"
+        options = self.rng.choice(_OPTION_SETS)
+        if "TRUNCATE_EXISTING" in options:
+            self.touchable_maps = self.maps
+        return f"open {name} {options}"
 
     def sequence(self) -> list[str]:
         rng = self.rng
@@ -186,6 +194,8 @@ class Generator:
             case "pwrite":
                 return f"pwrite {k} {self._hex(80)} {self._small()}"
             case "setpos" | "truncate":
+                if op == "truncate":
+                    self.touchable_maps = self.maps
                 return f"{op} {k} {self._small()}"
             case "force":
                 return f"force {k} {rng.choice(['true', 'false'])}"
@@ -202,7 +212,8 @@ class Generator:
                 mode = rng.choice(["READ_ONLY", "READ_WRITE", "PRIVATE"])
                 return f"map {k} {mode} {position} {size}"
             case "mput" | "mget":
-                m, index = rng.randrange(self.maps + 1), rng.randrange(-1, 60)
+                m = rng.randrange(self.touchable_maps, self.maps + 1)
+                index = rng.randrange(-1, 60)
                 last = self._hex(20) if op == "mput" else rng.randrange(20)
                 return f"{op} {m} {index} {last}"
             case "lock" | "trylock":
@@ -256,13 +267,18 @@ class FileRunner:
         self.channels: list[FileChannel | None] = []
         self.locks: list[FileLock | None] = []
         self.maps: list[Any] = []
+        self.map_epochs: list[int] = []  # per mapping, ``shrinks`` when it was made
+        # Operations so far that may have shrunk a file (truncate, TRUNCATE_EXISTING): a
+        # mapping older than the last is not touched, since a page past the end is SIGBUS.
+        self.shrinks = 0
         self.tok: list[str] = []
         self.next = 0
 
     def __call__(self, seq: Sequence[str]) -> list[str]:
         self.dir = Path(tempfile.mkdtemp(dir=self.root))
         self.shm_dir = Path(tempfile.mkdtemp(dir=self.shm))
-        self.channels, self.locks, self.maps = [], [], []
+        self.channels, self.locks, self.maps, self.map_epochs = [], [], [], []
+        self.shrinks = 0
         try:
             lines: list[str] = []
             for op in seq:
@@ -341,6 +357,12 @@ class FileRunner:
         k = self._int()
         return self.channels[k] if 0 <= k < len(self.channels) else None
 
+    def _mapping(self) -> Any:
+        k = self._int()
+        if not 0 <= k < len(self.maps) or self.map_epochs[k] < self.shrinks:
+            return None
+        return self.maps[k]
+
     def _indexed(self, items: list[Any]) -> Any:
         k = self._int()
         return items[k] if 0 <= k < len(items) else None
@@ -359,16 +381,18 @@ class FileRunner:
                 options = [] if spec == "-" else [OpenOption[o] for o in spec.split(",")]
                 self.channels.append(None)
                 self.channels[-1] = FileChannel.open(path, *options)
+                if OpenOption.TRUNCATE_EXISTING in options:
+                    self.shrinks += 1
                 return f"ok {len(self.channels) - 1}"
             case "mput":
-                m = self._indexed(self.maps)
+                m = self._mapping()
                 index, data = self._int(), _unhex(self._word())
                 if m is None:
                     return "skip"
                 m.put(index, data)
                 return "ok"
             case "mget":
-                m = self._indexed(self.maps)
+                m = self._mapping()
                 index, dst = self._int(), bytearray(self._int())
                 if m is None:
                     return "skip"
@@ -421,6 +445,8 @@ class FileRunner:
             case "position" | "size":
                 return "skip" if ch is None else f"ok {getattr(ch, op)()}"
             case "setpos" | "truncate":
+                if op == "truncate":
+                    self.shrinks += 1
                 n = self._int()
                 if ch is None:
                     return "skip"
@@ -452,6 +478,7 @@ class FileRunner:
                 if ch is None:
                     return "skip"
                 self.maps.append(None)
+                self.map_epochs.append(self.shrinks)
                 buf = ch.map(mode, position, size)
                 self.maps[-1] = buf
                 return f"ok {len(self.maps) - 1} {buf.capacity()} {str(buf.is_read_only()).lower()}"

@@ -47,6 +47,13 @@ public final class FileChannelOracle {
     private final Set<FileChannel> appending = new HashSet<>();
     private final List<FileLock> locks = new ArrayList<>();
     private final List<MappedByteBuffer> maps = new ArrayList<>();
+    /** Per mapping, {@link #shrinks} when it was made. */
+    private final List<Integer> mapEpochs = new ArrayList<>();
+    /**
+     * How many operations so far may have shrunk a file (truncate, TRUNCATE_EXISTING): a
+     * mapping older than the last is not touched, since a page past the end raises SIGBUS.
+     */
+    private int shrinks;
     private String[] tok;
     private int next;
 
@@ -89,8 +96,12 @@ public final class FileChannelOracle {
     }
 
     private void start(String id) throws IOException {
-        dir = Files.createDirectories(root.resolve(id));
-        shmDir = Files.createDirectories(shm.resolve(id));
+        dir = root.resolve(id);
+        shmDir = shm.resolve(id);
+        delete(dir); // left over if an earlier JVM died mid-sequence
+        delete(shmDir);
+        Files.createDirectories(dir);
+        Files.createDirectories(shmDir);
     }
 
     /** Closes the sequence's channels and deletes its files (mappings go with the GC). */
@@ -105,16 +116,22 @@ public final class FileChannelOracle {
         appending.clear();
         locks.clear();
         maps.clear();
-        for (Path d : new Path[] {dir, shmDir}) {
-            if (d != null) {
-                try (Stream<Path> walk = Files.walk(d)) {
-                    for (Path p : walk.sorted(Comparator.reverseOrder()).toList()) {
-                        Files.delete(p);
-                    }
-                }
+        mapEpochs.clear();
+        shrinks = 0;
+        delete(dir);
+        delete(shmDir);
+        dir = shmDir = null;
+    }
+
+    private static void delete(Path d) throws IOException {
+        if (d == null || !Files.exists(d)) {
+            return;
+        }
+        try (Stream<Path> walk = Files.walk(d)) {
+            for (Path p : walk.sorted(Comparator.reverseOrder()).toList()) {
+                Files.delete(p);
             }
         }
-        dir = shmDir = null;
     }
 
     private Path file(String name) {
@@ -163,6 +180,9 @@ public final class FileChannelOracle {
                 paths.add(path);
                 FileChannel ch = FileChannel.open(path, options);
                 channels.set(channels.size() - 1, ch);
+                if (options.contains(StandardOpenOption.TRUNCATE_EXISTING)) {
+                    shrinks++;
+                }
                 if (options.contains(StandardOpenOption.APPEND)) {
                     appending.add(ch);
                 }
@@ -282,6 +302,7 @@ public final class FileChannelOracle {
             case "size":
                 return ch == null ? "skip" : "ok " + ch.size();
             case "truncate": {
+                shrinks++;
                 long size = lnum();
                 if (ch == null) {
                     return "skip";
@@ -354,6 +375,7 @@ public final class FileChannelOracle {
                     return "skip";
                 }
                 maps.add(null);
+                mapEpochs.add(shrinks);
                 FileChannel.MapMode m = switch (mode) {
                     case "READ_ONLY" -> FileChannel.MapMode.READ_ONLY;
                     case "READ_WRITE" -> FileChannel.MapMode.READ_WRITE;
@@ -487,7 +509,7 @@ public final class FileChannelOracle {
 
     private MappedByteBuffer map() {
         int k = Integer.parseInt(word());
-        return k < 0 || k >= maps.size() ? null : maps.get(k);
+        return k < 0 || k >= maps.size() || mapEpochs.get(k) < shrinks ? null : maps.get(k);
     }
 
     private byte[] bytes() {
