@@ -768,3 +768,32 @@ def test_splice_into_an_append_file_is_a_rung_that_cannot_serve(tmp_path: Path) 
         assert src.transfer_to(5, SMALL, dst) == SMALL - 5
         assert (src.position(), dst.position()) == (0, SMALL - 1)
     assert (tmp_path / "d").read_bytes() == b"head" + data[5:]
+
+
+@pytest.mark.parametrize("fail", [False, True], ids=["ok", "enospc"])
+@pytest.mark.parametrize("path", zcio.TRANSFER_PATHS)
+def test_transfer_to_positions_on_every_rung(tmp_path: Path, path: str, fail: bool) -> None:
+    """Java: transferTo leaves this channel's position and advances the target's by the
+    count; after ENOSPC midway (here after 1000 bytes), by exactly what landed."""
+    data = os.urandom(SMALL)
+    (tmp_path / "s").write_bytes(data)
+    (tmp_path / "d").write_bytes(b"0123456789")
+    call = _RUNG_CALL[path]
+    script = [short(1000), OK, errno.ENOSPC] if path == "splice" else [short(1000), errno.ENOSPC]
+    layer = Faults({call: script if fail else []})
+    with FileChannel.open(tmp_path / "s") as src, FileChannel.open(tmp_path / "d", R, W) as dst:
+        from zcio._transfer import transfer_to
+
+        src.position(77)
+        dst.position(4)
+        with _syscalls.override(layer):
+            if fail:
+                with pytest.raises(TransferError) as info:
+                    transfer_to(src, 500, SMALL, dst, path=path)
+                moved = info.value.transferred
+                assert moved == 1000
+            else:
+                moved = transfer_to(src, 500, SMALL, dst, path=path)
+                assert moved == SMALL - 500
+        assert (src.position(), dst.position()) == (77, 4 + moved)
+    assert (tmp_path / "d").read_bytes() == b"0123" + data[500 : 500 + moved]
