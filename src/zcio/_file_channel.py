@@ -401,7 +401,10 @@ class FileChannel(Channel):
         """Lock ``[position, position + size)``, waiting while another process holds it.
 
         Shared locks need a readable channel, exclusive ones a writable channel.  A
-        range overlapping a lock this process holds: OverlappingFileLockError.
+        negative position or size, or ``position + size`` past 2**63 - 1 (so the
+        default size, "to the end however the file grows", needs position 0):
+        IllegalArgumentError.  A range overlapping a lock this process holds:
+        OverlappingFileLockError.  Closing the channel releases its locks.
         Syscalls: ``fcntl(F_OFD_SETLKW)``.
         """
         lock = self._lock(position, size, shared, wait=True)
