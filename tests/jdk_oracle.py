@@ -117,14 +117,20 @@ def compile_java(source: Path, out_dir: Path) -> None:
 
 @dataclass(frozen=True)
 class JavaOracle:
-    """The compiled BufferOracle; one JVM per :meth:`run`."""
+    """A compiled oracle (BufferOracle by default); one JVM per :meth:`run`.
+
+    ``main`` is the class to run and ``args`` its command-line arguments (the
+    FileChannelOracle takes its working directories there).
+    """
 
     classes: Path
+    main: str = "BufferOracle"
+    args: tuple[str, ...] = ()
 
     @classmethod
-    def compile(cls, out_dir: Path) -> JavaOracle:
-        compile_java(JAVA_SOURCE, out_dir)
-        return cls(out_dir)
+    def compile(cls, out_dir: Path, source: Path = JAVA_SOURCE) -> JavaOracle:
+        compile_java(source, out_dir)
+        return cls(out_dir, source.stem)
 
     def run(self, sequences: Sequence[Sequence[str]]) -> list[list[str]]:
         """Java's output lines for each sequence, exception names mapped to zcio's."""
@@ -132,11 +138,11 @@ class JavaOracle:
             f"SEQ {i}\n" + "".join(f"{op}\n" for op in seq) for i, seq in enumerate(sequences)
         )
         cmd = ["java", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-cp", str(self.classes),
-               "BufferOracle"]
+               self.main, *self.args]
         done = subprocess.run(cmd, input=text, capture_output=True, text=True, timeout=600,
                               check=False)
         if done.returncode != 0:
-            raise RuntimeError(f"BufferOracle failed ({done.returncode}):\n{done.stderr}")
+            raise RuntimeError(f"{self.main} failed ({done.returncode}):\n{done.stderr}")
         outputs: list[list[str]] = []
         for line in done.stdout.splitlines():
             if line.startswith("SEQ "):
@@ -144,7 +150,7 @@ class JavaOracle:
             else:
                 outputs[-1].append(_zcio_exception_name(line))
         if len(outputs) != len(sequences):
-            raise RuntimeError(f"BufferOracle answered {len(outputs)} of {len(sequences)}")
+            raise RuntimeError(f"{self.main} answered {len(outputs)} of {len(sequences)}")
         return outputs
 
 
@@ -179,11 +185,16 @@ class Mismatch:
         return "\n".join(lines)
 
 
-def first_mismatch(seq: Sequence[str], java: Sequence[str]) -> Mismatch | None:
-    """Run ``seq`` on zcio and compare with Java's ``java`` output lines."""
+Runner = Callable[[Sequence[str]], list[str]]
+
+
+def first_mismatch(
+    seq: Sequence[str], java: Sequence[str], run: Runner | None = None
+) -> Mismatch | None:
+    """Run ``seq`` on zcio (``run``, default the buffer runner) and compare with ``java``."""
     if java and java[-1].startswith("harness "):
-        raise HarnessError(f"BufferOracle rejected the sequence: {java[-1]}\n" + "\n".join(seq))
-    mine = ZcioRunner().run(seq)
+        raise HarnessError(f"the oracle rejected the sequence: {java[-1]}\n" + "\n".join(seq))
+    mine = run(seq) if run is not None else ZcioRunner().run(seq)
     if len(mine) != len(java):
         raise HarnessError(f"{len(java)} lines from Java, {len(mine)} from zcio")
     for i in range(0, len(java), 2):
@@ -193,7 +204,7 @@ def first_mismatch(seq: Sequence[str], java: Sequence[str]) -> Mismatch | None:
     return None
 
 
-def shrink(oracle: JavaOracle, mismatch: Mismatch) -> Mismatch:
+def shrink(oracle: JavaOracle, mismatch: Mismatch, run: Runner | None = None) -> Mismatch:
     """A shorter sequence failing with the same signature, by removing runs of operations.
 
     Each round tries, in one JVM, every removal of a run of n/2, n/4, ..., 1 operations
@@ -210,7 +221,7 @@ def shrink(oracle: JavaOracle, mismatch: Mismatch) -> Mismatch:
         better = None
         for seq, java in zip(candidates, oracle.run(candidates), strict=True):
             try:  # a removal can leave a malformed sequence (a view op on a ByteBuffer...)
-                found = first_mismatch(seq, java)
+                found = first_mismatch(seq, java, run)
             except HarnessError:
                 continue
             if found is not None and found.signature == mismatch.signature and (

@@ -24,9 +24,11 @@ import pytest
 
 from zcio import (
     ByteBuffer,
+    ClosedChannelError,
     FileChannel,
     FileLock,
     IllegalArgumentError,
+    MapMode,
     NonReadableChannelError,
     NonWritableChannelError,
     OpenOption,
@@ -151,9 +153,40 @@ def test_channel_close_invalidates_and_releases(path: Path) -> None:
     ch.close()
     assert not excl.is_valid() and not shared.is_valid()
     assert kernel_conflict(path, 0, 100) is None
-    excl.release()  # a no-op now, not an error on the closed channel
+    for _ in range(2):  # Java 17: ClosedChannelException, the lock released or not
+        with pytest.raises(ClosedChannelError):
+            excl.release()
     with FileChannel.open(path, READ, WRITE) as other, other.lock(0, 100) as again:
         assert again.is_valid()  # the table forgot the closed channel's locks
+
+
+def test_with_block_after_the_channel_closed(path: Path) -> None:
+    """Leaving a lock's ``with`` block after the channel closed raises nothing: the
+    close released it (Java's try-with-resources would throw ClosedChannelException)."""
+    ch = FileChannel.open(path, READ, WRITE)
+    with ch.lock(0, 10) as lock:
+        ch.close()
+    assert not lock.is_valid()
+
+
+def test_close_releases_the_kernel_lock_while_a_mapping_lives(path: Path) -> None:
+    """A mapping keeps the open file alive past the channel's close, and with it an OFD
+    lock the close alone would not drop: the JDK unlocks each lock before closing, so
+    must zcio, or a later try_lock fails and lock() waits forever (here: a child
+    process checks, bounded)."""
+    path.write_bytes(b"x" * 100)
+    ch = FileChannel.open(path, READ, WRITE)
+    mapping = ch.map(MapMode.READ_WRITE, 0, 100)
+    try:
+        ch.lock(0, 10)
+        ch.close()
+        assert kernel_conflict(path, 0, 100) is None
+        with FileChannel.open(path, READ, WRITE) as other:
+            lock = other.try_lock(0, 10)
+            assert lock is not None and lock.is_valid()
+            lock.release()
+    finally:
+        mapping.release()
 
 
 def test_closing_another_descriptor_keeps_the_lock(rw: FileChannel, path: Path) -> None:
@@ -251,12 +284,14 @@ def test_negative_position_or_size(
 
 
 def test_region_must_end_by_long_max(rw: FileChannel, path: Path) -> None:
-    """Java 17 (OpenJDK 17.0.15): lock/tryLock(1L << 62, 1L << 62) and
-    (Long.MAX_VALUE, 1) throw IllegalArgumentException("Negative position + size"): the
-    long sum overflows.  Python ints do not, so zcio must check the bound itself; a
-    position past Long.MAX_VALUE must not reach struct.pack either.
+    """Java 17 (OpenJDK 17.0.15): lock/tryLock(1L << 62, 1L << 62), (Long.MAX_VALUE, 1)
+    and (5, Long.MAX_VALUE) throw IllegalArgumentException("Negative position + size"):
+    the long sum overflows.  Python ints do not, so zcio must check the bound itself,
+    for the "to the end" size too; a position past Long.MAX_VALUE must not reach
+    struct.pack either.
     """
-    for position, size in [(1 << 62, 1 << 62), (MAX_LOCK_SIZE, 1), (1 << 63, 1)]:
+    for position, size in [(1 << 62, 1 << 62), (MAX_LOCK_SIZE, 1), (1 << 63, 1),
+                           (5, MAX_LOCK_SIZE), (1, MAX_LOCK_SIZE)]:
         for call in (rw.lock, rw.try_lock):
             with pytest.raises(IllegalArgumentError):
                 call(position, size)

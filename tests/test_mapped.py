@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 import zcio
+from faults import Faults
 from zcio import (
     ByteBuffer,
     ClosedChannelError,
@@ -37,6 +38,8 @@ from zcio import (
     ReadOnlyBufferError,
     ReleasedBufferError,
     _guard,
+    _mapped,
+    _syscalls,
 )
 
 READ, WRITE, APPEND = OpenOption.READ, OpenOption.WRITE, OpenOption.APPEND
@@ -217,16 +220,21 @@ def test_size_zero_mapping_past_the_end(tmp_path: Path) -> None:
 # -- growing the file ------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("reserve", [False, True], ids=["sparse", "reserve"])
 @pytest.mark.parametrize("mode", list(MapMode), ids=lambda m: m.value)
-def test_mapping_past_the_end_grows_and_reserves(tmp_path: Path, mode: MapMode) -> None:
+def test_mapping_past_the_end_grows(tmp_path: Path, mode: MapMode, reserve: bool) -> None:
     path = tmp_path / "grow.bin"
     path.write_bytes(b"head")
     end = 3 * PAGE + 10
-    with FileChannel.open(path, READ, WRITE) as ch, ch.map(mode, PAGE + 3, end - PAGE - 3) as buf:
+    with FileChannel.open(path, READ, WRITE) as ch, \
+            ch.map(mode, PAGE + 3, end - PAGE - 3, reserve=reserve) as buf:
         assert ch.size() == end == os.stat(path).st_size
-        assert buf.reserved()  # ext4 can fallocate
-        st = os.stat(path)
-        assert st.st_blocks * 512 >= pages(end), "blocks were not allocated"
+        assert buf.reserved() is reserve  # ext4 can fallocate
+        blocks = os.stat(path).st_blocks * 512
+        if reserve:  # the mapped part past the old end: [PAGE + 3, end)
+            assert blocks >= pages(end) - PAGE, "blocks were not allocated"
+        else:
+            assert blocks <= PAGE, "a sparse grow allocated blocks"
         assert bytes(buf) == bytes(end - PAGE - 3)  # the grown part reads zeros
         if mode is not MapMode.READ_ONLY:
             buf.put(buf.capacity() - 1, 0x77)
@@ -234,6 +242,63 @@ def test_mapping_past_the_end_grows_and_reserves(tmp_path: Path, mode: MapMode) 
     data = path.read_bytes()
     assert data[:4] == b"head" and len(data) == end
     assert data[-1] == (0x77 if mode is MapMode.READ_WRITE else 0)
+
+
+@pytest.mark.parametrize("reserve", [False, True], ids=["sparse", "reserve"])
+def test_mapping_far_past_the_end_does_not_fill_the_gap(tmp_path: Path, reserve: bool) -> None:
+    """Issue 9, item 4: 4 KiB mapped at 1 GiB of an empty file took 1 GiB of disk
+    (fallocate from the old end).  Java grows the file sparse; reserving covers the
+    mapped range only."""
+    path = tmp_path / "far.bin"
+    path.touch()
+    with FileChannel.open(path, READ, WRITE) as ch, \
+            ch.map(MapMode.READ_WRITE, 1 << 30, PAGE, reserve=reserve) as buf:
+        assert ch.size() == (1 << 30) + PAGE
+        assert os.stat(path).st_blocks * 512 <= (PAGE if reserve else 0) + (64 << 10)
+        buf.put(0, 1)
+
+
+@pytest.mark.parametrize("where", ["fallocate", "mmap"])
+def test_failed_map_leaves_size_and_blocks(tmp_path: Path, where: str,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A map that fails after growing the file (ENOSPC half way through fallocate, or an
+    mmap refused) cuts it back: size and blocks as before (Java leaves it grown)."""
+    path = tmp_path / "fail.bin"
+    path.write_bytes(b"x" * 100)
+    before = os.stat(path)
+
+    def half_then_enospc(real: Callable[..., None], fd: int, offset: int, length: int,
+                         mode: int = 0) -> None:
+        real(fd, offset, length // 2, mode)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOMEM, "Cannot allocate memory")
+
+    layer = Faults({"fallocate": [half_then_enospc] if where == "fallocate" else []})
+    if where == "mmap":
+        monkeypatch.setattr(_mapped.mmap, "mmap", refuse)
+    with _syscalls.override(layer), FileChannel.open(path, READ, WRITE) as ch:
+        with pytest.raises(OSError) as info:
+            ch.map(MapMode.READ_WRITE, 50, 1 << 20, reserve=True)
+        assert info.value.errno == (errno.ENOSPC if where == "fallocate" else errno.ENOMEM)
+        assert ch.size() == 100
+    after = os.stat(path)
+    assert (after.st_size, after.st_blocks) == (before.st_size, before.st_blocks)
+    assert path.read_bytes() == b"x" * 100
+    assert mapped_pool() == (0, 0, 0)
+
+
+def test_overflowing_end_is_an_argument_error(path: Path) -> None:
+    """position + size past 2**63 - 1: IllegalArgumentError before any syscall, as Java's
+    "Position + size overflow" (it was an OSError from fallocate)."""
+    layer = Faults({})
+    with FileChannel.open(path, READ, WRITE) as ch, _syscalls.override(layer):
+        for position, size in [((1 << 63) - 10, 100), ((1 << 63) - 1, 1), (1 << 63, 0)]:
+            with pytest.raises(IllegalArgumentError, match="overflow"):
+                ch.map(MapMode.READ_ONLY, position, size)
+        assert ch.size() == len(DATA)
+    assert layer.calls == []
 
 
 def test_mapping_past_the_end_from_read_only_channel(ro: FileChannel, path: Path) -> None:

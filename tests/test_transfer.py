@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import socket
+import tempfile
 import threading
 import time
 import zlib
@@ -591,3 +593,207 @@ def test_loopback_tcp_peer_prefers_read_write_remote_keeps_sendfile(src_path: Pa
     a, b = socket.socketpair()
     with a, b:
         assert not _loopback_peer(a.fileno())
+
+
+# -- positions on every rung, and transfers within one file (issue 9) ------------------------
+
+_RUNG_CALL = {"copy_file_range": "copy_file_range", "sendfile": "sendfile", "splice": "splice",
+              "mmap_write": "pwrite", "read_write": "pwrite"}
+SMALL = 200_003
+
+
+def _other_fs_dir(tmp_path: Path) -> Iterator[Path]:
+    shm = Path("/dev/shm")
+    if not (shm.is_dir() and os.access(shm, os.W_OK)):
+        pytest.skip("no writable /dev/shm (tmpfs) for a source on another file system")
+    d = Path(tempfile.mkdtemp(prefix="zcio-test-", dir=shm))
+    try:
+        yield d
+    finally:
+        shutil.rmtree(d)
+
+
+@pytest.fixture(params=["same-fs", "tmpfs"])
+def source_dir(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Path]:
+    """Where the source file lives: next to the target, or on another file system."""
+    if request.param == "same-fs":
+        yield tmp_path
+    else:
+        yield from _other_fs_dir(tmp_path)
+
+
+@pytest.mark.parametrize("path", [None, *zcio.TRANSFER_PATHS])
+def test_transfer_from_moves_only_the_source_position(tmp_path: Path, source_dir: Path,
+                                                      path: str | None) -> None:
+    """Java: transferFrom advances the source's position by the count and leaves this
+    channel's alone, whatever the path (the sendfile rung used to seek the target)."""
+    data = os.urandom(SMALL)
+    (source_dir / "s").write_bytes(data)
+    (tmp_path / "d").write_bytes(b"0123456789")
+    with FileChannel.open(source_dir / "s") as src, FileChannel.open(tmp_path / "d", R, W) as dst:
+        src.position(1000)
+        dst.position(7)
+        try:
+            n = _transfer_from(dst, src, 10, SMALL, path)
+        except OSError as e:  # a forced rung that cannot serve these files (EXDEV...)
+            assert e.errno in (errno.EXDEV, errno.EINVAL, errno.EOPNOTSUPP), e
+            assert (src.position(), dst.position(), dst.size()) == (1000, 7, 10)
+            return
+        assert n == SMALL - 1000
+        assert (src.position(), dst.position()) == (SMALL, 7)
+    assert (tmp_path / "d").read_bytes() == b"0123456789" + data[1000:]
+
+
+@pytest.mark.parametrize("path", zcio.TRANSFER_PATHS)
+def test_transfer_from_positions_after_an_error_midway(tmp_path: Path, path: str) -> None:
+    """ENOSPC after 1000 bytes on each rung: TransferError(1000), the source's position
+    advanced by exactly that, this channel's unmoved."""
+    data = os.urandom(SMALL)
+    (tmp_path / "s").write_bytes(data)
+    (tmp_path / "d").write_bytes(b"0123456789")
+    call = _RUNG_CALL[path]
+    script = [short(1000), OK, errno.ENOSPC] if path == "splice" else [short(1000), errno.ENOSPC]
+    layer = Faults({call: script})
+    with FileChannel.open(tmp_path / "s") as src, FileChannel.open(tmp_path / "d", R, W) as dst:
+        src.position(500)
+        dst.position(3)
+        with _syscalls.override(layer), pytest.raises(TransferError) as info:
+            _transfer_from(dst, src, 10, SMALL, path)
+        assert info.value.transferred == 1000
+        assert info.value.errno == errno.ENOSPC
+        assert (src.position(), dst.position()) == (1500, 3)
+    assert (tmp_path / "d").read_bytes() == b"0123456789" + data[500:1500]
+
+
+def _transfer_from(dst: FileChannel, src: FileChannel, position: int, count: int,
+                   path: str | None) -> int:
+    from zcio._transfer import transfer_from
+
+    return transfer_from(dst, src, position, count, path=path)
+
+
+@pytest.mark.parametrize("path", [None, *zcio.TRANSFER_PATHS])
+@pytest.mark.parametrize(("source_at", "target_at"),
+                         [(0, 3), (0, 1_100_000), (10, 2), (1000, 1000), (5, 1_300_000)])
+@pytest.mark.parametrize("direction", ["from", "to"])
+def test_transfer_within_one_file_copies_the_original_bytes(
+    tmp_path: Path, path: str | None, source_at: int, target_at: int, direction: str
+) -> None:
+    """A same-file transfer copies exactly the bytes the source had, as memmove: a
+    target range ahead of and overlapping the source's must not re-read bytes just
+    written (with a huge count it used to grow the file until the disk was full)."""
+    size = 1_300_003  # more than one relay chunk
+    data = bytes((i * 7 + i // 251) & 0xFF for i in range(size))
+    f = tmp_path / "f"
+    f.write_bytes(data)
+    huge = 1 << 62
+    if path == "copy_file_range" and source_at - size < target_at <= source_at:
+        # Overlapping with the target behind (or on) the source: the kernel refuses
+        # (EINVAL) and a forced rung does not fall back.  Nothing moves.
+        with FileChannel.open(f, R, W) as ch, pytest.raises(OSError) as info:
+            from zcio._transfer import transfer_to
+
+            transfer_to(ch, source_at, huge, ch.position(target_at), path=path)
+        assert info.value.errno == errno.EINVAL
+        assert f.read_bytes() == data
+        return
+    with FileChannel.open(f, R, W) as ch, FileChannel.open(f, R, W) as other:
+        if direction == "from":
+            other.position(source_at)
+            ch.position(17)
+            n = _transfer_from(ch, other, target_at, huge, path)
+            assert (other.position(), ch.position()) == (source_at + n, 17)
+        else:
+            from zcio._transfer import transfer_to
+
+            ch.position(target_at)
+            n = transfer_to(ch, source_at, huge, ch, path=path)
+            assert ch.position() == target_at + n
+    assert n == size - source_at
+    expected = bytearray(data)
+    expected[target_at : target_at + n] = data[source_at:]
+    assert f.read_bytes() == bytes(expected)
+
+
+def test_transfer_from_checks_in_java_order(tmp_path: Path, src_path: Path) -> None:
+    """Java 17: this closed, source closed, NonWritable, IllegalArgument, past the end
+    (0), and only then NonReadable for a file source."""
+    (tmp_path / "d").write_bytes(b"01")
+    with FileChannel.open(tmp_path / "d") as ro, FileChannel.open(tmp_path / "d", W) as wo:
+        closed = FileChannel.open(src_path)
+        closed.close()
+        with pytest.raises(zcio.ClosedChannelError):
+            ro.transfer_from(closed, -1, 1)  # before NonWritable and the argument
+        with pytest.raises(zcio.NonWritableChannelError):
+            ro.transfer_from(ro, -1, 1)  # before the argument
+        with pytest.raises(zcio.IllegalArgumentError):
+            wo.transfer_from(wo, -1, 1)  # before the source's NonReadable
+        assert wo.transfer_from(wo, 3, 1) == 0  # past the end: 0 before NonReadable
+        with pytest.raises(zcio.NonReadableChannelError):
+            wo.transfer_from(wo, 0, 1)
+
+
+def test_splice_drain_refused_leaves_a_file_source_unread(tmp_path: Path) -> None:
+    """file -> pipe worked, pipe -> file failed with nothing written: the source's offset
+    goes back (the bytes are discarded with the pipe), and the error is the plain one."""
+    data = os.urandom(SMALL)
+    (tmp_path / "s").write_bytes(data)
+    layer = Faults({"splice": [OK, errno.ENOSPC]})
+    with FileChannel.open(tmp_path / "s") as src, FileChannel.open(tmp_path / "d", W, C) as dst:
+        src.position(10)
+        with _syscalls.override(layer), pytest.raises(OSError) as info:
+            transfer(src, dst, path="splice")
+        assert not isinstance(info.value, TransferError)
+        assert info.value.errno == errno.ENOSPC
+        assert (src.position(), dst.position(), dst.size()) == (10, 0, 0)
+        assert transfer(src, dst, path="splice") == SMALL - 10  # nothing stale in the pipe
+    assert (tmp_path / "d").read_bytes() == data[10:]
+
+
+def test_splice_into_an_append_file_is_a_rung_that_cannot_serve(tmp_path: Path) -> None:
+    """splice refuses an O_APPEND target (EINVAL) after the source's bytes went into the
+    pipe: forced, that is an error with nothing moved; by default the next rung runs."""
+    data = os.urandom(SMALL)
+    (tmp_path / "s").write_bytes(data)
+    (tmp_path / "d").write_bytes(b"head")
+    with FileChannel.open(tmp_path / "s") as src, \
+            FileChannel.open(tmp_path / "d", OpenOption.APPEND) as dst:
+        from zcio._transfer import transfer_to
+
+        with pytest.raises(OSError) as info:
+            transfer_to(src, 5, SMALL, dst, path="splice")
+        assert info.value.errno == errno.EINVAL
+        assert not isinstance(info.value, TransferError)  # nothing moved
+        assert (src.position(), dst.size()) == (0, 4)
+        assert src.transfer_to(5, SMALL, dst) == SMALL - 5
+        assert (src.position(), dst.position()) == (0, SMALL - 1)
+    assert (tmp_path / "d").read_bytes() == b"head" + data[5:]
+
+
+@pytest.mark.parametrize("fail", [False, True], ids=["ok", "enospc"])
+@pytest.mark.parametrize("path", zcio.TRANSFER_PATHS)
+def test_transfer_to_positions_on_every_rung(tmp_path: Path, path: str, fail: bool) -> None:
+    """Java: transferTo leaves this channel's position and advances the target's by the
+    count; after ENOSPC midway (here after 1000 bytes), by exactly what landed."""
+    data = os.urandom(SMALL)
+    (tmp_path / "s").write_bytes(data)
+    (tmp_path / "d").write_bytes(b"0123456789")
+    call = _RUNG_CALL[path]
+    script = [short(1000), OK, errno.ENOSPC] if path == "splice" else [short(1000), errno.ENOSPC]
+    layer = Faults({call: script if fail else []})
+    with FileChannel.open(tmp_path / "s") as src, FileChannel.open(tmp_path / "d", R, W) as dst:
+        from zcio._transfer import transfer_to
+
+        src.position(77)
+        dst.position(4)
+        with _syscalls.override(layer):
+            if fail:
+                with pytest.raises(TransferError) as info:
+                    transfer_to(src, 500, SMALL, dst, path=path)
+                moved = info.value.transferred
+                assert moved == 1000
+            else:
+                moved = transfer_to(src, 500, SMALL, dst, path=path)
+                assert moved == SMALL - 500
+        assert (src.position(), dst.position()) == (77, 4 + moved)
+    assert (tmp_path / "d").read_bytes() == b"0123" + data[500 : 500 + moved]

@@ -413,7 +413,10 @@ class FileChannel(Channel):
         """Lock ``[position, position + size)``, waiting while another process holds it.
 
         Shared locks need a readable channel, exclusive ones a writable channel.  A
-        range overlapping a lock this process holds: OverlappingFileLockError.
+        negative position or size, or ``position + size`` past 2**63 - 1 (so the
+        default size, "to the end however the file grows", needs position 0):
+        IllegalArgumentError.  A range overlapping a lock this process holds:
+        OverlappingFileLockError.  Closing the channel releases its locks.
         Syscalls: ``fcntl(F_OFD_SETLKW)``.
         """
         lock = self._lock(position, size, shared, wait=True)
@@ -430,17 +433,23 @@ class FileChannel(Channel):
 
     def _on_close(self) -> None:
         for lock in self._locks:
-            lock._invalidate()  # closing the descriptor drops OFD locks in the kernel
+            lock._invalidate()  # unlocked before the close: a mapping may keep the file open
         self._locks = []
 
     # -- mapping and transfers -------------------------------------------------------
 
     @operation
-    def map(self, mode: MapMode, position: int, size: int) -> MappedByteBuffer:
-        """Map ``[position, position + size)`` of the file; see ``zcio.MappedByteBuffer``."""
+    def map(self, mode: MapMode, position: int, size: int, reserve: bool = False
+            ) -> MappedByteBuffer:
+        """Map ``[position, position + size)`` of the file; see ``zcio.MappedByteBuffer``.
+
+        Past the end, the file grows sparse to ``position + size`` (Java's rule);
+        ``reserve=True`` also reserves disk blocks for the mapped part past the old end
+        (``fallocate``).  See ``zcio._mapped.map_file`` for the checks and syscalls.
+        """
         from ._mapped import map_file
 
-        mapped = map_file(self, mode, position, size)
+        mapped = map_file(self, mode, position, size, reserve)
         if not self.is_open():  # closed meanwhile (the caller raises): unmap it now
             mapped.release()
         return mapped

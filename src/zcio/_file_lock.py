@@ -10,6 +10,7 @@ OverlappingFileLockError instead of letting it deadlock on itself.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import struct
@@ -52,6 +53,7 @@ class FileLock:
         self._shared = shared
         self._valid = True
         self._key: tuple[int, int] = (0, 0)
+        self._fd = -1  # the descriptor the kernel lock was taken on; -1: none taken
 
     def channel(self) -> FileChannel:
         """The channel that holds the lock."""
@@ -78,33 +80,50 @@ class FileLock:
         return position + size > self._position and self._position + self._size > position
 
     def release(self) -> None:
-        """Release the lock (idempotent).  Syscalls: ``fcntl(F_OFD_SETLK, F_UNLCK)``."""
+        """Release the lock; again on a released lock, nothing happens.
+
+        ClosedChannelError once the channel is closed (as Java, even for a lock
+        already released): closing released it.
+        Syscalls: ``fcntl(F_OFD_SETLK, F_UNLCK)``.
+        """
+        self._channel.fileno()  # ClosedChannelError
         if not self._valid:
             return
         self._valid = False
         _forget(self)
         channel = self._channel
-        if self._size and channel._begin():  # the number stays the channel's meanwhile
-            try:  # closed meanwhile: -1 (closing drops the lock) or the dead socket
-                fd = channel._fd
-                if fd >= 0:
-                    fcntl.fcntl(fd, fcntl.F_OFD_SETLK,
-                                _flock(fcntl.F_UNLCK, self._position, self._size))
+        if channel._begin():  # the number stays the channel's meanwhile
+            try:
+                if channel._fd >= 0:  # else closing unlocked it (_invalidate)
+                    self._unlock()
             finally:
                 channel._end()
 
     close = release
 
+    def _unlock(self) -> None:
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            fcntl.fcntl(fd, fcntl.F_OFD_SETLK, _flock(fcntl.F_UNLCK, self._position, self._size))
+
     def _invalidate(self) -> None:
-        """The channel closed: the kernel dropped the lock with the open file."""
+        """The channel is closing (its descriptor still open): release the lock.
+
+        The kernel would drop an OFD lock only with the last reference to the open file,
+        and a mapping made through the channel is one: unlock explicitly, as the JDK does
+        before it closes.
+        """
         self._valid = False
         _forget(self)
+        with contextlib.suppress(OSError):  # the close drops it if nothing else holds it
+            self._unlock()
 
     def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
-        self.release()
+        if self._channel.is_open():  # closing the channel released it already
+            self.release()
 
     def __repr__(self) -> str:
         kind = "shared" if self._shared else "exclusive"
@@ -130,8 +149,9 @@ def acquire(
     """
     if position < 0 or size < 0:
         raise IllegalArgumentError(f"negative lock position {position} or size {size}")
-    if size != MAX_LOCK_SIZE and position + size > MAX_LOCK_SIZE:
-        # Java's "Negative position + size": the region must fit a signed 64-bit offset.
+    if position + size > MAX_LOCK_SIZE:
+        # Java's "Negative position + size": the region must fit a signed 64-bit offset,
+        # so a size of MAX_LOCK_SIZE ("to the end, however it grows") needs position 0.
         raise IllegalArgumentError(f"position {position} + size {size} exceeds 2**63 - 1")
     fd = channel.fileno()
     st = os.fstat(fd)
@@ -161,4 +181,5 @@ def acquire(
     except BaseException:
         _forget(lock)
         raise
+    lock._fd = fd
     return lock

@@ -14,10 +14,12 @@ Modes:
 * PRIVATE: copy-on-write (``MAP_PRIVATE``): writes are private to this mapping and
   never reach the file; other writers' changes may or may not show through.
 
-A writable mapping that reaches past the end of the file grows the file first, and
-reserves its blocks with ``fallocate`` so that a later write into the mapping cannot
-hit a full disk as a SIGBUS; where the file system cannot reserve (EOPNOTSUPP) the file
-is grown sparse with ``ftruncate`` and ``reserved()`` says so.
+A mapping that reaches past the end of the file grows the file first, sparse
+(``ftruncate``), as Java: mapping 4 KiB at 1 GiB of an empty file takes no disk.
+``map(..., reserve=True)`` also reserves the blocks of the mapped range past the old
+end with ``fallocate``, so that a later write into the mapping cannot hit a full disk
+as a SIGBUS; ``reserved()`` says whether it could.  A failed ``map`` leaves the file's
+size and blocks as they were.
 
 **Truncation by someone else.** If another process (or this one) truncates the file
 while it is mapped, touching a mapped page that lies wholly past the new end makes the
@@ -319,40 +321,87 @@ class MappedByteBuffer(ByteBuffer):
                 f"cap={self._cap}]")
 
 
-def map_file(channel: FileChannel, mode: MapMode, position: int, size: int) -> MappedByteBuffer:
+def map_file(channel: FileChannel, mode: MapMode, position: int, size: int,
+             reserve: bool = False) -> MappedByteBuffer:
     """``FileChannel.map``: check as Java does, grow the file if needed, map, wrap.
 
-    NonWritableChannelError if ``mode`` is not READ_ONLY and the channel is not
-    writable; NonReadableChannelError if it is not readable; IllegalArgumentError for a
-    negative position or size.  A mapping past the end of the file grows it (reserving
-    blocks); a read-only channel cannot, and raises OSError(EINVAL) with the numbers.
+    Checks in Java's order: ClosedChannelError; IllegalArgumentError for a negative
+    position, a negative size, or a ``position + size`` past 2**63 - 1 (before any
+    syscall); NonWritableChannelError if ``mode`` is not READ_ONLY and the channel is
+    not writable; NonReadableChannelError if it is not readable.  A mapping that reaches
+    past the end of the file grows it to ``position + size`` with ``ftruncate``, sparse,
+    as Java (an empty mapping too); a channel not open for writing cannot, and raises
+    OSError(EINVAL) with the numbers.  ``reserve=True`` also reserves disk blocks
+    (``fallocate``) for the part of the mapped range past the old end, so that writing
+    there through the mapping cannot meet a full disk as SIGBUS; ``reserved()`` tells
+    whether it could (False where the file system cannot, EOPNOTSUPP).  Sizes over
+    2 GiB are allowed (Java refuses them).
 
-    Syscalls: ``fstat``, ``fallocate``/``ftruncate`` when growing, ``mmap``.
+    Syscalls: ``fstat``; when growing, ``fallocate`` (``reserve``) or ``ftruncate``;
+    ``mmap``.  If the grow or the ``mmap`` fails, the file is cut back to its old size
+    (``ftruncate``), which frees any block reserved past it: size and blocks are as
+    before the call.
     """
     if not isinstance(mode, MapMode):
         raise TypeError(f"mode must be a MapMode, not {mode!r}")
     fd = channel.fileno()  # the JDK's order: open, arguments, then the modes
     if position < 0 or size < 0:
         raise IllegalArgumentError(f"negative position {position} or size {size}")
+    end = position + size
+    if end > _LONG_MAX:
+        raise IllegalArgumentError(f"position {position} + size {size} overflows 2**63 - 1")
     if mode is not MapMode.READ_ONLY and not channel.is_writable():
         raise NonWritableChannelError(f"{mode.value} mapping needs a writable channel")
     if not channel.is_readable():
         raise NonReadableChannelError("mapping needs a readable channel")
-    reserved = True
-    end = position + size
+    reserved = False
     file_size = os.fstat(fd).st_size
-    if end > file_size:  # Java grows the file even for an empty mapping
+    grown = end > file_size
+    if grown:  # Java grows the file even for an empty mapping
         if not channel.is_writable():
             raise OSError(errno.EINVAL, f"cannot map [{position}, {end}) of a "
                           f"{file_size}-byte file from a channel not open for writing")
-        try:
-            _syscalls.SYS.fallocate(fd, file_size, end - file_size)
-        except OSError as e:
-            if e.errno not in (errno.EOPNOTSUPP, errno.ENOSYS):
+        reserved = reserve and _grow_reserved(fd, max(position, file_size), end, file_size)
+        if not reserved:
+            try:
+                os.ftruncate(fd, end)
+            except BaseException:
+                _shrink_back(fd, file_size)
                 raise
-            os.ftruncate(fd, end)  # the file system cannot reserve: grow it sparse
-            reserved = False
-    mem = MappedMemory(fd, mode, position, size, reserved)
+    try:
+        mem = MappedMemory(fd, mode, position, size, reserved)
+    except BaseException:
+        if grown:
+            _shrink_back(fd, file_size)
+        raise
     if size:
         metrics.record("file_map", syscalls=1)  # mmap; munmap is counted when it runs
     return MappedByteBuffer._make(mem, 0, size, 0, size, ro=mode is MapMode.READ_ONLY)
+
+
+_LONG_MAX = (1 << 63) - 1
+
+
+def _grow_reserved(fd: int, start: int, end: int, old_size: int) -> bool:
+    """Reserve ``[start, end)`` with ``fallocate`` (which grows the file to ``end``).
+
+    False, with nothing changed, where the file system cannot (EOPNOTSUPP, ENOSYS);
+    any other failure cuts the file back to ``old_size`` and raises.
+    """
+    try:
+        _syscalls.SYS.fallocate(fd, start, end - start)
+    except OSError as e:
+        _shrink_back(fd, old_size)  # a failed fallocate may have kept some blocks
+        if e.errno in (errno.EOPNOTSUPP, errno.ENOSYS):
+            return False
+        raise
+    return True
+
+
+def _shrink_back(fd: int, old_size: int) -> None:
+    """Undo a grow: cut the file back to ``old_size`` if it is longer now."""
+    try:
+        if os.fstat(fd).st_size > old_size:
+            os.ftruncate(fd, old_size)
+    except OSError:
+        pass  # the original error is the one to report

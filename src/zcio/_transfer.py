@@ -42,6 +42,7 @@ that took over a closed descriptor's number.
 from __future__ import annotations
 
 import errno
+import fcntl
 import ipaddress
 import mmap
 import os
@@ -311,10 +312,19 @@ class _Transfer:
         return n
 
     def _sendfile(self, want: int) -> int:
-        if self.dst.offset is not None:  # sendfile writes at the target's own position
+        if self.dst.offset is None:
+            n = self._kernel_call(_syscalls.SYS.sendfile, self.dst.fd, self.src.fd,
+                                  self.src.offset, want)
+        else:
+            # sendfile writes at the target's own position: seek there, and back after,
+            # so that a file written at an explicit offset keeps its position.
+            own = os.lseek(self.dst.fd, 0, os.SEEK_CUR)
             os.lseek(self.dst.fd, self.dst.offset, os.SEEK_SET)
-        n = self._kernel_call(_syscalls.SYS.sendfile, self.dst.fd, self.src.fd,
-                              self.src.offset, want)
+            try:
+                n = self._kernel_call(_syscalls.SYS.sendfile, self.dst.fd, self.src.fd,
+                                      self.src.offset, want)
+            finally:
+                os.lseek(self.dst.fd, own, os.SEEK_SET)
         metrics.record("sendfile", kernel_bytes=n, operations=0)
         self._advance(n)
         return n
@@ -362,8 +372,14 @@ class _Transfer:
                     self.dst.offset += k
         except OSError as e:
             _scratch.discard_pipe()  # it may still hold bytes: never reuse it
-            if rereadable:
+            if rereadable:  # what the pipe swallowed is unread: read again next time
                 self._unread(n - drained)
+                if drained == 0 and e.errno in _FALLBACK:
+                    # The target cannot take spliced bytes (an O_APPEND file: EINVAL):
+                    # nothing moved, try the next rung.
+                    raise _Unsupported(f"splice: {e.strerror}") from e
+                if drained == 0:
+                    raise  # nothing moved in this step: the plain error
             raise _Partial(e, drained) from e
         return n
 
@@ -516,8 +532,9 @@ def transfer_to(channel: FileChannel, position: int, count: int, target: Any,
     Java's rules: IllegalArgumentError for a negative position or count; 0 if
     ``position`` is past the end of the file; ``count`` is cut to the bytes the file
     has.  The channel's position does not move; the target's advances by the count
-    (a file target is written at its own position).  Returns the count, which on a
-    non-blocking target may be less than asked, even 0.  A file that shrinks during
+    (a file target is written at its own position; within this very file, an
+    overlapping range ahead is copied as by ``memmove``).  Returns the count, which on
+    a non-blocking target may be less than asked, even 0.  A file that shrinks during
     the transfer ends it early: the count says how far it got.
 
     Syscalls: copy_file_range / sendfile / splice / mmap+write / pread+write, see the
@@ -549,29 +566,96 @@ def transfer_from(channel: FileChannel, source: Any, position: int, count: int,
                   path: str | None = None) -> int:
     """``FileChannel.transfer_from``: up to ``count`` bytes from ``source`` at ``position``.
 
-    Java's rules: IllegalArgumentError for a negative position or count; 0 if
-    ``position`` is past the end of this file.  This channel's position does not move;
-    the source's advances by the count.  Returns the count: less than asked at the
-    source's end of stream, or on a non-blocking source with nothing more ready.
+    Java's rules, checked in Java's order: ClosedChannelError if this channel, then the
+    source, is closed; NonWritableChannelError; IllegalArgumentError for a negative
+    position or count; 0 if ``position`` is past the end of this file; only then
+    NonReadableChannelError for a file source not open for reading.  This channel's
+    position does not move, on any path; the source's advances by the count.  A file
+    source gives at most what lies between its position and its size when the call
+    starts, so a transfer from this very file never copies the bytes it has just
+    written: an overlapping range is copied as by ``memmove``, from the original bytes
+    (the target ahead of the source is copied chunk by chunk from the end).  Returns
+    the count: less than asked at the source's end of stream, or on a non-blocking
+    source with nothing more ready.
 
-    Syscalls: copy_file_range / splice / mmap+write / read+pwrite.  An error after bytes
-    moved: the count is returned (Java's rule).  A channel closed by another thread
-    meanwhile: AsynchronousCloseError with the count.
+    Syscalls: copy_file_range / sendfile / splice / mmap+write / read+pwrite.  An error
+    after bytes moved: the count is returned (Java's rule; for a backward overlapping
+    copy those are the range's last bytes), and the source's position advanced by it.  A
+    channel closed by another thread meanwhile: AsynchronousCloseError with the count.
     """
     return Guard().run(_transfer_from, channel, source, position, count, path)
 
 
 def _transfer_from(guard: Guard, channel: FileChannel, source: Any, position: int,
                    count: int, path: str | None) -> int:
-    guard.fd(channel)
-    dst_fd = channel._writable_fd()  # the JDK's order: writable, source open and readable,
-    src = _end(source, writing=False, guard=guard)  # then the arguments
+    guard.fd(channel)  # the JDK's order: open, source open, writable, arguments, size,
+    src = _end(source, writing=False, check_mode=False, guard=guard)  # source readable last
+    dst_fd = channel._writable_fd()
     if position < 0 or count < 0:
         raise IllegalArgumentError(f"negative position {position} or count {count}")
     if position > os.fstat(dst_fd).st_size:
         return 0
+    _check_mode(src, writing=False)
     dst = _End(channel, dst_fd, _FILE, position)
+    if src.kind == _FILE:  # what lies between its position and its size, as Java
+        count = max(0, min(count, os.fstat(src.fd).st_size - _file_position(src)))
     return _run_positioned(src, dst, count, path, wait=False, guard=guard)
+
+
+def _overlaps_ahead(src: _End, dst: _End, count: int) -> bool:
+    """Whether ``src`` -> ``dst`` copies within one file to an overlapping range ahead.
+
+    An O_APPEND target writes at the end, past anything the source can read.
+    """
+    if src.kind != _FILE or dst.kind != _FILE or src.offset is None or dst.offset is None:
+        return False
+    if not src.offset < dst.offset < src.offset + count:
+        return False
+    if fcntl.fcntl(dst.fd, fcntl.F_GETFL) & os.O_APPEND:
+        return False
+    a, b = os.fstat(src.fd), os.fstat(dst.fd)
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
+def _copy_backward(src: _End, dst: _End, count: int, path: str | None, guard: Guard
+                   ) -> int:
+    """Copy ``count`` bytes within one file to an overlapping range ahead, as memmove.
+
+    Chunks go from the end backwards, so every chunk is read before anything is written
+    over it.  A chunk no longer than the gap does not overlap itself, so any rung (the
+    forced one, if any) can move it; copy_file_range refuses overlapping ranges.  A gap
+    under 1 MiB always takes the relay in 1 MiB chunks, whatever rung is forced: it is
+    the one rung that reads a chunk whole before writing it, and gap-sized chunks
+    would cost a syscall per few bytes.  Both offsets end advanced by the count moved.
+    """
+    assert src.offset is not None and dst.offset is not None
+    gap = dst.offset - src.offset
+    relay = gap < _scratch.CHUNK
+    step = _scratch.CHUNK if relay else min(gap, MAX_TRANSFER)
+    rung = "read_write" if relay else path
+    moved = 0
+    try:
+        while moved < count:
+            n = min(step, count - moved)
+            at = count - moved - n
+            chunk = _Transfer(_End(src.obj, src.fd, _FILE, src.offset + at),
+                              _End(dst.obj, dst.fd, _FILE, dst.offset + at), rung, guard)
+            k = chunk.run(n, wait=False)
+            moved += k
+            if k < n:  # the file shrank under us: what moved is the range's tail
+                break
+    except TransferError as e:
+        moved += e.transferred
+        raise TransferError(e.__cause__ if isinstance(e.__cause__, OSError) else e,
+                            moved) from e.__cause__
+    except OSError as e:
+        if moved:
+            raise TransferError(e, moved) from e
+        raise
+    finally:
+        src.offset += moved
+        dst.offset += moved
+    return moved
 
 
 def _run_positioned(src: _End, dst: _End, count: int, path: str | None, wait: bool,
@@ -580,15 +664,19 @@ def _run_positioned(src: _End, dst: _End, count: int, path: str | None, wait: bo
 
     ``wait``: ``zcio.transfer``, which promises everything, so an error after bytes
     moved is TransferError; else Java's partial rule (``zcio._channel.partial``).
+
+    Within one file, a target range ahead of and overlapping the source's is copied as
+    by ``memmove``: every byte written is one the source had when the call started.
     """
     src_start = dst_start = None
     if src.kind == _FILE and src.offset is None:
         src.offset = src_start = _file_position(src)
     if dst.kind == _FILE and dst.offset is None:
         dst.offset = dst_start = _file_position(dst)
-    job = _Transfer(src, dst, path, guard)
     try:
-        return job.run(count, wait)
+        if _overlaps_ahead(src, dst, count):
+            return _copy_backward(src, dst, count, path, guard)
+        return _Transfer(src, dst, path, guard).run(count, wait)
     except TransferError as e:
         if wait:
             raise
