@@ -646,8 +646,9 @@ def test_transfer_from_moves_only_the_source_position(tmp_path: Path, source_dir
 
 @pytest.mark.parametrize("path", zcio.TRANSFER_PATHS)
 def test_transfer_from_positions_after_an_error_midway(tmp_path: Path, path: str) -> None:
-    """ENOSPC after 1000 bytes on each rung: TransferError(1000), the source's position
-    advanced by exactly that, this channel's unmoved."""
+    """ENOSPC after 1000 bytes on each rung: the count 1000 is returned (Java's partial
+    rule: raise only if nothing moved), the source's position advanced by exactly that,
+    this channel's unmoved."""
     data = os.urandom(SMALL)
     (tmp_path / "s").write_bytes(data)
     (tmp_path / "d").write_bytes(b"0123456789")
@@ -657,10 +658,8 @@ def test_transfer_from_positions_after_an_error_midway(tmp_path: Path, path: str
     with FileChannel.open(tmp_path / "s") as src, FileChannel.open(tmp_path / "d", R, W) as dst:
         src.position(500)
         dst.position(3)
-        with _syscalls.override(layer), pytest.raises(TransferError) as info:
-            _transfer_from(dst, src, 10, SMALL, path)
-        assert info.value.transferred == 1000
-        assert info.value.errno == errno.ENOSPC
+        with _syscalls.override(layer):
+            assert _transfer_from(dst, src, 10, SMALL, path) == 1000
         assert (src.position(), dst.position()) == (1500, 3)
     assert (tmp_path / "d").read_bytes() == b"0123456789" + data[500:1500]
 
@@ -774,7 +773,8 @@ def test_splice_into_an_append_file_is_a_rung_that_cannot_serve(tmp_path: Path) 
 @pytest.mark.parametrize("path", zcio.TRANSFER_PATHS)
 def test_transfer_to_positions_on_every_rung(tmp_path: Path, path: str, fail: bool) -> None:
     """Java: transferTo leaves this channel's position and advances the target's by the
-    count; after ENOSPC midway (here after 1000 bytes), by exactly what landed."""
+    count; after ENOSPC midway (here after 1000 bytes), by exactly what landed, and that
+    count is returned (Java's partial rule)."""
     data = os.urandom(SMALL)
     (tmp_path / "s").write_bytes(data)
     (tmp_path / "d").write_bytes(b"0123456789")
@@ -788,9 +788,7 @@ def test_transfer_to_positions_on_every_rung(tmp_path: Path, path: str, fail: bo
         dst.position(4)
         with _syscalls.override(layer):
             if fail:
-                with pytest.raises(TransferError) as info:
-                    transfer_to(src, 500, SMALL, dst, path=path)
-                moved = info.value.transferred
+                moved = transfer_to(src, 500, SMALL, dst, path=path)
                 assert moved == 1000
             else:
                 moved = transfer_to(src, 500, SMALL, dst, path=path)
