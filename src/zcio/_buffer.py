@@ -57,10 +57,18 @@ def check_int(value: object, what: str) -> int:
 
 
 def is_int(value: object) -> bool:
-    """Whether ``check_int`` accepts ``value`` (to tell an index from a bytes-like)."""
-    return type(value) is int or (
-        not isinstance(value, bool) and hasattr(type(value), "__index__")
-    )
+    """Whether ``check_int`` accepts ``value``: tells an index or a byte value from a
+    bytes-like in the overloaded get/put (a numpy integer exports a buffer too, and a
+    numpy array has ``__index__`` but is no integer unless it is 0-d)."""
+    if type(value) is int:
+        return True
+    if isinstance(value, bool) or not hasattr(type(value), "__index__"):
+        return False
+    try:
+        operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        return False
+    return True
 
 
 class Buffer:
@@ -237,11 +245,11 @@ class Buffer:
         view is gone.  Returns True if this call freed the memory.  Releasing a plain
         buffer already at zero is a no-op; a pooled one raises, as in Netty.
         """
-        return self._mem.release(decrement)
+        return self._mem.release(check_int(decrement, "decrement"))
 
     def retain(self, increment: int = 1) -> Self:
         """Add a reference (Netty's ``retain``); IllegalReferenceCountError at zero."""
-        self._mem.retain(increment)
+        self._mem.retain(check_int(increment, "increment"))
         return self
 
     def ref_cnt(self) -> int:
