@@ -36,6 +36,7 @@ import weakref
 from typing import TYPE_CHECKING
 
 from . import _syscalls
+from ._buffer import check_int
 from ._byte_buffer import ByteBuffer
 from ._direct import MAPPED, PAGE_SIZE, round_to_pages
 from ._errors import (
@@ -170,26 +171,35 @@ class MappedByteBuffer(ByteBuffer):
         """Bring the whole buffer into memory: advise, then touch one byte per page.
 
         Syscalls: ``madvise(MADV_WILLNEED)``, then page faults as the pages are read.
+        ReleasedBufferError if the buffer is released, before or during the call (the
+        closed mmap refuses; nothing touches unmapped memory).
         """
         mm, lo, hi = self._pages(0, self._cap)
         if mm is None:
             return self
-        mm.madvise(mmap.MADV_WILLNEED, lo, hi - lo)
-        touched = 0
-        for offset in range(lo, hi, PAGE_SIZE):
-            touched ^= mm[offset]  # one read fault per page not yet resident
+        try:
+            mm.madvise(mmap.MADV_WILLNEED, lo, hi - lo)
+            touched = 0
+            for offset in range(lo, hi, PAGE_SIZE):
+                touched ^= mm[offset]  # one read fault per page not yet resident
+        except ValueError as e:  # "mmap closed or invalid": a release() raced this
+            raise self._mem.translate(e) from None
         return self
 
     def is_loaded(self) -> bool:
         """Whether every page of the buffer is resident in memory (a hint, as in Java).
 
-        Syscalls: ``mincore(2)``.
+        Syscalls: ``mincore(2)``; ReleasedBufferError if the buffer is released, before
+        or during the call (mincore then fails with ENOMEM on the unmapped range).
         """
         mm, lo, hi = self._pages(0, self._cap)
         if mm is None:
             return True
-        start = self._mapped().address() - self._mapped().delta + lo
-        vec = _syscalls.SYS.mincore(start, hi - lo)
+        mem = self._mapped()
+        try:
+            vec = _syscalls.SYS.mincore(mem.address() - mem.delta + lo, hi - lo)
+        except OSError as e:
+            raise mem.translate(e) from None
         return all(b & 1 for b in vec)
 
     def force(self, index: int | None = None, length: int | None = None) -> MappedByteBuffer:
@@ -199,8 +209,8 @@ class MappedByteBuffer(ByteBuffer):
         nothing, as in Java.  IndexOutOfBoundsError if the range exceeds the capacity.
         Syscalls: ``msync(MS_SYNC)`` over the pages covering the range.
         """
-        index = 0 if index is None else index
-        length = self._cap - index if length is None else length
+        index = 0 if index is None else check_int(index, "index")
+        length = self._cap - index if length is None else check_int(length, "length")
         if index < 0 or length < 0 or index + length > self._cap:
             raise IndexOutOfBoundsError(
                 f"force range [{index}, {index} + {length}) out of bounds for {self._cap}"
