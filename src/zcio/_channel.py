@@ -14,10 +14,15 @@ import warnings
 from collections.abc import Sequence
 from typing import Any, Self
 
+from ._buffer import check_int
 from ._byte_buffer import ByteBuffer
 from ._errors import ClosedChannelError, IllegalArgumentError, IndexOutOfBoundsError
 
-__all__ = ["Channel", "remaining_pairs", "remaining_views", "advance", "check_buffers"]
+__all__ = ["Channel", "remaining_pairs", "remaining_views", "advance", "check_buffers",
+           "check_position"]
+
+#: The largest file offset: off_t is signed 64-bit (Java's Long.MAX_VALUE).
+MAX_POSITION = (1 << 63) - 1
 
 
 class Channel:
@@ -71,10 +76,28 @@ class Channel:
         return f"zcio.{type(self).__name__}[{state}]"
 
 
+def check_position(value: object, what: str) -> int:
+    """A file position or size: an integer in ``[0, 2**63 - 1]`` (an ``off_t``).
+
+    TypeError for a non-integer, IllegalArgumentError out of range, naming ``what``.
+    """
+    v = check_int(value, what)
+    if v < 0:
+        raise IllegalArgumentError(f"negative {what}: {v}")
+    if v > MAX_POSITION:
+        raise IllegalArgumentError(f"{what} {v} > 2**63 - 1")
+    return v
+
+
 def check_buffers(bufs: Sequence[ByteBuffer], offset: int, length: int | None) -> list[ByteBuffer]:
-    """Java's scatter/gather argument check: ``bufs[offset:offset+length]``, all ByteBuffers."""
+    """Java's scatter/gather argument check: ``bufs[offset:offset+length]``, all ByteBuffers.
+
+    TypeError for a non-integer offset or length, or an element that is no ByteBuffer.
+    """
+    offset = check_int(offset, "offset")
     if length is None:
         length = len(bufs) - offset
+    length = check_int(length, "length")
     if offset < 0 or length < 0 or offset + length > len(bufs):
         raise IndexOutOfBoundsError(
             f"buffers [{offset}, {offset} + {length}) out of bounds for {len(bufs)}"

@@ -31,8 +31,9 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol, Self, overload
 
 from . import _syscalls
+from ._buffer import check_int
 from ._byte_buffer import ByteBuffer, byte_view
-from ._channel import advance, check_buffers, remaining_pairs
+from ._channel import advance, check_buffers, check_position, remaining_pairs
 from ._composite import CompositeBuffer
 from ._direct import PAGE_SIZE
 from ._errors import IllegalArgumentError
@@ -70,13 +71,17 @@ class _HasFileno(Protocol):
 FdLike = int | _HasFileno
 
 
+_INT_MAX = (1 << 31) - 1  # descriptors and fcntl arguments are C ints
+
+
 def _fd_of(obj: FdLike) -> int:
-    if isinstance(obj, bool):
-        raise TypeError("a file descriptor cannot be a bool")
-    if isinstance(obj, int):
-        if obj < 0:
-            raise IllegalArgumentError(f"negative file descriptor: {obj}")
-        return obj
+    if not hasattr(obj, "fileno"):
+        fd = check_int(obj, "file descriptor")  # TypeError for a bool, a str, None
+        if fd < 0:
+            raise IllegalArgumentError(f"negative file descriptor: {fd}")
+        if fd > _INT_MAX:
+            raise IllegalArgumentError(f"file descriptor {fd} > 2**31 - 1")
+        return fd
     return obj.fileno()  # ClosedChannelError for a closed channel
 
 
@@ -108,10 +113,11 @@ def _get_pipe_size(fd: int) -> int:
 
 
 def _set_pipe_size(fd: int, size: int) -> int:
-    if isinstance(size, bool) or not isinstance(size, int):
-        raise TypeError(f"pipe size must be an int, not {type(size).__name__}")
+    size = check_int(size, "pipe size")
     if size <= 0:
         raise IllegalArgumentError(f"pipe size must be positive: {size}")
+    if size > _INT_MAX:  # fcntl's argument is a C int
+        raise IllegalArgumentError(f"pipe size {size} > 2**31 - 1")
     try:
         return fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, size)
     except PermissionError as e:
@@ -357,17 +363,14 @@ class Pipe:
 
 
 def _check_count(count: int) -> int:
-    if isinstance(count, bool) or not isinstance(count, int):
-        raise TypeError(f"count must be an int, not {type(count).__name__}")
+    count = check_int(count, "count")
     if count < 0:
         raise IllegalArgumentError(f"negative count: {count}")
     return min(count, MAX_TRANSFER)
 
 
 def _check_position(position: int | None, name: str) -> int | None:
-    if position is not None and position < 0:
-        raise IllegalArgumentError(f"negative {name}: {position}")
-    return position
+    return None if position is None else check_position(position, name)
 
 
 def splice(
@@ -411,8 +414,8 @@ def splice(
     """
     src_fd, dst_fd = _fd_of(src), _fd_of(dst)
     count = _check_count(count)
-    _check_position(src_position, "src_position")
-    _check_position(dst_position, "dst_position")
+    src_position = _check_position(src_position, "src_position")
+    dst_position = _check_position(dst_position, "dst_position")
     if count == 0:
         return 0
     flags = os.SPLICE_F_MOVE
