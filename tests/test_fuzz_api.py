@@ -592,3 +592,15 @@ def test_mapped_force_refuses_float_ranges(tmp_path: Path) -> None:
                 buf.force(*args)
         buf.force(np.int64(0), np.uint16(64))
 
+
+
+def test_transfer_count_is_an_integer(tmp_path: Path) -> None:
+    (tmp_path / "a").write_bytes(pattern(32))
+    with FileChannel.open(tmp_path / "a") as src, FileChannel.open(
+            tmp_path / "b", OpenOption.WRITE, OpenOption.CREATE) as dst:
+        for odd in NOT_INTS:
+            with pytest.raises(TypeError):
+                zcio.transfer(src, dst, odd)
+        assert (src.position(), dst.position(), dst.size()) == (0, 0, 0)
+        assert zcio.transfer(src, dst, np.uint8(10)) == 10
+        assert (src.position(), dst.position()) == (10, 10)
