@@ -340,13 +340,14 @@ class ByteBuffer(Buffer):
                 raise self._write_error(e) from None
             self._pos = p + 1
             return self
-        if is_int(a):
+        if type(a) is int or is_int(a):
             if b is None:  # put(numpy_int): a value, not a bytes-like source
                 return self.put(check_int(a, "value"))
-            if is_int(b):
+            if type(b) is int or is_int(b):
                 self._check_writable()
                 i = self._check_index(a)
-                b = check_int(b, "value")
+                if type(b) is not int:
+                    b = check_int(b, "value")
                 if not -128 <= b <= 255:
                     raise IllegalArgumentError(f"byte value {b} out of range -128..255")
                 try:
