@@ -52,52 +52,32 @@ SKIP = {
 }
 
 
-def _int_params(fn: Callable[..., Any]) -> list[bool]:
-    """For each positional parameter: annotated ``int`` / ``int | None`` (no Any)."""
+def _positional(fn: Callable[..., Any]) -> tuple[list[str], int]:
+    """The annotations of ``fn``'s positional parameters, and how many arguments the
+    grid gives it (``*args`` counts as two)."""
     try:
         params = list(inspect.signature(fn).parameters.values())
     except (TypeError, ValueError):
-        return []
+        return [], 0
     kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    return [str(p.annotation) in ("int", "int | None") for p in params if p.kind in kinds]
-
-
-def _arity(fn: Callable[..., Any]) -> int:
-    try:
-        params = inspect.signature(fn).parameters.values()
-    except (TypeError, ValueError):
-        return 0
-    n = 0
-    for p in params:
-        if p.kind in (inspect.Parameter.POSITIONAL_ONLY,
-                      inspect.Parameter.POSITIONAL_OR_KEYWORD):
-            n += 1
-        elif p.kind is inspect.Parameter.VAR_POSITIONAL:
-            n += 2
-    return n
+    annotations = [str(p.annotation) for p in params if p.kind in kinds]
+    extra = 2 if any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in params) else 0
+    return annotations, len(annotations) + extra
 
 
 def _arg_rows(fn: Callable[..., Any]) -> Iterator[tuple[tuple[Any, ...], bool]]:
-    """(args, must_raise_type_error) for the grid of one method; the odd value is the
-    last non-1 argument."""
-    arity = _arity(fn)
-    int_params = _int_params(fn)
+    """(args, must_raise_type_error) for the grid of one method: ``lead`` zeros, the
+    odd value, ``trail`` ones.  A non-integer in a parameter annotated ``int`` or
+    ``int | None`` must be refused, and None too where the annotation is ``int``."""
+    annotations, arity = _positional(fn)
     for lead in range(min(arity, 4)):
+        annotation = annotations[lead] if lead < len(annotations) else ""
         for odd in ODD:
+            refused = (annotation in ("int", "int | None")
+                       and (any(odd is v for v in NOT_INTS)
+                            or (odd is None and annotation == "int")))
             for trail in range(min(arity - lead - 1, 2) + 1):
-                args = (0,) * lead + (odd,) + (1,) * trail
-                annotated_int = lead < len(int_params) and int_params[lead]
-                refused = any(odd is v for v in NOT_INTS) or (
-                    odd is None and lead < len(int_params)
-                    and _plain_int(fn, lead))
-                yield args, annotated_int and refused
-
-
-def _plain_int(fn: Callable[..., Any], i: int) -> bool:
-    params = [p for p in inspect.signature(fn).parameters.values()
-              if p.kind in (inspect.Parameter.POSITIONAL_ONLY,
-                            inspect.Parameter.POSITIONAL_OR_KEYWORD)]
-    return str(params[i].annotation) == "int"
+                yield (0,) * lead + (odd,) + (1,) * trail, refused
 
 
 def _public_methods(obj: object) -> list[str]:
@@ -431,8 +411,7 @@ def test_numpy_integers_are_accepted_where_ints_are(kind: BufferKind) -> None:
                 outcomes.append((result, _buffer_state(buf), bytes(call_args[1])
                                  if len(call_args) > 1 and isinstance(call_args[1], bytearray)
                                  else None))
-                for derived in (buf,):
-                    _release_all(derived)
+                _release_all(buf)
             assert outcomes[0] == outcomes[1], f"{kind}.{name}{args} with {t.__name__}"
 
 
