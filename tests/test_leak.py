@@ -108,9 +108,11 @@ def test_set_leak_detection_takes_levels_and_names(level: Callable[..., None]) -
     assert zcio.leak_detection() is LeakLevel.DISABLED
     level("Advanced")
     assert zcio.leak_detection() is LeakLevel.ADVANCED
-    with pytest.raises(KeyError):
+    with pytest.raises(zcio.IllegalArgumentError, match="verbose"):
         level("verbose")
     assert zcio.leak_detection() is LeakLevel.ADVANCED
+    level(0)  # the IntEnum's numbers too
+    assert zcio.leak_detection() is LeakLevel.DISABLED
 
 
 def test_disabled_reports_nothing_but_returns_the_memory(

@@ -16,6 +16,7 @@ Buffers are not safe for use by several threads at once without locking, as in J
 
 from __future__ import annotations
 
+import operator
 from typing import Any, Self, overload
 
 from ._errors import (
@@ -38,12 +39,36 @@ def check_from_index_size(offset: int, size: int, length: int) -> None:
 
 
 def check_int(value: object, what: str) -> int:
-    """``value`` as an index-like int; TypeError for anything that is not an integer."""
+    """``value`` as an int, for every public parameter that takes an integer.
+
+    Accepts ``int`` and any integer type with ``__index__`` (numpy integers), through
+    ``operator.index``; a bool, float, str, None or bytes raises TypeError naming the
+    parameter, before the caller changes anything.  The ``type(value) is int`` test
+    comes first: it is the hot path.
+    """
     if type(value) is int:
         return value
-    if isinstance(value, int) and not isinstance(value, bool):
-        return int(value)
-    raise TypeError(f"{what} must be an int, not {type(value).__name__}")
+    if not isinstance(value, bool):
+        try:
+            return operator.index(value)  # type: ignore[arg-type]
+        except TypeError:
+            pass
+    raise TypeError(f"{what} must be an integer, not {type(value).__name__}")
+
+
+def is_int(value: object) -> bool:
+    """Whether ``check_int`` accepts ``value``: tells an index or a byte value from a
+    bytes-like in the overloaded get/put (a numpy integer exports a buffer too, and a
+    numpy array has ``__index__`` but is no integer unless it is 0-d)."""
+    if type(value) is int:
+        return True
+    if isinstance(value, bool) or not hasattr(type(value), "__index__"):
+        return False
+    try:
+        operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        return False
+    return True
 
 
 class Buffer:
@@ -220,11 +245,11 @@ class Buffer:
         view is gone.  Returns True if this call freed the memory.  Releasing a plain
         buffer already at zero is a no-op; a pooled one raises, as in Netty.
         """
-        return self._mem.release(decrement)
+        return self._mem.release(check_int(decrement, "decrement"))
 
     def retain(self, increment: int = 1) -> Self:
         """Add a reference (Netty's ``retain``); IllegalReferenceCountError at zero."""
-        self._mem.retain(increment)
+        self._mem.retain(check_int(increment, "increment"))
         return self
 
     def ref_cnt(self) -> int:

@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import builtins
 import struct
+import sys
 from typing import TYPE_CHECKING, Any, ClassVar, Self, overload
 
-from ._buffer import Buffer, check_from_index_size, check_int
+from ._buffer import Buffer, check_from_index_size, check_int, is_int
 from ._codec import CODECS, Codec, pack
 from ._errors import (
     BufferOverflowError,
@@ -68,6 +69,24 @@ def byte_view(obj: Any, writable: bool = False) -> memoryview:
     if writable and mv.readonly:
         raise TypeError(f"destination {type(obj).__name__} is read-only")
     return mv
+
+
+def check_capacity(capacity: object) -> int:
+    """A buffer capacity: an integer in ``[0, sys.maxsize]``, else TypeError or
+    IllegalArgumentError (Java's ``allocate`` takes an int, which cannot be larger)."""
+    capacity = check_int(capacity, "capacity")
+    if capacity < 0:
+        raise IllegalArgumentError(f"capacity < 0: ({capacity} < 0)")
+    if capacity > sys.maxsize:
+        raise IllegalArgumentError(f"capacity {capacity} > sys.maxsize")
+    return capacity
+
+
+def other_buffer(that: object, what: str) -> ByteBuffer:
+    """``that`` if it is a ByteBuffer, else TypeError (for ``mismatch``/``compare_to``)."""
+    if not isinstance(that, ByteBuffer):
+        raise TypeError(f"{what}() needs a ByteBuffer, not {type(that).__name__}")
+    return that
 
 
 def _signed(v: int) -> int:
@@ -129,9 +148,7 @@ class ByteBuffer(Buffer):
 
         position 0, limit = capacity, no mark, BIG_ENDIAN, ``array_offset()`` 0.
         """
-        capacity = check_int(capacity, "capacity")
-        if capacity < 0:
-            raise IllegalArgumentError(f"capacity < 0: ({capacity} < 0)")
+        capacity = check_capacity(capacity)
         return cls._make(HeapMemory(bytearray(capacity)), 0, capacity, 0, capacity)
 
     @classmethod
@@ -145,9 +162,7 @@ class ByteBuffer(Buffer):
 
         Syscalls: ``mmap(MAP_PRIVATE|MAP_ANONYMOUS)``; ``munmap`` on release.
         """
-        capacity = check_int(capacity, "capacity")
-        if capacity < 0:
-            raise IllegalArgumentError(f"capacity < 0: ({capacity} < 0)")
+        capacity = check_capacity(capacity)
         return cls._make(DirectMemory(capacity), 0, capacity, 0, capacity)
 
     @classmethod
@@ -160,10 +175,11 @@ class ByteBuffer(Buffer):
         if ``offset``/``length`` do not fit.  While the buffer lives, a ``bytearray``
         cannot be resized (CPython's buffer-export rule).
         """
+        offset = check_int(offset, "offset")  # before the export pins a bytearray
+        length = None if length is None else check_int(length, "length")
         mem = HeapMemory(array)
         cap = mem.size
-        offset = check_int(offset, "offset")
-        length = cap - offset if length is None else check_int(length, "length")
+        length = cap - offset if length is None else length
         try:
             check_from_index_size(offset, length, cap)
         except IndexOutOfBoundsError:
@@ -246,7 +262,7 @@ class ByteBuffer(Buffer):
                 raise self._mem.translate(e) from None
             self._pos = p + 1
             return v - 256 if v > 127 else v
-        if type(a) is int or (isinstance(a, int) and not isinstance(a, bool)):
+        if type(a) is int or is_int(a):
             if b is None:
                 i = self._check_index(a)
                 try:
@@ -284,7 +300,7 @@ class ByteBuffer(Buffer):
 
     def get_unsigned_byte(self, index: int | None = None) -> int:
         """Like ``get()``/``get(i)`` but 0..255 (Netty's ``getUnsignedByte``)."""
-        v = self.get() if index is None else self.get(index)
+        v = self.get() if index is None else self.get(check_int(index, "index"))
         return v & 0xFF
 
     @overload
@@ -335,10 +351,14 @@ class ByteBuffer(Buffer):
                 raise self._write_error(e) from None
             self._pos = p + 1
             return self
-        if isinstance(a, int) and not isinstance(a, bool):
-            if isinstance(b, int) and not isinstance(b, bool):
+        if type(a) is int or is_int(a):
+            if b is None:  # put(numpy_int): a value, not a bytes-like source
+                return self.put(check_int(a, "value"))
+            if type(b) is int or is_int(b):
                 self._check_writable()
                 i = self._check_index(a)
+                if type(b) is not int:
+                    b = check_int(b, "value")
                 if not -128 <= b <= 255:
                     raise IllegalArgumentError(f"byte value {b} out of range -128..255")
                 try:
@@ -782,8 +802,9 @@ class ByteBuffer(Buffer):
         """Relative index of the first differing byte in the two ``[position, limit)``.
 
         -1 if the remaining bytes are equal; the shorter length if one is a prefix.
+        TypeError if ``that`` is not a ByteBuffer.
         """
-        if that._segmented:
+        if other_buffer(that, "mismatch")._segmented:
             return that.mismatch(self)
         a, b = self._rest(), that._rest()
         i = _first_difference(a, b)
@@ -806,9 +827,9 @@ class ByteBuffer(Buffer):
         """Compare remaining bytes as signed bytes, as Java's ``compareTo``.
 
         Returns ``a - b`` for the first differing bytes (signed), else the difference
-        of the remaining counts.
+        of the remaining counts.  TypeError if ``that`` is not a ByteBuffer.
         """
-        if that._segmented:
+        if other_buffer(that, "compare_to")._segmented:
             return -that.compare_to(self)
         a, b = self._rest(), that._rest()
         i = _first_difference(a, b)

@@ -44,6 +44,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Self, TypeVar, cast
 
 from . import _wakeup
+from ._buffer import check_int
 from ._byte_buffer import ByteBuffer
 from ._errors import (
     AsynchronousCloseError,
@@ -65,7 +66,11 @@ __all__ = [
     "remaining_views",
     "advance",
     "check_buffers",
+    "check_position",
 ]
+
+#: The largest file offset: off_t is signed 64-bit (Java's Long.MAX_VALUE).
+MAX_POSITION = (1 << 63) - 1
 
 R = TypeVar("R")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -350,10 +355,28 @@ def _advance_pairs(chunk: Sequence[tuple[ByteBuffer | None, memoryview]], n: int
         n -= step
 
 
+def check_position(value: object, what: str) -> int:
+    """A file position or size: an integer in ``[0, 2**63 - 1]`` (an ``off_t``).
+
+    TypeError for a non-integer, IllegalArgumentError out of range, naming ``what``.
+    """
+    v = check_int(value, what)
+    if v < 0:
+        raise IllegalArgumentError(f"negative {what}: {v}")
+    if v > MAX_POSITION:
+        raise IllegalArgumentError(f"{what} {v} > 2**63 - 1")
+    return v
+
+
 def check_buffers(bufs: Sequence[ByteBuffer], offset: int, length: int | None) -> list[ByteBuffer]:
-    """Java's scatter/gather argument check: ``bufs[offset:offset+length]``, all ByteBuffers."""
+    """Java's scatter/gather argument check: ``bufs[offset:offset+length]``, all ByteBuffers.
+
+    TypeError for a non-integer offset or length, or an element that is no ByteBuffer.
+    """
+    offset = check_int(offset, "offset")
     if length is None:
         length = len(bufs) - offset
+    length = check_int(length, "length")
     if offset < 0 or length < 0 or offset + length > len(bufs):
         raise IndexOutOfBoundsError(
             f"buffers [{offset}, {offset} + {length}) out of bounds for {len(bufs)}"

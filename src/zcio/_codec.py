@@ -6,7 +6,8 @@ Java's put methods take a typed value; Python passes an unbounded ``int`` or a
 * integer puts accept the signed range and the unsigned range of the type
   (``put_int`` takes -2**31 .. 2**32-1, as ``put`` takes -128..255); 2**31 is stored
   as its two's complement, which ``get_int`` reads back as -2**31.  Anything outside
-  both ranges raises IllegalArgumentError (a ValueError); a non-integer raises TypeError.
+  both ranges raises IllegalArgumentError (a ValueError); a non-integer (a bool
+  included) raises TypeError; numpy integers are integers (``check_int``).
 * ``put_float`` narrows a Python float as Java's ``(float)`` cast does: round to
   nearest, and a finite value beyond float's range becomes an infinity (CPython's
   ``struct`` would raise OverflowError instead).
@@ -20,6 +21,7 @@ from __future__ import annotations
 import math
 import struct
 
+from ._buffer import check_int, is_int
 from ._errors import IllegalArgumentError
 from ._order import ByteOrder
 
@@ -51,8 +53,7 @@ def int_for(value: object, bits: int, type_name: str) -> int:
 
     Called on the slow path only, after ``struct`` refused ``value`` as signed.
     """
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"{type_name} value must be an int, not {type(value).__name__}")
+    value = check_int(value, f"{type_name} value")
     if -(1 << (bits - 1)) <= value < (1 << bits):
         return value - (1 << bits) if value >= (1 << (bits - 1)) else value
     raise IllegalArgumentError(
@@ -69,6 +70,8 @@ def float32_for(value: object) -> float:
 
 
 _INT_NAMES = {2: "short", 4: "int", 8: "long"}
+_KINDS = {"h": "short", "H": "char", "i": "int", "I": "int", "q": "long", "Q": "long",
+          "f": "float", "d": "double"}
 
 
 def pack(st: struct.Struct, value: object) -> bytes:
@@ -76,8 +79,11 @@ def pack(st: struct.Struct, value: object) -> bytes:
 
     Never writes anywhere: ``struct.pack_into`` zero-fills its target *before* it
     validates the value, so a rejected put would wipe bytes; zcio encodes first and
-    writes only a valid encoding.  A ``"H"`` struct encodes chars (str or int).
+    writes only a valid encoding.  A ``"H"`` struct encodes chars (str or int).  A
+    bool is refused (TypeError), which ``struct`` would take as 0 or 1.
     """
+    if type(value) is bool:
+        raise TypeError(f"{_KINDS[st.format[-1]]} value must not be a bool")
     try:
         return st.pack(value)
     except (struct.error, OverflowError):
@@ -98,7 +104,8 @@ def char_code(value: object) -> int:
         raise IllegalArgumentError(
             f"a char is one UTF-16 code unit (U+0000..U+FFFF), not {value!r}"
         )
-    if isinstance(value, int) and not isinstance(value, bool):
+    if is_int(value):
+        value = check_int(value, "char value")
         if 0 <= value <= 0xFFFF:
             return value
         raise IllegalArgumentError(f"char code {value} out of range 0..65535")

@@ -48,8 +48,8 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Self, cast, overload
 
 from . import _guard
-from ._buffer import check_from_index_size, check_int
-from ._byte_buffer import ByteBuffer, _first_difference, _signed, byte_view
+from ._buffer import check_from_index_size, check_int, is_int
+from ._byte_buffer import ByteBuffer, _first_difference, _signed, byte_view, other_buffer
 from ._codec import pack
 from ._errors import (
     BufferOverflowError,
@@ -516,7 +516,7 @@ class CompositeBuffer(ByteBuffer):
             v = self._byte(p)
             self._pos = p + 1
             return v - 256 if v > 127 else v
-        if type(a) is int or (isinstance(a, int) and not isinstance(a, bool)):
+        if type(a) is int or is_int(a):
             if b is None:
                 return _signed(self._byte(self._check_index(a)))
             return self._get_bulk(a, b, c, d)
@@ -571,10 +571,14 @@ class CompositeBuffer(ByteBuffer):
             self._set_byte(p, a & 0xFF)
             self._pos = p + 1
             return self
-        if isinstance(a, int) and not isinstance(a, bool):
-            if isinstance(b, int) and not isinstance(b, bool):
+        if type(a) is int or is_int(a):
+            if b is None:  # put(numpy_int): a value, not a bytes-like source
+                return self.put(check_int(a, "value"))
+            if type(b) is int or is_int(b):
                 self._check_writable()
                 i = self._check_index(a)
+                if type(b) is not int:
+                    b = check_int(b, "value")
                 if not -128 <= b <= 255:
                     raise IllegalArgumentError(f"byte value {b} out of range -128..255")
                 self._set_byte(i, b & 0xFF)
@@ -753,7 +757,9 @@ class CompositeBuffer(ByteBuffer):
         """Relative index of the first differing byte in the two ``[position, limit)``.
 
         -1 if the remaining bytes are equal; the shorter length if one is a prefix.
+        TypeError if ``that`` is not a ByteBuffer.
         """
+        other_buffer(that, "mismatch")
         a, b = self._rest_views(), _views_of(that, that._pos, that._lim - that._pos)
         la, lb = _total(a), _total(b)
         n = min(la, lb)
@@ -773,6 +779,7 @@ class CompositeBuffer(ByteBuffer):
 
     def compare_to(self, that: ByteBuffer) -> int:
         """Compare remaining bytes as signed bytes, as Java's ``compareTo``."""
+        other_buffer(that, "compare_to")
         a, b = self._rest_views(), _views_of(that, that._pos, that._lim - that._pos)
         la, lb = _total(a), _total(b)
         i = _first_mismatch(a, b, min(la, lb))

@@ -51,8 +51,10 @@ def parse_size(text: str) -> int:
     """Parse a size like the JVM's flags: ``"65536"``, ``"64k"``, ``"512m"``, ``"2G"``.
 
     Suffixes are binary (k = 1024) and may be followed by ``b`` or ``ib``.
-    Raises IllegalArgumentError for anything else.
+    Raises IllegalArgumentError for anything else; TypeError for a non-str.
     """
+    if not isinstance(text, str):
+        raise TypeError(f"size must be a str, not {type(text).__name__}")
     m = _SIZE_RE.fullmatch(text)
     if m is None:
         raise IllegalArgumentError(f"not a size: {text!r} (expected e.g. 65536, 64k, 512m, 2g)")
@@ -133,9 +135,12 @@ def set_max_direct_memory(n: int | str) -> None:
     """Set the cap on direct memory (bytes, or a size string like ``"512m"``).
 
     Memory already reserved stays reserved; a lower cap only refuses new reservations.
+    TypeError for anything but an integer or a str (a float or a bool included).
     """
+    from ._buffer import check_int  # _buffer imports this module (through _memory)
+
     global _max_direct
-    size = parse_size(n) if isinstance(n, str) else n
+    size = parse_size(n) if isinstance(n, str) else check_int(n, "direct-memory cap")
     if size < 0:
         raise IllegalArgumentError(f"negative direct-memory cap: {size}")
     _max_direct = size

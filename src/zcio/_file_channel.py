@@ -30,6 +30,7 @@ from ._channel import (
     Channel,
     advance,
     check_buffers,
+    check_position,
     counting_operation,
     gather,
     operation,
@@ -243,9 +244,8 @@ class FileChannel(Channel):
         """
         if isinstance(dst, ByteBuffer):
             bufs = [dst]
-            if position is not None:
-                if position < 0:  # Java checks the argument before the channel
-                    raise IllegalArgumentError(f"negative position: {position}")
+            if position is not None:  # Java checks the argument before the channel
+                position = check_position(position, "position")
                 if length is not None:
                     raise TypeError("read(dst, position) takes no length")
         else:
@@ -299,9 +299,9 @@ class FileChannel(Channel):
         write, the count so far is returned and the error comes again on the next call.
         """
         sys_ = _syscalls.SYS
+        if position is not None and isinstance(src, ByteBuffer):  # before the channel
+            position = check_position(position, "position")
         if isinstance(src, ByteBuffer) and not isinstance(src, CompositeBuffer):
-            if position is not None and position < 0:  # before the channel, as Java
-                raise IllegalArgumentError(f"negative position: {position}")
             fd = self._writable_fd()
             view = src._rest()
             if not view:
@@ -314,8 +314,6 @@ class FileChannel(Channel):
             src._pos += n
             return n
         if isinstance(src, ByteBuffer):  # a composite: gather-written, at ``position`` if given
-            if position is not None and position < 0:
-                raise IllegalArgumentError(f"negative position: {position}")
             bufs = [src]
         else:
             bufs = check_buffers(src, 0 if position is None else position, length)
@@ -354,8 +352,7 @@ class FileChannel(Channel):
             if self._append:
                 return os.fstat(fd).st_size
             return os.lseek(fd, 0, os.SEEK_CUR)
-        if new_position < 0:
-            raise IllegalArgumentError(f"negative position: {new_position}")
+        new_position = check_position(new_position, "position")
         os.lseek(fd, new_position, os.SEEK_SET)
         return self
 
@@ -372,8 +369,7 @@ class FileChannel(Channel):
         IllegalArgumentError.  Syscalls: ``ftruncate(2)``, ``lseek(2)``.
         """
         self.fileno()
-        if size < 0:
-            raise IllegalArgumentError(f"negative size: {size}")
+        size = check_position(size, "size")
         fd = self._writable_fd()
         if size < os.fstat(fd).st_size:
             os.ftruncate(fd, size)

@@ -17,6 +17,7 @@ import struct
 import threading
 from typing import TYPE_CHECKING, Any, Self
 
+from ._buffer import check_int
 from ._errors import IllegalArgumentError, OverlappingFileLockError
 
 if TYPE_CHECKING:
@@ -77,6 +78,7 @@ class FileLock:
 
     def overlaps(self, position: int, size: int) -> bool:
         """Whether the region ``[position, position + size)`` overlaps this lock's."""
+        position, size = check_int(position, "position"), check_int(size, "size")
         return position + size > self._position and self._position + self._size > position
 
     def release(self) -> None:
@@ -146,7 +148,9 @@ def acquire(
     """Take a lock for ``channel``: block (``wait``) or return None if another holds it.
 
     Syscalls: ``fcntl(F_OFD_SETLKW)`` when waiting, else ``fcntl(F_OFD_SETLK)``.
+    TypeError for a non-integer position or size, before anything is taken.
     """
+    position, size = check_int(position, "position"), check_int(size, "size")
     if position < 0 or size < 0:
         raise IllegalArgumentError(f"negative lock position {position} or size {size}")
     if position + size > MAX_LOCK_SIZE:

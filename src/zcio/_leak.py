@@ -26,6 +26,9 @@ import sys
 import traceback
 import warnings
 
+from ._buffer import check_int
+from ._errors import IllegalArgumentError
+
 __all__ = ["LeakLevel", "LeakWarning", "set_leak_detection", "leak_detection", "LeakRecord"]
 
 _log = logging.getLogger("zcio.leak")
@@ -64,10 +67,25 @@ def leak_detection() -> LeakLevel:
     return _level
 
 
-def set_leak_detection(level: LeakLevel | str) -> None:
-    """Set the leak-detection level for buffers allocated from now on."""
+def set_leak_detection(level: LeakLevel | str | int) -> None:
+    """Set the leak-detection level for buffers allocated from now on.
+
+    ``level``: a LeakLevel, its name (any case) or its number (0..3).  TypeError for
+    anything else (a bool, a float); IllegalArgumentError for an unknown name or number.
+    """
     global _level
-    _level = level if isinstance(level, LeakLevel) else LeakLevel[str(level).upper()]
+    if isinstance(level, LeakLevel):
+        _level = level
+        return
+    try:
+        if isinstance(level, str):
+            _level = LeakLevel[level.strip().upper()]
+        else:
+            _level = LeakLevel(check_int(level, "level"))
+    except (KeyError, ValueError):
+        raise IllegalArgumentError(
+            f"not a leak-detection level: {level!r} "
+            f"({', '.join(LeakLevel.__members__)}, or 0..3)") from None
 
 
 def _site(skip: int) -> str:

@@ -51,6 +51,7 @@ import weakref
 from typing import TYPE_CHECKING, Any, Self
 
 from . import _guard, _syscalls
+from ._buffer import check_int
 from ._byte_buffer import ByteBuffer, _signed
 from ._codec import pack
 from ._direct import MAPPED, PAGE_SIZE, round_to_pages
@@ -273,27 +274,33 @@ class MappedByteBuffer(ByteBuffer):
 
         MappedRegionError if a page has no file behind it any more (truncated).
         Syscalls: ``madvise(MADV_WILLNEED)``, then page faults as the pages are read.
+        ReleasedBufferError if the buffer is released, before or during the call (the
+        closed mmap refuses; nothing touches unmapped memory).
         """
         mm, lo, hi = self._pages(0, self._cap)
         if mm is None:
             return self
-        mm.madvise(mmap.MADV_WILLNEED, lo, hi - lo)
         try:
+            mm.madvise(mmap.MADV_WILLNEED, lo, hi - lo)
             _guard.touch(self._mv, PAGE_SIZE)  # one read fault per page not yet resident
-        except ValueError as e:
+        except ValueError as e:  # "mmap closed or invalid": a release() raced this
             raise self._mem.translate(e) from None
         return self
 
     def is_loaded(self) -> bool:
         """Whether every page of the buffer is resident in memory (a hint, as in Java).
 
-        Syscalls: ``mincore(2)``.
+        Syscalls: ``mincore(2)``; ReleasedBufferError if the buffer is released, before
+        or during the call (mincore then fails with ENOMEM on the unmapped range).
         """
         mm, lo, hi = self._pages(0, self._cap)
         if mm is None:
             return True
-        start = self._mapped().address() - self._mapped().delta + lo
-        vec = _syscalls.SYS.mincore(start, hi - lo)
+        mem = self._mapped()
+        try:
+            vec = _syscalls.SYS.mincore(mem.address() - mem.delta + lo, hi - lo)
+        except OSError as e:
+            raise mem.translate(e) from None
         return all(b & 1 for b in vec)
 
     def force(self, index: int | None = None, length: int | None = None) -> MappedByteBuffer:
@@ -303,8 +310,8 @@ class MappedByteBuffer(ByteBuffer):
         nothing, as in Java.  IndexOutOfBoundsError if the range exceeds the capacity.
         Syscalls: ``msync(MS_SYNC)`` over the pages covering the range.
         """
-        index = 0 if index is None else index
-        length = self._cap - index if length is None else length
+        index = 0 if index is None else check_int(index, "index")
+        length = self._cap - index if length is None else check_int(length, "length")
         if index < 0 or length < 0 or index + length > self._cap:
             raise IndexOutOfBoundsError(
                 f"force range [{index}, {index} + {length}) out of bounds for {self._cap}"
@@ -345,6 +352,8 @@ def map_file(channel: FileChannel, mode: MapMode, position: int, size: int,
     if not isinstance(mode, MapMode):
         raise TypeError(f"mode must be a MapMode, not {mode!r}")
     fd = channel.fileno()  # the JDK's order: open, arguments, then the modes
+    # Plain ints from here: numpy's (np.uint16...) would wrap in the arithmetic below.
+    position, size = check_int(position, "position"), check_int(size, "size")
     if position < 0 or size < 0:
         raise IllegalArgumentError(f"negative position {position} or size {size}")
     end = position + size

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 __all__ = ["Memory", "HeapMemory", "DirectMemory", "buffer_address"]
 
 _RC_LOCK = threading.Lock()  # reference counts change atomically, as Netty's
+_MAX_REFCNT = (1 << 31) - 1  # Netty's refCnt is a Java int
 
 
 class _PyBuffer(ctypes.Structure):
@@ -139,12 +140,13 @@ class Memory:
         return error
 
     def retain(self, n: int = 1) -> None:
-        """Add ``n`` to the reference count; IllegalReferenceCountError once it is 0."""
+        """Add ``n`` to the reference count; IllegalReferenceCountError once it is 0, or
+        if it would pass 2**31 - 1 (Netty's int count: it refuses to overflow)."""
         if n <= 0:
             raise IllegalArgumentError(f"increment must be positive: {n}")
         with _RC_LOCK:
-            if self.refcnt <= 0:
-                raise IllegalReferenceCountError(f"refCnt: 0, increment: {n}")
+            if self.refcnt <= 0 or self.refcnt + n > _MAX_REFCNT:
+                raise IllegalReferenceCountError(f"refCnt: {self.refcnt}, increment: {n}")
             self.refcnt += n
 
     def release(self, n: int = 1) -> bool:

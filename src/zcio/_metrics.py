@@ -23,6 +23,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from ._buffer import check_int
+
 __all__ = ["PathStats", "Metrics", "metrics", "Measurement", "measure"]
 
 
@@ -61,7 +63,13 @@ class Metrics:
         user_bytes: int = 0,
         operations: int = 1,
     ) -> None:
-        """Add one operation's figures to ``path``."""
+        """Add one operation's figures to ``path`` (TypeError for a non-integer figure)."""
+        if not (type(syscalls) is type(kernel_bytes) is type(user_bytes)
+                is type(operations) is int):  # the checks cost nothing on the I/O paths
+            syscalls = check_int(syscalls, "syscalls")
+            kernel_bytes = check_int(kernel_bytes, "kernel_bytes")
+            user_bytes = check_int(user_bytes, "user_bytes")
+            operations = check_int(operations, "operations")
         with self._lock:
             c = self._counts.get(path)
             if c is None:
@@ -127,6 +135,7 @@ def measure(who: int = resource.RUSAGE_SELF) -> Iterator[Measurement]:
     >>> m.syscalls
     0
     """
+    who = check_int(who, "who")
     result = Measurement()
     before_paths = metrics.snapshot()
     r0, t0 = resource.getrusage(who), time.perf_counter()

@@ -33,11 +33,13 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol, Self, overload
 
 from . import _syscalls
+from ._buffer import check_int
 from ._byte_buffer import ByteBuffer, byte_view
 from ._channel import (
     Guard,
     advance,
     check_buffers,
+    check_position,
     counting_operation,
     gather,
     operation,
@@ -81,13 +83,23 @@ class _HasFileno(Protocol):
 FdLike = int | _HasFileno
 
 
+_INT_MAX = (1 << 31) - 1  # descriptors and fcntl arguments are C ints
+
+
 def _fd_of(guard: Guard, obj: FdLike) -> int:
-    """The descriptor to use for ``obj`` while ``guard`` holds it (see ``Guard.fd``)."""
-    if isinstance(obj, bool):
-        raise TypeError("a file descriptor cannot be a bool")
-    if isinstance(obj, int) and obj < 0:
-        raise IllegalArgumentError(f"negative file descriptor: {obj}")
-    return guard.fd(obj)  # ClosedChannelError for a closed channel
+    """The descriptor to use for ``obj`` while ``guard`` holds it (see ``Guard.fd``).
+
+    A bare descriptor must be an integer (TypeError for a bool, a str, None) in
+    ``[0, 2**31 - 1]`` (IllegalArgumentError); a closed channel: ClosedChannelError.
+    """
+    if not hasattr(obj, "fileno"):
+        fd = check_int(obj, "file descriptor")
+        if fd < 0:
+            raise IllegalArgumentError(f"negative file descriptor: {fd}")
+        if fd > _INT_MAX:
+            raise IllegalArgumentError(f"file descriptor {fd} > 2**31 - 1")
+        obj = fd
+    return guard.fd(obj)
 
 
 def _nonblocking(*objs: FdLike) -> bool:
@@ -118,10 +130,11 @@ def _get_pipe_size(fd: int) -> int:
 
 
 def _set_pipe_size(fd: int, size: int) -> int:
-    if isinstance(size, bool) or not isinstance(size, int):
-        raise TypeError(f"pipe size must be an int, not {type(size).__name__}")
+    size = check_int(size, "pipe size")
     if size <= 0:
         raise IllegalArgumentError(f"pipe size must be positive: {size}")
+    if size > _INT_MAX:  # fcntl's argument is a C int
+        raise IllegalArgumentError(f"pipe size {size} > 2**31 - 1")
     try:
         return fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, size)
     except PermissionError as e:
@@ -362,17 +375,14 @@ class Pipe:
 
 
 def _check_count(count: int) -> int:
-    if isinstance(count, bool) or not isinstance(count, int):
-        raise TypeError(f"count must be an int, not {type(count).__name__}")
+    count = check_int(count, "count")
     if count < 0:
         raise IllegalArgumentError(f"negative count: {count}")
     return min(count, MAX_TRANSFER)
 
 
 def _check_position(position: int | None, name: str) -> int | None:
-    if position is not None and position < 0:
-        raise IllegalArgumentError(f"negative {name}: {position}")
-    return position
+    return None if position is None else check_position(position, name)
 
 
 def splice(
@@ -423,8 +433,8 @@ def _splice(guard: Guard, src: FdLike, dst: FdLike, count: int, src_position: in
             dst_position: int | None, more: bool, nonblock: bool) -> int:
     src_fd, dst_fd = _fd_of(guard, src), _fd_of(guard, dst)
     count = _check_count(count)
-    _check_position(src_position, "src_position")
-    _check_position(dst_position, "dst_position")
+    src_position = _check_position(src_position, "src_position")
+    dst_position = _check_position(dst_position, "dst_position")
     if count == 0:
         return 0
     flags = os.SPLICE_F_MOVE

@@ -34,7 +34,7 @@ from typing import Any
 
 from . import _leak
 from ._buffer import check_int
-from ._byte_buffer import ByteBuffer
+from ._byte_buffer import ByteBuffer, check_capacity
 from ._direct import BufferPoolInfo, register_pool_source, reserve_direct, unreserve_direct
 from ._errors import IllegalArgumentError
 from ._memory import DirectMemory, Memory, buffer_address
@@ -234,6 +234,9 @@ class PooledAllocator:
                  cache_size: int = 64, name: str = "pooled") -> None:
         """An allocator; ``name`` labels its entries in ``zcio.buffer_pools()``."""
         self.name = name
+        chunk_size = check_int(chunk_size, "chunk_size")
+        max_cached_capacity = check_int(max_cached_capacity, "max_cached_capacity")
+        cache_size = check_int(cache_size, "cache_size")
         if chunk_size < mmap.PAGESIZE or chunk_size & (chunk_size - 1):
             raise IllegalArgumentError(f"chunk_size must be a power of two >= page size: "
                                        f"{chunk_size}")
@@ -271,9 +274,7 @@ class PooledAllocator:
         Its content is whatever the slot held before (as Netty's pooled buffers), not
         zeros; ``release()`` gives it back.  Above ``chunk_size``: unpooled.
         """
-        capacity = check_int(capacity, "capacity")
-        if capacity < 0:
-            raise IllegalArgumentError(f"capacity < 0: ({capacity} < 0)")
+        capacity = check_capacity(capacity)
         if capacity > self.chunk_size:
             return self._huge(capacity)
         index, klass = size_class(capacity)

@@ -37,6 +37,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Self, TypeVar, overload
 
 from . import _syscalls
+from ._buffer import check_int
 from ._byte_buffer import ByteBuffer
 from ._channel import (
     advance,
@@ -79,6 +80,15 @@ def _syscall(calls: list[int], fn: Callable[..., T], *args: Any) -> T:
         return fn(*args)
 
     return _syscalls.retry(once)
+
+
+def _c_int(value: object, what: str) -> int:
+    """A socket option's level, name or value: TypeError unless an integer,
+    IllegalArgumentError outside a C int."""
+    v = check_int(value, what)
+    if not -(1 << 31) <= v < 1 << 31:
+        raise IllegalArgumentError(f"socket option {what} {v} out of the C int range")
+    return v
 
 
 def _family_for(address: Address) -> int:
@@ -150,6 +160,9 @@ class _SocketHolder(SelectableChannel):
     def set_option(self, level: int, name: int, value: int | bytes) -> Self:
         """``setsockopt(2)``: e.g. ``set_option(IPPROTO_TCP, TCP_NODELAY, 1)``."""
         self.fileno()
+        level, name = _c_int(level, "level"), _c_int(name, "name")
+        if not isinstance(value, (bytes, bytearray, memoryview)):
+            value = _c_int(value, "value")
         self._sock.setsockopt(level, name, value)
         return self
 
@@ -157,7 +170,7 @@ class _SocketHolder(SelectableChannel):
     def get_option(self, level: int, name: int) -> int:
         """``getsockopt(2)`` of an integer option."""
         self.fileno()
-        return self._sock.getsockopt(level, name)
+        return self._sock.getsockopt(_c_int(level, "level"), _c_int(name, "name"))
 
     def _pre_close(self, fd: int) -> None:
         # Another thread is inside an operation: close(2) alone would not wake it from
@@ -548,6 +561,7 @@ class ServerSocketChannel(_SocketHolder):
         IllegalStateError if already bound.  Syscalls: ``bind(2)``, ``listen(2)``.
         """
         self.fileno()
+        backlog = check_int(backlog, "backlog")
         if self._listening or _bound_address(self._sock) is not None:
             raise AlreadyBoundError(f"already bound to {_bound_address(self._sock)!r}")
         self._sock.bind(_wildcard(self._sock.family) if local is None else local)

@@ -55,6 +55,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import _scratch, _syscalls
+from ._buffer import check_int
 from ._byte_buffer import ByteBuffer
 from ._channel import Channel, Guard, partial
 from ._direct import MAPPED, round_to_pages
@@ -696,10 +697,13 @@ def transfer(src: Any, dst: Any, count: int | None = None, *, path: str | None =
     "all" is what lies between its position and its size when the call starts.  If the
     source ends early (a file that shrank, a peer that closed before ``count``), or
     an error strikes after some bytes moved, TransferError says exactly how many reached
-    ``dst``.  Returns the count moved.  A zcio channel closed by another thread
-    meanwhile: AsynchronousCloseError with the count; another endpoint closed by its
-    owner meanwhile keeps being served through a duplicate of its descriptor.
+    ``dst``.  Returns the count moved.  TypeError for a non-integer ``count``.  A zcio
+    channel closed by another thread meanwhile: AsynchronousCloseError with the count;
+    another endpoint closed by its owner meanwhile keeps being served through a duplicate
+    of its descriptor.
     """
+    if count is not None:
+        count = check_int(count, "count")
     if count is not None and count < 0:
         raise IllegalArgumentError(f"negative count {count}")
     return Guard().run(_transfer, src, dst, count, path)
