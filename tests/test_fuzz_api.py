@@ -38,6 +38,16 @@ CAP = 16
 
 #: Odd values; the first group must be refused (TypeError) where an int is expected.
 NOT_INTS: list[Any] = [1.5, math.nan, True, False, "1", b"\x01", bytearray(1), [], object()]
+
+
+def _id(value: Any) -> str:
+    """A test id that is the same in every process (pytest-xdist compares them)."""
+    if type(value) is object:
+        return "object()"
+    if isinstance(value, memoryview):
+        return f"memoryview({value.tobytes()!r})"
+    return repr(value)
+
 ODD: list[Any] = [*NOT_INTS, None, 1 << 64, -(1 << 64), -1, 1 << 31]
 
 #: Methods the grid leaves out, with the reason.
@@ -274,7 +284,7 @@ def test_server_socket_bind_refuses_a_float_backlog() -> None:
         assert server.local_address() is not None
 
 
-@pytest.mark.parametrize("odd", [*NOT_INTS, None], ids=repr)
+@pytest.mark.parametrize("odd", [*NOT_INTS, None], ids=_id)
 def test_lock_ranges_refuse_odd_values(tmp_path: Path, odd: Any) -> None:
     with FileChannel.open(tmp_path / "l", OpenOption.READ, OpenOption.WRITE,
                           OpenOption.CREATE) as ch:
@@ -328,7 +338,7 @@ def test_metrics_refuse_odd_figures() -> None:
     assert zcio.metrics.path("fuzz").syscalls == before.syscalls + 2
 
 
-@pytest.mark.parametrize("odd", ODD, ids=repr)
+@pytest.mark.parametrize("odd", ODD, ids=_id)
 def test_pipe_functions_refuse_odd_arguments(odd: Any) -> None:
     with zcio.Pipe.open() as a, zcio.Pipe.open() as b:
         a.sink().write(ByteBuffer.wrap(b"data"))
@@ -354,7 +364,7 @@ def test_pipe_functions_refuse_odd_arguments(odd: Any) -> None:
             a.sink().set_pipe_size(1.5)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("odd", ODD, ids=repr)
+@pytest.mark.parametrize("odd", ODD, ids=_id)
 def test_pooled_allocator_refuses_odd_arguments(odd: Any) -> None:
     for key in ("chunk_size", "max_cached_capacity", "cache_size"):
         try:
@@ -451,7 +461,7 @@ def test_numpy_integers_in_factories_and_channels(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("other", [b"abc", bytearray(3), None, 3, "abc", memoryview(b"a")],
-                         ids=repr)
+                         ids=_id)
 @pytest.mark.parametrize("kind", ["heap", "composite-heap"])
 def test_comparisons_with_a_non_buffer(kind: str, other: Any) -> None:
     from buffer_kinds import kind_by_name
