@@ -684,7 +684,7 @@ class ByteBuffer(Buffer):
         self._mark = -1
         return self
 
-    def _typed(self, cls: type[TypedBuffer], size: int) -> Any:
+    def _typed(self, cls: type[TypedBuffer[Any]], size: int) -> Any:
         self._check_memory()
         n = max(self._lim - self._pos, 0) // size
         start = self._off + self._pos
