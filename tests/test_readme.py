@@ -1,4 +1,4 @@
-"""The examples in README.md and docs/*.md run as written.
+"""The examples in README.md and docs/ (every .md file) run as written.
 
 Each ```python block runs on its own, in a fresh interpreter, in an empty temporary
 directory, with this checkout's zcio and no ZCIO_* variables (the reader's default
@@ -29,7 +29,9 @@ import pytest
 import zcio
 
 ROOT = Path(__file__).resolve().parent.parent
-DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+DOCUMENTS = [ROOT / "README.md", *sorted(
+    p for p in (ROOT / "docs").rglob("*.md")  # not build output (_build) or hidden dirs
+    if not any(part.startswith(("_", ".")) for part in p.relative_to(ROOT / "docs").parts))]
 SRC = Path(zcio.__file__).resolve().parent.parent  # the zcio this test imports
 
 HOST_PLACEHOLDER = '("backup.lan", 9000)'
