@@ -704,7 +704,7 @@ class ByteBuffer(Buffer):
         self._mark = -1
         return self
 
-    def _typed(self, cls: type[TypedBuffer], size: int) -> Any:
+    def _typed(self, cls: type[TypedBuffer[Any]], size: int) -> Any:
         self._check_memory()
         n = max(self._lim - self._pos, 0) // size
         start = self._off + self._pos
@@ -749,7 +749,24 @@ class ByteBuffer(Buffer):
     # -- alignment -------------------------------------------------------------------
 
     def address(self) -> int:
-        """The memory address of index 0 (for direct I/O and alignment checks)."""
+        """The memory address of index 0, a plain int (for C code, O_DIRECT, alignment).
+
+        A raw pointer: nothing keeps the memory alive through it.  ``release()`` (or
+        the end of the ``with`` block) unmaps a direct or mapped buffer's memory and
+        returns a pooled buffer's slot for reuse, and a heap buffer's memory goes with
+        its last reference, while the int lives on: a read or write through it then
+        kills the process (SIGSEGV) or touches another buffer's bytes.
+        ``pyarrow.foreign_buffer(buf.address(), n, base=buf)`` followed by
+        ``buf.release()`` is such a crash (``base`` keeps the object, not its memory).
+        Use the address only for a call that ends before the buffer is released.
+
+        To hand the bytes to something that may outlive that, use a way that keeps the
+        memory alive: ``buf.memoryview()`` (revoked by ``release()``, while a view
+        sliced or exported from it, such as ``numpy.frombuffer(buf.memoryview())`` or
+        ``pyarrow.py_buffer(buf.memoryview())``, keeps the memory until it is gone),
+        or on 3.12+ the buffer protocol itself, ``memoryview(buf)``,
+        ``numpy.frombuffer(buf)`` (see ``__buffer__``).
+        """
         return self._mem.address() + self._off
 
     def alignment_offset(self, index: int, unit_size: int) -> int:

@@ -739,7 +739,14 @@ class CompositeBuffer(ByteBuffer):
 
     def address(self) -> int:
         """The address of index 0, when every byte lies in one component (0 if empty);
-        else UnsupportedOperationError: no single address exists."""
+        else UnsupportedOperationError: no single address exists.
+
+        A raw pointer, as ``ByteBuffer.address``: nothing keeps the component's memory
+        alive through it, and using it after that memory is released crashes the
+        process.  ``memoryview()`` and ``memoryviews()`` are the safe ways in: a view
+        sliced or exported from them keeps the memory alive (see
+        ``ByteBuffer.address``).
+        """
         self._check_memory()
         if not self._cap:
             return 0

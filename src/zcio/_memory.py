@@ -118,7 +118,11 @@ class Memory:
 
     def address(self) -> int:
         """The address of byte 0 of the block (0 for an empty block, which has none:
-        CPython 3.13 points every empty bytearray at one static, odd address)."""
+        CPython 3.13 points every empty bytearray at one static, odd address).
+
+        A raw pointer, valid only until the block is freed, unmapped or given back to
+        its pool; nothing holds the block through it (see ``ByteBuffer.address``).
+        """
         if self.released:
             raise self.released_error()
         return buffer_address(self._base) if self.size else 0

@@ -74,13 +74,15 @@ SPLICE_F_GIFT = 8
 _PIPE_MAX_SIZE_FILE = "/proc/sys/fs/pipe-max-size"
 
 
-class _HasFileno(Protocol):
+class HasFileno(Protocol):
+    """Anything with a descriptor: a zcio channel, a socket, a file object."""
+
     def fileno(self) -> int: ...
 
 
 #: What the module functions accept for a descriptor: a channel, a socket, a file
 #: object, or the number itself.
-FdLike = int | _HasFileno
+FdLike = int | HasFileno
 
 
 _INT_MAX = (1 << 31) - 1  # descriptors and fcntl arguments are C ints

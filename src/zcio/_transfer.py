@@ -52,7 +52,7 @@ import stat
 import time
 import weakref
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from . import _scratch, _syscalls
 from ._buffer import check_int
@@ -68,15 +68,39 @@ from ._errors import (
 )
 from ._file_channel import FileChannel
 from ._metrics import metrics
+from ._pipe import HasFileno
 from ._syscalls import MAX_TRANSFER, retry
 
-__all__ = ["transfer", "transfer_to", "transfer_from", "PATHS", "default_ladder"]
+__all__ = ["transfer", "transfer_to", "transfer_from", "PATHS", "default_ladder",
+           "TransferSource", "TransferTarget"]
 
 PATHS = ("copy_file_range", "sendfile", "splice", "mmap_write", "read_write")
 _FALLBACK = {errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP,
              errno.EBADF, errno.ESPIPE, errno.ENODEV}
 _MMAP_WINDOW = 8 << 20  # the JDK's transferTo mapping window
 _FILE, _SOCKET, _PIPE, _OTHER, _OBJECT = "file", "socket", "pipe", "other fd", "object"
+
+
+class ChannelReader(Protocol):
+    """A channel object without a descriptor, read the way a zcio channel is:
+    ``read(dst)`` fills ``dst`` from its position and returns the count (0 or -1 at
+    the end)."""
+
+    def read(self, dst: ByteBuffer, /) -> int: ...
+
+
+class ChannelWriter(Protocol):
+    """A channel object without a descriptor, written the way a zcio channel is:
+    ``write(src)`` takes bytes from ``src``'s position and returns the count."""
+
+    def write(self, src: ByteBuffer, /) -> int: ...
+
+
+#: What a transfer reads from: anything with ``fileno()`` (a zcio channel, a socket,
+#: a file object) or a descriptor-less channel object (relayed by read/write).
+TransferSource = HasFileno | ChannelReader
+#: What a transfer writes to: anything with ``fileno()`` or a channel object.
+TransferTarget = HasFileno | ChannelWriter
 
 
 @dataclass
@@ -526,7 +550,7 @@ def _set_file_position(end: _End, position: int) -> None:
         raise
 
 
-def transfer_to(channel: FileChannel, position: int, count: int, target: Any,
+def transfer_to(channel: FileChannel, position: int, count: int, target: TransferTarget,
                 path: str | None = None) -> int:
     """``FileChannel.transfer_to``: up to ``count`` bytes from ``position`` to ``target``.
 
@@ -563,7 +587,7 @@ def _transfer_to(guard: Guard, channel: FileChannel, position: int, count: int, 
     return _run_positioned(src, dst, count, path, wait=False, guard=guard)
 
 
-def transfer_from(channel: FileChannel, source: Any, position: int, count: int,
+def transfer_from(channel: FileChannel, source: TransferSource, position: int, count: int,
                   path: str | None = None) -> int:
     """``FileChannel.transfer_from``: up to ``count`` bytes from ``source`` at ``position``.
 
@@ -689,7 +713,8 @@ def _run_positioned(src: _End, dst: _End, count: int, path: str | None, wait: bo
             _set_file_position(dst, dst.offset)
 
 
-def transfer(src: Any, dst: Any, count: int | None = None, *, path: str | None = None) -> int:
+def transfer(src: TransferSource, dst: TransferTarget, count: int | None = None, *,
+             path: str | None = None) -> int:
     """Move ``count`` bytes (default: all until the source ends) from ``src`` to ``dst``.
 
     Loops to completion by the cheapest path, waiting (poll) on non-blocking

@@ -24,7 +24,7 @@ import operator
 import struct
 from array import array
 from collections.abc import Iterable, MutableSequence
-from typing import Any, ClassVar, Self, overload
+from typing import Any, ClassVar, Generic, Self, TypeVar, overload
 
 from . import _guard
 from ._buffer import Buffer, check_from_index_size
@@ -49,7 +49,11 @@ __all__ = [
 ]
 
 
-class TypedBuffer(Buffer):
+#: The Python type of a view's elements: ``int``, ``float`` or ``str``.
+_E = TypeVar("_E", int, float, str)
+
+
+class TypedBuffer(Buffer, Generic[_E]):
     """Common machinery of the typed views; element type given by the subclass."""
 
     __slots__ = ("_off", "_order", "_st")
@@ -145,9 +149,9 @@ class TypedBuffer(Buffer):
     # -- get/put ---------------------------------------------------------------------
 
     @overload
-    def get(self, /) -> Any: ...
+    def get(self, /) -> _E: ...
     @overload
-    def get(self, index: int, /) -> Any: ...
+    def get(self, index: int, /) -> _E: ...
     @overload
     def get(self, dst: MutableSequence[Any], offset: int = ..., length: int | None = ...,
             /) -> Self: ...
@@ -301,7 +305,7 @@ class TypedBuffer(Buffer):
             self._pos = p + length
         return self
 
-    def _put_view(self, index: int | None, src: TypedBuffer, offset: Any, length: Any) -> Self:
+    def _put_view(self, index: int | None, src: TypedBuffer[Any], offset: Any, length: Any) -> Self:
         """``put(src_view)`` and ``put(index, src_view, offset, length)``: a byte copy."""
         if type(src) is not type(self):
             raise TypeError(f"cannot put a {type(src).__name__} into {type(self).__name__}")
@@ -539,7 +543,7 @@ def float32_nan_bits(value: float) -> int:
     return (wide >> 63) << 31 | 0x7F800000 | payload
 
 
-class CharBuffer(TypedBuffer):
+class CharBuffer(TypedBuffer[str]):
     """UTF-16 code units; elements are one-character ``str``s (put also takes ints)."""
 
     __slots__ = ()
@@ -570,7 +574,7 @@ class CharBuffer(TypedBuffer):
         return text
 
 
-class ShortBuffer(TypedBuffer):
+class ShortBuffer(TypedBuffer[int]):
     """Signed 16-bit integers."""
 
     __slots__ = ()
@@ -581,14 +585,14 @@ class ShortBuffer(TypedBuffer):
         return int(x - y)  # Short.compare
 
 
-class IntBuffer(TypedBuffer):
+class IntBuffer(TypedBuffer[int]):
     """Signed 32-bit integers."""
 
     __slots__ = ()
     _fmt = "i"
 
 
-class LongBuffer(TypedBuffer):
+class LongBuffer(TypedBuffer[int]):
     """Signed 64-bit integers; ``hash_code`` uses each value's low 32 bits (``(int) l``)."""
 
     __slots__ = ()
@@ -600,7 +604,7 @@ class LongBuffer(TypedBuffer):
         return low - (1 << 32) if low >= 1 << 31 else low
 
 
-class _FloatingBuffer(TypedBuffer):
+class _FloatingBuffer(TypedBuffer[float]):
     """Floats and doubles: equal when ``==`` or both NaN, ordered by ``Float.compare``."""
 
     __slots__ = ()

@@ -63,7 +63,7 @@ import select
 import socket
 import weakref
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from . import _scratch, _syscalls
 from ._byte_buffer import ByteBuffer
@@ -94,6 +94,10 @@ from ._transfer import (
 )
 from ._zerocopy import ZeroCopySender, _socket_of, _waits
 
+if TYPE_CHECKING:
+    from ._pipe import HasFileno
+    from ._socket_channel import SocketChannel
+
 __all__ = [
     "PooledBufferedProtocol",
     "Progress",
@@ -105,6 +109,17 @@ __all__ = [
 
 #: Default size of a PooledBufferedProtocol receive buffer.
 DEFAULT_BUFFER_SIZE = 64 << 10
+
+
+class TransportLike(Protocol):
+    """What :func:`sendfile` and :func:`transfer_to` use of a transport (an
+    ``asyncio.WriteTransport``, uvloop's too): its socket and its write buffer."""
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any: ...
+
+    def is_closing(self) -> bool: ...
+
+    def get_write_buffer_size(self) -> int: ...
 
 
 # -- receiving into pooled memory ----------------------------------------------------------
@@ -562,8 +577,9 @@ def _no_data(what: str, moved: int, want: int) -> TransferError:
                          moved)
 
 
-async def sendfile(sock: Any, file: Any, offset: int = 0, count: int | None = None, *,
-                   path: str | None = None, progress: Progress | None = None) -> int:
+async def sendfile(sock: HasFileno | TransportLike, file: HasFileno, offset: int = 0,
+                   count: int | None = None, *, path: str | None = None,
+                   progress: Progress | None = None) -> int:
     """Send ``count`` bytes of ``file`` from ``offset`` (default: to its end) to ``sock``.
 
     ``sock``: a non-blocking socket, a SocketChannel, or a (plain TCP/Unix) transport;
@@ -617,7 +633,7 @@ def _set_position(end: _End, offset: int | None) -> None:
         _set_file_position(end, offset)
 
 
-def _seek(file: Any, position: int) -> None:
+def _seek(file: HasFileno, position: int) -> None:
     if isinstance(file, FileChannel):
         file.position(position)
     elif hasattr(file, "seek"):
@@ -626,8 +642,9 @@ def _seek(file: Any, position: int) -> None:
         os.lseek(file.fileno(), position, os.SEEK_SET)
 
 
-async def transfer_to(channel: FileChannel, position: int, count: int, target: Any, *,
-                      path: str | None = None, progress: Progress | None = None) -> int:
+async def transfer_to(channel: FileChannel, position: int, count: int,
+                      target: HasFileno | TransportLike, *, path: str | None = None,
+                      progress: Progress | None = None) -> int:
     """``FileChannel.transfer_to``, awaited until the whole count has moved.
 
     Java's rules: the channel's position does not move (``progress`` says how far a
@@ -666,8 +683,8 @@ async def transfer_to(channel: FileChannel, position: int, count: int, target: A
         _set_position(dst, job.dst.offset)
 
 
-async def splice(src: Any, dst: Any, count: int | None = None, *, path: str | None = "splice",
-                 progress: Progress | None = None) -> int:
+async def splice(src: HasFileno, dst: HasFileno, count: int | None = None, *,
+                 path: str | None = "splice", progress: Progress | None = None) -> int:
     """Move ``count`` bytes (default: until ``src`` ends) from ``src`` to ``dst`` by splice.
 
     Endpoints: non-blocking sockets and pipes, SocketChannels, pipe channels, regular
@@ -714,7 +731,7 @@ _SENDERS: weakref.WeakKeyDictionary[socket.socket, ZeroCopySender] = (
     weakref.WeakKeyDictionary())
 
 
-def zerocopy_sender(sock: Any) -> ZeroCopySender:
+def zerocopy_sender(sock: socket.socket | SocketChannel) -> ZeroCopySender:
     """The ZeroCopySender :func:`send_zerocopy` uses for ``sock`` (made on first use).
 
     It holds the socket weakly and releases what it still holds when the socket is
@@ -727,7 +744,8 @@ def zerocopy_sender(sock: Any) -> ZeroCopySender:
     return sender
 
 
-async def send_zerocopy(sock: Any, buf: ByteBuffer) -> int:
+async def send_zerocopy(sock: socket.socket | SocketChannel | ZeroCopySender, buf: ByteBuffer
+                        ) -> int:
     """Send ``buf``'s ``[position, limit)`` with MSG_ZEROCOPY; return once the kernel
     has reported every piece complete, so ``buf`` may be changed or reused.
 
