@@ -11,11 +11,16 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(VENV)/.installed-demo: pyproject.toml setup.py src/zcio/_cguard.c | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e .
+# What an install depends on: the metadata (and the version it reads) and the C extension.
+INSTALL_INPUTS := pyproject.toml setup.py src/zcio/_version.py src/zcio/_cguard.c
+
+# `pip install zcio` is the standard-library-only core; the demo runs `zcio bench`, so it
+# needs the command line (the cli extra).  The test extra pulls cli, serve and plot.
+$(VENV)/.installed-demo: $(INSTALL_INPUTS) | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[cli]'
 	touch $@
 
-$(VENV)/.installed-test: pyproject.toml setup.py src/zcio/_cguard.c | $(BIN)/python
+$(VENV)/.installed-test: $(INSTALL_INPUTS) | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
 

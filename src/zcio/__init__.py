@@ -85,9 +85,8 @@ from ._typed import IntBuffer as IntBuffer
 from ._typed import LongBuffer as LongBuffer
 from ._typed import ShortBuffer as ShortBuffer
 from ._typed import TypedBuffer as TypedBuffer
+from ._version import __version__ as __version__
 from ._zerocopy import ZeroCopySender as ZeroCopySender
-
-__version__ = "0.1.0"
 
 __all__ = [
     "AlignmentError",
