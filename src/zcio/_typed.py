@@ -540,7 +540,7 @@ def float32_nan_bits(value: float) -> int:
 
 
 class CharBuffer(TypedBuffer):
-    """UTF-16 code units; elements are one-character ``str``s (put also takes ints)."""
+    """UTF-16 code units; elements are one-character strings (``str``; put also takes ints)."""
 
     __slots__ = ()
     _fmt = "H"
