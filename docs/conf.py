@@ -26,7 +26,7 @@ import zcio  # noqa: E402
 
 project = "zcio"
 author = "the zcio developers"
-copyright = "the zcio developers"  # noqa: A001
+copyright = "the zcio developers"
 release = version = zcio.__version__
 
 extensions = ["sphinx.ext.autodoc", "myst_parser"]
