@@ -45,7 +45,11 @@ myst_heading_anchors = 3
 
 html_theme = "alabaster"
 html_title = f"zcio {release}"
-html_theme_options = {"description": "Zero-copy I/O for Python", "fixed_sidebar": True}
+html_theme_options = {
+    "description": "Zero-copy I/O for Python",
+    "fixed_sidebar": True,
+    "page_width": "1160px",  # room for the tables and the signatures
+}
 
 PUBLIC_MODULES = ("zcio", "zcio.aio", "zcio.serve")
 
