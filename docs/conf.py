@@ -12,6 +12,7 @@ into errors.
 from __future__ import annotations
 
 import importlib
+import inspect
 import sys
 from pathlib import Path
 from typing import Any
@@ -57,13 +58,14 @@ logger = logging.getLogger(__name__)
 
 
 def _public_names() -> dict[int, str]:
-    """id(object) -> its public dotted name, for the classes of the public modules."""
+    """id(object) -> its public dotted name, for the classes and functions of the
+    public modules."""
     names: dict[int, str] = {}
     for modname in PUBLIC_MODULES:
         module = importlib.import_module(modname)
         for name in module.__all__:
             obj = getattr(module, name)
-            if isinstance(obj, type):
+            if isinstance(obj, type) or inspect.isfunction(obj):
                 names.setdefault(id(obj), f"{modname}.{name}")
     return names
 
@@ -84,6 +86,43 @@ def _public_bases(app: Sphinx, name: str, obj: Any, options: Any, bases: list[An
     bases[:] = shown or [object]
 
 
+def _lookup(dotted: str, context: str | None) -> Any:
+    """The object ``dotted`` names, absolute or relative to the module ``context``."""
+    parts = dotted.split(".")
+    starts = [(context, parts)] if context else []
+    for i in range(len(parts) - 1, 0, -1):
+        starts.append((".".join(parts[:i]), parts[i:]))
+    for modname, rest in starts:
+        try:
+            obj: Any = importlib.import_module(modname)
+            for part in rest:
+                obj = getattr(obj, part)
+        except (ImportError, AttributeError):
+            continue
+        return obj
+    return None
+
+
+def _link_to_public(app: Sphinx, env: Any, node: Any, contnode: Any) -> Any:
+    """Resolve a role in a private module's docstring (``:class:`SourceChannel``` in
+    zcio._pipe's) to the public name the same object is documented under
+    (zcio.SourceChannel); a member (``Channel.close``) likewise."""
+    if node.get("refdomain") != "py":
+        return None
+    target = node["reftarget"].lstrip("~.")
+    head, _, member = target.rpartition(".") if "." in target else (target, "", "")
+    public = _public_names()
+    for name, suffix in ((target, ""), (head, "." + member if member else "")):
+        obj = _lookup(name, node.get("py:module"))
+        if obj is not None and id(obj) in public:
+            resolved = public[id(obj)] + suffix
+            domain = env.get_domain("py")
+            if resolved in domain.objects:
+                return domain.resolve_xref(
+                    env, node["refdoc"], app.builder, "obj", resolved, node, contnode)
+    return None
+
+
 def _check_all_documented(app: Sphinx, env: Any) -> None:
     """Warn for each public name that no page documents."""
     documented = set(env.get_domain("py").objects)
@@ -97,4 +136,5 @@ def _check_all_documented(app: Sphinx, env: Any) -> None:
 def setup(app: Sphinx) -> dict[str, Any]:
     app.connect("autodoc-process-bases", _public_bases)
     app.connect("env-check-consistency", _check_all_documented)
+    app.connect("missing-reference", _link_to_public)
     return {"parallel_read_safe": True}
