@@ -11,6 +11,7 @@ into errors.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 import sys
@@ -57,6 +58,7 @@ PUBLIC_MODULES = ("zcio", "zcio.aio", "zcio.serve")
 logger = logging.getLogger(__name__)
 
 
+@functools.cache
 def _public_names() -> dict[int, str]:
     """id(object) -> its public dotted name, for the classes and functions of the
     public modules."""
@@ -110,9 +112,9 @@ def _link_to_public(app: Sphinx, env: Any, node: Any, contnode: Any) -> Any:
     if node.get("refdomain") != "py":
         return None
     target = node["reftarget"].lstrip("~.")
-    head, _, member = target.rpartition(".") if "." in target else (target, "", "")
+    head, dot, member = target.rpartition(".")
     public = _public_names()
-    for name, suffix in ((target, ""), (head, "." + member if member else "")):
+    for name, suffix in [(target, ""), *([(head, dot + member)] if head else [])]:
         obj = _lookup(name, node.get("py:module"))
         if obj is not None and id(obj) in public:
             resolved = public[id(obj)] + suffix
