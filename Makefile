@@ -24,6 +24,11 @@ $(VENV)/.installed-test: $(INSTALL_INPUTS) | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
 
+# The docs extra names httptools itself: the reference documents zcio.serve.
+$(VENV)/.installed-docs: pyproject.toml setup.py src/zcio/_cguard.c | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[docs]'
+	touch $@
+
 demo: $(VENV)/.installed-demo
 	$(BIN)/zcio bench
 
@@ -37,6 +42,12 @@ lint: $(VENV)/.installed-test
 bench: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/buffer_ops.py
 	$(BIN)/python benchmarks/transfer.py
+
+# The API reference from the docstrings, into docs/_build/html; any warning fails it.
+# -E: a fresh environment each time, since Sphinx does not see docstrings change.
+.PHONY: docs
+docs: $(VENV)/.installed-docs
+	$(BIN)/python -m sphinx -W --keep-going -E -q -b html docs docs/_build/html
 
 clean:
 	rm -rf .venv .venv-* build dist .pytest_cache .mypy_cache .ruff_cache src/zcio/*.so

@@ -70,9 +70,14 @@ def round_to_pages(n: int) -> int:
 class BufferPoolInfo:
     """A snapshot of one pool, as Java's BufferPoolMXBean reports it."""
 
+    #: ``"direct"``, ``"mapped"``, or a PooledAllocator's name (``"pooled"``) and its
+    #: thread caches (``"pooled-cache"``).
     name: str
+    #: Buffers (or slots) in the pool.
     count: int
+    #: Their capacities added up, in bytes.
     total_capacity: int
+    #: The memory really used, in bytes: whole pages, since that is what is mapped.
     memory_used: int
 
 

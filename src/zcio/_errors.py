@@ -3,30 +3,30 @@
 Every leaf also inherits the builtin a plain Python caller would reach for, so
 ``except IndexError`` or ``except MemoryError`` catches zcio's errors naturally:
 
-====================================  ==========================  =====================
-Java                                  zcio                        builtin base
-====================================  ==========================  =====================
-BufferOverflowException               BufferOverflowError         IndexError
-BufferUnderflowException              BufferUnderflowError        IndexError
-IndexOutOfBoundsException             IndexOutOfBoundsError       IndexError
-IllegalArgumentException              IllegalArgumentError        ValueError
-IllegalStateException                 IllegalStateError           ValueError
-InvalidMarkException                  InvalidMarkError            ValueError (via state)
-UnsupportedOperationException         UnsupportedOperationError   TypeError
-ReadOnlyBufferException               ReadOnlyBufferError         TypeError (via above)
-OutOfMemoryError("Direct buffer...")  OutOfDirectMemoryError      MemoryError
-(none: Java never frees explicitly)   ReleasedBufferError         ValueError (via state)
-ClosedChannelException                ClosedChannelError          OSError
-AsynchronousCloseException            AsynchronousCloseError      OSError (via closed)
-NonReadable/NonWritableChannelExc.    NonReadable/...ChannelError ValueError (via state)
-OverlappingFileLockException          OverlappingFileLockError    ValueError (via state)
-IllegalBlockingModeException          IllegalBlockingModeError    ValueError (via state)
-NotYetConnectedException              NotYetConnectedError        ValueError (via state)
-ClosedSelector/CancelledKeyException  ClosedSelector/...KeyError  ValueError (via state)
-(O_DIRECT EINVAL, made explicit)      AlignmentError              ValueError (via arg)
-(an I/O error after partial progress) TransferError               OSError
-InternalError (SIGBUS in a mapping)   MappedRegionError           OSError
-====================================  ==========================  =====================
+=====================================  ===========================  ======================
+Java                                   zcio                         builtin base
+=====================================  ===========================  ======================
+BufferOverflowException                BufferOverflowError          IndexError
+BufferUnderflowException               BufferUnderflowError         IndexError
+IndexOutOfBoundsException              IndexOutOfBoundsError        IndexError
+IllegalArgumentException               IllegalArgumentError         ValueError
+IllegalStateException                  IllegalStateError            ValueError
+InvalidMarkException                   InvalidMarkError             ValueError (via state)
+UnsupportedOperationException          UnsupportedOperationError    TypeError
+ReadOnlyBufferException                ReadOnlyBufferError          TypeError (via above)
+OutOfMemoryError("Direct buffer...")   OutOfDirectMemoryError       MemoryError
+(none: Java never frees explicitly)    ReleasedBufferError          ValueError (via state)
+ClosedChannelException                 ClosedChannelError           OSError
+AsynchronousCloseException             AsynchronousCloseError       OSError (via closed)
+NonReadable/NonWritableChannelExc.     NonReadable/...ChannelError  ValueError (via state)
+OverlappingFileLockException           OverlappingFileLockError     ValueError (via state)
+IllegalBlockingModeException           IllegalBlockingModeError     ValueError (via state)
+NotYetConnectedException               NotYetConnectedError         ValueError (via state)
+ClosedSelector/CancelledKeyException   ClosedSelector/...KeyError   ValueError (via state)
+(O_DIRECT EINVAL, made explicit)       AlignmentError               ValueError (via arg)
+(an I/O error after partial progress)  TransferError                OSError
+InternalError (SIGBUS in a mapping)    MappedRegionError            OSError
+=====================================  ===========================  ======================
 
 Errors the kernel reports with nothing moved stay the builtin ``OSError`` subclasses
 (``ConnectionResetError``, ``FileNotFoundError``...) so plain Python code handles them.

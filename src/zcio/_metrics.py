@@ -32,10 +32,15 @@ __all__ = ["PathStats", "Metrics", "metrics", "Measurement", "measure"]
 class PathStats:
     """What one path did since the last reset."""
 
+    #: The path's name (``"sendfile"``, ``"read_write"``, ``"file_read"``...).
     path: str
+    #: Calls of the public API that took this path.
     operations: int = 0
+    #: System calls made, including ones that moved nothing (EAGAIN, end of stream).
     syscalls: int = 0
+    #: Bytes moved without entering user space.
     kernel_bytes: int = 0
+    #: Bytes copied across the user/kernel boundary, counted each time they cross.
     user_bytes: int = 0
 
     def __sub__(self, other: PathStats) -> PathStats:
@@ -103,23 +108,32 @@ metrics = Metrics()
 class Measurement:
     """What a ``measure()`` block cost; filled in when the block exits."""
 
+    #: Elapsed time (``time.perf_counter``).
     wall_seconds: float = 0.0
+    #: CPU time spent in user mode (``getrusage``).
     user_cpu_seconds: float = 0.0
+    #: CPU time spent in the kernel (``getrusage``).
     system_cpu_seconds: float = 0.0
+    #: Context switches where the process gave up the CPU to wait (``ru_nvcsw``).
     voluntary_switches: int = 0
+    #: Context switches where the scheduler took the CPU away (``ru_nivcsw``).
     involuntary_switches: int = 0
+    #: What each path did during the block; only the paths that did something.
     paths: dict[str, PathStats] = field(default_factory=dict)
 
     @property
     def syscalls(self) -> int:
+        """System calls of every path during the block, added up."""
         return sum(p.syscalls for p in self.paths.values())
 
     @property
     def kernel_bytes(self) -> int:
+        """Bytes every path moved without entering user space, added up."""
         return sum(p.kernel_bytes for p in self.paths.values())
 
     @property
     def user_bytes(self) -> int:
+        """Bytes every path copied across the user/kernel boundary, added up."""
         return sum(p.user_bytes for p in self.paths.values())
 
 

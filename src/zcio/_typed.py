@@ -544,7 +544,7 @@ def float32_nan_bits(value: float) -> int:
 
 
 class CharBuffer(TypedBuffer[str]):
-    """UTF-16 code units; elements are one-character ``str``s (put also takes ints)."""
+    """UTF-16 code units; elements are one-character strings (``str``; put also takes ints)."""
 
     __slots__ = ()
     _fmt = "H"
@@ -628,7 +628,7 @@ class FloatBuffer(_FloatingBuffer):
     A NaN's sign and 23-bit payload, quiet bit included, survive a ``get`` followed by
     a ``put``, as they do in Java (``struct`` alone would set the quiet bit): the
     float stands for the NaN whose payload is the float's top 23 payload bits (see
-    :func:`float32_value`).
+    ``zcio._typed.float32_value``).
     """
 
     __slots__ = ()

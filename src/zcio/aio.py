@@ -291,7 +291,9 @@ class Progress:
     failed (see the module docstring); 0 otherwise.
     """
 
+    #: Bytes that reached the target.
     transferred: int = 0
+    #: Bytes taken from a source that cannot be re-read and not delivered.
     dropped: int = 0
 
 

@@ -5,9 +5,14 @@ engine and its accounting; headers and small bodies go out in one gather write; 
 head is never sent alone ahead of its body to wait on a delayed ACK.  Parsing is
 llhttp's (through ``httptools``), driven by a sans-IO core.
 
->>> from zcio.serve import FileServer
->>> with FileServer("public", port=0) as server:   # doctest: +SKIP
-...     server.serve_forever(handle_signals=True)  # until SIGTERM/SIGINT
+Serving the directory ``public`` on port 8000 until SIGTERM or SIGINT::
+
+    from zcio.serve import FileServer
+
+    with FileServer("public", port=8000) as server:
+        server.serve_forever(handle_signals=True)
+
+(:class:`FileServer` shows one that serves from a background thread.)
 
 Layout: ``_http`` (the sans-IO protocol core), ``_paths`` (targets to files, safely),
 ``_files`` (types, validators, the small-file cache), ``_ranges`` (conditional and

@@ -58,11 +58,16 @@ class FileServer:
     siblings, and an access log in the Common Log Format.  Nothing outside ``root``
     is served (see ``zcio.serve._paths``), nor dotfiles unless ``dotfiles=True``.
 
-    >>> import urllib.request
-    >>> with FileServer(".", port=0) as server:   # doctest: +SKIP
-    ...     server.start()                          # a background thread
-    ...     urllib.request.urlopen(server.url + "README.md").status
-    200
+    >>> import http.client, pathlib, tempfile
+    >>> with tempfile.TemporaryDirectory() as root:
+    ...     _ = pathlib.Path(root, "hello.txt").write_bytes(b"hi")
+    ...     with FileServer(root, port=0).start() as server:   # in a background thread
+    ...         client = http.client.HTTPConnection(*server.address)
+    ...         client.request("GET", "/hello.txt")
+    ...         response = client.getresponse()
+    ...         print(response.status, response.read())
+    ...         client.close()
+    200 b'hi'
 
     ``serve_forever()`` serves in the calling thread until ``shutdown()`` (from another
     thread) or, with ``handle_signals=True``, SIGTERM/SIGINT: then it stops accepting,
