@@ -50,7 +50,6 @@ from typing import TYPE_CHECKING, Any, Self, cast, overload
 from . import _guard
 from ._buffer import check_from_index_size, check_int, is_int
 from ._byte_buffer import ByteBuffer, _first_difference, _signed, byte_view, other_buffer
-from ._codec import pack
 from ._errors import (
     BufferOverflowError,
     BufferUnderflowError,
@@ -59,6 +58,7 @@ from ._errors import (
     IndexOutOfBoundsError,
     UnsupportedOperationError,
 )
+from ._indirect import IndirectByteBuffer
 from ._memory import Memory, buffer_address
 from ._metrics import metrics
 from ._order import ByteOrder
@@ -228,7 +228,7 @@ class _Span:
         self._mem.write(v, data)
 
 
-class CompositeBuffer(ByteBuffer):
+class CompositeBuffer(IndirectByteBuffer):
     """Several ByteBuffers seen as one ByteBuffer, without copying; see the module doc.
 
     >>> buf = CompositeBuffer.of(ByteBuffer.allocate(2).put_short(0, 3), ByteBuffer.wrap(b"xyz"))
@@ -625,45 +625,6 @@ class CompositeBuffer(ByteBuffer):
 
     # -- multi-byte values ----------------------------------------------------------------
 
-    def _get_at(self, st: struct.Struct, index: int) -> Any:
-        return self._load(st, self._check_index(index, st.size))
-
-    def _get_rel(self, st: struct.Struct) -> Any:
-        p = self._pos
-        q = p + st.size
-        if q > self._lim:
-            raise self._underflow(st.size)
-        v = self._load(st, p)
-        self._pos = q
-        return v
-
-    def _put_at(self, st: struct.Struct, index: int, value: Any) -> Self:
-        self._check_writable()
-        i = self._check_index(index, st.size)
-        self._store(i, pack(st, value))
-        return self
-
-    def _put_rel(self, st: struct.Struct, value: Any) -> Self:
-        p = self._pos
-        q = p + st.size
-        if q > self._lim:
-            raise self._overflow(st.size)
-        self._check_writable()
-        self._store(p, pack(st, value))
-        self._pos = q
-        return self
-
-    def get_int(self, index: int | None = None) -> int:
-        """The signed 32-bit value at position (position += 4) or at ``index``."""
-        if index is None:
-            return self._get_rel(self._c.i32)  # type: ignore[no-any-return]
-        return self._get_at(self._c.i32, index)  # type: ignore[no-any-return]
-
-    def put_int(self, a: int, b: int | None = None, /) -> Self:
-        """``put_int(v)`` at position (position += 4) or ``put_int(index, v)``."""
-        if b is None:
-            return self._put_rel(self._c.i32, a)
-        return self._put_at(self._c.i32, a, b)
 
     # -- derived buffers ---------------------------------------------------------------
 

@@ -52,8 +52,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 from . import _guard, _syscalls
 from ._buffer import check_int
-from ._byte_buffer import ByteBuffer, _signed
-from ._codec import pack
+from ._byte_buffer import _signed
 from ._direct import MAPPED, PAGE_SIZE, round_to_pages
 from ._errors import (
     IllegalArgumentError,
@@ -61,6 +60,7 @@ from ._errors import (
     NonReadableChannelError,
     NonWritableChannelError,
 )
+from ._indirect import IndirectByteBuffer
 from ._memory import Memory, buffer_address
 from ._metrics import metrics
 
@@ -165,7 +165,7 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-class MappedByteBuffer(ByteBuffer):
+class MappedByteBuffer(IndirectByteBuffer):
     """A direct ByteBuffer whose content is a mapped region of a file.
 
     Slices and duplicates of it are MappedByteBuffers over the same mapping.  Every
@@ -209,45 +209,6 @@ class MappedByteBuffer(ByteBuffer):
             return self._put_at(_U8, a, b & 0xFF)
         return super().put(a, b, c, d)  # bulk (guarded there), or a value error
 
-    def _get_at(self, st: struct.Struct, index: int) -> Any:
-        return self._load(st, self._check_index(index, st.size))
-
-    def _get_rel(self, st: struct.Struct) -> Any:
-        p = self._pos
-        q = p + st.size
-        if q > self._lim:
-            raise self._underflow(st.size)
-        v = self._load(st, p)
-        self._pos = q
-        return v
-
-    def _put_at(self, st: struct.Struct, index: int, value: Any) -> Self:
-        self._check_writable()
-        i = self._check_index(index, st.size)
-        self._store(i, pack(st, value))
-        return self
-
-    def _put_rel(self, st: struct.Struct, value: Any) -> Self:
-        p = self._pos
-        q = p + st.size
-        if q > self._lim:
-            raise self._overflow(st.size)
-        self._check_writable()
-        self._store(p, pack(st, value))
-        self._pos = q
-        return self
-
-    def get_int(self, index: int | None = None) -> int:
-        """As ``ByteBuffer.get_int``; MappedRegionError if the page lost its file."""
-        if index is None:
-            return self._get_rel(self._c.i32)  # type: ignore[no-any-return]
-        return self._get_at(self._c.i32, index)  # type: ignore[no-any-return]
-
-    def put_int(self, a: int, b: int | None = None, /) -> Self:
-        """As ``ByteBuffer.put_int``; MappedRegionError if the page lost its file."""
-        if b is None:
-            return self._put_rel(self._c.i32, a)
-        return self._put_at(self._c.i32, a, b)
 
     # -- the mapping ------------------------------------------------------------------
 
