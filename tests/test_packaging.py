@@ -209,3 +209,8 @@ def test_the_wheel_in_a_fresh_venv_without_extras(wheel: Path, tmp_path: Path) -
                 1, "", f"zcio {args[0]} needs the {extra} extra (click is not installed): "
                        f"pip install 'zcio[{extra}]'\n"), command
     assert not (tmp_path / "b").exists()
+    library = _run(python, "-c", "import zcio.serve", cwd=tmp_path)  # not through the CLI
+    assert library.returncode == 1
+    assert library.stderr.splitlines()[-1] == (
+        "ModuleNotFoundError: zcio.serve needs the serve extra (httptools is not "
+        "installed): pip install 'zcio[serve]'"), library.stderr

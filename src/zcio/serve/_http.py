@@ -40,7 +40,12 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-import httptools
+try:
+    import httptools
+except ModuleNotFoundError as e:  # a lean install: say which extra, as the CLI does
+    raise ModuleNotFoundError(
+        "zcio.serve needs the serve extra (httptools is not installed): "
+        "pip install 'zcio[serve]'", name=e.name) from None
 
 __all__ = ["NEED_DATA", "CLOSED", "CONTINUE", "CONTINUE_LINE", "Limits", "Request",
            "RequestError", "ServerConnection", "response_head", "REASONS"]
