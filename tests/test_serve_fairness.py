@@ -102,7 +102,9 @@ def _burst(port: int, request: bytes, count: int) -> None:
         c.sendall(request * count)
 
 
-def _bar(baseline: float) -> float:
+def _bar(baseline: float, p99: float) -> float:
+    """The bar for ``p99``; both figures are printed (``pytest -s`` shows them)."""
+    print(f"probe p99 {p99 * 1e3:.1f} ms under attack, {baseline * 1e3:.1f} ms before")
     return max(BAR, 5 * baseline)
 
 
@@ -120,7 +122,7 @@ def test_a_burst_of_listings_then_close_stalls_nobody(server: Running) -> None:
             _burst(server.port, listing, 50)
 
     p99 = _measure(server, attack)
-    assert p99 < _bar(baseline), f"p99 {p99 * 1e3:.1f} ms (baseline {baseline * 1e3:.1f})"
+    assert p99 < _bar(baseline, p99), f"p99 {p99 * 1e3:.1f} ms (baseline {baseline * 1e3:.1f})"
     status, body, _ = server.get("/big/")
     assert status == 200 and body.count(b"<li>") == ENTRIES + 1  # "../" too
 
@@ -141,7 +143,7 @@ def test_listings_rebuilt_every_time_stall_nobody(server: Running, big_dir: Path
         thread.join(TIMEOUT * 4)
 
     p99 = _measure(server, attack)
-    assert p99 < _bar(baseline), f"p99 {p99 * 1e3:.1f} ms (baseline {baseline * 1e3:.1f})"
+    assert p99 < _bar(baseline, p99), f"p99 {p99 * 1e3:.1f} ms (baseline {baseline * 1e3:.1f})"
 
 
 def test_a_pipelined_flood_of_small_requests_stalls_nobody(server: Running) -> None:
@@ -153,4 +155,4 @@ def test_a_pipelined_flood_of_small_requests_stalls_nobody(server: Running) -> N
             _burst(server.port, small, 2000)
 
     p99 = _measure(server, attack)
-    assert p99 < _bar(baseline), f"p99 {p99 * 1e3:.1f} ms (baseline {baseline * 1e3:.1f})"
+    assert p99 < _bar(baseline, p99), f"p99 {p99 * 1e3:.1f} ms (baseline {baseline * 1e3:.1f})"
