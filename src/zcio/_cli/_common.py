@@ -7,15 +7,18 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from .._direct import parse_size
 from .._errors import ZcioError
 
-__all__ = ["SIZE", "HOST_PORT", "fail_line", "emit_json", "progress", "Progress",
-           "human_size"]
+if TYPE_CHECKING:
+    from .._file_channel import FileChannel
+
+__all__ = ["SIZE", "HOST_PORT", "PATH", "fail_line", "emit_json", "progress", "Progress",
+           "human_size", "copy_to_end"]
 
 
 def human_size(n: float) -> str:
@@ -63,6 +66,11 @@ class HostPortType(click.ParamType):  # type: ignore[type-arg]
 
 SIZE = SizeType()
 HOST_PORT = HostPortType()
+
+#: A path argument click leaves alone (click's default checks that an existing path is
+#: readable, a usage error): the command opens it, and whatever the file system refuses
+#: (missing, unreadable, not a directory) is a failure, exit status 1.
+PATH: click.Path = click.Path(path_type=str, readable=False)
 
 
 def fail_line(error: BaseException, prefix: str = "zcio") -> None:
@@ -123,6 +131,32 @@ def _stderr_console() -> Any:
     from rich.console import Console
 
     return Console(stderr=True)
+
+
+def copy_to_end(src: FileChannel, dst: FileChannel, position: int, bar: Progress) -> int:
+    """Copy ``src`` from ``position`` until read(2) says it ended, into ``dst`` at the
+    same offset; returns the bytes copied.
+
+    For the bytes past the size fstat reported: a procfs, sysfs or FUSE file that says
+    it holds 0 bytes, or a file that grew.  Only read(2)'s 0 means the end there
+    (copy_file_range answers 0 at once on procfs), so this always takes the read/write
+    path.  ``dst`` must be at least ``position`` long; its position does not move,
+    ``src``'s ends where the copy stopped.
+
+    Syscalls: ``pread``/``pwrite`` (1 MiB at a time) through ``transfer_from``; an error
+    after some bytes moved is raised by the next step, with the file's name unknown.
+    """
+    from .._transfer import transfer_from
+
+    src.position(position)
+    at = position
+    while (n := transfer_from(dst, src, at, _TO_END_STEP, path="read_write")) > 0:
+        at += n
+        bar.advance(n)
+    return at - position
+
+
+_TO_END_STEP = 16 << 20  # bytes per transfer_from call in copy_to_end: the bar moves
 
 
 @contextmanager
