@@ -43,6 +43,7 @@ import select
 import socket
 import stat
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -57,7 +58,16 @@ from .._file_channel import FileChannel
 from .._metrics import Measurement, measure
 from .._socket_channel import ServerSocketChannel, SocketChannel
 from .._transfer import transfer
-from ._common import HOST_PORT, SIZE, Progress, emit_json, fail_line, progress
+from ._common import (
+    HOST_PORT,
+    PATH,
+    SIZE,
+    Progress,
+    copy_to_end,
+    emit_json,
+    fail_line,
+    progress,
+)
 from ._wire import (
     HEAD_SUFFIX,
     NEED_DATA,
@@ -86,6 +96,7 @@ DRAIN_SECONDS = 5.0  # how long a failing receiver keeps reading so its ABORT is
 VERIFY_RATE = 50e6  # bytes/s a receiver reads back at least: bounds the wait for a verdict
 SEND_PATHS = ("sendfile", "splice", "mmap_write", "read_write")  # file -> socket
 RECV_PATHS = ("splice", "read_write")  # socket -> file
+_PAGE = os.sysconf("SC_PAGE_SIZE")
 _DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EROFS}
 
 
@@ -244,12 +255,41 @@ def _human(verb: str, r: dict[str, Any], where: str) -> str:
 
 
 def _open_source(file: str) -> FileChannel:
+    """FILE, open for reading; or, when it says it holds 0 bytes, what read(2) gives.
+
+    A header announces the size before the body, and procfs and some FUSE files say 0
+    whatever they hold, sysfs a page: a file of 0 bytes, or of at most a page with no
+    block on disk, is read to its end first, into an unnamed temporary file (in
+    ``$TMPDIR``), which is what is hashed and sent.  Any other file whose data ends
+    before its size fails the checksum pass with the offset where it ended; a
+    non-regular file is refused.  Never an empty "verified" file for one that had bytes.
+
+    Syscalls: ``stat``, ``open``, ``fstat``; for such a file ``mkstemp``+``unlink`` in
+    ``$TMPDIR`` and ``pread``/``pwrite`` to the end (a full ``$TMPDIR`` fails, exit 1).
+    """
     st = os.stat(file)
     if stat.S_ISDIR(st.st_mode):
         raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), file)
     if not stat.S_ISREG(st.st_mode):
         raise OSError(errno.EINVAL, "not a regular file", file)
-    return FileChannel.open(file)
+    fc = FileChannel.open(file)
+    st = os.fstat(fc.fileno())
+    if st.st_size != 0 and (st.st_blocks or st.st_size > _PAGE):
+        return fc
+    with fc:
+        fd, name = tempfile.mkstemp(prefix=".zcio-send-")
+        os.unlink(name)
+        spool = FileChannel(fd, True, True, name)
+        try:
+            with progress(None, f"read {os.path.basename(file)}") as bar:
+                copy_to_end(fc, spool, 0, bar)
+        except BaseException as e:
+            spool.close()
+            if isinstance(e, OSError) and e.filename is None:
+                raise OSError(e.errno, f"{e.strerror} (reading it into "
+                                       f"{tempfile.gettempdir()})", file) from None
+            raise
+        return spool
 
 
 def _connect(host: str, port: int, timeout: float) -> SocketChannel:
@@ -283,7 +323,7 @@ def _lost(ch: SocketChannel, proto: Sender, where: str, error: OSError) -> Trans
 
 
 @click.command("send")
-@click.argument("file", type=click.Path(path_type=str))
+@click.argument("file", type=PATH)
 @click.argument("address", metavar="HOST:PORT", type=HOST_PORT)
 @click.option("--name", help="Name on the receiver (default: FILE's base name).")
 @click.option("--rate", type=SIZE, help="Limit to this many bytes a second (e.g. 50m).")
@@ -682,7 +722,7 @@ def _emit_line(as_json: bool, event: str, data: dict[str, Any], text: str) -> No
 
 @click.command("recv")
 @click.argument("port", type=click.IntRange(0, 65535))
-@click.argument("dest", type=click.Path(path_type=str))
+@click.argument("dest", type=PATH)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--keep", is_flag=True, help="Serve senders until interrupted, several at "
               "once (default: exit after one).")
