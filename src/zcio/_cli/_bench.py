@@ -33,7 +33,7 @@ from .._file_channel import FileChannel
 from .._mapped import MapMode
 from ._bench_methods import FILE_METHODS, GB, MIB, SOCKET_METHODS, Failed, Method, Unavailable
 from ._bench_targets import Receiver, Sample, make_source, run_file, run_socket
-from ._common import SIZE, emit_json, progress
+from ._common import PATH, SIZE, emit_json, progress
 
 __all__ = ["bench", "Outcome", "Run"]
 
@@ -140,18 +140,18 @@ class Run:
 
 def _check_plot(path: str) -> None:
     """Fail now, not after a minute of measuring: a writable directory, a known format,
-    and matplotlib importable."""
+    and matplotlib importable.  What the file system refuses exits 1, a wrong suffix 2."""
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
-        raise click.UsageError(f"--plot: directory {folder} does not exist")
+        raise click.ClickException(f"--plot: directory {folder} does not exist")
     try:  # the real test: access() says yes to root even where writes fail
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".zcio-bench-"):
             pass
     except OSError as e:
-        raise click.UsageError(f"--plot: cannot create a file in {folder} "
+        raise click.ClickException(f"--plot: cannot create a file in {folder} "
                      f"({e.strerror or e})") from None
     if os.path.isdir(path):
-        raise click.UsageError(f"--plot: {path} is a directory")
+        raise click.ClickException(f"--plot: {path} is a directory")
     if os.path.splitext(path)[1].lower() not in _PLOT_FORMATS:
         raise click.UsageError(f"--plot: {path} should end in {', '.join(_PLOT_FORMATS)}")
     try:
@@ -267,10 +267,10 @@ def _prime(source: str, copy: str, count: int, chunk: int, want: tuple[int, int]
 @click.option("--to", "to", type=click.Choice(["socket", "file"]), default="socket",
               show_default=True,
               help="socket: to a receiver process over loopback TCP; file: to a new file.")
-@click.option("--plot", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+@click.option("--plot", type=PATH, default=None, metavar="FILE",
               help="Also draw the results as a chart (.png, .svg, .pdf; needs zcio[plot]).")
 @click.option("--dir", "directory", default=None,
-              type=click.Path(exists=True, file_okay=False, writable=True),
+              type=PATH,
               help="Where to put the test file (default: the temp directory).")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 def bench(size: int, rounds: int, chunk: int, to: str, plot: str | None,
