@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import io
 import json
 import os
+import re
 import signal
 import stat
 import subprocess
@@ -26,7 +28,8 @@ import pytest
 from faults import OK, Faults, short
 from test_reflink import btrfs_dir  # noqa: F401 - a fixture
 from zcio import _syscalls
-from zcio._cli import _cp, main
+from zcio._cli import _common, _cp, main
+from zcio._cli._common import human_rate
 
 MIB = 1 << 20
 ZCIO_PATHS = {"copy_file_range", "sendfile", "splice", "mmap_write", "read_write"}
@@ -109,7 +112,7 @@ def test_human_output_names_the_path(src: Path, tmp_path: Path) -> None:
     assert r.returncode == 0 and r.stderr == ""
     first = r.stdout.splitlines()[0]
     assert first.startswith(f"{src} -> {tmp_path / 'dst'}: 3.0 MiB in ")
-    assert "GB/s by " in first
+    assert re.search(r" \d+(\.\d+)? [KMGT]iB/s by ", first), first  # binary, as the sizes
     assert any(path in first for path in ZCIO_PATHS | {"reflink"})
 
 
@@ -431,6 +434,27 @@ def test_data_extents(tmp_path: Path) -> None:
 def test_human_size() -> None:
     assert [_cp.human_size(n) for n in (0, 1023, 1024, 1536, 4096, 3 * MIB + 17, 1 << 40)] \
         == ["0 B", "1023 B", "1 KiB", "1.5 KiB", "4 KiB", "3.0 MiB", "1 TiB"]
+    assert human_rate(200 * MIB, 1.0) == "200 MiB/s"
+    assert human_rate(3 << 30, 2.0) == "1.50 GiB/s"
+    assert human_rate(10, 0.0) == "-"
+
+
+def test_progress_bar_is_binary(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bar says MiB and MiB/s as the summary does (rich's defaults are MB, MB/s)."""
+    from rich.console import Console
+
+    console = Console(file=io.StringIO(), width=200, force_terminal=True, color_system=None)
+    monkeypatch.setattr(_common, "_stderr_console", lambda: console)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    monkeypatch.delenv("ZCIO_NO_PROGRESS", raising=False)
+    bar = _common.Progress(400 * MIB, "cp x", enabled=True)
+    assert bar._bar is not None
+    task = bar._bar.tasks[0]
+    bar.advance(200 * MIB)
+    download, speed = bar._bar.columns[2:4]
+    assert str(download.render(task)) == "200.0/400.0 MiB"
+    task.finished_speed = 200 * MIB + 100 * 1024
+    assert str(speed.render(task)) == "200.1 MiB/s"
 
 
 # -- sources whose size is not their length: pseudo files, files growing or shrinking ---

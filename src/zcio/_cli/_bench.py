@@ -7,7 +7,7 @@ Every method runs once untimed (warm-up, and the check that it can run here), th
 Figures are medians over rounds.  Every transfer is verified by size and CRC-32; a
 method that delivers wrong bytes is FAILED, never a result, and the exit status is 1.
 
-Measured, for the sender: wall time (GB/s), user and system CPU per GB and context
+Measured, for the sender: wall time (GiB/s), user and system CPU per GiB and context
 switches (getrusage), system calls and the bytes that crossed user space (zcio's own
 accounting, ``zcio.measure()``).  Beside them, the posts' model of each method.
 """
@@ -282,7 +282,7 @@ def bench(size: int, rounds: int, chunk: int, to: str, plot: str | None,
     file, copies it by copy_file_range, sendfile, mmap and read/write.
 
     \b
-    Prints one table: speed, the sender's CPU per GB, context switches, system calls
+    Prints one table: speed, the sender's CPU per GiB, context switches, system calls
     and bytes that crossed user space, beside the posts' model of copies and mode
     switches. Every transfer is verified (size and CRC-32); exit status 1 if any
     method delivered wrong bytes.

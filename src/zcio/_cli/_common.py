@@ -18,18 +18,27 @@ if TYPE_CHECKING:
     from .._file_channel import FileChannel
 
 __all__ = ["SIZE", "HOST_PORT", "PATH", "fail_line", "emit_json", "progress", "Progress",
-           "human_size", "copy_to_end"]
+           "human_size", "human_rate", "copy_to_end"]
 
 
-def human_size(n: float) -> str:
-    """``1536`` -> ``"1.5 KiB"``, ``4096`` -> ``"4 KiB"``, ``17`` -> ``"17 B"``."""
+def human_size(n: float, digits: int = 1) -> str:
+    """``1536`` -> ``"1.5 KiB"``, ``4096`` -> ``"4 KiB"``, ``17`` -> ``"17 B"``.
+
+    The CLI's one unit system: binary (KiB = 1024 bytes), in summaries, progress bars
+    and speeds alike.  ``digits`` after the point when not a whole number.
+    """
     if n < 1024:
         return f"{int(n)} B"
     for unit in ("KiB", "MiB", "GiB", "TiB"):
         n /= 1024
         if n < 1024 or unit == "TiB":
             break
-    return f"{n:.0f} {unit}" if n == int(n) else f"{n:.1f} {unit}"
+    return f"{n:.0f} {unit}" if n == int(n) else f"{n:.{digits}f} {unit}"
+
+
+def human_rate(n: int, seconds: float) -> str:
+    """``n`` bytes in ``seconds`` as a binary speed, ``"1.25 GiB/s"``; ``"-"`` for no time."""
+    return f"{human_size(n / seconds, 2)}/s" if seconds > 0 else "-"
 
 
 class SizeType(click.ParamType):  # type: ignore[type-arg]  # generic only in click>=8.4
@@ -100,16 +109,15 @@ class Progress:
                 BarColumn,
                 DownloadColumn,
                 TimeRemainingColumn,
-                TransferSpeedColumn,
             )
             from rich.progress import (
                 Progress as RichProgress,
             )
 
             self._bar = RichProgress(
-                "[progress.description]{task.description}", BarColumn(), DownloadColumn(),
-                TransferSpeedColumn(), TimeRemainingColumn(), transient=True,
-                console=_stderr_console(),
+                "[progress.description]{task.description}", BarColumn(),
+                DownloadColumn(binary_units=True), _speed_column(), TimeRemainingColumn(),
+                transient=True, console=_stderr_console(),
             )
             self._task = self._bar.add_task(description, total=total)
 
@@ -125,6 +133,20 @@ class Progress:
     def __exit__(self, *exc: Any) -> None:
         if self._bar is not None:
             self._bar.stop()
+
+
+def _speed_column() -> Any:
+    """rich's TransferSpeedColumn in binary units (rich's own says MB/s)."""
+    from rich.progress import ProgressColumn
+    from rich.text import Text
+
+    class BinarySpeedColumn(ProgressColumn):
+        def render(self, task: Any) -> Text:
+            speed = task.finished_speed or task.speed
+            text = "?" if speed is None else f"{human_size(speed, 1)}/s"
+            return Text(text, style="progress.data.speed")
+
+    return BinarySpeedColumn()
 
 
 def _stderr_console() -> Any:

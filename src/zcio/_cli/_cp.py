@@ -37,7 +37,15 @@ from .._errors import IllegalArgumentError, TransferError
 from .._file_channel import FileChannel, OpenOption
 from .._metrics import PathStats, measure
 from .._transfer import PATHS, transfer
-from ._common import PATH, Progress, copy_to_end, emit_json, human_size, progress
+from ._common import (
+    PATH,
+    Progress,
+    copy_to_end,
+    emit_json,
+    human_rate,
+    human_size,
+    progress,
+)
 
 __all__ = ["cp", "copy_file", "CopyResult", "METHODS", "human_size", "data_extents"]
 
@@ -337,7 +345,7 @@ def _fsync_dir(directory: str) -> None:
 
 def _summary(r: CopyResult) -> str:
     how = ", ".join(r.paths) or "nothing to copy"
-    rate = f", {r.gb_per_s:.2f} GB/s" if r.gb_per_s is not None and r.data_bytes else ""
+    rate = f", {human_rate(r.data_bytes, r.seconds)}" if r.data_bytes and r.seconds else ""
     holes = f" ({human_size(r.holes)} of holes kept)" if r.holes else ""
     moved = [f"{name}: {human_size(s.kernel_bytes)} in the kernel, "
              f"{human_size(s.user_bytes)} through user space"

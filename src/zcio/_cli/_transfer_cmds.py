@@ -66,6 +66,7 @@ from ._common import (
     copy_to_end,
     emit_json,
     fail_line,
+    human_rate,
     progress,
 )
 from ._wire import (
@@ -93,7 +94,7 @@ __all__ = ["send", "recv"]
 CHUNK = 16 << 20  # bytes per transfer call: progress and the sender's check for an ABORT
 HASH_CHUNK = 1 << 20
 DRAIN_SECONDS = 5.0  # how long a failing receiver keeps reading so its ABORT is seen
-VERIFY_RATE = 50e6  # bytes/s a receiver reads back at least: bounds the wait for a verdict
+VERIFY_RATE = 48 << 20  # bytes/s a receiver reads back at least: bounds the verdict wait
 SEND_PATHS = ("sendfile", "splice", "mmap_write", "read_write")  # file -> socket
 RECV_PATHS = ("splice", "read_write")  # socket -> file
 _PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -245,7 +246,7 @@ def _report(m: Measurement, header: Header, offset: int) -> dict[str, Any]:
 def _human(verb: str, r: dict[str, Any], where: str) -> str:
     resumed = (f" ({r['moved']:,} moved, resumed from {r['resumed_from']:,})"
                if r["resumed_from"] else "")
-    speed = f" ({r['gb_per_s']} GB/s)" if r["gb_per_s"] is not None else ""
+    speed = f" ({human_rate(r['moved'], r['seconds'])})" if r["seconds"] else ""
     return (f"{verb} {r['name']} {where}: {r['bytes']:,} bytes{resumed} in "
             f"{r['seconds']:.3f} s{speed} via {r['path']}; "
             f"{r['checksum'].split(':')[0]} verified")
@@ -332,7 +333,7 @@ def _lost(ch: SocketChannel, proto: Sender, where: str, error: OSError) -> Trans
               "read/write to a peer on this host, where it measures faster).")
 @click.option("--timeout", type=click.FloatRange(0, min_open=True), default=10.0,
               show_default=True, help="Seconds to wait to connect, for an answer, and "
-              "for progress while sending (the verdict may take size/50 MB/s longer).")
+              "for progress while sending (the verdict may take size/48 MiB/s longer).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def send(file: str, address: tuple[str, int], name: str | None, rate: int | None,
          force_path: str | None, timeout: float, as_json: bool) -> None:
