@@ -4,7 +4,10 @@ The ladder: a reflink (``FICLONE``: nothing copied, the blocks are shared), then
 ``zcio.transfer``'s own (copy_file_range, sendfile, mmap+write, read/write).  Only the
 source's data extents are transferred (a ``SEEK_DATA``/``SEEK_HOLE`` walk), in chunks of
 64 MiB so the progress bar moves, and the copy is cut to the source's size at the end,
-so holes stay holes.
+so holes stay holes.  Then read(2) continues from there to the real end: procfs files
+say 0 bytes and sysfs files a page whatever they hold, and a file may grow while it is
+copied; the copy is what was read, to the byte.  A source that is smaller at the end
+than at the start shrank under the copy: an error, never a short or zero-padded copy.
 
 The copy goes to a new temporary file beside DST (``O_EXCL``, a random name), which
 replaces DST with ``rename(2)`` only once complete: on any error, Ctrl-C, SIGTERM or
@@ -294,8 +297,9 @@ def copy_file(src: str, dst: str, method: str = "auto", preserve: bool = False,
     Raises OSError (or a ZcioError) with nothing changed at ``dst`` on any failure.
 
     Syscalls: ``ioctl(FICLONE)``, then ``lseek(SEEK_DATA/SEEK_HOLE)`` and the transfer
-    ladder per extent, ``ftruncate``, ``fchmod``/``fchown``/``utimensat``, ``fsync``
-    with ``--sync``, ``rename``.
+    ladder per extent, ``ftruncate``, ``pread``/``pwrite`` until ``pread`` returns 0,
+    ``fstat`` (the size again: a shrink is an error), ``fchmod``/``fchown``/
+    ``utimensat``, ``fsync`` with ``--sync``, ``rename``.
     """
     if method not in METHODS:
         raise IllegalArgumentError(f"unknown method {method!r}; one of {', '.join(METHODS)}")

@@ -1,15 +1,16 @@
 """``zcio send FILE HOST:PORT`` and ``zcio recv PORT DEST``: one file over TCP, verified.
 
-The sender announces the file (base name, size, SHA-256 of the whole file; see
-``_wire`` for the bytes), the receiver answers with how much it already has, the
-sender moves the rest with ``zcio.transfer`` (sendfile; read/write to a peer on this
-host, where the engine measured it faster; ``--path`` forces one) and the receiver
-splices it into ``DEST/.NAME.zcio-part``.  The receiver then reads the whole partial
-file back, and only if its digest matches renames it to ``DEST/NAME``
-(``os.replace``, after ``fdatasync``) and tells the sender, whose exit status is 0
-only then.  A mismatch deletes the partial file; every other failure (a killed peer,
-a full disk) keeps it for the next attempt, which resumes where it stopped.  A final
-name never holds a truncated or unverified file.
+The sender announces the file (base name, size, SHA-256 of the whole file; see ``_wire``
+for the bytes; a file that says it holds 0 bytes, as procfs files do, is first read to
+its end into a temporary file, which is what is announced and sent), the receiver
+answers with how much it already has, the sender moves the rest with ``zcio.transfer``
+(sendfile; read/write to a peer on this host, where the engine measured it faster;
+``--path`` forces one) and the receiver splices it into ``DEST/.NAME.zcio-part``.  The
+receiver then reads the whole partial file back, and only if its digest matches renames
+it to ``DEST/NAME`` (``os.replace``, after ``fdatasync``) and tells the sender, whose
+exit status is 0 only then.  A mismatch deletes the partial file; every other failure (a
+killed peer, a full disk) keeps it for the next attempt, which resumes where it stopped.
+A final name never holds a truncated or unverified file.
 
 The receiver's state lives beside the partial file, in ``DEST/.NAME.zcio-head``: the
 sender's header, so a prefix is reused only for the same name, size and digest.
