@@ -16,7 +16,7 @@ Buffers are not safe for use by several threads at once without locking, as in J
 
 from __future__ import annotations
 
-from typing import Any, NoReturn, Self, SupportsIndex, overload
+from typing import Any, Self, overload
 
 from ._errors import (
     IllegalArgumentError,
@@ -237,7 +237,7 @@ class Buffer:
 
     # -- pickling and copy -------------------------------------------------------------
 
-    def __reduce_ex__(self, protocol: SupportsIndex, /) -> NoReturn:
+    def __reduce_ex__(self, protocol: Any, /) -> Any:  # always raises
         """Pickling, ``copy.copy`` and ``copy.deepcopy``: TypeError naming what works.
 
         A buffer is indexes over memory that it may share with other buffers (slices,
