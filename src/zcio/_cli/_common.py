@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sys
@@ -12,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from .._direct import parse_size
-from .._errors import ZcioError
+from .._errors import TransferError, ZcioError
 
 if TYPE_CHECKING:
     from .._file_channel import FileChannel
@@ -157,22 +158,30 @@ def _stderr_console() -> Any:
 
 def copy_to_end(src: FileChannel, dst: FileChannel, position: int, bar: Progress) -> int:
     """Copy ``src`` from ``position`` until read(2) says it ended, into ``dst`` at the
-    same offset; returns the bytes copied.
+    same offset; returns the bytes copied.  Both channels' positions end at the end.
 
     For the bytes past the size fstat reported: a procfs, sysfs or FUSE file that says
     it holds 0 bytes, or a file that grew.  Only read(2)'s 0 means the end there
-    (copy_file_range answers 0 at once on procfs), so this always takes the read/write
-    path.  ``dst`` must be at least ``position`` long; its position does not move,
-    ``src``'s ends where the copy stopped.
+    (copy_file_range answers 0 at once on procfs), so this is always the read/write
+    path, asked for an explicit count (a transfer of "all" stops at the size): the
+    engine's TransferError "source ended" after 0 bytes is the end; after some bytes,
+    they are counted and the next call says whether it was the end or an error (which
+    then comes as a plain OSError, the file's name unknown).
 
-    Syscalls: ``pread``/``pwrite`` (1 MiB at a time) through ``transfer_from``; an error
-    after some bytes moved is raised by the next step, with the file's name unknown.
+    Syscalls: ``pread``/``pwrite`` (1 MiB at a time) through ``zcio.transfer``.
     """
-    from .._transfer import transfer_from
+    from .._transfer import transfer
 
     src.position(position)
+    dst.position(position)
     at = position
-    while (n := transfer_from(dst, src, at, _TO_END_STEP, path="read_write")) > 0:
+    while True:
+        try:
+            n = transfer(src, dst, _TO_END_STEP, path="read_write")
+        except TransferError as e:
+            if e.transferred == 0 and e.errno == errno.ENODATA:
+                break  # read(2) returned 0
+            n = e.transferred
         at += n
         bar.advance(n)
     return at - position
