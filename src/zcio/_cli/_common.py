@@ -187,7 +187,7 @@ def copy_to_end(src: FileChannel, dst: FileChannel, position: int, bar: Progress
     return at - position
 
 
-_TO_END_STEP = 16 << 20  # bytes per transfer_from call in copy_to_end: the bar moves
+_TO_END_STEP = 16 << 20  # bytes per transfer call in copy_to_end: the bar moves
 
 
 @contextmanager
