@@ -92,7 +92,7 @@ def test_table_and_plot(tmp_path: Path) -> None:
     result = zcio_cli("bench", "--size", "1m", "--rounds", "2", "--plot", str(out))
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
-    for word in ("GB/s", "CPU s/GB", "syscalls", "model", "read/write (heap)", "mmap+write",
+    for word in ("GiB/s", "CPU s/GiB", "syscalls", "model", "read/write (heap)", "mmap+write",
                  "sendfile", "splice", "MSG_ZEROCOPY", "no DMA", "verified", str(out)):
         assert word in result.stdout, word
     png = out.read_bytes()
@@ -210,3 +210,10 @@ def test_failed_method_fails_the_command(monkeypatch: pytest.MonkeyPatch) -> Non
     table = CliRunner().invoke(_bench.bench, ["--size", "1m", "--rounds", "1"])
     assert table.exit_code == 1
     assert "FAILED" in table.output and "not available here" in table.output
+
+
+def test_table_speaks_binary_as_the_rest_of_the_cli() -> None:
+    from zcio._cli._bench_report import _gibps, _per_gib
+
+    assert _gibps(1.073741824) == pytest.approx(1.0)  # 2^30 bytes a second
+    assert _per_gib(1.0) == pytest.approx(1.073741824)

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import io
 import json
 import os
+import re
 import signal
 import stat
 import subprocess
@@ -26,7 +28,8 @@ import pytest
 from faults import OK, Faults, short
 from test_reflink import btrfs_dir  # noqa: F401 - a fixture
 from zcio import _syscalls
-from zcio._cli import _cp, main
+from zcio._cli import _common, _cp, main
+from zcio._cli._common import human_rate
 
 MIB = 1 << 20
 ZCIO_PATHS = {"copy_file_range", "sendfile", "splice", "mmap_write", "read_write"}
@@ -109,7 +112,7 @@ def test_human_output_names_the_path(src: Path, tmp_path: Path) -> None:
     assert r.returncode == 0 and r.stderr == ""
     first = r.stdout.splitlines()[0]
     assert first.startswith(f"{src} -> {tmp_path / 'dst'}: 3.0 MiB in ")
-    assert "GB/s by " in first
+    assert re.search(r" \d+(\.\d+)? [KMGT]iB/s by ", first), first  # binary, as the sizes
     assert any(path in first for path in ZCIO_PATHS | {"reflink"})
 
 
@@ -431,3 +434,111 @@ def test_data_extents(tmp_path: Path) -> None:
 def test_human_size() -> None:
     assert [_cp.human_size(n) for n in (0, 1023, 1024, 1536, 4096, 3 * MIB + 17, 1 << 40)] \
         == ["0 B", "1023 B", "1 KiB", "1.5 KiB", "4 KiB", "3.0 MiB", "1 TiB"]
+    assert human_rate(200 * MIB, 1.0) == "200 MiB/s"
+    assert human_rate(3 << 30, 2.0) == "1.50 GiB/s"
+    assert human_rate(10, 0.0) == "-"
+
+
+def test_progress_bar_is_binary(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bar says MiB and MiB/s as the summary does (rich's defaults are MB, MB/s)."""
+    from rich.console import Console
+
+    console = Console(file=io.StringIO(), width=200, force_terminal=True, color_system=None)
+    monkeypatch.setattr(_common, "_stderr_console", lambda: console)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    monkeypatch.delenv("ZCIO_NO_PROGRESS", raising=False)
+    bar = _common.Progress(400 * MIB, "cp x", enabled=True)
+    assert bar._bar is not None
+    task = bar._bar.tasks[0]
+    bar.advance(200 * MIB)
+    download, speed = bar._bar.columns[2:4]
+    assert str(download.render(task)) == "200.0/400.0 MiB"
+    task.finished_speed = 200 * MIB + 100 * 1024
+    assert str(speed.render(task)) == "200.1 MiB/s"
+
+
+# -- sources whose size is not their length: pseudo files, files growing or shrinking ---
+
+#: Files whose stat size is not their length: procfs says 0 bytes, sysfs a page.  Their
+#: content does not change between two reads.
+PSEUDO_FILES = ["/proc/version", "/proc/sys/kernel/ostype", "/sys/devices/system/cpu/online"]
+
+
+def pseudo_file(path: str) -> bytes:
+    """The content of a pseudo file, after checking its size is not its length."""
+    if not os.path.exists(path):
+        pytest.skip(f"{path} does not exist here (procfs or sysfs not mounted)")
+    data = Path(path).read_bytes()
+    assert data and os.stat(path).st_size != len(data)
+    return data
+
+
+@pytest.mark.parametrize("method", ["auto", "sendfile", "splice", "read_write"])
+@pytest.mark.parametrize("path", PSEUDO_FILES)
+def test_pseudo_file_is_read_to_its_end(tmp_path: Path, path: str, method: str) -> None:
+    data = pseudo_file(path)
+    out = cp_json("--method", method, path, tmp_path / "copy")
+    assert (tmp_path / "copy").read_bytes() == data
+    assert out["size"] == out["bytes"] == len(data)
+    assert out["paths"]  # a path that moved the bytes, not "nothing to copy"
+    r = zcio("cp", path, tmp_path / "again")
+    assert r.returncode == 0 and "nothing to copy" not in r.stdout
+    assert (tmp_path / "again").read_bytes() == data
+
+
+def _changing_source(monkeypatch: pytest.MonkeyPatch, change: Any) -> list[int]:
+    """Run ``change()`` before the copy's first transfer call; the calls' counts."""
+    real, calls = _cp.transfer, []
+
+    def transfer(src: Any, dst: Any, count: int, *, path: str | None = None) -> int:
+        if not calls:
+            change()
+        calls.append(count)
+        return real(src, dst, count, path=path)
+
+    monkeypatch.setattr(_cp, "transfer", transfer)
+    monkeypatch.setattr(_cp, "CHUNK", MIB)
+    return calls
+
+
+def test_growing_source_is_copied_to_its_end(src: Path, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    more = os.urandom(12345)
+
+    def grow() -> None:
+        with open(src, "ab") as f:
+            f.write(more)
+
+    calls = _changing_source(monkeypatch, grow)
+    result = _cp.copy_file(str(src), str(tmp_path / "copy"))
+    assert calls  # the copy ran while the file grew
+    assert (tmp_path / "copy").read_bytes() == src.read_bytes()
+    assert result.size == result.data_bytes == 3 * MIB + 17 + len(more)
+
+
+@pytest.mark.parametrize("new_size", [MIB + 5, 3 * MIB, 0])
+@pytest.mark.parametrize("method", ["auto", "read_write"])
+def test_shrinking_source_fails_and_leaves_dst(src: Path, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str],
+                                              monkeypatch: pytest.MonkeyPatch,
+                                              new_size: int, method: str) -> None:
+    dst = tmp_path / "dst"
+    dst.write_bytes(b"precious")
+    _changing_source(monkeypatch, lambda: os.truncate(src, new_size))
+    code, err = run_main(["--method", method, str(src), str(dst)], capsys)
+    assert code == 1 and "Traceback" not in err
+    assert f"file shrank while being copied (from {3 * MIB + 17:,} to {new_size:,} bytes)" \
+        in err and str(src) in err
+    assert dst.read_bytes() == b"precious"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dst", "src.bin"]
+
+
+def test_shrinking_into_a_trailing_hole_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """No data is read past the last extent: only the size at the end can tell."""
+    sparse = tmp_path / "sparse"
+    write_sparse(sparse, 20 * MIB, [(0, os.urandom(MIB))])
+    _changing_source(monkeypatch, lambda: os.truncate(sparse, 10 * MIB))
+    code, err = run_main([str(sparse), str(tmp_path / "copy")], capsys)
+    assert code == 1 and f"(from {20 * MIB:,} to {10 * MIB:,} bytes)" in err
+    assert not (tmp_path / "copy").exists() and temp_files(tmp_path) == []

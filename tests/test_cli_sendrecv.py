@@ -26,6 +26,7 @@ from typing import Any
 
 import pytest
 
+from test_cli_cp import PSEUDO_FILES, pseudo_file
 from zcio._cli._wire import (
     Abort,
     Accept,
@@ -205,6 +206,19 @@ def test_empty_file_and_human_output(procs: Procs, tmp_path: Path, dest: Path) -
     assert proc.returncode == 0 and err == ""
     assert out.startswith("received empty from 127.0.0.1:")
     assert (dest / "empty").read_bytes() == b""
+
+
+@pytest.mark.parametrize("path", PSEUDO_FILES)
+def test_pseudo_file_is_sent_as_read_to_its_end(procs: Procs, dest: Path, path: str) -> None:
+    """procfs says 0 bytes, sysfs a page: the header announces what read(2) gives."""
+    data = pseudo_file(path)
+    recv = Recv(procs, dest)
+    sent = send_json(Path(path), recv.address)
+    assert sent["bytes"] == len(data) and sent["verified"]
+    name = os.path.basename(path)
+    assert (dest / name).read_bytes() == data
+    code, events, err = recv.finish()
+    assert code == 0 and err == "" and events[-1]["bytes"] == len(data)
 
 
 def test_receiver_killed_mid_transfer_then_resumed(procs: Procs, tmp_path: Path, dest: Path,

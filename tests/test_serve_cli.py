@@ -210,8 +210,13 @@ def test_errors_are_one_line(tmp_path: Path, www: Path) -> None:
             lines = r.stderr.decode().splitlines()
             assert len(lines) == 1 and lines[0].startswith("zcio"), lines
             assert lines[0].endswith(f": Address already in use: 127.0.0.1:{port}"), lines
-    for args in (["serve", str(tmp_path / "missing")], ["serve", str(www / "small.bin")],
-                 ["serve", str(www), "--workers", "0"], ["serve", str(www), "--port", "-1"],
+    for args, words in ((["serve", str(tmp_path / "missing")], "No such file or directory"),
+                        (["serve", str(www / "small.bin")], "Not a directory")):
+        r = subprocess.run([sys.executable, "-c", _MAIN, *args], capture_output=True,
+                           timeout=30)  # what the file system refuses is a failure
+        assert r.returncode == 1, args
+        assert r.stderr.decode().splitlines() == [f"zcio serve: {words}: {args[1]}"]
+    for args in (["serve", str(www), "--workers", "0"], ["serve", str(www), "--port", "-1"],
                  ["serve", str(www), "--idle-timeout", "0"]):
         r = subprocess.run([sys.executable, "-c", _MAIN, *args], capture_output=True,
                            timeout=30)

@@ -260,6 +260,31 @@ class Buffer:
         """Whether the reference count reached zero."""
         return self._mem.released
 
+    # -- pickling and copy -------------------------------------------------------------
+
+    def __reduce_ex__(self, protocol: Any, /) -> Any:  # always raises
+        """Pickling, ``copy.copy`` and ``copy.deepcopy``: TypeError naming what works.
+
+        A buffer is indexes over memory that it may share with other buffers (slices,
+        duplicates, views), that may be off-heap, mapped from a file or a pooled slot,
+        under one reference count.  A pickle cannot carry that, and a copy could only
+        guess: a shallow one would point at memory that ``release()`` frees without
+        holding a reference (a use after free for direct memory), a deep one would have
+        to pick a kind, an allocator and which bytes.  Java's buffers are not Cloneable
+        for the same reason.  So both are refused, in this one place, until the
+        cross-process work defines pickling; the message lists the explicit ways.
+        """
+        name = type(self).__name__
+        if hasattr(self, "memoryview"):  # a ByteBuffer
+            ways = ("bytes(buf) for a copy of [position, limit), buf.memoryview() for a "
+                    "zero-copy view, buf.duplicate() for another buffer over the same "
+                    "memory")
+        else:
+            ways = ("buf.get(dst) to copy the remaining() elements into a list, "
+                    "buf.duplicate() for another buffer over the same memory")
+        raise TypeError(f"{name} objects cannot be pickled or copied by copy.copy/deepcopy "
+                        f"(its memory may be direct, mapped, pooled or shared); use {ways}")
+
     def __enter__(self) -> Self:
         return self
 

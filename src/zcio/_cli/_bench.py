@@ -7,7 +7,7 @@ Every method runs once untimed (warm-up, and the check that it can run here), th
 Figures are medians over rounds.  Every transfer is verified by size and CRC-32; a
 method that delivers wrong bytes is FAILED, never a result, and the exit status is 1.
 
-Measured, for the sender: wall time (GB/s), user and system CPU per GB and context
+Measured, for the sender: wall time (GiB/s), user and system CPU per GiB and context
 switches (getrusage), system calls and the bytes that crossed user space (zcio's own
 accounting, ``zcio.measure()``).  Beside them, the posts' model of each method.
 """
@@ -33,7 +33,7 @@ from .._file_channel import FileChannel
 from .._mapped import MapMode
 from ._bench_methods import FILE_METHODS, GB, MIB, SOCKET_METHODS, Failed, Method, Unavailable
 from ._bench_targets import Receiver, Sample, make_source, run_file, run_socket
-from ._common import SIZE, emit_json, progress
+from ._common import PATH, SIZE, emit_json, progress
 
 __all__ = ["bench", "Outcome", "Run"]
 
@@ -140,18 +140,18 @@ class Run:
 
 def _check_plot(path: str) -> None:
     """Fail now, not after a minute of measuring: a writable directory, a known format,
-    and matplotlib importable."""
+    and matplotlib importable.  What the file system refuses exits 1, a wrong suffix 2."""
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
-        raise click.UsageError(f"--plot: directory {folder} does not exist")
+        raise click.ClickException(f"--plot: directory {folder} does not exist")
     try:  # the real test: access() says yes to root even where writes fail
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".zcio-bench-"):
             pass
     except OSError as e:
-        raise click.UsageError(f"--plot: cannot create a file in {folder} "
+        raise click.ClickException(f"--plot: cannot create a file in {folder} "
                      f"({e.strerror or e})") from None
     if os.path.isdir(path):
-        raise click.UsageError(f"--plot: {path} is a directory")
+        raise click.ClickException(f"--plot: {path} is a directory")
     if os.path.splitext(path)[1].lower() not in _PLOT_FORMATS:
         raise click.UsageError(f"--plot: {path} should end in {', '.join(_PLOT_FORMATS)}")
     try:
@@ -267,10 +267,10 @@ def _prime(source: str, copy: str, count: int, chunk: int, want: tuple[int, int]
 @click.option("--to", "to", type=click.Choice(["socket", "file"]), default="socket",
               show_default=True,
               help="socket: to a receiver process over loopback TCP; file: to a new file.")
-@click.option("--plot", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+@click.option("--plot", type=PATH, default=None, metavar="FILE",
               help="Also draw the results as a chart (.png, .svg, .pdf; needs zcio[plot]).")
 @click.option("--dir", "directory", default=None,
-              type=click.Path(exists=True, file_okay=False, writable=True),
+              type=PATH,
               help="Where to put the test file (default: the temp directory).")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 def bench(size: int, rounds: int, chunk: int, to: str, plot: str | None,
@@ -282,7 +282,7 @@ def bench(size: int, rounds: int, chunk: int, to: str, plot: str | None,
     file, copies it by copy_file_range, sendfile, mmap and read/write.
 
     \b
-    Prints one table: speed, the sender's CPU per GB, context switches, system calls
+    Prints one table: speed, the sender's CPU per GiB, context switches, system calls
     and bytes that crossed user space, beside the posts' model of copies and mode
     switches. Every transfer is verified (size and CRC-32); exit status 1 if any
     method delivered wrong bytes.

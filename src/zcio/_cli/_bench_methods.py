@@ -32,7 +32,7 @@ from .._transfer import transfer
 __all__ = ["GB", "MIB", "MMAP_WINDOW", "Model", "Method", "Failed", "Unavailable",
            "SOCKET_METHODS", "FILE_METHODS"]
 
-GB = 10**9  # GB/s and CPU s/GB use decimal gigabytes
+GB = 10**9  # the JSON's GB/s and CPU s/GB are decimal; the table and chart show GiB
 MIB = 1 << 20
 MMAP_WINDOW = 8 * MIB  # the JDK's transferTo mapping window
 

@@ -6,7 +6,7 @@ import sys
 import textwrap
 from typing import TYPE_CHECKING, Any
 
-from ._bench_methods import MIB, MMAP_WINDOW
+from ._bench_methods import GB, MIB, MMAP_WINDOW
 
 if TYPE_CHECKING:
     from ._bench import Outcome, Run
@@ -14,6 +14,17 @@ if TYPE_CHECKING:
 __all__ = ["render_table", "draw_plot"]
 
 _NOTE_WIDTH = 100
+GIB = 1 << 30  # what a person reads is binary, as every size and speed of the CLI
+
+
+def _gibps(gb_per_s: float) -> float:
+    """A measured GB/s (the JSON's unit, 10^9 bytes) in GiB/s."""
+    return gb_per_s * GB / GIB
+
+
+def _per_gib(per_gb: float) -> float:
+    """A measured cost per GB (10^9 bytes) per GiB."""
+    return per_gb * GIB / GB
 
 
 def _size(n: int) -> str:
@@ -42,8 +53,9 @@ def _row(o: Outcome) -> list[str]:
     s = o.summary()
     if s is None:
         return [m.label, "FAILED" if o.status == "failed" else "n/a", "", "", "", "", *model]
-    return [m.label, f"{s['gb_per_s']:.2f}",
-            f"{s['user_cpu_s_per_gb']:.3f} + {s['system_cpu_s_per_gb']:.3f}",
+    return [m.label, f"{_gibps(s['gb_per_s']):.2f}",
+            f"{_per_gib(s['user_cpu_s_per_gb']):.3f} + "
+            f"{_per_gib(s['system_cpu_s_per_gb']):.3f}",
             f"{s['voluntary_switches']:.0f} / {s['involuntary_switches']:.0f}",
             f"{s['syscalls']:.0f}", f"{s['user_space_crossings']:.2f}x", *model]
 
@@ -56,10 +68,10 @@ def _notes(run: Run, plot: str | None) -> list[tuple[str, str]]:
             if socket else "from the start of the copy to its last byte written (to the "
             "page cache, not synced)")
     notes = [
-        ("GB/s", f"{size} / wall time {span}; GB = 10^9 bytes."
+        ("GiB/s", f"{size} / wall time {span}; GiB = 2^30 bytes (--json: GB, 10^9)."
          + (" The receiver checks every byte (CRC-32), which caps the speed at what one "
             "core can receive and check." if socket else "")),
-        ("CPU s/GB", f"{_who(run)}'s CPU seconds per GB (getrusage), in user and in system "
+        ("CPU s/GiB", f"{_who(run)}'s CPU seconds per GiB (getrusage), in user and in system "
          "mode" + ("; the receiver's CPU is not in it." if socket else ".")),
         ("switches", f"{_who(run)}'s scheduler context switches per {size}: voluntary (it "
          "waited) and involuntary (it was preempted)."),
@@ -123,7 +135,7 @@ def render_table(run: Run, plot: str | None) -> None:
     console.print(f"[bold]{title}[/bold]\n{subtitle}\n")
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
     table.add_column("method", no_wrap=True)
-    for name in ("GB/s", "CPU s/GB\nuser + sys", "switches\nvol. / invol.", "syscalls",
+    for name in ("GiB/s", "CPU s/GiB\nuser + sys", "switches\nvol. / invol.", "syscalls",
                  "crossed\nuser space"):
         table.add_column(name, justify="right", no_wrap=True)
     table.add_column("model copies\nDMA + CPU", justify="center", style="cyan", no_wrap=True)
@@ -143,7 +155,7 @@ def render_table(run: Run, plot: str | None) -> None:
 
 
 def draw_plot(run: Run, path: str) -> None:
-    """Draw GB/s (with every round as a dot) and CPU s/GB (user + system) per method."""
+    """Draw GiB/s (with every round as a dot) and CPU s/GiB (user + system) per method."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -159,24 +171,25 @@ def draw_plot(run: Run, path: str) -> None:
               else "1 round")
     fig.suptitle(f"{title.removeprefix('zcio bench: ')}\n{rounds}; Linux {run.kernel}, "
                  f"{run.cpus} CPUs", fontsize=11)
-    gbps = [_get(o, "gb_per_s") for o in outcomes]
+    gbps = [_gibps(_get(o, "gb_per_s")) for o in outcomes]
     colors = [_color(_get(o, "user_space_crossings")) for o in outcomes]
     speed.barh(ys, gbps, color=colors, height=0.6)
     for y, o in zip(ys, outcomes, strict=True):
-        speed.plot([s.gbps for s in o.samples], [y] * len(o.samples), "o", color="black",
+        speed.plot([_gibps(s.gbps) for s in o.samples], [y] * len(o.samples), "o", color="black",
                    markersize=3, alpha=0.6)
-    ends = [max([v, *(s.gbps for s in o.samples)]) for v, o in zip(gbps, outcomes, strict=True)]
+    ends = [max([v, *(_gibps(s.gbps) for s in o.samples)])
+            for v, o in zip(gbps, outcomes, strict=True)]
     _annotate(speed, outcomes, gbps, ends, "{:.2f}")
-    speed.set_xlabel("GB/s (higher is better)")
+    speed.set_xlabel("GiB/s (higher is better)")
     speed.set_title("speed", loc="left", fontsize=10)
     speed.set_yticks(list(ys), labels)
-    user = [_get(o, "user_cpu_s_per_gb") for o in outcomes]
-    system = [_get(o, "system_cpu_s_per_gb") for o in outcomes]
+    user = [_per_gib(_get(o, "user_cpu_s_per_gb")) for o in outcomes]
+    system = [_per_gib(_get(o, "system_cpu_s_per_gb")) for o in outcomes]
     cpu.barh(ys, user, color="#dd8452", height=0.6, label="user")
     cpu.barh(ys, system, left=user, color="#c44e52", height=0.6, label="system")
     total = [u + s for u, s in zip(user, system, strict=True)]
     _annotate(cpu, outcomes, total, total, "{:.3f}")
-    cpu.set_xlabel("CPU seconds per GB (lower is better)")
+    cpu.set_xlabel("CPU seconds per GiB (lower is better)")
     cpu.set_title(f"{_who(run)}'s CPU", loc="left", fontsize=10)
     cpu.legend(loc="lower right", bbox_to_anchor=(1, 1), ncol=2, fontsize=8, frameon=False)
     for ax in (speed, cpu):

@@ -2,31 +2,44 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from .._direct import parse_size
-from .._errors import ZcioError
+from .._errors import TransferError, ZcioError
 
-__all__ = ["SIZE", "HOST_PORT", "fail_line", "emit_json", "progress", "Progress",
-           "human_size"]
+if TYPE_CHECKING:
+    from .._file_channel import FileChannel
+
+__all__ = ["SIZE", "HOST_PORT", "PATH", "fail_line", "emit_json", "progress", "Progress",
+           "human_size", "human_rate", "copy_to_end"]
 
 
-def human_size(n: float) -> str:
-    """``1536`` -> ``"1.5 KiB"``, ``4096`` -> ``"4 KiB"``, ``17`` -> ``"17 B"``."""
+def human_size(n: float, digits: int = 1) -> str:
+    """``1536`` -> ``"1.5 KiB"``, ``4096`` -> ``"4 KiB"``, ``17`` -> ``"17 B"``.
+
+    The CLI's one unit system: binary (KiB = 1024 bytes), in summaries, progress bars
+    and speeds alike.  ``digits`` after the point when not a whole number.
+    """
     if n < 1024:
         return f"{int(n)} B"
     for unit in ("KiB", "MiB", "GiB", "TiB"):
         n /= 1024
         if n < 1024 or unit == "TiB":
             break
-    return f"{n:.0f} {unit}" if n == int(n) else f"{n:.1f} {unit}"
+    return f"{n:.0f} {unit}" if n == int(n) else f"{n:.{digits}f} {unit}"
+
+
+def human_rate(n: int, seconds: float) -> str:
+    """``n`` bytes in ``seconds`` as a binary speed, ``"1.25 GiB/s"``; ``"-"`` for no time."""
+    return f"{human_size(n / seconds, 2)}/s" if seconds > 0 else "-"
 
 
 class SizeType(click.ParamType):  # type: ignore[type-arg]  # generic only in click>=8.4
@@ -64,6 +77,11 @@ class HostPortType(click.ParamType):  # type: ignore[type-arg]
 SIZE = SizeType()
 HOST_PORT = HostPortType()
 
+#: A path argument click leaves alone (click's default checks that an existing path is
+#: readable, a usage error): the command opens it, and whatever the file system refuses
+#: (missing, unreadable, not a directory) is a failure, exit status 1.
+PATH: click.Path = click.Path(path_type=str, readable=False)
+
 
 def fail_line(error: BaseException, prefix: str = "zcio") -> None:
     """Print one line for an error: what failed and on which file, no traceback."""
@@ -92,16 +110,15 @@ class Progress:
                 BarColumn,
                 DownloadColumn,
                 TimeRemainingColumn,
-                TransferSpeedColumn,
             )
             from rich.progress import (
                 Progress as RichProgress,
             )
 
             self._bar = RichProgress(
-                "[progress.description]{task.description}", BarColumn(), DownloadColumn(),
-                TransferSpeedColumn(), TimeRemainingColumn(), transient=True,
-                console=_stderr_console(),
+                "[progress.description]{task.description}", BarColumn(),
+                DownloadColumn(binary_units=True), _speed_column(), TimeRemainingColumn(),
+                transient=True, console=_stderr_console(),
             )
             self._task = self._bar.add_task(description, total=total)
 
@@ -119,10 +136,58 @@ class Progress:
             self._bar.stop()
 
 
+def _speed_column() -> Any:
+    """rich's TransferSpeedColumn in binary units (rich's own says MB/s)."""
+    from rich.progress import ProgressColumn
+    from rich.text import Text
+
+    class BinarySpeedColumn(ProgressColumn):
+        def render(self, task: Any) -> Text:
+            speed = task.finished_speed or task.speed
+            text = "?" if speed is None else f"{human_size(speed, 1)}/s"
+            return Text(text, style="progress.data.speed")
+
+    return BinarySpeedColumn()
+
+
 def _stderr_console() -> Any:
     from rich.console import Console
 
     return Console(stderr=True)
+
+
+def copy_to_end(src: FileChannel, dst: FileChannel, position: int, bar: Progress) -> int:
+    """Copy ``src`` from ``position`` until read(2) says it ended, into ``dst`` at the
+    same offset; returns the bytes copied.  Both channels' positions end at the end.
+
+    For the bytes past the size fstat reported: a procfs, sysfs or FUSE file that says
+    it holds 0 bytes, or a file that grew.  Only read(2)'s 0 means the end there
+    (copy_file_range answers 0 at once on procfs), so this is always the read/write
+    path, asked for an explicit count (a transfer of "all" stops at the size): the
+    engine's TransferError "source ended" after 0 bytes is the end; after some bytes,
+    they are counted and the next call says whether it was the end or an error (which
+    then comes as a plain OSError, the file's name unknown).
+
+    Syscalls: ``pread``/``pwrite`` (1 MiB at a time) through ``zcio.transfer``.
+    """
+    from .._transfer import transfer
+
+    src.position(position)
+    dst.position(position)
+    at = position
+    while True:
+        try:
+            n = transfer(src, dst, _TO_END_STEP, path="read_write")
+        except TransferError as e:
+            if e.transferred == 0 and e.errno == errno.ENODATA:
+                break  # read(2) returned 0
+            n = e.transferred
+        at += n
+        bar.advance(n)
+    return at - position
+
+
+_TO_END_STEP = 16 << 20  # bytes per transfer call in copy_to_end: the bar moves
 
 
 @contextmanager

@@ -4,7 +4,10 @@ The ladder: a reflink (``FICLONE``: nothing copied, the blocks are shared), then
 ``zcio.transfer``'s own (copy_file_range, sendfile, mmap+write, read/write).  Only the
 source's data extents are transferred (a ``SEEK_DATA``/``SEEK_HOLE`` walk), in chunks of
 64 MiB so the progress bar moves, and the copy is cut to the source's size at the end,
-so holes stay holes.
+so holes stay holes.  Then read(2) continues from there to the real end: procfs files
+say 0 bytes and sysfs files a page whatever they hold, and a file may grow while it is
+copied; the copy is what was read, to the byte.  A source that is smaller at the end
+than at the start shrank under the copy: an error, never a short or zero-padded copy.
 
 The copy goes to a new temporary file beside DST (``O_EXCL``, a random name), which
 replaces DST with ``rename(2)`` only once complete: on any error, Ctrl-C, SIGTERM or
@@ -33,11 +36,19 @@ from typing import Any
 import click
 
 from .. import _reflink
-from .._errors import IllegalArgumentError
+from .._errors import IllegalArgumentError, TransferError
 from .._file_channel import FileChannel, OpenOption
 from .._metrics import PathStats, measure
 from .._transfer import PATHS, transfer
-from ._common import emit_json, human_size, progress
+from ._common import (
+    PATH,
+    Progress,
+    copy_to_end,
+    emit_json,
+    human_rate,
+    human_size,
+    progress,
+)
 
 __all__ = ["cp", "copy_file", "CopyResult", "METHODS", "human_size", "data_extents"]
 
@@ -178,10 +189,16 @@ def data_extents(fd: int, size: int) -> Iterator[tuple[int, int]]:
 
 
 def _copy_data(src: FileChannel, dst: FileChannel, size: int, method: str, target: str,
-               show_progress: bool) -> int:
-    """Fill ``dst`` (to become ``target``) with ``src``'s content.
+               show_progress: bool, src_path: str) -> tuple[int, int]:
+    """Fill ``dst`` (to become ``target``) with ``src``'s content: its data extents up to
+    ``size`` (what fstat said), then read(2) from where they ended to the real end.
 
-    Returns the data bytes written or cloned.
+    The real end differs for pseudo files (procfs says 0 bytes, sysfs 4096 whatever it
+    holds; copy_file_range may even answer 0 there) and for a file that grows; the copy
+    gets what read(2) gave, to the byte.  A file that is smaller at the end than at the
+    start shrank while being read: an error, never a silently short or padded copy.
+
+    Returns (data bytes written or cloned, the copy's length).
     """
     path = METHODS[method]
     if path in (None, "reflink"):
@@ -190,24 +207,45 @@ def _copy_data(src: FileChannel, dst: FileChannel, size: int, method: str, targe
                 _reflink.reflink(src.fileno(), dst.fileno())
             except OSError as e:
                 raise OSError(e.errno, f"reflink refused: {e.strerror}", target) from None
-            return size
-        if _reflink.try_reflink(src.fileno(), dst.fileno()):
-            return size
+            return (n := dst.size()), n
+        if size and _reflink.try_reflink(src.fileno(), dst.fileno()):
+            return (n := dst.size()), n
     extents = list(data_extents(src.fileno(), size))
     total = sum(n for _, n in extents)
     label = f"cp {os.path.basename(target)}"
-    with progress(total, label, enabled=show_progress) as bar:
-        for start, length in extents:
-            pos, end = start, start + length
-            while pos < end:
-                n = min(CHUNK, end - pos)
-                src.position(pos)
-                dst.position(pos)
+    with progress(total or None, label, enabled=show_progress) as bar:
+        end = _copy_extents(src, dst, extents, path, bar)
+        if end is None:
+            end = size
+        else:  # the data ended early: a pseudo file's size, or the file shrank
+            total = sum(max(0, min(end, s + n) - s) for s, n in extents)
+        os.ftruncate(dst.fileno(), end)  # the trailing hole, if any
+        more = copy_to_end(src, dst, end, bar)
+    if (now := src.size()) < size:
+        raise OSError(errno.ENODATA, f"file shrank while being copied (from {size:,} to "
+                                     f"{now:,} bytes); nothing written", src_path)
+    return total + more, end + more
+
+
+def _copy_extents(src: FileChannel, dst: FileChannel, extents: list[tuple[int, int]],
+                  path: str | None, bar: Progress) -> int | None:
+    """Transfer each extent at its offset; None, or the offset where the source ended."""
+    for start, length in extents:
+        pos, end = start, start + length
+        while pos < end:
+            n = min(CHUNK, end - pos)
+            src.position(pos)
+            dst.position(pos)
+            try:
                 transfer(src, dst, n, path=path)
-                pos += n
-                bar.advance(n)
-    os.ftruncate(dst.fileno(), size)  # the trailing hole, if any
-    return total
+            except TransferError as e:
+                if e.errno != errno.ENODATA:  # anything but "the source ended"
+                    raise
+                bar.advance(e.transferred)
+                return pos + e.transferred
+            pos += n
+            bar.advance(n)
+    return None
 
 
 def _apply_metadata(fd: int, src_st: os.stat_result, dst_st: os.stat_result | None,
@@ -259,8 +297,9 @@ def copy_file(src: str, dst: str, method: str = "auto", preserve: bool = False,
     Raises OSError (or a ZcioError) with nothing changed at ``dst`` on any failure.
 
     Syscalls: ``ioctl(FICLONE)``, then ``lseek(SEEK_DATA/SEEK_HOLE)`` and the transfer
-    ladder per extent, ``ftruncate``, ``fchmod``/``fchown``/``utimensat``, ``fsync``
-    with ``--sync``, ``rename``.
+    ladder per extent, ``ftruncate``, ``pread``/``pwrite`` until ``pread`` returns 0,
+    ``fstat`` (the size again: a shrink is an error), ``fchmod``/``fchown``/
+    ``utimensat``, ``fsync`` with ``--sync``, ``rename``.
     """
     if method not in METHODS:
         raise IllegalArgumentError(f"unknown method {method!r}; one of {', '.join(METHODS)}")
@@ -274,8 +313,8 @@ def copy_file(src: str, dst: str, method: str = "auto", preserve: bool = False,
         try:
             with tmp, measure() as m:
                 try:
-                    data = _copy_data(src_ch, tmp, st.st_size, method, target,
-                                      show_progress)
+                    data, length = _copy_data(src_ch, tmp, st.st_size, method, target,
+                                              show_progress, src)
                     _apply_metadata(tmp.fileno(), st, dst_st, preserve)
                     if sync:
                         os.fsync(tmp.fileno())
@@ -291,9 +330,10 @@ def copy_file(src: str, dst: str, method: str = "auto", preserve: bool = False,
             if not replaced:
                 with contextlib.suppress(OSError):
                     os.unlink(tmp_path)
-    ran = {name: m.paths[name] for name in ("reflink", *PATHS)
-           if name in m.paths and m.paths[name].operations}
-    return CopyResult(src, target, st.st_size, data, m.wall_seconds, ran)
+    ran = {name: s for name in ("reflink", *PATHS)  # the read(2) that found the end: not
+           if (s := m.paths.get(name)) and s.operations  # a path that moved anything
+           and (name == "reflink" or s.kernel_bytes or s.user_bytes)}
+    return CopyResult(src, target, length, data, m.wall_seconds, ran)
 
 
 def _fsync_dir(directory: str) -> None:
@@ -309,7 +349,7 @@ def _fsync_dir(directory: str) -> None:
 
 def _summary(r: CopyResult) -> str:
     how = ", ".join(r.paths) or "nothing to copy"
-    rate = f", {r.gb_per_s:.2f} GB/s" if r.gb_per_s is not None and r.data_bytes else ""
+    rate = f", {human_rate(r.data_bytes, r.seconds)}" if r.data_bytes and r.seconds else ""
     holes = f" ({human_size(r.holes)} of holes kept)" if r.holes else ""
     moved = [f"{name}: {human_size(s.kernel_bytes)} in the kernel, "
              f"{human_size(s.user_bytes)} through user space"
@@ -320,8 +360,8 @@ def _summary(r: CopyResult) -> str:
 
 
 @click.command("cp")
-@click.argument("src", type=click.Path(path_type=str))
-@click.argument("dst", type=click.Path(path_type=str))
+@click.argument("src", type=PATH)
+@click.argument("dst", type=PATH)
 @click.option("--method", type=click.Choice(list(METHODS)), default="auto",
               show_default=True,
               help="Force one path; 'auto' tries reflink, then copy_file_range, sendfile, "

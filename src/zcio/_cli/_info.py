@@ -28,7 +28,7 @@ from .._direct import PAGE_SIZE, max_direct_memory, parse_size
 from .._errors import ZcioError
 from .._pipe import pipe_max_size
 from .._transfer import default_ladder
-from ._common import emit_json, human_size
+from ._common import PATH, emit_json, human_size
 
 __all__ = ["info", "gather"]
 
@@ -300,7 +300,7 @@ def render(report: dict[str, dict[str, Any]]) -> str:
 
 
 @click.command("info")
-@click.argument("path", default=".", type=click.Path(path_type=str))
+@click.argument("path", default=".", type=PATH)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def info(path: str, as_json: bool) -> None:
     """What this machine offers for zero-copy I/O, and what zcio will use.

@@ -25,6 +25,7 @@ from typing import TextIO
 import click
 
 from ..serve import FileServer
+from ._common import PATH
 
 __all__ = ["serve"]
 
@@ -51,8 +52,7 @@ def _log_stream(access_log: str | None, quiet: bool) -> Iterator[TextIO | None]:
 
 
 @click.command("serve")
-@click.argument("directory", default=".",
-                type=click.Path(exists=True, file_okay=False, dir_okay=True))
+@click.argument("directory", default=".", type=PATH)
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on (0.0.0.0 or :: for every interface).")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535),
@@ -90,6 +90,8 @@ def serve(directory: str, host: str, port: int, workers: int, list_directories: 
           quiet: bool, max_connections: int, idle_timeout: float, request_timeout: float,
           send_timeout: float, shutdown_timeout: float, as_json: bool) -> None:
     """Serve DIRECTORY (default: the current one) over HTTP/1.1 until SIGTERM/SIGINT/SIGHUP."""
+    # Missing, not a directory, unreadable: one line and exit 1, before anything starts.
+    os.close(os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
     _raise_fd_limit(max_connections + 256)
     with _log_stream(access_log, quiet) as log:
         try:

@@ -1,15 +1,16 @@
 """``zcio send FILE HOST:PORT`` and ``zcio recv PORT DEST``: one file over TCP, verified.
 
-The sender announces the file (base name, size, SHA-256 of the whole file; see
-``_wire`` for the bytes), the receiver answers with how much it already has, the
-sender moves the rest with ``zcio.transfer`` (sendfile; read/write to a peer on this
-host, where the engine measured it faster; ``--path`` forces one) and the receiver
-splices it into ``DEST/.NAME.zcio-part``.  The receiver then reads the whole partial
-file back, and only if its digest matches renames it to ``DEST/NAME``
-(``os.replace``, after ``fdatasync``) and tells the sender, whose exit status is 0
-only then.  A mismatch deletes the partial file; every other failure (a killed peer,
-a full disk) keeps it for the next attempt, which resumes where it stopped.  A final
-name never holds a truncated or unverified file.
+The sender announces the file (base name, size, SHA-256 of the whole file; see ``_wire``
+for the bytes; a file that says it holds 0 bytes, as procfs files do, is first read to
+its end into a temporary file, which is what is announced and sent), the receiver
+answers with how much it already has, the sender moves the rest with ``zcio.transfer``
+(sendfile; read/write to a peer on this host, where the engine measured it faster;
+``--path`` forces one) and the receiver splices it into ``DEST/.NAME.zcio-part``.  The
+receiver then reads the whole partial file back, and only if its digest matches renames
+it to ``DEST/NAME`` (``os.replace``, after ``fdatasync``) and tells the sender, whose
+exit status is 0 only then.  A mismatch deletes the partial file; every other failure (a
+killed peer, a full disk) keeps it for the next attempt, which resumes where it stopped.
+A final name never holds a truncated or unverified file.
 
 The receiver's state lives beside the partial file, in ``DEST/.NAME.zcio-head``: the
 sender's header, so a prefix is reused only for the same name, size and digest.
@@ -43,6 +44,7 @@ import select
 import socket
 import stat
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -57,7 +59,17 @@ from .._file_channel import FileChannel
 from .._metrics import Measurement, measure
 from .._socket_channel import ServerSocketChannel, SocketChannel
 from .._transfer import transfer
-from ._common import HOST_PORT, SIZE, Progress, emit_json, fail_line, progress
+from ._common import (
+    HOST_PORT,
+    PATH,
+    SIZE,
+    Progress,
+    copy_to_end,
+    emit_json,
+    fail_line,
+    human_rate,
+    progress,
+)
 from ._wire import (
     HEAD_SUFFIX,
     NEED_DATA,
@@ -83,9 +95,10 @@ __all__ = ["send", "recv"]
 CHUNK = 16 << 20  # bytes per transfer call: progress and the sender's check for an ABORT
 HASH_CHUNK = 1 << 20
 DRAIN_SECONDS = 5.0  # how long a failing receiver keeps reading so its ABORT is seen
-VERIFY_RATE = 50e6  # bytes/s a receiver reads back at least: bounds the wait for a verdict
+VERIFY_RATE = 48 << 20  # bytes/s a receiver reads back at least: bounds the verdict wait
 SEND_PATHS = ("sendfile", "splice", "mmap_write", "read_write")  # file -> socket
 RECV_PATHS = ("splice", "read_write")  # socket -> file
+_PAGE = os.sysconf("SC_PAGE_SIZE")
 _DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EROFS}
 
 
@@ -234,7 +247,7 @@ def _report(m: Measurement, header: Header, offset: int) -> dict[str, Any]:
 def _human(verb: str, r: dict[str, Any], where: str) -> str:
     resumed = (f" ({r['moved']:,} moved, resumed from {r['resumed_from']:,})"
                if r["resumed_from"] else "")
-    speed = f" ({r['gb_per_s']} GB/s)" if r["gb_per_s"] is not None else ""
+    speed = f" ({human_rate(r['moved'], r['seconds'])})" if r["seconds"] else ""
     return (f"{verb} {r['name']} {where}: {r['bytes']:,} bytes{resumed} in "
             f"{r['seconds']:.3f} s{speed} via {r['path']}; "
             f"{r['checksum'].split(':')[0]} verified")
@@ -244,12 +257,41 @@ def _human(verb: str, r: dict[str, Any], where: str) -> str:
 
 
 def _open_source(file: str) -> FileChannel:
+    """FILE, open for reading; or, when it says it holds 0 bytes, what read(2) gives.
+
+    A header announces the size before the body, and procfs and some FUSE files say 0
+    whatever they hold, sysfs a page: a file of 0 bytes, or of at most a page with no
+    block on disk, is read to its end first, into an unnamed temporary file (in
+    ``$TMPDIR``), which is what is hashed and sent.  Any other file whose data ends
+    before its size fails the checksum pass with the offset where it ended; a
+    non-regular file is refused.  Never an empty "verified" file for one that had bytes.
+
+    Syscalls: ``stat``, ``open``, ``fstat``; for such a file ``mkstemp``+``unlink`` in
+    ``$TMPDIR`` and ``pread``/``pwrite`` to the end (a full ``$TMPDIR`` fails, exit 1).
+    """
     st = os.stat(file)
     if stat.S_ISDIR(st.st_mode):
         raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), file)
     if not stat.S_ISREG(st.st_mode):
         raise OSError(errno.EINVAL, "not a regular file", file)
-    return FileChannel.open(file)
+    fc = FileChannel.open(file)
+    st = os.fstat(fc.fileno())
+    if st.st_size != 0 and (st.st_blocks or st.st_size > _PAGE):
+        return fc
+    with fc:
+        fd, name = tempfile.mkstemp(prefix=".zcio-send-")
+        os.unlink(name)
+        spool = FileChannel(fd, True, True, name)
+        try:
+            with progress(None, f"read {os.path.basename(file)}") as bar:
+                copy_to_end(fc, spool, 0, bar)
+        except BaseException as e:
+            spool.close()
+            if isinstance(e, OSError) and e.filename is None:
+                raise OSError(e.errno, f"{e.strerror} (reading it into "
+                                       f"{tempfile.gettempdir()})", file) from None
+            raise
+        return spool
 
 
 def _connect(host: str, port: int, timeout: float) -> SocketChannel:
@@ -283,7 +325,7 @@ def _lost(ch: SocketChannel, proto: Sender, where: str, error: OSError) -> Trans
 
 
 @click.command("send")
-@click.argument("file", type=click.Path(path_type=str))
+@click.argument("file", type=PATH)
 @click.argument("address", metavar="HOST:PORT", type=HOST_PORT)
 @click.option("--name", help="Name on the receiver (default: FILE's base name).")
 @click.option("--rate", type=SIZE, help="Limit to this many bytes a second (e.g. 50m).")
@@ -292,7 +334,7 @@ def _lost(ch: SocketChannel, proto: Sender, where: str, error: OSError) -> Trans
               "read/write to a peer on this host, where it measures faster).")
 @click.option("--timeout", type=click.FloatRange(0, min_open=True), default=10.0,
               show_default=True, help="Seconds to wait to connect, for an answer, and "
-              "for progress while sending (the verdict may take size/50 MB/s longer).")
+              "for progress while sending (the verdict may take size/48 MiB/s longer).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def send(file: str, address: tuple[str, int], name: str | None, rate: int | None,
          force_path: str | None, timeout: float, as_json: bool) -> None:
@@ -682,7 +724,7 @@ def _emit_line(as_json: bool, event: str, data: dict[str, Any], text: str) -> No
 
 @click.command("recv")
 @click.argument("port", type=click.IntRange(0, 65535))
-@click.argument("dest", type=click.Path(path_type=str))
+@click.argument("dest", type=PATH)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--keep", is_flag=True, help="Serve senders until interrupted, several at "
               "once (default: exit after one).")
