@@ -795,3 +795,28 @@ def test_transfer_to_positions_on_every_rung(tmp_path: Path, path: str, fail: bo
                 assert moved == SMALL - 500
         assert (src.position(), dst.position()) == (77, 4 + moved)
     assert (tmp_path / "d").read_bytes() == b"0123" + data[500 : 500 + moved]
+
+
+class _ChunkReader:
+    """A channel object without a descriptor: ``read(ByteBuffer)`` in short pieces."""
+
+    def __init__(self, data: bytes, piece: int = 7) -> None:
+        self.data, self.at, self.piece = data, 0, piece
+
+    def read(self, buf: zcio.ByteBuffer) -> int:
+        if self.at >= len(self.data):
+            return -1
+        n = min(buf.remaining(), len(self.data) - self.at, self.piece)
+        buf.put(self.data[self.at : self.at + n])
+        self.at += n
+        return n
+
+
+def test_a_channel_object_source_delivers_its_own_bytes(tmp_path: Path) -> None:
+    """The relay reads through ``obj.read(buf)``, which moves the buffer's position: the
+    bytes written must be the ones read, not what lies after them."""
+    data = os.urandom(100_003)
+    with FileChannel.open(tmp_path / "d", W, OpenOption.CREATE) as dst:
+        assert zcio.transfer(_ChunkReader(data), dst, len(data)) == len(data)
+        assert dst.position() == len(data)
+    assert (tmp_path / "d").read_bytes() == data

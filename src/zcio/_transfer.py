@@ -464,6 +464,7 @@ class _Transfer:
             if n == 0 and buf.has_remaining():
                 raise _WouldBlock(src, select.POLLIN)
             n = max(n, 0)
+            buf.position(0)  # the object's read advanced it: the bytes are [0, n)
         else:
             with buf.memoryview() as view:
                 try:
