@@ -89,6 +89,19 @@ def session_seed() -> int:
     return int(value) if value else random.SystemRandom().randrange(2**32)
 
 
+def announce_seed(request: pytest.FixtureRequest, what: str) -> int:
+    """:func:`session_seed`, written to the terminal even when output is captured."""
+    value = session_seed()
+    line = f"\n{what}: {SEED_VARIABLE}={value}"
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    if capture is None:
+        print(line)
+    else:
+        with capture.global_and_fixture_disabled():
+            print(line)
+    return value
+
+
 # -- the Java side -------------------------------------------------------------------------
 
 

@@ -22,9 +22,9 @@ from jdk_oracle import (
     Generator,
     JavaOracle,
     Mismatch,
+    announce_seed,
     first_mismatch,
     require_java_tools,
-    session_seed,
     shrink,
 )
 
@@ -45,15 +45,7 @@ def oracle(tmp_path_factory: pytest.TempPathFactory) -> JavaOracle:
 @pytest.fixture(scope="session")
 def seed(request: pytest.FixtureRequest) -> int:
     """The run's seed, written to the terminal even when output is captured."""
-    value = session_seed()
-    line = f"\nJDK differential tests: {SEED_VARIABLE}={value}"
-    capture = request.config.pluginmanager.get_plugin("capturemanager")
-    if capture is None:
-        print(line)
-    else:
-        with capture.global_and_fixture_disabled():
-            print(line)
-    return value
+    return announce_seed(request, "JDK differential tests")
 
 
 def _check_batch(

@@ -26,9 +26,9 @@ from jdk_oracle import (
     SEED_VARIABLE,
     JavaOracle,
     Mismatch,
+    announce_seed,
     first_mismatch,
     missing_java_tools,
-    session_seed,
     shrink,
 )
 
@@ -65,15 +65,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[JavaOracle
 
 @pytest.fixture(scope="module")
 def seed(request: pytest.FixtureRequest) -> int:
-    value = session_seed()
-    line = f"\nJDK FileChannel differential: {SEED_VARIABLE}={value}"
-    capture = request.config.pluginmanager.get_plugin("capturemanager")
-    if capture is None:
-        print(line)
-    else:
-        with capture.global_and_fixture_disabled():
-            print(line)
-    return value
+    return announce_seed(request, "JDK FileChannel differential")
 
 
 def _report(oracle: JavaOracle, runner: FileRunner, seed: int, batch: int, total: int,
