@@ -42,6 +42,7 @@ avoids the fault altogether.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import errno
 import mmap
@@ -370,8 +371,6 @@ def _grow_reserved(fd: int, start: int, end: int, old_size: int) -> bool:
 
 def _shrink_back(fd: int, old_size: int) -> None:
     """Undo a grow: cut the file back to ``old_size`` if it is longer now."""
-    try:
+    with contextlib.suppress(OSError):  # the original error is the one to report
         if os.fstat(fd).st_size > old_size:
             os.ftruncate(fd, old_size)
-    except OSError:
-        pass  # the original error is the one to report
