@@ -19,23 +19,19 @@ Python differences, on purpose: ``get()`` returns Java's signed byte and
 from __future__ import annotations
 
 import builtins
-import struct
 import sys
-from typing import TYPE_CHECKING, Any, ClassVar, Self, overload
+from typing import TYPE_CHECKING, Any, Self, overload
 
-from ._buffer import Buffer, check_from_index_size, check_int, is_int
-from ._codec import CODECS, Codec, pack
+from . import _guard, _views
+from ._access import ByteAccess, byte_view, signed
+from ._buffer import check_from_index_size, check_int
+from ._codec import CODECS
 from ._errors import (
-    BufferOverflowError,
-    BufferUnderflowError,
     IllegalArgumentError,
     IndexOutOfBoundsError,
     ReadOnlyBufferError,
     UnsupportedOperationError,
 )
-from ._guard import copy as _guarded_copy
-from ._guard import mismatch
-from ._guard import read as _guarded_read
 from ._memory import DirectMemory, HeapMemory, Memory
 from ._order import ByteOrder
 
@@ -51,24 +47,11 @@ if TYPE_CHECKING:
     )
     from ._types import Buffer as BytesLike
 
-__all__ = ["ByteBuffer"]
+__all__ = ["ByteBuffer", "byte_view", "check_capacity", "other_buffer"]
 
 _BIG = ByteOrder.BIG_ENDIAN
-#: Index of the first differing byte of two views (within the shorter), or -1; guarded.
-_first_difference = mismatch
 _BE = CODECS[_BIG]
-
-
-def byte_view(obj: Any, writable: bool = False) -> memoryview:
-    """A flat unsigned-byte memoryview of a bytes-like object (TypeError otherwise)."""
-    mv = memoryview(obj)
-    if mv.format != "B" or mv.ndim != 1:
-        if not mv.c_contiguous:
-            raise TypeError("bytes-like object must be C-contiguous")
-        mv = mv.cast("B")
-    if writable and mv.readonly:
-        raise TypeError(f"destination {type(obj).__name__} is read-only")
-    return mv
+_signed = signed  # the old private name (zcio._mapped imported it)
 
 
 def check_capacity(capacity: object) -> int:
@@ -89,30 +72,18 @@ def other_buffer(that: object, what: str) -> ByteBuffer:
     return that
 
 
-def _signed(v: int) -> int:
-    return v - 256 if v > 127 else v
-
-
-class ByteBuffer(Buffer):
+class ByteBuffer(ByteAccess):
     """A byte buffer with Java's semantics; see the module docstring for the rules.
+
+    The gets and puts are ``zcio._access.ByteAccess``'s; this class adds the
+    factories, the derived buffers, the comparisons and the Python views.
 
     >>> buf = ByteBuffer.allocate(8).put_int(0x01020304).flip()
     >>> buf.get(), buf.remaining()
     (1, 3)
     """
 
-    __slots__ = ("_off", "_order", "_c", "_i32")
-
-    _off: int  # byte offset of this buffer's index 0 within its memory block
-    _order: ByteOrder
-    _c: Codec
-    _i32: struct.Struct  # _c.i32 in a slot: get_int/put_int are the hot paths
-    #: True for CompositeBuffer (zcio._composite): its bytes lie in several blocks, so
-    #: the comparisons and copies below hand a composite operand over to it.
-    _segmented: ClassVar[bool] = False
-    #: True for MappedByteBuffer (zcio._mapped): its memory can lose its file (SIGBUS),
-    #: so the bulk copies below go through zcio._guard when either side has it.
-    _guarded: ClassVar[bool] = False
+    __slots__ = ()
 
     # -- factories ----------------------------------------------------------------------
 
@@ -227,398 +198,6 @@ class ByteBuffer(Buffer):
         self._i32 = self._c.i32
         return self
 
-    # -- single bytes ---------------------------------------------------------------
-
-    @overload
-    def get(self, /) -> int: ...
-    @overload
-    def get(self, index: int, /) -> int: ...
-    @overload
-    def get(self, dst: BytesLike, offset: int = ..., length: int | None = ..., /) -> Self: ...
-    @overload
-    def get(
-        self, index: int, dst: BytesLike, offset: int = ..., length: int | None = ..., /
-    ) -> Self: ...
-    def get(self, a: Any = None, b: Any = None, c: Any = None, d: Any = None, /) -> Any:
-        """Read a byte, or many.
-
-        * ``get()``: the byte at position as a signed int (-128..127); position += 1.
-          BufferUnderflowError if position == limit.
-        * ``get(i)``: the byte at ``i``; IndexOutOfBoundsError unless ``0 <= i < limit``.
-        * ``get(dst, offset=0, length=None)``: copy ``length`` bytes (default: the
-          rest of ``dst``) into ``dst[offset:]``; position += length.
-          IndexOutOfBoundsError if the range does not fit ``dst``, then
-          BufferUnderflowError if ``length > remaining()``.
-        * ``get(index, dst, offset=0, length=None)``: the same from ``index``; position
-          unchanged; IndexOutOfBoundsError if either range does not fit.
-        """
-        if a is None:
-            p = self._pos
-            if p >= self._lim:
-                raise BufferUnderflowError(f"get() at position {p} = limit {self._lim}")
-            try:
-                v: int = self._mv[p]
-            except ValueError as e:
-                raise self._mem.translate(e) from None
-            self._pos = p + 1
-            return v - 256 if v > 127 else v
-        if type(a) is int or is_int(a):
-            if b is None:
-                i = self._check_index(a)
-                try:
-                    return _signed(self._mv[i])
-                except ValueError as e:
-                    raise self._mem.translate(e) from None
-            return self._get_bulk(a, b, c, d)
-        return self._get_bulk(None, a, b, c)
-
-    def _get_bulk(self, index: int | None, dst: Any, offset: Any, length: Any) -> Self:
-        dmv = byte_view(dst, writable=True)
-        offset = 0 if offset is None else check_int(offset, "offset")
-        length = len(dmv) - offset if length is None else check_int(length, "length")
-        if index is None:
-            check_from_index_size(offset, length, len(dmv))
-            p = self._pos
-            if length > self._lim - p:
-                raise BufferUnderflowError(
-                    f"get of {length} bytes with {self._lim - p} remaining"
-                )
-        else:
-            p = check_int(index, "index")
-            check_from_index_size(p, length, self._lim)
-            check_from_index_size(offset, length, len(dmv))
-        try:
-            if self._guarded:
-                _guarded_copy(dmv, offset, self._mv, p, length)
-            else:
-                dmv[offset : offset + length] = self._mv[p : p + length]
-        except ValueError as e:
-            raise self._mem.translate(e) from None
-        if index is None:
-            self._pos = p + length
-        return self
-
-    def get_unsigned_byte(self, index: int | None = None) -> int:
-        """Like ``get()``/``get(i)`` but 0..255 (Netty's ``getUnsignedByte``)."""
-        v = self.get() if index is None else self.get(check_int(index, "index"))
-        return v & 0xFF
-
-    @overload
-    def put(self, value: int, /) -> Self: ...
-    @overload
-    def put(self, index: int, value: int, /) -> Self: ...
-    @overload
-    def put(
-        self, src: BytesLike | ByteBuffer, offset: int = ..., length: int | None = ..., /
-    ) -> Self: ...
-    @overload
-    def put(
-        self,
-        index: int,
-        src: BytesLike | ByteBuffer,
-        offset: int = ...,
-        length: int | None = ...,
-        /,
-    ) -> Self: ...
-    def put(self, a: Any, b: Any = None, c: Any = None, d: Any = None, /) -> Self:
-        """Write a byte, or many.  ReadOnlyBufferError first if read-only.
-
-        * ``put(v)``: write ``v`` (-128..255) at position; position += 1.
-          BufferOverflowError if position == limit; IllegalArgumentError for other values.
-        * ``put(i, v)``: write at ``i``; IndexOutOfBoundsError unless ``0 <= i < limit``.
-        * ``put(src, offset=0, length=None)``: copy ``length`` bytes of a bytes-like
-          ``src`` from ``offset`` (default: the rest); position += length.
-          IndexOutOfBoundsError if the range does not fit ``src``, then
-          BufferOverflowError if ``length > remaining()``.
-        * ``put(src_buffer)``: copy ``src.remaining()`` bytes; both positions advance.
-          IllegalArgumentError if ``src`` is this buffer; BufferOverflowError if it does
-          not fit.  Overlapping memory is copied as if through a temporary.
-        * ``put(index, src, offset=0, length=None)``: absolute bulk put from a
-          bytes-like or a ByteBuffer (absolute offsets in it); no position changes.
-        """
-        if type(a) is int and b is None:
-            # Hot path: a read-only buffer's view refuses the write itself, so the
-            # read-only check runs only on the failure paths (still first, as in Java).
-            p = self._pos
-            if p >= self._lim:
-                raise self._overflow(1)
-            if not -128 <= a <= 255:
-                self._check_writable()
-                raise IllegalArgumentError(f"byte value {a} out of range -128..255")
-            try:
-                self._mv[p] = a & 0xFF
-            except (ValueError, TypeError) as e:
-                raise self._write_error(e) from None
-            self._pos = p + 1
-            return self
-        if type(a) is int or is_int(a):
-            if b is None:  # put(numpy_int): a value, not a bytes-like source
-                return self.put(check_int(a, "value"))
-            if type(b) is int or is_int(b):
-                self._check_writable()
-                i = self._check_index(a)
-                if type(b) is not int:
-                    b = check_int(b, "value")
-                if not -128 <= b <= 255:
-                    raise IllegalArgumentError(f"byte value {b} out of range -128..255")
-                try:
-                    self._mv[i] = b & 0xFF
-                except ValueError as e:
-                    raise self._mem.translate(e) from None
-                return self
-            if isinstance(b, ByteBuffer):
-                return self._put_buffer_at(a, b, c, d)
-            return self._put_bulk(a, b, c, d)
-        if isinstance(a, ByteBuffer):
-            if b is not None:
-                raise TypeError("put(src_buffer) takes no offset or length; "
-                                "use put(index, src_buffer, offset, length)")
-            return self._put_buffer(a)
-        return self._put_bulk(None, a, b, c)
-
-    def _put_bulk(self, index: int | None, src: Any, offset: Any, length: Any) -> Self:
-        self._check_writable()
-        smv = byte_view(src)
-        offset = 0 if offset is None else check_int(offset, "offset")
-        length = len(smv) - offset if length is None else check_int(length, "length")
-        if index is None:
-            check_from_index_size(offset, length, len(smv))
-            p = self._pos
-            if length > self._lim - p:
-                raise BufferOverflowError(
-                    f"put of {length} bytes with {self._lim - p} remaining"
-                )
-        else:
-            p = check_int(index, "index")
-            check_from_index_size(p, length, self._lim)
-            check_from_index_size(offset, length, len(smv))
-        try:
-            if self._guarded:
-                _guarded_copy(self._mv, p, smv, offset, length)
-            else:
-                self._mv[p : p + length] = smv[offset : offset + length]
-        except ValueError as e:
-            raise self._mem.translate(e) from None
-        if index is None:
-            self._pos = p + length
-        return self
-
-    def _put_buffer(self, src: ByteBuffer) -> Self:
-        # As in Java 17: HeapByteBufferR refuses at once; DirectByteBufferR inherits
-        # ByteBuffer.put(ByteBuffer), which rejects src == this before refusing.
-        if not self._mem.direct:
-            self._check_writable()
-        if src is self:
-            raise IllegalArgumentError("the source buffer is this buffer")
-        self._check_writable()
-        sp, n = src._pos, src._lim - src._pos
-        p = self._pos
-        if n > self._lim - p:
-            raise BufferOverflowError(f"put of {n} bytes with {self._lim - p} remaining")
-        self._copy_from(p, src, sp, n)
-        self._pos = p + n
-        src._pos = sp + n
-        return self
-
-    def _put_buffer_at(self, index: int, src: ByteBuffer, offset: Any, length: Any) -> Self:
-        # Java 17's own quirk, reproduced: HeapByteBufferR refuses this put before any
-        # check, DirectByteBufferR inherits ByteBuffer's version, which checks the
-        # ranges first and only then refuses.
-        if not self._mem.direct:
-            self._check_writable()
-        index = check_int(index, "index")
-        offset = 0 if offset is None else check_int(offset, "offset")
-        length = src._lim - offset if length is None else check_int(length, "length")
-        check_from_index_size(index, length, self._lim)
-        check_from_index_size(offset, length, src._lim)
-        self._check_writable()
-        self._copy_from(index, src, offset, length)
-        return self
-
-    def _copy_from(self, p: int, src: ByteBuffer, sp: int, n: int) -> None:
-        if src._segmented:
-            src._copy_to(self, p, sp, n)  # type: ignore[attr-defined]
-            return
-        try:
-            if self._guarded or src._guarded:
-                _guarded_copy(self._mv, p, src._mv, sp, n)
-            else:
-                self._mv[p : p + n] = src._mv[sp : sp + n]
-        except ValueError as e:
-            self._check_memory()
-            raise src._mem.translate(e) from None
-
-    # -- multi-byte values: unrolled per type, as Java's templates generate them -------
-
-    def _underflow(self, nb: int) -> BufferUnderflowError:
-        return BufferUnderflowError(
-            f"get of {nb} bytes at position {self._pos} with limit {self._lim}"
-        )
-
-    def _overflow(self, nb: int) -> BufferOverflowError | ReadOnlyBufferError:
-        if self._ro:
-            return ReadOnlyBufferError("put on a read-only buffer")
-        return BufferOverflowError(
-            f"put of {nb} bytes at position {self._pos} with limit {self._lim}"
-        )
-
-    def _write_error(self, error: Exception) -> Exception:
-        """The error for a write the memoryview refused: read-only, else released."""
-        if self._ro:
-            return ReadOnlyBufferError("put on a read-only buffer")
-        return self._mem.translate(error)
-
-    def _get_at(self, st: struct.Struct, index: int) -> Any:
-        i = self._check_index(index, st.size)
-        try:
-            return st.unpack_from(self._mv, i)[0]
-        except ValueError as e:
-            raise self._mem.translate(e) from None
-
-    def _get_rel(self, st: struct.Struct) -> Any:
-        p = self._pos
-        q = p + st.size
-        if q > self._lim:
-            raise self._underflow(st.size)
-        try:
-            v = st.unpack_from(self._mv, p)[0]
-        except ValueError as e:
-            raise self._mem.translate(e) from None
-        self._pos = q
-        return v
-
-    # Multi-byte puts encode first and write only a valid encoding: struct.pack_into
-    # zero-fills its target before validating the value (see zcio._codec.pack).
-
-    def _put_at(self, st: struct.Struct, index: int, value: Any) -> Self:
-        self._check_writable()
-        i = self._check_index(index, st.size)
-        raw = pack(st, value)
-        try:
-            self._mv[i : i + st.size] = raw
-        except (ValueError, TypeError) as e:  # revoked view
-            raise self._mem.translate(e) from None
-        return self
-
-    def _put_rel(self, st: struct.Struct, value: Any) -> Self:
-        p = self._pos
-        q = p + st.size
-        if q > self._lim:
-            raise self._overflow(st.size)
-        self._check_writable()  # before the value, as every check Java makes
-        raw = pack(st, value)
-        try:
-            self._mv[p:q] = raw
-        except (ValueError, TypeError) as e:  # revoked view
-            raise self._mem.translate(e) from None
-        self._pos = q
-        return self
-
-    def get_char(self, index: int | None = None) -> str:
-        """The UTF-16 code unit at position (position += 2) or at ``index``, as a str."""
-        st = self._c.u16
-        return chr(self._get_rel(st) if index is None else self._get_at(st, index))
-
-    def put_char(self, a: Any, b: Any = None, /) -> Self:
-        """``put_char(ch)`` at position (position += 2) or ``put_char(index, ch)``."""
-        if b is None:
-            return self._put_rel(self._c.u16, a)
-        return self._put_at(self._c.u16, a, b)
-
-    def get_short(self, index: int | None = None) -> int:
-        """The signed 16-bit value at position (position += 2) or at ``index``."""
-        if index is None:
-            return self._get_rel(self._c.i16)  # type: ignore[no-any-return]
-        return self._get_at(self._c.i16, index)  # type: ignore[no-any-return]
-
-    def put_short(self, a: int, b: int | None = None, /) -> Self:
-        """``put_short(v)`` at position (position += 2) or ``put_short(index, v)``."""
-        if b is None:
-            return self._put_rel(self._c.i16, a)
-        return self._put_at(self._c.i16, a, b)
-
-    def get_int(self, index: int | None = None) -> int:
-        """The signed 32-bit value at position (position += 4) or at ``index``."""
-        if index is None:
-            p = self._pos
-            q = p + 4  # computed once: positions above 256 are fresh int objects
-            if q > self._lim:
-                raise self._underflow(4)
-            try:
-                v: int = self._i32.unpack_from(self._mv, p)[0]
-            except ValueError as e:
-                raise self._mem.translate(e) from None
-            self._pos = q
-            return v
-        return self._get_at(self._c.i32, index)  # type: ignore[no-any-return]
-
-    def put_int(self, a: int, b: int | None = None, /) -> Self:
-        """``put_int(v)`` at position (position += 4) or ``put_int(index, v)``."""
-        if b is None:  # the hot path of the benchmarks, inlined
-            p = self._pos
-            q = p + 4
-            if q > self._lim:
-                raise self._overflow(4)
-            # Validated before pack_into, which zero-fills the bytes and then raises;
-            # the unsigned range and bad values take the general (encode-first) path.
-            if type(a) is not int or not -2147483648 <= a <= 2147483647:
-                return self._put_rel(self._i32, a)
-            try:
-                self._i32.pack_into(self._mv, p, a)
-            except (ValueError, TypeError) as e:  # read-only or revoked view
-                raise self._write_error(e) from None
-            self._pos = q
-            return self
-        return self._put_at(self._c.i32, a, b)
-
-    def get_long(self, index: int | None = None) -> int:
-        """The signed 64-bit value at position (position += 8) or at ``index``."""
-        if index is None:
-            return self._get_rel(self._c.i64)  # type: ignore[no-any-return]
-        return self._get_at(self._c.i64, index)  # type: ignore[no-any-return]
-
-    def put_long(self, a: int, b: int | None = None, /) -> Self:
-        """``put_long(v)`` at position (position += 8) or ``put_long(index, v)``."""
-        if b is None:
-            return self._put_rel(self._c.i64, a)
-        return self._put_at(self._c.i64, a, b)
-
-    def get_float(self, index: int | None = None) -> float:
-        """The 32-bit float at position (position += 4) or at ``index``."""
-        if index is None:
-            return self._get_rel(self._c.f32)  # type: ignore[no-any-return]
-        return self._get_at(self._c.f32, index)  # type: ignore[no-any-return]
-
-    def put_float(self, a: Any, b: Any = None, /) -> Self:
-        """``put_float(v)`` at position (position += 4) or ``put_float(index, v)``."""
-        if b is None:
-            return self._put_rel(self._c.f32, a)
-        return self._put_at(self._c.f32, a, b)
-
-    def get_double(self, index: int | None = None) -> float:
-        """The 64-bit float at position (position += 8) or at ``index``."""
-        if index is None:
-            return self._get_rel(self._c.f64)  # type: ignore[no-any-return]
-        return self._get_at(self._c.f64, index)  # type: ignore[no-any-return]
-
-    def put_double(self, a: Any, b: Any = None, /) -> Self:
-        """``put_double(v)`` at position (position += 8) or ``put_double(index, v)``."""
-        if b is None:
-            return self._put_rel(self._c.f64, a)
-        return self._put_at(self._c.f64, a, b)
-
-    def get_unsigned_short(self, index: int | None = None) -> int:
-        """The unsigned 16-bit value at position (position += 2) or at ``index``."""
-        if index is None:
-            return self._get_rel(self._c.u16)  # type: ignore[no-any-return]
-        return self._get_at(self._c.u16, index)  # type: ignore[no-any-return]
-
-    def get_unsigned_int(self, index: int | None = None) -> int:
-        """The unsigned 32-bit value at position (position += 4) or at ``index``."""
-        if index is None:
-            return self._get_rel(self._c.u32)  # type: ignore[no-any-return]
-        return self._get_at(self._c.u32, index)  # type: ignore[no-any-return]
-
     # -- derived buffers -------------------------------------------------------------
 
     @overload
@@ -692,13 +271,10 @@ class ByteBuffer(Buffer):
         """
         self._check_writable()
         p, n = self._pos, self._lim - self._pos
-        try:
-            if self._guarded:
-                _guarded_copy(self._mv, 0, self._mv, p, n)
-            else:
-                self._mv[0:n] = self._mv[p : p + n]
-        except ValueError as e:
-            raise self._mem.translate(e) from None
+        if p and n:
+            _views.move(self._views(0, n), self._views(p, n), self._views(0, self._lim))
+        else:
+            self._views(0, 0)  # a released buffer raises, as any access
         self._pos = n
         self._lim = self._cap
         self._mark = -1
@@ -804,30 +380,14 @@ class ByteBuffer(Buffer):
 
     # -- comparison ------------------------------------------------------------------
 
-    def _rest(self) -> builtins.memoryview:
-        try:
-            return self._mv[self._pos : self._lim]
-        except ValueError as e:
-            raise self._mem.translate(e) from None
-
-    def _rest_views(self) -> list[builtins.memoryview]:
-        """``[position, limit)`` as the views a gather/scatter syscall takes: this
-        buffer's one view (a composite gives one per component)."""
-        return [self._rest()]
-
     def mismatch(self, that: ByteBuffer) -> int:
         """Relative index of the first differing byte in the two ``[position, limit)``.
 
         -1 if the remaining bytes are equal; the shorter length if one is a prefix.
         TypeError if ``that`` is not a ByteBuffer.
         """
-        if other_buffer(that, "mismatch")._segmented:
-            return that.mismatch(self)
-        a, b = self._rest(), that._rest()
-        i = _first_difference(a, b)
-        if i < 0 and len(a) != len(b):
-            return min(len(a), len(b))
-        return i
+        other = other_buffer(that, "mismatch")
+        return _views.mismatch(self._rest_views(), other._rest_views())
 
     def equals(self, that: object) -> bool:
         """Whether ``that`` is a ByteBuffer with equal remaining bytes (order ignored)."""
@@ -835,10 +395,8 @@ class ByteBuffer(Buffer):
             return True
         if not isinstance(that, ByteBuffer):
             return False
-        if that._segmented:
-            return that.equals(self)
-        a, b = self._rest(), that._rest()
-        return len(a) == len(b) and _first_difference(a, b) < 0
+        a, b = self._rest_views(), that._rest_views()
+        return _views.total(a) == _views.total(b) and _views.mismatch(a, b) < 0
 
     def compare_to(self, that: ByteBuffer) -> int:
         """Compare remaining bytes as signed bytes, as Java's ``compareTo``.
@@ -846,13 +404,8 @@ class ByteBuffer(Buffer):
         Returns ``a - b`` for the first differing bytes (signed), else the difference
         of the remaining counts.  TypeError if ``that`` is not a ByteBuffer.
         """
-        if other_buffer(that, "compare_to")._segmented:
-            return -that.compare_to(self)
-        a, b = self._rest(), that._rest()
-        i = _first_difference(a, b)
-        if i >= 0:
-            return _signed(_guarded_read(a, i, 1)[0]) - _signed(_guarded_read(b, i, 1)[0])
-        return len(a) - len(b)
+        other = other_buffer(that, "compare_to")
+        return _views.compare(self._rest_views(), other._rest_views())
 
     def hash_code(self) -> int:
         """Java's ``hashCode``: ``h = 31*h + b`` over ``[position, limit)`` from the end.
@@ -860,10 +413,7 @@ class ByteBuffer(Buffer):
         Depends on the content, so a buffer should not be a dict key while it changes;
         Python's ``hash()`` is therefore disabled, as for ``bytearray``.
         """
-        h = 1
-        for v in reversed(_guarded_read(self._rest())):
-            h = (31 * h + (v - 256 if v > 127 else v)) & 0xFFFFFFFF
-        return h - (1 << 32) if h >= 1 << 31 else h
+        return _views.hash_code(self._rest_views())
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, ByteBuffer) and self.equals(other)
@@ -922,7 +472,7 @@ class ByteBuffer(Buffer):
 
     def __bytes__(self) -> bytes:
         """A copy of ``[position, limit)``; indexes unchanged."""
-        return _guarded_read(self._rest())
+        return _guard.join(self._rest_views())
 
     def __repr__(self) -> str:
         kind = "Direct" if self._mem.direct else "Heap"

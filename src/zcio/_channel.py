@@ -404,10 +404,8 @@ def remaining_pairs(
     for b in bufs:  # on every gather write's path: kept lean (~0.2 us a buffer)
         if writable and b._ro:
             raise IllegalArgumentError("read into a read-only buffer")
-        if b._segmented:
-            pairs.extend((b, v) for v in b._rest_views())
-        else:
-            append((b, b._rest()))
+        for v in b._rest_views():  # one view, or one per component of a composite
+            append((b, v))
     return pairs
 
 

@@ -25,7 +25,16 @@ from ._buffer import check_int, is_int
 from ._errors import IllegalArgumentError
 from ._order import ByteOrder
 
-__all__ = ["Codec", "CODECS", "int_for", "float32_for", "char_code", "pack"]
+__all__ = [
+    "Codec",
+    "CODECS",
+    "int_for",
+    "float32_for",
+    "float32_value",
+    "float32_nan_bits",
+    "char_code",
+    "pack",
+]
 
 
 class Codec:
@@ -110,3 +119,29 @@ def char_code(value: object) -> int:
             return value
         raise IllegalArgumentError(f"char code {value} out of range 0..65535")
     raise TypeError(f"char value must be a str or an int, not {type(value).__name__}")
+
+
+_DOUBLE, _DOUBLE_BITS = struct.Struct(">d"), struct.Struct(">q")
+_DOUBLE_UBITS, _FLOAT = struct.Struct(">Q"), struct.Struct(">f")
+_FLOAT_BITS = {o: struct.Struct(o.prefix + "I") for o in ByteOrder}
+
+
+def float32_value(bits: int) -> float:
+    """The float that stands for the float32 with these bits: its value, exactly; for a
+    NaN, the double NaN with the same sign and the 23 payload bits (quiet bit included)
+    as the top of its 52, the rest zero.  A C cast (and ``struct``) would set the
+    quiet bit; Java's ``Float.intBitsToFloat`` keeps it."""
+    if bits & 0x7F800000 == 0x7F800000 and bits & 0x7FFFFF:
+        wide = (bits >> 31) << 63 | 0x7FF << 52 | (bits & 0x7FFFFF) << 29
+        return float(_DOUBLE.unpack(_DOUBLE_UBITS.pack(wide))[0])
+    return float(_FLOAT.unpack(_FLOAT_BITS[ByteOrder.BIG_ENDIAN].pack(bits))[0])
+
+
+def float32_nan_bits(value: float) -> int:
+    """The float32 bits of a NaN ``value``, the inverse of :func:`float32_value`: sign and
+    top 23 payload bits kept, quiet bit as it is; a payload with none of those 23 bits
+    becomes the quiet NaN of that sign (a quiet bit must stay or it reads as infinity),
+    as Java's ``(float)`` cast gives."""
+    wide: int = _DOUBLE_UBITS.unpack(_DOUBLE.pack(value))[0]
+    payload = wide >> 29 & 0x7FFFFF or 0x400000
+    return (wide >> 63) << 31 | 0x7F800000 | payload

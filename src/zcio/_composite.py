@@ -45,33 +45,29 @@ from __future__ import annotations
 import builtins
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any, Self, cast, overload
+from typing import TYPE_CHECKING, Any, Self, overload
 
-from . import _guard
-from ._buffer import check_from_index_size, check_int, is_int
-from ._byte_buffer import ByteBuffer, _first_difference, _signed, byte_view, other_buffer
+from . import _guard, _views
+from ._buffer import check_from_index_size, check_int
+from ._byte_buffer import ByteBuffer
 from ._errors import (
-    BufferOverflowError,
-    BufferUnderflowError,
     IllegalArgumentError,
     IllegalReferenceCountError,
     IndexOutOfBoundsError,
     UnsupportedOperationError,
 )
 from ._indirect import IndirectByteBuffer
-from ._memory import Memory, buffer_address
-from ._metrics import metrics
+from ._memory import Memory
 from ._order import ByteOrder
 
 if TYPE_CHECKING:
     import struct
 
-    from ._types import Buffer as BytesLike
 
 __all__ = ["CompositeBuffer", "CompositeMemory", "COPY_PATH"]
 
 #: The metrics path under which a composite's copies are counted.
-COPY_PATH = "composite_copy"
+COPY_PATH = _views.COPY_PATH
 
 
 class CompositeMemory(Memory):
@@ -86,12 +82,11 @@ class CompositeMemory(Memory):
     """
 
     strict = True
-    __slots__ = ("direct", "mapped", "_pieces", "_segs", "_starts", "_ends", "_owned")
+    __slots__ = ("direct", "_pieces", "_segs", "_starts", "_ends", "_owned")
 
     def __init__(self) -> None:
         super().__init__(memoryview(b""))
         self.direct = False
-        self.mapped = False  # a piece is a file mapping: values go through zcio._guard
         self._pieces: list[ByteBuffer] = []
         self._segs: list[memoryview] = []  # each piece's memoryview, for the hot paths
         self._starts: list[int] = []  # virtual offset of each piece's first byte
@@ -114,18 +109,12 @@ class CompositeMemory(Memory):
             self._ends.append(at)
         if pieces:
             self.direct = (first == 0 or self.direct) and all(p._mem.direct for p in pieces)
-            self.mapped = self.mapped or any(p._guarded for p in pieces)
         return first
 
     def view(self, start: int, stop: int, readonly: bool = False) -> memoryview:
-        """Bytes ``[start, stop)`` of the space, for a typed view: a :class:`_Span`.
-
-        A span is not a memoryview (no single block exists); it offers what TypedBuffer
-        does with its ``_mv``: slicing to read and slice assignment to write.
-        """
-        if self.released:
-            raise self.released_error()
-        return cast(memoryview, _Span(self, start, stop, readonly))
+        """No single memoryview exists: a composite's buffers ask ``load``, ``store``,
+        ``read`` and ``segments``; ``CompositeBuffer.memoryview`` makes the choice."""
+        raise UnsupportedOperationError("a composite's memory has no single view")
 
     def address(self) -> int:
         raise UnsupportedOperationError("a composite's memory has no single address")
@@ -153,13 +142,38 @@ class CompositeMemory(Memory):
             raise self.fail(e) from None
         return out
 
-    def read(self, v: int, n: int) -> bytes:
-        """A copy of bytes ``[v, v + n)`` (a value straddling pieces; a typed view)."""
-        return _guard.join(self.segments(v, n))
+    def _piece_at(self, v: int, n: int) -> tuple[ByteBuffer, int] | None:
+        """The piece holding all of bytes ``[v, v + n)`` and ``v``'s offset in its
+        memory block, or None when they straddle pieces."""
+        if self.released:
+            raise self.released_error()
+        k = bisect_right(self._starts, v) - 1
+        if v + n > self._ends[k]:
+            return None
+        piece = self._pieces[k]
+        return piece, piece._off + v - self._starts[k]
 
-    def write(self, v: int, data: memoryview) -> None:
-        """Write ``data`` at ``v``, piece by piece (the caller handles overlap)."""
-        _scatter(self.segments(v, len(data)), [data])
+    def load(self, st: struct.Struct, at: int) -> Any:
+        """The value at ``at``: asked of the piece's own memory (a mapping guards it),
+        or decoded from a copy when it straddles pieces."""
+        found = self._piece_at(at, st.size)
+        if found is None:
+            return st.unpack(self.read(at, st.size))[0]
+        piece, j = found
+        return piece._mem.load(st, j)
+
+    def store(self, at: int, raw: bytes) -> None:
+        """Write ``raw`` at ``at``: through the piece's memory, or piece by piece."""
+        found = self._piece_at(at, len(raw))
+        if found is None:
+            _views.copy(self.segments(at, len(raw)), [memoryview(raw)])
+            return
+        piece, j = found
+        piece._mem.store(j, raw)
+
+    def read(self, at: int, n: int) -> bytes:
+        """A copy of bytes ``[at, at + n)`` (a value straddling pieces; a typed view)."""
+        return _guard.join(self.segments(at, n))
 
     def fail(self, error: Exception) -> Exception:
         """The error for an access that failed: this memory's, or a component's
@@ -190,44 +204,6 @@ class CompositeMemory(Memory):
             raise error
 
 
-class _Span:
-    """Bytes ``[start, stop)`` of a composite memory, shaped like a typed view's ``_mv``.
-
-    Reading a slice returns a copy of those bytes (a value to decode); assigning a
-    slice writes through to the components.  Every access checks the reference count.
-    """
-
-    __slots__ = ("_mem", "_start", "_stop", "readonly")
-
-    def __init__(self, mem: CompositeMemory, start: int, stop: int, readonly: bool) -> None:
-        self._mem = mem
-        self._start = start
-        self._stop = stop
-        self.readonly = readonly
-
-    def __len__(self) -> int:
-        return self._stop - self._start
-
-    def _range(self, key: slice) -> tuple[int, int]:
-        start, stop, step = key.indices(self._stop - self._start)
-        if step != 1:
-            raise ValueError("a composite span takes only contiguous slices")
-        return self._start + start, max(stop - start, 0)
-
-    def __getitem__(self, key: slice) -> bytes:
-        v, n = self._range(key)
-        return self._mem.read(v, n)
-
-    def __setitem__(self, key: slice, value: Any) -> None:
-        if self.readonly:
-            raise TypeError("cannot modify read-only memory")
-        v, n = self._range(key)
-        data = byte_view(value)
-        if len(data) != n:
-            raise ValueError(f"cannot write {len(data)} bytes into a span of {n}")
-        self._mem.write(v, data)
-
-
 class CompositeBuffer(IndirectByteBuffer):
     """Several ByteBuffers seen as one ByteBuffer, without copying; see the module doc.
 
@@ -242,7 +218,6 @@ class CompositeBuffer(IndirectByteBuffer):
 
     __slots__ = ("_first", "_stop")
 
-    _segmented = True
     _mem: CompositeMemory
     _first: int  # index in the space of this composite's first component piece
     _stop: int  # ... and of the piece after its last
@@ -255,7 +230,6 @@ class CompositeBuffer(IndirectByteBuffer):
         """
         mem = CompositeMemory()
         self._mem = mem
-        self._mv = mem.view(0, 0)
         self._off = self._cap = self._pos = self._lim = 0
         self._mark = -1
         self._ro = False
@@ -289,7 +263,6 @@ class CompositeBuffer(IndirectByteBuffer):
         buf = CompositeBuffer.__new__(type(self))
         mem = self._mem
         buf._mem = mem
-        buf._mv = mem.view(off, off + cap, ro)
         buf._off, buf._cap, buf._pos, buf._lim, buf._mark = off, cap, pos, lim, mark
         buf._ro = ro
         buf._first, buf._stop = first, stop
@@ -356,7 +329,6 @@ class CompositeBuffer(IndirectByteBuffer):
         if increase_limit:
             self._lim += n
         self._ro = self._ro or any(p._ro for p in pieces)
-        self._mv = mem.view(self._off, self._off + self._cap, self._ro)
         for c in flattened:
             c.release()
         return self
@@ -419,11 +391,9 @@ class CompositeBuffer(IndirectByteBuffer):
 
     # -- memory access --------------------------------------------------------------
 
-    def _segments(self, i: int, n: int) -> list[builtins.memoryview]:
+    def _views(self, i: int, n: int) -> list[builtins.memoryview]:
+        """Bytes ``[i, i + n)`` as zero-copy views, one per component touched."""
         return self._mem.segments(self._off + i, n)
-
-    def _rest_views(self) -> list[builtins.memoryview]:
-        return self._mem.segments(self._off + self._pos, self._lim - self._pos)
 
     def _rest(self) -> builtins.memoryview:
         views = self._rest_views()
@@ -436,195 +406,6 @@ class CompositeBuffer(IndirectByteBuffer):
             f"[position, limit) of this composite spans {count} components: no single "
             f"{what} without a copy; use memoryviews() or nio_buffers() (one per "
             "component), or memoryview(allow_copy=True)")
-
-    def _byte(self, i: int) -> int:
-        mem = self._mem
-        if mem.released:
-            raise mem.released_error()
-        v = self._off + i
-        if mem.mapped:
-            return mem.read(v, 1)[0]
-        k = bisect_right(mem._starts, v) - 1
-        try:
-            return mem._segs[k][v - mem._starts[k]]
-        except ValueError as e:
-            raise mem.fail(e) from None
-
-    def _set_byte(self, i: int, value: int) -> None:
-        mem = self._mem
-        if mem.released:
-            raise mem.released_error()
-        v = self._off + i
-        if mem.mapped:
-            mem.write(v, memoryview(bytes((value,))))
-            return
-        k = bisect_right(mem._starts, v) - 1
-        try:
-            mem._segs[k][v - mem._starts[k]] = value
-        except ValueError as e:
-            raise mem.fail(e) from None
-
-    def _load(self, st: struct.Struct, i: int) -> Any:
-        mem = self._mem
-        if mem.released:
-            raise mem.released_error()
-        v = self._off + i
-        k = bisect_right(mem._starts, v) - 1
-        j = v - mem._starts[k]
-        try:
-            seg = mem._segs[k]
-            if j + st.size <= len(seg) and not mem.mapped:
-                return st.unpack_from(seg, j)[0]
-            return st.unpack(mem.read(v, st.size))[0]  # straddles components
-        except ValueError as e:
-            raise mem.fail(e) from None
-
-    def _store(self, i: int, raw: bytes) -> None:
-        mem = self._mem
-        if mem.released:
-            raise mem.released_error()
-        v = self._off + i
-        k = bisect_right(mem._starts, v) - 1
-        j = v - mem._starts[k]
-        try:
-            seg = mem._segs[k]
-            if j + len(raw) <= len(seg) and not mem.mapped:
-                seg[j : j + len(raw)] = raw
-            else:
-                mem.write(v, memoryview(raw))
-        except ValueError as e:
-            raise mem.fail(e) from None
-
-    # -- single bytes -------------------------------------------------------------------
-
-    @overload
-    def get(self, /) -> int: ...
-    @overload
-    def get(self, index: int, /) -> int: ...
-    @overload
-    def get(self, dst: BytesLike, offset: int = ..., length: int | None = ..., /) -> Self: ...
-    @overload
-    def get(
-        self, index: int, dst: BytesLike, offset: int = ..., length: int | None = ..., /
-    ) -> Self: ...
-    def get(self, a: Any = None, b: Any = None, c: Any = None, d: Any = None, /) -> Any:
-        """As ``ByteBuffer.get``: one signed byte (relative or at an index), or bulk."""
-        if a is None:
-            p = self._pos
-            if p >= self._lim:
-                raise BufferUnderflowError(f"get() at position {p} = limit {self._lim}")
-            v = self._byte(p)
-            self._pos = p + 1
-            return v - 256 if v > 127 else v
-        if type(a) is int or is_int(a):
-            if b is None:
-                return _signed(self._byte(self._check_index(a)))
-            return self._get_bulk(a, b, c, d)
-        return self._get_bulk(None, a, b, c)
-
-    def _get_bulk(self, index: int | None, dst: Any, offset: Any, length: Any) -> Self:
-        dmv = byte_view(dst, writable=True)
-        offset = 0 if offset is None else check_int(offset, "offset")
-        length = len(dmv) - offset if length is None else check_int(length, "length")
-        if index is None:
-            check_from_index_size(offset, length, len(dmv))
-            p = self._pos
-            if length > self._lim - p:
-                raise BufferUnderflowError(
-                    f"get of {length} bytes with {self._lim - p} remaining"
-                )
-        else:
-            p = check_int(index, "index")
-            check_from_index_size(p, length, self._lim)
-            check_from_index_size(offset, length, len(dmv))
-        _copy([dmv[offset : offset + length]], self._segments(p, length))
-        if index is None:
-            self._pos = p + length
-        return self
-
-    @overload
-    def put(self, value: int, /) -> Self: ...
-    @overload
-    def put(self, index: int, value: int, /) -> Self: ...
-    @overload
-    def put(
-        self, src: BytesLike | ByteBuffer, offset: int = ..., length: int | None = ..., /
-    ) -> Self: ...
-    @overload
-    def put(
-        self,
-        index: int,
-        src: BytesLike | ByteBuffer,
-        offset: int = ...,
-        length: int | None = ...,
-        /,
-    ) -> Self: ...
-    def put(self, a: Any, b: Any = None, c: Any = None, d: Any = None, /) -> Self:
-        """As ``ByteBuffer.put``: one byte (relative or at an index), or bulk."""
-        if type(a) is int and b is None:
-            p = self._pos
-            if p >= self._lim:
-                raise self._overflow(1)
-            self._check_writable()
-            if not -128 <= a <= 255:
-                raise IllegalArgumentError(f"byte value {a} out of range -128..255")
-            self._set_byte(p, a & 0xFF)
-            self._pos = p + 1
-            return self
-        if type(a) is int or is_int(a):
-            if b is None:  # put(numpy_int): a value, not a bytes-like source
-                return self.put(check_int(a, "value"))
-            if type(b) is int or is_int(b):
-                self._check_writable()
-                i = self._check_index(a)
-                if type(b) is not int:
-                    b = check_int(b, "value")
-                if not -128 <= b <= 255:
-                    raise IllegalArgumentError(f"byte value {b} out of range -128..255")
-                self._set_byte(i, b & 0xFF)
-                return self
-            if isinstance(b, ByteBuffer):
-                return self._put_buffer_at(a, b, c, d)
-            return self._put_bulk(a, b, c, d)
-        if isinstance(a, ByteBuffer):
-            if b is not None:
-                raise TypeError("put(src_buffer) takes no offset or length; "
-                                "use put(index, src_buffer, offset, length)")
-            return self._put_buffer(a)
-        return self._put_bulk(None, a, b, c)
-
-    def _put_bulk(self, index: int | None, src: Any, offset: Any, length: Any) -> Self:
-        self._check_writable()
-        smv = byte_view(src)
-        offset = 0 if offset is None else check_int(offset, "offset")
-        length = len(smv) - offset if length is None else check_int(length, "length")
-        if index is None:
-            check_from_index_size(offset, length, len(smv))
-            p = self._pos
-            if length > self._lim - p:
-                raise BufferOverflowError(
-                    f"put of {length} bytes with {self._lim - p} remaining"
-                )
-        else:
-            p = check_int(index, "index")
-            check_from_index_size(p, length, self._lim)
-            check_from_index_size(offset, length, len(smv))
-        _copy(self._segments(p, length), [smv[offset : offset + length]])
-        if index is None:
-            self._pos = p + length
-        return self
-
-    def _copy_from(self, p: int, src: ByteBuffer, sp: int, n: int) -> None:
-        self._check_memory()
-        _copy(self._segments(p, n), _views_of(src, sp, n))
-
-    def _copy_to(self, dst: ByteBuffer, p: int, sp: int, n: int) -> None:
-        """``dst._copy_from`` for a composite source (called by ByteBuffer)."""
-        dst._check_memory()
-        _copy(_views_of(dst, p, n), self._segments(sp, n))
-
-    # -- multi-byte values ----------------------------------------------------------------
-
 
     # -- derived buffers ---------------------------------------------------------------
 
@@ -664,25 +445,6 @@ class CompositeBuffer(IndirectByteBuffer):
         return self._derive(self._off, self._cap, self._pos, self._lim, self._mark, True,
                             self._first, self._stop)
 
-    def compact(self) -> Self:
-        """Move ``[position, limit)`` to the start, across components; ready to fill.
-
-        position = remaining, limit = capacity, mark discarded (as ``ByteBuffer``).
-        The bytes move within the components, front to back: no copy is made, unless
-        two components share memory (then through a counted temporary).
-        """
-        self._check_writable()
-        p, n = self._pos, self._lim - self._pos
-        dst = self._segments(0, n)
-        if p and n:
-            src = self._segments(p, n)
-            if (len(dst) > 1 or len(src) > 1) and _overlaps_itself(
-                    self._segments(0, self._lim)):
-                src = _staged(src)
-            _scatter(dst, src)
-        self._pos, self._lim, self._mark = n, self._cap, -1
-        return self
-
     # -- kind, array, address ------------------------------------------------------------
 
     def has_array(self) -> bool:
@@ -719,50 +481,6 @@ class CompositeBuffer(IndirectByteBuffer):
                 "address; see component(i).address()")
         return mem._pieces[k].address() + (self._off - mem._starts[k])
 
-    # -- comparison ------------------------------------------------------------------
-
-    def mismatch(self, that: ByteBuffer) -> int:
-        """Relative index of the first differing byte in the two ``[position, limit)``.
-
-        -1 if the remaining bytes are equal; the shorter length if one is a prefix.
-        TypeError if ``that`` is not a ByteBuffer.
-        """
-        other_buffer(that, "mismatch")
-        a, b = self._rest_views(), _views_of(that, that._pos, that._lim - that._pos)
-        la, lb = _total(a), _total(b)
-        n = min(la, lb)
-        i = _first_mismatch(a, b, n)
-        if i < 0 and la != lb:
-            return n
-        return i
-
-    def equals(self, that: object) -> bool:
-        """Whether ``that`` is a ByteBuffer with equal remaining bytes (order ignored)."""
-        if that is self:
-            return True
-        if not isinstance(that, ByteBuffer):
-            return False
-        a, b = self._rest_views(), _views_of(that, that._pos, that._lim - that._pos)
-        return _total(a) == _total(b) and _first_mismatch(a, b, _total(a)) < 0
-
-    def compare_to(self, that: ByteBuffer) -> int:
-        """Compare remaining bytes as signed bytes, as Java's ``compareTo``."""
-        other_buffer(that, "compare_to")
-        a, b = self._rest_views(), _views_of(that, that._pos, that._lim - that._pos)
-        la, lb = _total(a), _total(b)
-        i = _first_mismatch(a, b, min(la, lb))
-        if i >= 0:
-            return _signed(_byte_at(a, i)) - _signed(_byte_at(b, i))
-        return la - lb
-
-    def hash_code(self) -> int:
-        """Java's ``hashCode`` over ``[position, limit)``, read in place."""
-        h = 1
-        for seg in reversed(self._rest_views()):
-            for v in reversed(_guard.read(seg)):
-                h = (31 * h + (v - 256 if v > 127 else v)) & 0xFFFFFFFF
-        return h - (1 << 32) if h >= 1 << 31 else h
-
     # -- Python views ------------------------------------------------------------------
 
     def memoryview(self, *, allow_copy: bool = False) -> builtins.memoryview:
@@ -781,123 +499,12 @@ class CompositeBuffer(IndirectByteBuffer):
             return p._mem.view(p._off, p._off + p._cap, self._ro)
         if not allow_copy:
             raise self._spans_error(len(parts), "memoryview")
-        data = _guard.join(self._rest_views())
-        metrics.record(COPY_PATH, syscalls=0, user_bytes=len(data))
-        return memoryview(data)
+        return _views.staged(self._rest_views())[0]
 
     def __bytes__(self) -> bytes:
         """A copy of ``[position, limit)``, counted under ``"composite_copy"``."""
-        data = _guard.join(self._rest_views())
-        metrics.record(COPY_PATH, syscalls=0, user_bytes=len(data))
-        return data
+        return _views.joined(self._rest_views())
 
     def __repr__(self) -> str:
         ro = "R" if self._ro else ""
         return f"zcio.CompositeBuffer{ro}[pos={self._pos} lim={self._lim} cap={self._cap}]"
-
-
-# -- copying between segment lists --------------------------------------------------------
-
-
-def _views_of(buf: ByteBuffer, i: int, n: int) -> list[memoryview]:
-    """Zero-copy views of any buffer's bytes ``[i, i + n)``: one, or one per component."""
-    if isinstance(buf, CompositeBuffer):
-        return buf._segments(i, n)
-    try:
-        return [buf._mv[i : i + n]]
-    except ValueError as e:
-        raise buf._mem.translate(e) from None
-
-
-def _total(views: Sequence[memoryview]) -> int:
-    return sum(len(v) for v in views)
-
-
-def _scatter(dst: Sequence[memoryview], src: Sequence[memoryview]) -> None:
-    """Copy ``src``'s bytes into ``dst``'s, in order (equal totals), front to back."""
-    si = so = 0
-    for d in dst:
-        do, dn = 0, len(d)
-        while do < dn:
-            s = src[si]
-            take = min(dn - do, len(s) - so)
-            if take:
-                _guard.copy(d, do, s, so, take)  # guarded: a piece may be a mapping
-                do += take
-                so += take
-            if so == len(s):
-                si, so = si + 1, 0
-
-
-def _staged(src: Sequence[memoryview]) -> list[memoryview]:
-    """``src`` through a temporary (counted): the destination overlaps it."""
-    data = _guard.join(src)
-    metrics.record(COPY_PATH, syscalls=0, user_bytes=len(data))
-    return [memoryview(data)]
-
-
-def _copy(dst: Sequence[memoryview], src: Sequence[memoryview]) -> None:
-    """Copy ``src`` into ``dst`` as if through a temporary (Java's rule for overlap).
-
-    One view each: memoryview assignment is a memmove.  Piecewise, overlapping memory
-    could be overwritten before it is read, so it then goes through a real temporary.
-    """
-    if (len(dst) > 1 or len(src) > 1) and _overlap(dst, src):
-        src = _staged(src)
-    _scatter(dst, src)
-
-
-def _spans(views: Iterable[memoryview]) -> list[tuple[int, int]]:
-    out = []
-    for v in views:
-        if len(v):
-            a = buffer_address(v)
-            out.append((a, a + len(v)))
-    return out
-
-
-def _overlap(a: Sequence[memoryview], b: Sequence[memoryview]) -> bool:
-    """Whether some view of ``a`` shares a byte of memory with some view of ``b``."""
-    marked = sorted([(s, e, 0) for s, e in _spans(a)] + [(s, e, 1) for s, e in _spans(b)])
-    reach = [0, 0]  # the furthest end seen so far on each side
-    for s, e, side in marked:
-        if s < reach[1 - side]:
-            return True
-        reach[side] = max(reach[side], e)
-    return False
-
-
-def _overlaps_itself(views: Sequence[memoryview]) -> bool:
-    """Whether two of ``views`` share memory (components that alias each other)."""
-    reach = 0
-    for s, e in sorted(_spans(views)):
-        if s < reach:
-            return True
-        reach = max(reach, e)
-    return False
-
-
-def _first_mismatch(a: Sequence[memoryview], b: Sequence[memoryview], n: int) -> int:
-    """Index of the first differing byte among the first ``n`` of two view lists, or -1."""
-    i = ai = bi = ao = bo = 0
-    while i < n:
-        x, y = a[ai], b[bi]
-        take = min(len(x) - ao, len(y) - bo, n - i)
-        if take:
-            d = _first_difference(x[ao : ao + take], y[bo : bo + take])
-            if d >= 0:
-                return i + d
-            i, ao, bo = i + take, ao + take, bo + take
-        if ao == len(x):
-            ai, ao = ai + 1, 0
-        if bo == len(y):
-            bi, bo = bi + 1, 0
-    return -1
-
-
-def _byte_at(views: Sequence[memoryview], i: int) -> int:
-    for v in views:
-        if i < len(v):
-            return _guard.read(v, i, 1)[0]
-        i -= len(v)
-    raise IndexError(i)  # pragma: no cover - callers pass an index below the total

@@ -1,17 +1,19 @@
-"""ByteBuffers whose multi-byte values go through ``_load`` and ``_store``.
+"""ByteBuffers whose values are read and written by asking their memory.
 
-ByteBuffer's own value paths are inlined on one memoryview (``struct.unpack_from`` on
-``_mv``): the hot paths.  Two kinds cannot touch their memory that way: a
-MappedByteBuffer (every access through the SIGBUS guard) and a CompositeBuffer (bytes
-in several blocks).  They share the index rules below, written once on two hooks:
+ByteBuffer's value paths (``zcio._access.ByteAccess``) are inlined on one memoryview:
+the hot paths, for contiguous plain memory.  Two kinds of memory must be asked instead:
+a file mapping (``MappedMemory``: every access through the SIGBUS guard) and a
+composite's (``CompositeMemory``: bytes in several blocks).  Their buffers override
+the value hooks once, here, to call the memory interface (``zcio._memory.Memory``):
 
-* ``_load(st, i)``: the value of ``st`` at byte ``i`` of this buffer;
-* ``_store(i, raw)``: write the encoded bytes ``raw`` at byte ``i``.
+* ``Memory.load(st, at)``: the value of ``st`` at byte ``at`` of the block;
+* ``Memory.store(at, raw)``: write the encoded bytes ``raw`` at byte ``at``.
 
 The rules are ByteBuffer's: a relative get past the limit raises BufferUnderflowError,
 a relative put past it BufferOverflowError, an absolute index out of range
 IndexOutOfBoundsError; a failed call changes no index, and a put encodes its value
-first, so a rejected value writes nothing.
+first, so a rejected value writes nothing.  Bulk copies and comparisons need no
+override: they go through ``_views`` and ``zcio._views`` for every kind.
 """
 
 from __future__ import annotations
@@ -19,39 +21,37 @@ from __future__ import annotations
 import struct
 from typing import Any, Self
 
+from ._access import signed
+from ._buffer import is_int
 from ._byte_buffer import ByteBuffer
 from ._codec import pack
 
 __all__ = ["IndirectByteBuffer"]
 
+_U8 = struct.Struct("B")
+
 
 class IndirectByteBuffer(ByteBuffer):
-    """A ByteBuffer whose values go through ``_load``/``_store`` (see the module)."""
+    """A ByteBuffer whose values go through its memory's ``load``/``store``."""
 
     __slots__ = ()
 
-    def _load(self, st: struct.Struct, i: int) -> Any:
-        raise NotImplementedError  # pragma: no cover - each subclass reads its memory
-
-    def _store(self, i: int, raw: bytes) -> None:
-        raise NotImplementedError  # pragma: no cover - each subclass writes its memory
-
     def _get_at(self, st: struct.Struct, index: int) -> Any:
-        return self._load(st, self._check_index(index, st.size))
+        return self._mem.load(st, self._off + self._check_index(index, st.size))
 
     def _get_rel(self, st: struct.Struct) -> Any:
         p = self._pos
         q = p + st.size
         if q > self._lim:
             raise self._underflow(st.size)
-        v = self._load(st, p)
+        v = self._mem.load(st, self._off + p)
         self._pos = q
         return v
 
     def _put_at(self, st: struct.Struct, index: int, value: Any) -> Self:
         self._check_writable()
         i = self._check_index(index, st.size)
-        self._store(i, pack(st, value))
+        self._mem.store(self._off + i, pack(st, value))
         return self
 
     def _put_rel(self, st: struct.Struct, value: Any) -> Self:
@@ -60,9 +60,25 @@ class IndirectByteBuffer(ByteBuffer):
         if q > self._lim:
             raise self._overflow(st.size)
         self._check_writable()
-        self._store(p, pack(st, value))
+        self._mem.store(self._off + p, pack(st, value))
         self._pos = q
         return self
+
+    def get(self, a: Any = None, b: Any = None, c: Any = None, d: Any = None, /) -> Any:
+        """As ``ByteBuffer.get``; a single byte is read through the memory."""
+        if a is None:
+            return signed(self._get_rel(_U8))
+        if b is None and (type(a) is int or is_int(a)):
+            return signed(self._get_at(_U8, a))
+        return super().get(a, b, c, d)  # bulk: through _views
+
+    def put(self, a: Any, b: Any = None, c: Any = None, d: Any = None, /) -> Self:
+        """As ``ByteBuffer.put``; a single byte is written through the memory."""
+        if type(a) is int and b is None and -128 <= a <= 255:
+            return self._put_rel(_U8, a & 0xFF)
+        if type(a) is int and type(b) is int and -128 <= b <= 255:
+            return self._put_at(_U8, a, b & 0xFF)
+        return super().put(a, b, c, d)  # bulk, a numpy int, or a value error
 
     def get_int(self, index: int | None = None) -> int:
         """The signed 32-bit value at position (position += 4) or at ``index``."""

@@ -49,11 +49,10 @@ import mmap
 import os
 import struct
 import weakref
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any
 
 from . import _guard, _syscalls
 from ._buffer import check_int
-from ._byte_buffer import _signed
 from ._direct import MAPPED, PAGE_SIZE, round_to_pages
 from ._errors import (
     IllegalArgumentError,
@@ -95,7 +94,6 @@ class MappedMemory(Memory):
     """A file mapping: ``mmap`` of the page-aligned region around the requested one."""
 
     direct = True
-    guarded = True
     __slots__ = ("_mmap", "_finalizer", "_address", "mode", "delta", "reserved")
 
     def __init__(self, fd: int, mode: MapMode, position: int, size: int,
@@ -131,6 +129,15 @@ class MappedMemory(Memory):
             raise self.released_error()
         return self._address
 
+    def load(self, st: struct.Struct, at: int) -> Any:
+        """The value at ``at``, read through the SIGBUS guard (MappedRegionError)."""
+        if self.released:
+            raise self.released_error()
+        try:
+            return st.unpack(_guard.read(self._base, at, st.size))[0]
+        except ValueError as e:
+            raise self.translate(e) from None
+
     def page_range(self, start: int, stop: int) -> tuple[int, int]:
         """Offsets in the mmap of the pages covering bytes ``[start, stop)`` of the region.
 
@@ -159,57 +166,16 @@ class MappedMemory(Memory):
         self._finalizer()
 
 
-_U8 = struct.Struct("B")
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 class MappedByteBuffer(IndirectByteBuffer):
     """A direct ByteBuffer whose content is a mapped region of a file.
 
     Slices and duplicates of it are MappedByteBuffers over the same mapping.  Every
-    access it makes goes through ``zcio._guard`` (see the module docstring): the value
-    paths below, and the bulk copies and comparisons of ByteBuffer (``_guarded``).
+    access it makes goes through ``zcio._guard`` (see the module docstring): its values
+    through ``MappedMemory.load``/``store`` (an IndirectByteBuffer), its bulk copies
+    and comparisons through ``zcio._views``, as every buffer's.
     """
 
     __slots__ = ()
-    _guarded = True
-
-    # -- values, read and written through the guard ----------------------------------
-    # The same index rules and errors as ByteBuffer's inlined paths; only the memory
-    # access differs.  Invalid byte values go to ByteBuffer.put, which raises before
-    # it writes anything.
-
-    def _load(self, st: struct.Struct, i: int) -> Any:
-        try:
-            return st.unpack(_guard.read(self._mv, i, st.size))[0]
-        except ValueError as e:
-            raise self._mem.translate(e) from None
-
-    def _store(self, i: int, raw: bytes) -> None:
-        try:
-            _guard.copy(self._mv, i, raw, 0, len(raw))
-        except (ValueError, TypeError) as e:
-            raise self._write_error(e) from None
-
-    def get(self, a: Any = None, b: Any = None, c: Any = None, d: Any = None, /) -> Any:
-        """As ``ByteBuffer.get``; MappedRegionError if the page lost its file."""
-        if a is None:
-            return _signed(self._get_rel(_U8))
-        if b is None and _is_int(a):
-            return _signed(self._get_at(_U8, a))
-        return super().get(a, b, c, d)  # bulk: guarded in ByteBuffer._get_bulk
-
-    def put(self, a: Any, b: Any = None, c: Any = None, d: Any = None, /) -> Self:
-        """As ``ByteBuffer.put``; MappedRegionError if the page lost its file."""
-        if type(a) is int and b is None and -128 <= a <= 255:
-            return self._put_rel(_U8, a & 0xFF)
-        if _is_int(a) and _is_int(b) and -128 <= b <= 255:
-            return self._put_at(_U8, a, b & 0xFF)
-        return super().put(a, b, c, d)  # bulk (guarded there), or a value error
-
 
     # -- the mapping ------------------------------------------------------------------
 

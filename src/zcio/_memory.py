@@ -26,10 +26,12 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import mmap
+import struct
 import threading
 import weakref
 from typing import TYPE_CHECKING, Any
 
+from . import _guard
 from ._direct import PAGE_SIZE, reserve_direct, round_to_pages, unreserve_direct
 from ._errors import IllegalArgumentError, IllegalReferenceCountError, ReleasedBufferError
 
@@ -77,11 +79,18 @@ def buffer_address(obj: Buffer) -> int:
 
 
 class Memory:
-    """A block of bytes; hands out revocable memoryviews of itself."""
+    """A block of bytes; hands out revocable memoryviews of itself.
+
+    The memory interface every buffer kind reads and writes through, at offsets of the
+    block (a buffer adds its own ``_off``): :meth:`load` and :meth:`store` for one
+    value, :meth:`read` for a copy, :meth:`segments` for zero-copy views.  This class
+    is contiguous memory (heap, direct, pooled; a mapping overrides ``load`` to go
+    through the SIGBUS guard); ``zcio._composite.CompositeMemory`` is segmented.
+    ByteBuffer's hot paths bypass the interface for contiguous memory and use the
+    buffer's own memoryview; everything else asks the memory.
+    """
 
     direct = False
-    #: Whether accesses must go through zcio._guard: a file mapping (SIGBUS-prone).
-    guarded = False
     #: Netty's rules for the reference count: releasing past zero is an error.  Plain
     #: buffers are lenient (a second release is a no-op, as closing a closed file).
     strict = False
@@ -126,6 +135,45 @@ class Memory:
         if self.released:
             raise self.released_error()
         return buffer_address(self._base) if self.size else 0
+
+    # -- the memory interface ------------------------------------------------------------
+
+    def load(self, st: struct.Struct, at: int) -> Any:
+        """The value ``st`` decodes at byte ``at``; the caller checked the bounds."""
+        if self.released:
+            raise self.released_error()
+        try:
+            return st.unpack_from(self._base, at)[0]
+        except ValueError as e:
+            raise self.translate(e) from None
+
+    def store(self, at: int, raw: bytes) -> None:
+        """Write ``raw`` at byte ``at`` (guarded); the caller checked bounds and
+        read-only."""
+        if self.released:
+            raise self.released_error()
+        try:
+            _guard.copy(self._base, at, raw, 0, len(raw))
+        except (ValueError, TypeError) as e:
+            raise self.translate(e) from None
+
+    def read(self, at: int, n: int) -> bytes:
+        """A copy of bytes ``[at, at + n)`` (guarded)."""
+        if self.released:
+            raise self.released_error()
+        try:
+            return _guard.read(self._base, at, n)
+        except ValueError as e:
+            raise self.translate(e) from None
+
+    def segments(self, at: int, n: int) -> list[memoryview]:
+        """Zero-copy views of bytes ``[at, at + n)``: one, as the block is contiguous."""
+        if self.released:
+            raise self.released_error()
+        try:
+            return [self._base[at : at + n]]
+        except ValueError as e:
+            raise self.translate(e) from None
 
     def released_error(self) -> ReleasedBufferError:
         if self.strict:

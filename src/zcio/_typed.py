@@ -20,15 +20,21 @@ accepted; bool, float and str raise TypeError before anything changes).
 from __future__ import annotations
 
 import math
-import operator
 import struct
 from array import array
 from collections.abc import Iterable, MutableSequence
 from typing import Any, ClassVar, Generic, Self, TypeVar, overload
 
-from . import _guard
-from ._buffer import Buffer, check_from_index_size
-from ._codec import pack
+from . import _views
+from ._buffer import Buffer, check_from_index_size, check_int
+from ._codec import (
+    _DOUBLE,
+    _DOUBLE_BITS,
+    _FLOAT_BITS,
+    float32_nan_bits,
+    float32_value,
+    pack,
+)
 from ._errors import (
     BufferOverflowError,
     BufferUnderflowError,
@@ -83,11 +89,9 @@ class TypedBuffer(Buffer, Generic[_E]):
         pos: int = 0,
         lim: int | None = None,
         mark: int = -1,
-        mv: memoryview | None = None,
     ) -> Self:
         buf = cls.__new__(cls)
         buf._mem = mem
-        buf._mv = mem.view(off, off + cap * cls._size, ro) if mv is None else mv
         buf._off = off
         buf._cap = cap
         buf._pos = pos
@@ -107,35 +111,18 @@ class TypedBuffer(Buffer, Generic[_E]):
         return pack(self._st, value)
 
     def _write(self, byte_index: int, raw: bytes) -> None:
-        try:
-            if self._mem.guarded:  # a mapping: through the SIGBUS guard
-                _guard.copy(self._mv, byte_index, raw, 0, len(raw))
-            else:
-                self._mv[byte_index : byte_index + len(raw)] = raw
-        except (ValueError, TypeError) as e:  # revoked view
-            raise self._mem.translate(e) from None
+        """Write ``raw`` at byte ``byte_index`` of the view, through its memory."""
+        self._mem.store(self._off + byte_index, raw)
 
     def _read(self, i: int, n: int) -> bytes:
         """A copy of the bytes of elements ``[i, i + n)``."""
         s = self._size
-        try:
-            if self._mem.guarded:  # a mapping: through the SIGBUS guard
-                return _guard.read(self._mv, i * s, n * s)
-            return bytes(self._mv[i * s : (i + n) * s])
-        except ValueError as e:
-            raise self._mem.translate(e) from None
+        return self._mem.read(self._off + i * s, n * s)
 
     def _load(self, i: int) -> Any:
-        try:
-            if self._mem.guarded:  # a mapping: through the SIGBUS guard
-                v = self._st.unpack(_guard.read(self._mv, i * self._size, self._size))[0]
-            else:
-                v = self._st.unpack_from(self._mv, i * self._size)[0]
-        except ValueError as e:
-            raise self._mem.translate(e) from None
-        except TypeError:  # a view of a CompositeBuffer: its _mv spans components
-            at = i * self._size
-            v = self._st.unpack(self._mv[at : at + self._size])[0]
+        """Element ``i``, asked of the memory: contiguous, mapped (guarded) or a
+        composite's (straddling components) alike."""
+        v = self._mem.load(self._st, self._off + i * self._size)
         if self._char:
             return chr(v)
         if v != v:  # a NaN: only float and double views hold them
@@ -176,15 +163,15 @@ class TypedBuffer(Buffer, Generic[_E]):
             return self._load(self._check_index(a))
         if _is_bulk(a):
             return self._get_bulk(None, a, b, c)
-        index = _int_arg(a, "index")
+        index = check_int(a, "index")
         if b is None:
             return self._load(self._check_index(index))
         return self._get_bulk(index, b, c, d)
 
     def _get_bulk(self, index: int | None, dst: Any, offset: Any, length: Any) -> Self:
         """Java's ``get(dst, offset, length)`` and ``get(index, dst, offset, length)``."""
-        offset = 0 if offset is None else _int_arg(offset, "offset")
-        length = len(dst) - offset if length is None else _int_arg(length, "length")
+        offset = 0 if offset is None else check_int(offset, "offset")
+        length = len(dst) - offset if length is None else check_int(length, "length")
         if index is None:
             check_from_index_size(offset, length, len(dst))
             p = self._pos
@@ -248,12 +235,12 @@ class TypedBuffer(Buffer, Generic[_E]):
         if _is_bulk(a, char) or (char and isinstance(a, str) and b is not None):
             return self._put_bulk(None, a, b, c)  # put("x", 0, 1) is a String put too
         if b is not None and _is_bulk(b, char):
-            return self._put_bulk(_int_arg(a, "index"), b, c, d)
+            return self._put_bulk(check_int(a, "index"), b, c, d)
         if c is not None or d is not None:
             raise TypeError("put(index, value) takes no offset or length")
         if b is None:
             return self._put_one(a)
-        return self._put_at(_int_arg(a, "index"), b)
+        return self._put_at(check_int(a, "index"), b)
 
     def _put_one(self, value: Any) -> Self:
         """Relative ``put(value)``: read-only, then overflow, then the value's own check."""
@@ -283,8 +270,8 @@ class TypedBuffer(Buffer, Generic[_E]):
         else:
             src = list(src)
             src_len = len(src)
-        offset = 0 if offset is None else _int_arg(offset, "offset")
-        length = src_len - offset if length is None else _int_arg(length, "length")
+        offset = 0 if offset is None else check_int(offset, "offset")
+        length = src_len - offset if length is None else check_int(length, "length")
         if index is None:
             check_from_index_size(offset, length, src_len)
             if text:  # Java's put(String, start, end) checks its bounds before read-only
@@ -320,8 +307,8 @@ class TypedBuffer(Buffer, Generic[_E]):
                 raise BufferOverflowError(f"put of {length} with {self._lim - p} remaining")
         else:
             p = index
-            offset = 0 if offset is None else _int_arg(offset, "offset")
-            length = src._lim - offset if length is None else _int_arg(length, "length")
+            offset = 0 if offset is None else check_int(offset, "offset")
+            length = src._lim - offset if length is None else check_int(length, "length")
             check_from_index_size(p, length, self._lim)
             check_from_index_size(offset, length, src._lim)
             self._check_writable()
@@ -363,7 +350,7 @@ class TypedBuffer(Buffer, Generic[_E]):
         if index is None:
             index, length = self._pos, max(self._lim - self._pos, 0)
         else:
-            index, length = _int_arg(index, "index"), _int_arg(length, "length")
+            index, length = check_int(index, "index"), check_int(length, "length")
             check_from_index_size(index, length, self._lim)
         self._check_memory()
         return self._view_of(
@@ -374,7 +361,7 @@ class TypedBuffer(Buffer, Generic[_E]):
         """A view sharing content; indexes copied, order kept."""
         self._check_memory()
         return self._view_of(self._mem, self._off, self._cap, self._ro, self._order,
-                             self._pos, self._lim, self._mark, self._mv)
+                             self._pos, self._lim, self._mark)
 
     def as_read_only_buffer(self) -> Self:
         """A read-only duplicate."""
@@ -386,13 +373,11 @@ class TypedBuffer(Buffer, Generic[_E]):
         """Move ``[position, limit)`` to index 0; position = remaining, limit = capacity."""
         self._check_writable()
         s, p, n = self._size, self._pos, self._lim - self._pos
-        try:
-            if self._mem.guarded:
-                _guard.copy(self._mv, 0, self._mv, p * s, n * s)
-            else:
-                self._mv[0 : n * s] = self._mv[p * s : (p + n) * s]
-        except ValueError as e:
-            raise self._mem.translate(e) from None
+        mem, off = self._mem, self._off
+        dst = mem.segments(off, n * s)
+        if p and n:
+            _views.move(dst, mem.segments(off + p * s, n * s),
+                        mem.segments(off, self._lim * s))
         self._pos, self._lim, self._mark = n, self._cap, -1
         return self
 
@@ -459,19 +444,6 @@ class TypedBuffer(Buffer, Generic[_E]):
                 f"[pos={self._pos} lim={self._lim} cap={self._cap}]")
 
 
-def _int_arg(value: Any, what: str) -> int:
-    """An index, offset or length as an int: anything with ``__index__`` (numpy ints
-    too) but bool; TypeError otherwise, before anything changes."""
-    if type(value) is int:
-        return value
-    if not isinstance(value, bool):
-        try:
-            return operator.index(value)
-        except TypeError:
-            pass
-    raise TypeError(f"{what} must be an integer, not {type(value).__name__}")
-
-
 _UTF16 = {ByteOrder.BIG_ENDIAN: "utf-16-be", ByteOrder.LITTLE_ENDIAN: "utf-16-le"}
 _SWAP_CODES = {2: "H", 4: "I", 8: "Q"}  # array typecodes by element size, for byteswap
 
@@ -505,6 +477,9 @@ def _java_float_to_int(v: float) -> int:
     return int(v)
 
 
+_CANONICAL_NAN = 0x7FF8000000000000
+
+
 def _float_compare(x: float, y: float) -> int:
     """Java's ``Float.compare``/``Double.compare``: -0.0 < 0.0, NaN above everything."""
     if x < y:
@@ -514,33 +489,6 @@ def _float_compare(x: float, y: float) -> int:
     bx = _CANONICAL_NAN if math.isnan(x) else _DOUBLE_BITS.unpack(_DOUBLE.pack(x))[0]
     by = _CANONICAL_NAN if math.isnan(y) else _DOUBLE_BITS.unpack(_DOUBLE.pack(y))[0]
     return (bx > by) - (bx < by)
-
-
-_DOUBLE, _DOUBLE_BITS = struct.Struct(">d"), struct.Struct(">q")
-_CANONICAL_NAN = 0x7FF8000000000000
-_DOUBLE_UBITS, _FLOAT = struct.Struct(">Q"), struct.Struct(">f")
-_FLOAT_BITS = {o: struct.Struct(o.prefix + "I") for o in ByteOrder}
-
-
-def float32_value(bits: int) -> float:
-    """The float that stands for the float32 with these bits: its value, exactly; for a
-    NaN, the double NaN with the same sign and the 23 payload bits (quiet bit included)
-    as the top of its 52, the rest zero.  A C cast (and ``struct``) would set the
-    quiet bit; Java's ``Float.intBitsToFloat`` keeps it."""
-    if bits & 0x7F800000 == 0x7F800000 and bits & 0x7FFFFF:
-        wide = (bits >> 31) << 63 | 0x7FF << 52 | (bits & 0x7FFFFF) << 29
-        return float(_DOUBLE.unpack(_DOUBLE_UBITS.pack(wide))[0])
-    return float(_FLOAT.unpack(_FLOAT_BITS[ByteOrder.BIG_ENDIAN].pack(bits))[0])
-
-
-def float32_nan_bits(value: float) -> int:
-    """The float32 bits of a NaN ``value``, the inverse of :func:`float32_value`: sign and
-    top 23 payload bits kept, quiet bit as it is; a payload with none of those 23 bits
-    becomes the quiet NaN of that sign (a quiet bit must stay or it reads as infinity),
-    as Java's ``(float)`` cast gives."""
-    wide: int = _DOUBLE_UBITS.unpack(_DOUBLE.pack(value))[0]
-    payload = wide >> 29 & 0x7FFFFF or 0x400000
-    return (wide >> 63) << 31 | 0x7F800000 | payload
 
 
 class CharBuffer(TypedBuffer[str]):
