@@ -21,6 +21,8 @@ writable sibling before being made read-only.
 from __future__ import annotations
 
 import array
+import os
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -30,6 +32,9 @@ import numpy as np
 from zcio import (
     ByteBuffer,
     ByteOrder,
+    FileChannel,
+    MapMode,
+    OpenOption,
     PooledAllocator,
     ReadOnlyBufferError,
     UnsupportedOperationError,
@@ -43,6 +48,7 @@ __all__ = [
     "COMPOSITE_KINDS",
     "DIRECT_KINDS",
     "HEAP_KINDS",
+    "MAPPED_KINDS",
     "READ_ONLY_KINDS",
     "STRICT_POOLED",
     "WRITABLE_KINDS",
@@ -105,6 +111,8 @@ class BufferKind:
     strict: bool = False  # Netty's reference counts: a release at zero raises
     direct_blocks: int = 1  # entries one buffer of the kind adds to the ``direct`` pool
     pooled: bool = False  # release returns (some of) the memory to a PooledAllocator
+    #: The class ``repr`` names when it is not Heap/DirectByteBuffer (a mapping's).
+    repr_class: str | None = None
 
     def __str__(self) -> str:
         return self.name
@@ -133,7 +141,9 @@ class BufferKind:
         return self._class_name(True)
 
     def _class_name(self, read_only: bool) -> str:
-        if not self.contiguous:
+        if self.repr_class is not None:
+            kind = self.repr_class
+        elif not self.contiguous:
             kind = "CompositeBuffer"
         else:
             kind = ("Direct" if self.is_direct else "Heap") + "ByteBuffer"
@@ -276,6 +286,34 @@ def _pooled_huge(capacity: int, content: bytes) -> tuple[ByteBuffer, ByteBuffer 
     return buf, buf
 
 
+# -- mapped kinds (FileChannel.map): the memory is a file's pages, every access guarded.
+# The file is unlinked once mapped and the channel closed: the mapping alone keeps the
+# pages, and its release() unmaps them, so nothing is left behind.
+
+
+def _mapped_file(size: int, content: bytes) -> ByteBuffer:
+    fd, path = tempfile.mkstemp(prefix="zcio-mapped-kind-")
+    os.close(fd)
+    try:
+        with FileChannel.open(path, OpenOption.READ, OpenOption.WRITE) as ch:
+            buf = ch.map(MapMode.READ_WRITE, 0, size)
+    finally:
+        os.unlink(path)
+    buf.put(0, bytes([_DIRT]) * size)
+    return buf
+
+
+def _mapped(capacity: int, content: bytes) -> tuple[ByteBuffer, ByteBuffer | None]:
+    buf = _mapped_file(capacity, content).put(0, content)
+    return buf, buf
+
+
+def _mapped_slice(capacity: int, content: bytes) -> tuple[ByteBuffer, ByteBuffer | None]:
+    parent = _mapped_file(capacity + SLICE_START + 4, content)
+    buf = parent.slice(SLICE_START, capacity).put(0, content)
+    return buf, buf
+
+
 BASE_KINDS: list[BufferKind] = [
     BufferKind("heap", _heap, False, False, bytearray),
     BufferKind("wrap-bytearray", _wrap_of(bytearray), False, False, bytearray),
@@ -324,6 +362,17 @@ STRICT_POOLED: list[BufferKind] = [
     BufferKind("pooled-odd-class", _pooled_odd_class, True, False, strict=True, pooled=True),
 ]
 BASE_KINDS += STRICT_POOLED
+
+#: File mappings: direct, but counted in the ``mapped`` pool (``direct_blocks=0``).
+MAPPED_KINDS: list[BufferKind] = [
+    BufferKind("mapped", _mapped, True, False, page_aligned=True, direct_blocks=0,
+               repr_class="MappedByteBuffer"),
+    BufferKind("mapped-slice", _mapped_slice, True, False, direct_blocks=0,
+               repr_class="MappedByteBuffer"),
+    BufferKind("mapped-read-only", _read_only_of(_mapped), True, True, page_aligned=True,
+               direct_blocks=0, repr_class="MappedByteBuffer"),
+]
+BASE_KINDS += MAPPED_KINDS
 
 # -- composite kinds (CompositeBuffer): the content split over components of uneven
 # lengths, most of them contributing only a window ([position, limit)) of a larger buffer
@@ -402,7 +451,8 @@ ALL_KINDS: list[BufferKind] = [
 ]
 WRITABLE_KINDS = [k for k in ALL_KINDS if not k.is_read_only]
 READ_ONLY_KINDS = [k for k in ALL_KINDS if k.is_read_only]
-DIRECT_KINDS = [k for k in ALL_KINDS if k.is_direct]
+#: Kinds counted in the ``direct`` pool (a mapping is direct but counted as ``mapped``).
+DIRECT_KINDS = [k for k in ALL_KINDS if k.is_direct and k.direct_blocks]
 HEAP_KINDS = [k for k in ALL_KINDS if not k.is_direct]
 
 

@@ -252,8 +252,10 @@ class MappedByteBuffer(IndirectByteBuffer):
         return self
 
     def __repr__(self) -> str:
-        return (f"zcio.MappedByteBuffer[{self.mode().value} pos={self._pos} lim={self._lim} "
-                f"cap={self._cap}]")
+        """``zcio.MappedByteBuffer[pos=.. lim=.. cap=..]`` (``R`` if read-only), the
+        shape of every buffer's repr; ``mode()`` tells the mapping's mode."""
+        ro = "R" if self._ro else ""
+        return f"zcio.MappedByteBuffer{ro}[pos={self._pos} lim={self._lim} cap={self._cap}]"
 
 
 def map_file(channel: FileChannel, mode: MapMode, position: int, size: int,
