@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from buffer_kinds import WRITABLE_KINDS, BufferKind
 from zcio import (
     ByteBuffer,
     ByteOrder,
@@ -21,6 +22,7 @@ from zcio import (
     ReadOnlyBufferError,
     TypedBuffer,
 )
+from zcio._codec import float32_nan_bits
 
 # float32 NaNs by their bits: signalling (quiet bit clear) and quiet, either sign
 FLOAT_NANS = (0x7F800001, 0xFF800001, 0x7FBFFFFF, 0x7FA5A5A5, 0x7FC00001, 0xFFC00000)
@@ -234,3 +236,26 @@ def test_get_with_a_non_integer_index_raises_type_error(bad: Any) -> None:
     with pytest.raises(TypeError):
         view.get(bad)
     assert view.position() == 0
+
+
+# -- ByteBuffer's own float get/put: the same NaN rule as FloatBuffer's --------------------
+
+@pytest.mark.parametrize("kind", WRITABLE_KINDS, ids=str)
+@pytest.mark.parametrize("bits", FLOAT_NANS, ids=hex)
+def test_byte_buffer_float_nan_keeps_sign_payload_and_quiet_bit(kind: BufferKind, bits: int
+                                                                  ) -> None:
+    """get_float/put_float, absolute and relative, keep a float32 NaN's bits as Java's
+    getFloat/putFloat do: a signalling NaN stays signalling (struct would quiet it)."""
+    with kind.fresh(16) as buf:
+        buf.put_int(0, bits)  # the raw bits, in the buffer's order
+        v = buf.get_float(0)
+        assert v != v and float32_nan_bits(v) == bits
+        buf.put_float(4, v)
+        assert buf.get_unsigned_int(4) == bits
+        buf.position(8).put_float(v)
+        assert buf.position() == 12
+        assert buf.get_unsigned_int(8) == bits
+        got = buf.position(8).get_float()
+        assert buf.position() == 12
+        assert float32_nan_bits(got) == bits
+        assert float32_nan_bits(buf.rewind().as_float_buffer().get(0)) == bits  # the view too
