@@ -27,7 +27,7 @@ import struct
 from typing import TYPE_CHECKING, Any, Self, overload
 
 from . import _views
-from ._buffer import Buffer, check_from_index_size, check_int, is_int
+from ._buffer import Buffer, check_int, is_int
 from ._codec import Codec, float32_nan_bits, float32_value, pack
 from ._errors import (
     BufferOverflowError,
@@ -139,19 +139,7 @@ class ByteAccess(Buffer):
 
     def _get_bulk(self, index: int | None, dst: Any, offset: Any, length: Any) -> Self:
         dmv = byte_view(dst, writable=True)
-        offset = 0 if offset is None else check_int(offset, "offset")
-        length = len(dmv) - offset if length is None else check_int(length, "length")
-        if index is None:
-            check_from_index_size(offset, length, len(dmv))
-            p = self._pos
-            if length > self._lim - p:
-                raise BufferUnderflowError(
-                    f"get of {length} bytes with {self._lim - p} remaining"
-                )
-        else:
-            p = check_int(index, "index")
-            check_from_index_size(p, length, self._lim)
-            check_from_index_size(offset, length, len(dmv))
+        p, offset, length = self._bulk_range(index, offset, length, len(dmv), False, " bytes")
         _views.copy([dmv[offset : offset + length]], self._views(p, length))
         if index is None:
             self._pos = p + length
@@ -238,19 +226,7 @@ class ByteAccess(Buffer):
     def _put_bulk(self, index: int | None, src: Any, offset: Any, length: Any) -> Self:
         self._check_writable()
         smv = byte_view(src)
-        offset = 0 if offset is None else check_int(offset, "offset")
-        length = len(smv) - offset if length is None else check_int(length, "length")
-        if index is None:
-            check_from_index_size(offset, length, len(smv))
-            p = self._pos
-            if length > self._lim - p:
-                raise BufferOverflowError(
-                    f"put of {length} bytes with {self._lim - p} remaining"
-                )
-        else:
-            p = check_int(index, "index")
-            check_from_index_size(p, length, self._lim)
-            check_from_index_size(offset, length, len(smv))
+        p, offset, length = self._bulk_range(index, offset, length, len(smv), True, " bytes")
         _views.copy(self._views(p, length), [smv[offset : offset + length]])
         if index is None:
             self._pos = p + length
@@ -264,10 +240,8 @@ class ByteAccess(Buffer):
         if src is self:
             raise IllegalArgumentError("the source buffer is this buffer")
         self._check_writable()
-        sp, n = src._pos, src._lim - src._pos
-        p = self._pos
-        if n > self._lim - p:
-            raise BufferOverflowError(f"put of {n} bytes with {self._lim - p} remaining")
+        p, sp, n = self._bulk_range(None, src._pos, src._lim - src._pos, src._lim, True,
+                                    " bytes")
         self._copy_from(p, src, sp, n)
         self._pos = p + n
         src._pos = sp + n
@@ -279,11 +253,8 @@ class ByteAccess(Buffer):
         # ranges first and only then refuses.
         if not self._mem.direct:
             self._check_writable()
-        index = check_int(index, "index")
-        offset = 0 if offset is None else check_int(offset, "offset")
-        length = src._lim - offset if length is None else check_int(length, "length")
-        check_from_index_size(index, length, self._lim)
-        check_from_index_size(offset, length, src._lim)
+        index = check_int(index, "index")  # before offset and length, as Java's signature
+        index, offset, length = self._bulk_range(index, offset, length, src._lim, True)
         self._check_writable()
         self._copy_from(index, src, offset, length)
         return self
@@ -313,22 +284,31 @@ class ByteAccess(Buffer):
             return ReadOnlyBufferError("put on a read-only buffer")
         return self._mem.translate(error)
 
-    def _get_at(self, st: struct.Struct, index: int) -> Any:
-        i = self._check_index(index, st.size)
+    # The two hooks every value goes through; IndirectByteBuffer asks its memory instead.
+
+    def _load(self, st: struct.Struct, i: int) -> Any:
+        """The value of ``st`` at byte ``i`` (bounds checked by the caller)."""
         try:
             return st.unpack_from(self._mv, i)[0]
         except ValueError as e:
             raise self._mem.translate(e) from None
+
+    def _store(self, i: int, raw: bytes) -> None:
+        """Write the encoded ``raw`` at byte ``i`` (bounds and read-only checked)."""
+        try:
+            self._mv[i : i + len(raw)] = raw
+        except (ValueError, TypeError) as e:  # revoked view
+            raise self._mem.translate(e) from None
+
+    def _get_at(self, st: struct.Struct, index: int) -> Any:
+        return self._load(st, self._check_index(index, st.size))
 
     def _get_rel(self, st: struct.Struct) -> Any:
         p = self._pos
         q = p + st.size
         if q > self._lim:
             raise self._underflow(st.size)
-        try:
-            v = st.unpack_from(self._mv, p)[0]
-        except ValueError as e:
-            raise self._mem.translate(e) from None
+        v = self._load(st, p)
         self._pos = q
         return v
 
@@ -338,11 +318,7 @@ class ByteAccess(Buffer):
     def _put_at(self, st: struct.Struct, index: int, value: Any) -> Self:
         self._check_writable()
         i = self._check_index(index, st.size)
-        raw = pack(st, value)
-        try:
-            self._mv[i : i + st.size] = raw
-        except (ValueError, TypeError) as e:  # revoked view
-            raise self._mem.translate(e) from None
+        self._store(i, pack(st, value))
         return self
 
     def _put_rel(self, st: struct.Struct, value: Any) -> Self:
@@ -351,36 +327,37 @@ class ByteAccess(Buffer):
         if q > self._lim:
             raise self._overflow(st.size)
         self._check_writable()  # before the value, as every check Java makes
-        raw = pack(st, value)
-        try:
-            self._mv[p:q] = raw
-        except (ValueError, TypeError) as e:  # revoked view
-            raise self._mem.translate(e) from None
+        self._store(p, pack(st, value))
         self._pos = q
         return self
 
+    def _value(self, st: struct.Struct, index: int | None) -> Any:
+        """The value at position (position += size) or at ``index``: every typed get."""
+        if index is None:
+            return self._get_rel(st)
+        return self._get_at(st, index)
+
+    def _set_value(self, st: struct.Struct, a: Any, b: Any) -> Self:
+        """``put(v)`` at position (``b`` None) or ``put(index=a, v=b)``: every typed put."""
+        if b is None:
+            return self._put_rel(st, a)
+        return self._put_at(st, a, b)
+
     def get_char(self, index: int | None = None) -> str:
         """The UTF-16 code unit at position (position += 2) or at ``index``, as a str."""
-        st = self._c.u16
-        return chr(self._get_rel(st) if index is None else self._get_at(st, index))
+        return chr(self._value(self._c.u16, index))
 
     def put_char(self, a: Any, b: Any = None, /) -> Self:
         """``put_char(ch)`` at position (position += 2) or ``put_char(index, ch)``."""
-        if b is None:
-            return self._put_rel(self._c.u16, a)
-        return self._put_at(self._c.u16, a, b)
+        return self._set_value(self._c.u16, a, b)
 
     def get_short(self, index: int | None = None) -> int:
         """The signed 16-bit value at position (position += 2) or at ``index``."""
-        if index is None:
-            return self._get_rel(self._c.i16)  # type: ignore[no-any-return]
-        return self._get_at(self._c.i16, index)  # type: ignore[no-any-return]
+        return self._value(self._c.i16, index)  # type: ignore[no-any-return]
 
     def put_short(self, a: int, b: int | None = None, /) -> Self:
         """``put_short(v)`` at position (position += 2) or ``put_short(index, v)``."""
-        if b is None:
-            return self._put_rel(self._c.i16, a)
-        return self._put_at(self._c.i16, a, b)
+        return self._set_value(self._c.i16, a, b)
 
     def get_int(self, index: int | None = None) -> int:
         """The signed 32-bit value at position (position += 4) or at ``index``."""
@@ -395,7 +372,12 @@ class ByteAccess(Buffer):
                 raise self._mem.translate(e) from None
             self._pos = q
             return v
-        return self._get_at(self._c.i32, index)  # type: ignore[no-any-return]
+        i = self._check_index(index, 4)
+        try:
+            v = self._i32.unpack_from(self._mv, i)[0]
+        except ValueError as e:
+            raise self._mem.translate(e) from None
+        return v
 
     def put_int(self, a: int, b: int | None = None, /) -> Self:
         """``put_int(v)`` at position (position += 4) or ``put_int(index, v)``."""
@@ -414,19 +396,24 @@ class ByteAccess(Buffer):
                 raise self._write_error(e) from None
             self._pos = q
             return self
-        return self._put_at(self._c.i32, a, b)
+        self._check_writable()
+        i = self._check_index(a, 4)
+        if type(b) is not int or not -2147483648 <= b <= 2147483647:
+            self._store(i, pack(self._i32, b))  # encode first: a bad value writes nothing
+            return self
+        try:
+            self._i32.pack_into(self._mv, i, b)
+        except (ValueError, TypeError) as e:  # revoked view
+            raise self._mem.translate(e) from None
+        return self
 
     def get_long(self, index: int | None = None) -> int:
         """The signed 64-bit value at position (position += 8) or at ``index``."""
-        if index is None:
-            return self._get_rel(self._c.i64)  # type: ignore[no-any-return]
-        return self._get_at(self._c.i64, index)  # type: ignore[no-any-return]
+        return self._value(self._c.i64, index)  # type: ignore[no-any-return]
 
     def put_long(self, a: int, b: int | None = None, /) -> Self:
         """``put_long(v)`` at position (position += 8) or ``put_long(index, v)``."""
-        if b is None:
-            return self._put_rel(self._c.i64, a)
-        return self._put_at(self._c.i64, a, b)
+        return self._set_value(self._c.i64, a, b)
 
     def get_float(self, index: int | None = None) -> float:
         """The 32-bit float at position (position += 4) or at ``index``.
@@ -436,10 +423,7 @@ class ByteAccess(Buffer):
         stands for it, see ``zcio._codec.float32_value``.
         """
         p = self._pos if index is None else index
-        if index is None:
-            v: float = self._get_rel(self._c.f32)
-        else:
-            v = self._get_at(self._c.f32, index)
+        v: float = self._value(self._c.f32, index)
         if v != v:  # a NaN: rebuilt from its bits (already checked in bounds)
             return float32_value(self._get_at(self._c.u32, p))
         return v
@@ -450,35 +434,27 @@ class ByteAccess(Buffer):
         A NaN float is written with its sign and payload (``float32_nan_bits``), a
         signalling NaN staying signalling, as Java's ``putFloat`` of that float.
         """
-        v = a if b is None else b
-        if type(v) is float and v != v:
+        st, v = self._c.f32, a if b is None else b
+        if type(v) is float and v != v:  # a NaN: its float32 bits, as an unsigned int
+            st = self._c.u32
             if b is None:
-                return self._put_rel(self._c.u32, float32_nan_bits(v))
-            return self._put_at(self._c.u32, a, float32_nan_bits(v))
-        if b is None:
-            return self._put_rel(self._c.f32, a)
-        return self._put_at(self._c.f32, a, b)
+                a = float32_nan_bits(v)
+            else:
+                b = float32_nan_bits(v)
+        return self._set_value(st, a, b)
 
     def get_double(self, index: int | None = None) -> float:
         """The 64-bit float at position (position += 8) or at ``index``."""
-        if index is None:
-            return self._get_rel(self._c.f64)  # type: ignore[no-any-return]
-        return self._get_at(self._c.f64, index)  # type: ignore[no-any-return]
+        return self._value(self._c.f64, index)  # type: ignore[no-any-return]
 
     def put_double(self, a: Any, b: Any = None, /) -> Self:
         """``put_double(v)`` at position (position += 8) or ``put_double(index, v)``."""
-        if b is None:
-            return self._put_rel(self._c.f64, a)
-        return self._put_at(self._c.f64, a, b)
+        return self._set_value(self._c.f64, a, b)
 
     def get_unsigned_short(self, index: int | None = None) -> int:
         """The unsigned 16-bit value at position (position += 2) or at ``index``."""
-        if index is None:
-            return self._get_rel(self._c.u16)  # type: ignore[no-any-return]
-        return self._get_at(self._c.u16, index)  # type: ignore[no-any-return]
+        return self._value(self._c.u16, index)  # type: ignore[no-any-return]
 
     def get_unsigned_int(self, index: int | None = None) -> int:
         """The unsigned 32-bit value at position (position += 4) or at ``index``."""
-        if index is None:
-            return self._get_rel(self._c.u32)  # type: ignore[no-any-return]
-        return self._get_at(self._c.u32, index)  # type: ignore[no-any-return]
+        return self._value(self._c.u32, index)  # type: ignore[no-any-return]

@@ -17,9 +17,12 @@ Buffers are not safe for use by several threads at once without locking, as in J
 from __future__ import annotations
 
 import operator
+from collections.abc import Callable
 from typing import Any, Self, overload
 
 from ._errors import (
+    BufferOverflowError,
+    BufferUnderflowError,
     IllegalArgumentError,
     IndexOutOfBoundsError,
     InvalidMarkError,
@@ -54,6 +57,16 @@ def check_int(value: object, what: str) -> int:
         except TypeError:
             pass
     raise TypeError(f"{what} must be an integer, not {type(value).__name__}")
+
+
+def new_index(value: object, what: str, bound: int, bound_name: str) -> int:
+    """``value`` as a new position or limit: an integer in ``[0, bound]``, else TypeError
+    or IllegalArgumentError with the numbers (``"new limit 9 out of range [0, capacity
+    8]"``)."""
+    index = check_int(value, what)
+    if index > bound or index < 0:
+        raise IllegalArgumentError(f"new {what} {index} out of range [0, {bound_name} {bound}]")
+    return index
 
 
 def is_int(value: object) -> bool:
@@ -106,11 +119,7 @@ class Buffer:
         """
         if new_position is None:
             return self._pos
-        new_position = check_int(new_position, "position")
-        if new_position > self._lim or new_position < 0:
-            raise IllegalArgumentError(
-                f"new position {new_position} out of range [0, limit {self._lim}]"
-            )
+        new_position = new_index(new_position, "position", self._lim, "limit")
         if self._mark > new_position:
             self._mark = -1
         self._pos = new_position
@@ -129,11 +138,7 @@ class Buffer:
         """
         if new_limit is None:
             return self._lim
-        new_limit = check_int(new_limit, "limit")
-        if new_limit > self._cap or new_limit < 0:
-            raise IllegalArgumentError(
-                f"new limit {new_limit} out of range [0, capacity {self._cap}]"
-            )
+        new_limit = new_index(new_limit, "limit", self._cap, "capacity")
         self._lim = new_limit
         if self._pos > new_limit:
             self._pos = new_limit
@@ -222,6 +227,49 @@ class Buffer:
                 f"index {index} (+{nb}) out of bounds for limit {self._lim}"
             )
         return index
+
+    def _bulk_range(self, index: Any, offset: Any, length: Any, other: int, put: bool,
+                    unit: str = "", then: Callable[[], None] | None = None
+                    ) -> tuple[int, int, int]:
+        """``(start, offset, length)`` of a bulk get or put, every bound checked in
+        Java's order before anything moves; the one range check of every kind.
+
+        ``other``: the length of the array, sequence or buffer on the other side;
+        ``offset`` defaults to 0 and ``length`` to the rest of ``other``.  Relative
+        (``index`` None): ``[offset, offset + length)`` must fit ``other``
+        (IndexOutOfBoundsError), then ``length <= remaining()`` (BufferUnderflowError
+        for a get, BufferOverflowError for a put); the start is the position.
+        Absolute: ``index`` (an integer, converted after ``offset`` and ``length``)
+        with ``[index, index + length)`` within the limit, then the other range
+        (IndexOutOfBoundsError).  ``unit`` names what is counted in the messages;
+        ``then``, a check Java makes between a relative call's two (read-only for
+        ``CharBuffer.put(String)``).
+        """
+        offset = 0 if offset is None else check_int(offset, "offset")
+        length = other - offset if length is None else check_int(length, "length")
+        if index is None:
+            check_from_index_size(offset, length, other)
+            if then is not None:
+                then()
+            p = self._pos
+            if length > self._lim - p:
+                error = BufferOverflowError if put else BufferUnderflowError
+                raise error(f"{'put' if put else 'get'} of {length}{unit} with "
+                            f"{self._lim - p} remaining")
+            return p, offset, length
+        index = check_int(index, "index")
+        check_from_index_size(index, length, self._lim)
+        check_from_index_size(offset, length, other)
+        return index, offset, length
+
+    def _slice_range(self, index: Any, length: Any) -> tuple[int, int]:
+        """``(index, length)`` of ``slice()`` (``[position, limit)``, both None) or of
+        ``slice(index, length)``, which must lie within the limit (IndexOutOfBoundsError)."""
+        if index is None:
+            return self._pos, max(self._lim - self._pos, 0)
+        index, length = check_int(index, "index"), check_int(length, "length")
+        check_from_index_size(index, length, self._lim)
+        return index, length
 
     def _check_writable(self) -> None:
         if self._ro:

@@ -217,11 +217,7 @@ class ByteBuffer(ByteAccess):
             this:   0 ... position=3 ....... limit=7 ... capacity=9
             slice:        position=0 ....... limit=capacity=4
         """
-        if index is None:
-            index, length = self._pos, max(self._lim - self._pos, 0)
-        else:
-            index, length = check_int(index, "index"), check_int(length, "length")
-            check_from_index_size(index, length, self._lim)
+        index, length = self._slice_range(index, length)
         self._check_memory()
         self._mem.record("slice()")
         start = self._off + index

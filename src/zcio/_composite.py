@@ -44,15 +44,15 @@ from __future__ import annotations
 
 import builtins
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any, Self, overload
+from collections.abc import Iterable
+from typing import Any, Self, overload
 
-from . import _guard, _views
-from ._buffer import check_from_index_size, check_int
+from . import _views
+from ._buffer import check_int
 from ._byte_buffer import ByteBuffer
+from ._composite_memory import CompositeMemory
 from ._errors import (
     IllegalArgumentError,
-    IllegalReferenceCountError,
     IndexOutOfBoundsError,
     UnsupportedOperationError,
 )
@@ -60,148 +60,10 @@ from ._indirect import IndirectByteBuffer
 from ._memory import Memory
 from ._order import ByteOrder
 
-if TYPE_CHECKING:
-    import struct
-
-
-__all__ = ["CompositeBuffer", "CompositeMemory", "COPY_PATH"]
+__all__ = ["CompositeBuffer", "CompositeMemory", "COPY_PATH"]  # the memory: re-exported
 
 #: The metrics path under which a composite's copies are counted.
 COPY_PATH = _views.COPY_PATH
-
-
-class CompositeMemory(Memory):
-    """What a composite shares with its slices, duplicates and typed views.
-
-    The reference count (strict), the references it owns, and a virtual byte space in
-    which every component's bytes (a *piece*: a ByteBuffer over exactly those bytes)
-    lie end to end.  A composite is a range of that space, as a plain buffer is a range
-    of its block, so slices and typed views work by offsets.  Pieces are only ever
-    appended: a composite that grows where its range does not end the space lays its own
-    pieces again at the end first.  ``direct``: every piece is direct (and there is one).
-    """
-
-    strict = True
-    __slots__ = ("direct", "_pieces", "_segs", "_starts", "_ends", "_owned")
-
-    def __init__(self) -> None:
-        super().__init__(memoryview(b""))
-        self.direct = False
-        self._pieces: list[ByteBuffer] = []
-        self._segs: list[memoryview] = []  # each piece's memoryview, for the hot paths
-        self._starts: list[int] = []  # virtual offset of each piece's first byte
-        self._ends: list[int] = []
-        self._owned: list[Memory] = []  # one reference each, released at zero
-
-    @property
-    def end(self) -> int:
-        """The end of the virtual space."""
-        return self._ends[-1] if self._ends else 0
-
-    def lay(self, pieces: Sequence[ByteBuffer]) -> int:
-        """Append ``pieces`` to the space; the index of the first."""
-        first, at = len(self._pieces), self.end
-        for p in pieces:
-            self._pieces.append(p)
-            self._segs.append(p._mv)
-            self._starts.append(at)
-            at += p._cap
-            self._ends.append(at)
-        if pieces:
-            self.direct = (first == 0 or self.direct) and all(p._mem.direct for p in pieces)
-        return first
-
-    def view(self, start: int, stop: int, readonly: bool = False) -> memoryview:
-        """No single memoryview exists: a composite's buffers ask ``load``, ``store``,
-        ``read`` and ``segments``; ``CompositeBuffer.memoryview`` makes the choice."""
-        raise UnsupportedOperationError("a composite's memory has no single view")
-
-    def address(self) -> int:
-        raise UnsupportedOperationError("a composite's memory has no single address")
-
-    def segments(self, v: int, n: int) -> list[memoryview]:
-        """Zero-copy views of the space's bytes ``[v, v + n)``, one per piece touched."""
-        if self.released:
-            raise self.released_error()
-        out: list[memoryview] = []
-        if n <= 0:
-            return out
-        starts, ends, segs = self._starts, self._ends, self._segs
-        k = bisect_right(starts, v) - 1
-        try:
-            while n > 0:
-                end = ends[k]
-                if end > v:
-                    take = min(n, end - v)
-                    j = v - starts[k]
-                    out.append(segs[k][j : j + take])
-                    v += take
-                    n -= take
-                k += 1
-        except ValueError as e:
-            raise self.fail(e) from None
-        return out
-
-    def _piece_at(self, v: int, n: int) -> tuple[ByteBuffer, int] | None:
-        """The piece holding all of bytes ``[v, v + n)`` and ``v``'s offset in its
-        memory block, or None when they straddle pieces."""
-        if self.released:
-            raise self.released_error()
-        k = bisect_right(self._starts, v) - 1
-        if v + n > self._ends[k]:
-            return None
-        piece = self._pieces[k]
-        return piece, piece._off + v - self._starts[k]
-
-    def load(self, st: struct.Struct, at: int) -> Any:
-        """The value at ``at``: asked of the piece's own memory (a mapping guards it),
-        or decoded from a copy when it straddles pieces."""
-        found = self._piece_at(at, st.size)
-        if found is None:
-            return st.unpack(self.read(at, st.size))[0]
-        piece, j = found
-        return piece._mem.load(st, j)
-
-    def store(self, at: int, raw: bytes) -> None:
-        """Write ``raw`` at ``at``: through the piece's memory, or piece by piece."""
-        found = self._piece_at(at, len(raw))
-        if found is None:
-            _views.copy(self.segments(at, len(raw)), [memoryview(raw)])
-            return
-        piece, j = found
-        piece._mem.store(j, raw)
-
-    def read(self, at: int, n: int) -> bytes:
-        """A copy of bytes ``[at, at + n)`` (a value straddling pieces; a typed view)."""
-        return _guard.join(self.segments(at, n))
-
-    def fail(self, error: Exception) -> Exception:
-        """The error for an access that failed: this memory's, or a component's
-        (released by someone who had given it away), else ``error`` itself."""
-        if self.released:
-            return self.released_error()
-        for p in self._pieces:
-            if p._mem.released:
-                return p._mem.released_error()
-        return error
-
-    def touch(self, hint: object) -> None:
-        for m in self._owned:
-            m.touch(hint)
-
-    def _free(self) -> None:
-        """Release every owned reference once (all of them, even if one fails)."""
-        owned, self._owned = self._owned, []
-        self._pieces, self._segs = [], []
-        error: Exception | None = None
-        for i, m in enumerate(owned):
-            try:
-                m.release()
-            except IllegalReferenceCountError as e:
-                error = error or IllegalReferenceCountError(
-                    f"component reference {i} was already released ({e})")
-        if error is not None:
-            raise error
 
 
 class CompositeBuffer(IndirectByteBuffer):
@@ -422,11 +284,7 @@ class CompositeBuffer(IndirectByteBuffer):
             this:   [a b c] [d e] [f g h i]   position=1 limit=6
             slice:    [b c] [d e] [f]         position=0 limit=capacity=5
         """
-        if index is None:
-            index, length = self._pos, max(self._lim - self._pos, 0)
-        else:
-            index, length = check_int(index, "index"), check_int(length, "length")
-            check_from_index_size(index, length, self._lim)
+        index, length = self._slice_range(index, length)
         v0 = self._off + index
         first = stop = self._first
         if length:  # components with bytes in range, and empty ones strictly inside

@@ -6,8 +6,11 @@ a file mapping (``MappedMemory``: every access through the SIGBUS guard) and a
 composite's (``CompositeMemory``: bytes in several blocks).  Their buffers override
 the value hooks once, here, to call the memory interface (``zcio._memory.Memory``):
 
-* ``Memory.load(st, at)``: the value of ``st`` at byte ``at`` of the block;
-* ``Memory.store(at, raw)``: write the encoded bytes ``raw`` at byte ``at``.
+* ``_load(st, i)`` asks ``Memory.load(st, at)``: the value of ``st`` at byte ``at``;
+* ``_store(i, raw)`` asks ``Memory.store(at, raw)``: write the encoded ``raw`` there;
+
+and the paths ByteAccess inlines on its memoryview (single bytes, ``get_int``,
+``put_int``) go through those hooks here.
 
 The rules are ByteBuffer's: a relative get past the limit raises BufferUnderflowError,
 a relative put past it BufferOverflowError, an absolute index out of range
@@ -24,7 +27,6 @@ from typing import Any, Self
 from ._access import signed
 from ._buffer import is_int
 from ._byte_buffer import ByteBuffer
-from ._codec import pack
 
 __all__ = ["IndirectByteBuffer"]
 
@@ -36,33 +38,11 @@ class IndirectByteBuffer(ByteBuffer):
 
     __slots__ = ()
 
-    def _get_at(self, st: struct.Struct, index: int) -> Any:
-        return self._mem.load(st, self._off + self._check_index(index, st.size))
+    def _load(self, st: struct.Struct, i: int) -> Any:
+        return self._mem.load(st, self._off + i)
 
-    def _get_rel(self, st: struct.Struct) -> Any:
-        p = self._pos
-        q = p + st.size
-        if q > self._lim:
-            raise self._underflow(st.size)
-        v = self._mem.load(st, self._off + p)
-        self._pos = q
-        return v
-
-    def _put_at(self, st: struct.Struct, index: int, value: Any) -> Self:
-        self._check_writable()
-        i = self._check_index(index, st.size)
-        self._mem.store(self._off + i, pack(st, value))
-        return self
-
-    def _put_rel(self, st: struct.Struct, value: Any) -> Self:
-        p = self._pos
-        q = p + st.size
-        if q > self._lim:
-            raise self._overflow(st.size)
-        self._check_writable()
-        self._mem.store(self._off + p, pack(st, value))
-        self._pos = q
-        return self
+    def _store(self, i: int, raw: bytes) -> None:
+        self._mem.store(self._off + i, raw)
 
     def get(self, a: Any = None, b: Any = None, c: Any = None, d: Any = None, /) -> Any:
         """As ``ByteBuffer.get``; a single byte is read through the memory."""
@@ -82,12 +62,8 @@ class IndirectByteBuffer(ByteBuffer):
 
     def get_int(self, index: int | None = None) -> int:
         """The signed 32-bit value at position (position += 4) or at ``index``."""
-        if index is None:
-            return self._get_rel(self._c.i32)  # type: ignore[no-any-return]
-        return self._get_at(self._c.i32, index)  # type: ignore[no-any-return]
+        return self._value(self._c.i32, index)  # type: ignore[no-any-return]
 
     def put_int(self, a: int, b: int | None = None, /) -> Self:
         """``put_int(v)`` at position (position += 4) or ``put_int(index, v)``."""
-        if b is None:
-            return self._put_rel(self._c.i32, a)
-        return self._put_at(self._c.i32, a, b)
+        return self._set_value(self._c.i32, a, b)
