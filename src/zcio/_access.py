@@ -2,13 +2,13 @@
 
 This is the hot-path layer: :class:`ByteAccess` sits between the indexes
 (``zcio._buffer.Buffer``) and the API (``zcio._byte_buffer.ByteBuffer``), and is the
-one class a compiled module replaces wholesale.  Its single and typed values are
-inlined on the buffer's one memoryview ``_mv`` (``struct.unpack_from`` /
-``pack_into``): contiguous plain memory, heap, direct or pooled.  Kinds whose memory
-must be asked instead (a mapping, through the SIGBUS guard; a composite, in several
-blocks) are ``zcio._indirect.IndirectByteBuffer``, which overrides the few value hooks
-(``_get_at``, ``_get_rel``, ``_put_at``, ``_put_rel``, and the inlined ``get_int``,
-``put_int`` and single-byte ``get``/``put``) to go through ``Memory.load``/``store``.
+one class a compiled module replaces wholesale.  Every typed value goes through two
+hooks, ``_load(st, i)`` and ``_store(i, raw)``, here on the buffer's one memoryview
+``_mv`` (contiguous plain memory: heap, direct or pooled); ``get_int``, ``put_int``
+and the single-byte ``get``/``put`` are inlined on ``_mv`` as well (the hot paths).
+Kinds whose memory must be asked instead (a mapping, through the SIGBUS guard; a
+composite, in several blocks) are ``zcio._indirect.IndirectByteBuffer``, which points
+the hooks at ``Memory.load``/``store`` and routes the inlined paths through them.
 
 Bulk copies go through ``_views(i, n)``, the byte range as zero-copy memoryviews (one,
 or one per component), and ``zcio._views``, for every kind alike.

@@ -23,7 +23,7 @@ import sys
 from typing import TYPE_CHECKING, Any, Self, overload
 
 from . import _guard, _views
-from ._access import ByteAccess, byte_view, signed
+from ._access import ByteAccess, byte_view
 from ._buffer import check_from_index_size, check_int
 from ._codec import CODECS
 from ._errors import (
@@ -51,7 +51,6 @@ __all__ = ["ByteBuffer", "byte_view", "check_capacity", "other_buffer"]
 
 _BIG = ByteOrder.BIG_ENDIAN
 _BE = CODECS[_BIG]
-_signed = signed  # the old private name (zcio._mapped imported it)
 
 
 def check_capacity(capacity: object) -> int:
