@@ -1,9 +1,11 @@
 """The one part of the build pyproject.toml cannot say: zcio's optional C extension.
 
-``zcio._cguard`` (src/zcio/_cguard.c) guards zcio's accesses to mapped memory against
-SIGBUS.  It is optional: where no C compiler (or no Python headers) exists, the build
-warns and installs zcio without it, and zcio runs pure Python, unguarded
-(``zcio info`` says so).  Everything else about the package is in pyproject.toml.
+``zcio._native`` (src/native/*.c) is the compiled accelerator: the SIGBUS guard for
+zcio's accesses to mapped memory (guard.c) and the buffer core's fast paths (core.c).  It
+is optional: where no C compiler (or no Python headers) exists, the build warns and
+installs zcio without it, and zcio runs pure Python, unguarded (``zcio info`` says so;
+``ZCIO_PURE_PYTHON=1`` forces that at run time).  Everything else about the package is
+in pyproject.toml.
 """
 
 from setuptools import Extension, setup
@@ -11,8 +13,10 @@ from setuptools import Extension, setup
 setup(
     ext_modules=[
         Extension(
-            "zcio._cguard",
-            sources=["src/zcio/_cguard.c"],
+            "zcio._native",
+            sources=[f"src/native/{part}.c" for part in ("native", "guard", "core")],
+            depends=["src/native/native.h"],
+            extra_compile_args=["-O2"],
             optional=True,  # no compiler: warn, build the pure package
         )
     ]

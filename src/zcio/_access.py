@@ -63,7 +63,7 @@ def signed(v: int) -> int:
 class ByteAccess(Buffer):
     """Get and put of bytes and typed values over ``_mv``; see the module docstring."""
 
-    __slots__ = ("_off", "_order", "_c", "_i32")
+    __slots__ = ("_off", "_c", "_i32")
 
     _off: int  # byte offset of this buffer's index 0 within its memory block
     _order: ByteOrder

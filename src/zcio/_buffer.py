@@ -29,6 +29,7 @@ from ._errors import (
     ReadOnlyBufferError,
 )
 from ._memory import Memory
+from ._state import BufferState
 
 __all__ = ["Buffer"]
 
@@ -84,14 +85,15 @@ def is_int(value: object) -> bool:
     return True
 
 
-class Buffer:
+class Buffer(BufferState):
     """Base of ByteBuffer and the typed buffers: indexes, their checks, and lifetime.
 
     Subclasses set ``_mv`` (a memoryview of this buffer's bytes) and ``_mem`` (the
-    memory block shared by every buffer derived from the same allocation).
+    memory block shared by every buffer derived from the same allocation); the slots
+    are ``zcio._state.BufferState``'s.
     """
 
-    __slots__ = ("_mark", "_pos", "_lim", "_cap", "_ro", "_mem", "_mv", "__weakref__")
+    __slots__ = ()
 
     _mark: int
     _pos: int

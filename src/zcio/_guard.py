@@ -1,8 +1,8 @@
-"""zcio's own accesses to mapped memory, guarded against SIGBUS (facade of ``_cguard``).
+"""zcio's own accesses to mapped memory, guarded against SIGBUS (in ``zcio._native``).
 
 A mapped page whose file is gone (truncated by another process) or cannot be backed (a
 hole of a sparse file on a full file system) makes the kernel send SIGBUS to the thread
-that touches it, which kills CPython.  The compiled ``zcio._cguard`` makes each copy,
+that touches it, which kills CPython.  The compiled ``zcio._native`` makes each copy,
 comparison and page walk below with a per-thread jump buffer armed; its SIGBUS handler
 jumps back out and the call raises :class:`~zcio.MappedRegionError` instead.  A SIGBUS
 anywhere else goes to the handler that was there before (faulthandler's, or the default).
@@ -20,11 +20,11 @@ into MappedRegionError where channels make the call.
 from __future__ import annotations
 
 import errno
-import importlib
-import os
 from collections.abc import Callable, Sequence
 from typing import Any, ParamSpec, TypeVar
 
+from . import _accel
+from ._accel import native
 from ._errors import MappedRegionError
 
 __all__ = [
@@ -90,17 +90,13 @@ def _py_touch(buf: Any, step: int, /) -> None:
 
 
 def _load() -> tuple[Any, str | None]:
-    if os.environ.get("ZCIO_PURE_PYTHON") == "1":
-        return None, "ZCIO_PURE_PYTHON=1 forces the pure-Python path"
+    if native is None:
+        return None, _accel.unavailability_cause()
     try:
-        _cguard = importlib.import_module("zcio._cguard")
-    except ImportError as e:
-        return None, f"{e} (not built: no C compiler at install time?)"
-    try:
-        _cguard.install(MappedRegionError)
+        native.install(MappedRegionError)
     except OSError as e:  # pragma: no cover - sigaction(SIGBUS) does not fail on Linux
         return None, f"cannot install the SIGBUS handler: {e}"
-    return _cguard, None
+    return native, None
 
 
 _C, _CAUSE = _load()

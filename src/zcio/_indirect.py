@@ -21,12 +21,15 @@ override: they go through ``_views`` and ``zcio._views`` for every kind.
 
 from __future__ import annotations
 
+import inspect
 import struct
 from typing import Any, Self
 
-from ._access import signed
+from ._accel import native
+from ._access import ByteAccess, signed
 from ._buffer import is_int
 from ._byte_buffer import ByteBuffer
+from ._order import ByteOrder
 
 __all__ = ["IndirectByteBuffer"]
 
@@ -67,3 +70,37 @@ class IndirectByteBuffer(ByteBuffer):
     def put_int(self, a: int, b: int | None = None, /) -> Self:
         """``put_int(v)`` at position (position += 4) or ``put_int(index, v)``."""
         return self._set_value(self._c.i32, a, b)
+
+
+#: The Python methods the compiled fast paths replaced, by name: the reference the
+#: differential tests hold the fast paths to (empty when pure Python runs).
+REFERENCE: dict[str, Any] = {}
+
+
+def _text_signature(fn: Any) -> str:
+    """``name($self, a, b=None, /)``: the signature line a C method's docstring starts
+    with, so ``help()``, ``inspect`` and the API reference show the Python one."""
+    sig = inspect.signature(fn)
+    plain = sig.replace(
+        parameters=[p.replace(annotation=p.empty) for p in sig.parameters.values()],
+        return_annotation=sig.empty)
+    return f"{fn.__name__}{plain}".replace("(self", "($self", 1)
+
+
+def _accelerate() -> None:
+    """Hand ByteBuffer's hot get/put to the compiled fast paths (``zcio._native``), each
+    keeping the Python method it replaces as its reference and slow path.  Kinds whose
+    memory must be asked (this module's subclasses: mapped, composite) always take the
+    Python path, so every mapped access stays behind the SIGBUS guard."""
+    if native is None:
+        return
+    REFERENCE.update((name, fn) for name, fn in vars(ByteAccess).items()
+                     if name in native.ACCELERATED)
+    docs = {name: f"{_text_signature(fn)}\n--\n\n{inspect.getdoc(fn)}"
+            for name, fn in vars(ByteAccess).items()
+            if inspect.isfunction(fn) and fn.__doc__}
+    native.accelerate(ByteAccess, ByteOrder.BIG_ENDIAN, ByteOrder.LITTLE_ENDIAN,
+                      IndirectByteBuffer, docs)
+
+
+_accelerate()

@@ -46,7 +46,7 @@ _E = TypeVar("_E", int, float, str)
 class TypedBuffer(Buffer, Generic[_E]):
     """Common machinery of the typed views; element type given by the subclass."""
 
-    __slots__ = ("_off", "_order", "_st")
+    __slots__ = ("_off", "_st")
 
     _fmt: ClassVar[str]  # struct code of the element
     _size: ClassVar[int]

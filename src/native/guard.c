@@ -1,4 +1,4 @@
-/* zcio._cguard: zcio's own accesses to mapped memory, guarded against SIGBUS.
+/* zcio._native, the SIGBUS guard: zcio's own accesses to mapped memory, guarded against SIGBUS.
  *
  * Touching a page of a file mapping that lies past the file's end (the file was
  * truncated by someone else) or that the file system cannot back (a hole in a full
@@ -18,7 +18,8 @@
  *   disposition is restored and the faulting instruction runs again.  A SIGBUS sent
  *   with kill() is handed to the previous handler (or kills, by default) at once.
  *
- * A later issue grows this module into the compiled accelerator; keep it small.
+ * The rest of the compiled accelerator (core.c) never touches mapped memory: every
+ * mapped access goes through these functions.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -29,6 +30,8 @@
 #include <stdint.h>
 #include <string.h>
 #include <unistd.h>
+
+#include "native.h"
 
 typedef struct {
     sigjmp_buf jb;
@@ -376,16 +379,8 @@ static PyMethodDef methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT,
-    .m_name = "zcio._cguard",
-    .m_doc = "zcio's accesses to mapped memory, guarded against SIGBUS (see _cguard.c).",
-    .m_size = -1,
-    .m_methods = methods,
-};
-
-PyMODINIT_FUNC
-PyInit__cguard(void)
+int
+zcio_guard_init(PyObject *m)
 {
-    return PyModule_Create(&module);
+    return PyModule_AddFunctions(m, methods);
 }

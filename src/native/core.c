@@ -1,0 +1,492 @@
+/* zcio._native, the buffer core: the index state of every buffer as a C type, and the
+ * hot get/put of ByteBuffer on it.
+ *
+ * BufferState is the base of zcio._buffer.Buffer when this module is importable; the
+ * pure-Python zcio._state.BufferState has the same slots and is the reference.  Each
+ * method here is a fast path only: it handles the common successful case (a plain
+ * contiguous buffer, an exact int or float, indexes in range, memory alive, a byte order
+ * it knows) and hands every other case, unchanged, to the Python method it replaced
+ * (accelerate() keeps them), so that errors, numpy integers, NaNs, mapped and composite
+ * memory behave bit for bit as the reference does.
+ *
+ * Memory safety: a fast path touches memory only through the buffer's own memoryview
+ * ``_mv`` while it is not released (a released view means the memory may be gone), at
+ * offsets checked against both the limit and the view's length, with the GIL held from
+ * the check to the access.  Kinds whose memory must be asked (mappings, behind the SIGBUS
+ * guard; composites) are subclasses of the indirect class and always take the Python path.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+#include <math.h>
+#include <float.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "native.h"
+
+typedef struct {
+    PyObject_HEAD
+    Py_ssize_t mark, pos, lim, cap;
+    PyObject *ro;     /* bool */
+    PyObject *mem;    /* zcio._memory.Memory */
+    PyObject *mv;     /* memoryview of [0, capacity) */
+    PyObject *order;  /* zcio.ByteOrder */
+    PyObject *weakreflist;
+} State;
+
+/* Set by accelerate(): the ByteOrder members and the class whose subclasses must ask
+ * their memory (IndirectByteBuffer). */
+static PyObject *big_endian = NULL, *little_endian = NULL;
+static PyTypeObject *indirect_type = NULL;
+static PyObject *plain_type = NULL; /* the last type found not indirect: a one-entry cache */
+
+enum { K_BYTE, K_CHAR, K_SHORT, K_USHORT, K_INT, K_UINT, K_LONG, K_FLOAT, K_DOUBLE, K_COUNT };
+static const int k_size[K_COUNT] = {1, 2, 2, 2, 4, 4, 8, 4, 8};
+
+/* The Python methods replaced, by slot: the reference implementation and every slow path. */
+enum { M_GET, M_PUT, M_GET_CHAR, M_PUT_CHAR, M_GET_SHORT, M_PUT_SHORT, M_GET_USHORT,
+       M_GET_INT, M_PUT_INT, M_GET_UINT, M_GET_LONG, M_PUT_LONG, M_GET_FLOAT, M_PUT_FLOAT,
+       M_GET_DOUBLE, M_PUT_DOUBLE, M_COUNT };
+static PyObject *fallback[M_COUNT];
+
+static PyObject *
+slow(int m, PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *f = fallback[m];
+    if (f == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "zcio._native: accelerate() was not called");
+        return NULL;
+    }
+    /* self, then the arguments, as one vector */
+    PyObject *small[8], **stack = small;
+    Py_ssize_t n = nargs + (kwnames ? PyTuple_GET_SIZE(kwnames) : 0);
+    if (n + 1 > 8 && (stack = PyMem_Malloc((n + 1) * sizeof(PyObject *))) == NULL)
+        return PyErr_NoMemory();
+    stack[0] = self;
+    for (Py_ssize_t i = 0; i < n; i++)
+        stack[i + 1] = args[i];
+    PyObject *r = PyObject_Vectorcall(f, stack, nargs + 1, kwnames);
+    if (stack != small)
+        PyMem_Free(stack);
+    return r;
+}
+
+/* The memory of a plain buffer, or NULL (no exception) when the fast path must not touch
+ * it: an indirect kind, a released or foreign view.  *len: the view's length. */
+static inline char *
+plain_memory(State *s, Py_ssize_t *len, int writing)
+{
+    PyTypeObject *t = Py_TYPE(s);
+    if ((PyObject *)t != plain_type) {
+        if (indirect_type == NULL || PyType_IsSubtype(t, indirect_type))
+            return NULL;
+        Py_XSETREF(plain_type, Py_NewRef((PyObject *)t)); /* held: never a stale address */
+    }
+    PyObject *mv = s->mv;
+    if (mv == NULL || !PyMemoryView_Check(mv))
+        return NULL;
+    PyMemoryViewObject *m = (PyMemoryViewObject *)mv;
+    if ((m->flags & _Py_MEMORYVIEW_RELEASED) || (m->mbuf->flags & _Py_MANAGED_BUFFER_RELEASED))
+        return NULL;
+    Py_buffer *v = &m->view;
+    if (writing && v->readonly)
+        return NULL;
+    if (v->itemsize != 1 || v->ndim > 1 || (v->ndim == 1 && v->strides && v->strides[0] != 1))
+        return NULL;
+    *len = v->len;
+    return (char *)v->buf;
+}
+
+/* 1: big-endian, 0: little-endian, -1: an order this module does not know. */
+static inline int
+is_big(State *s)
+{
+    if (s->order == big_endian)
+        return 1;
+    if (s->order == little_endian)
+        return 0;
+    return -1;
+}
+
+static inline uint64_t
+load_bytes(const char *p, int n, int big)
+{
+    uint64_t v = 0;
+    switch (n) {
+    case 1: return (uint8_t)p[0];
+    case 2: { uint16_t x; memcpy(&x, p, 2); v = big ? __builtin_bswap16(x) : x;
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+              v = big ? x : __builtin_bswap16(x);
+#endif
+              return v; }
+    case 4: { uint32_t x; memcpy(&x, p, 4); v = big ? __builtin_bswap32(x) : x;
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+              v = big ? x : __builtin_bswap32(x);
+#endif
+              return v; }
+    default: { uint64_t x; memcpy(&x, p, 8); v = big ? __builtin_bswap64(x) : x;
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+              v = big ? x : __builtin_bswap64(x);
+#endif
+              return v; }
+    }
+}
+
+static inline void
+store_bytes(char *p, int n, int big, uint64_t v)
+{
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    big = !big;
+#endif
+    switch (n) {
+    case 1: p[0] = (char)v; break;
+    case 2: { uint16_t x = (uint16_t)v; if (big) x = __builtin_bswap16(x); memcpy(p, &x, 2); break; }
+    case 4: { uint32_t x = (uint32_t)v; if (big) x = __builtin_bswap32(x); memcpy(p, &x, 4); break; }
+    default: { uint64_t x = v; if (big) x = __builtin_bswap64(x); memcpy(p, &x, 8); break; }
+    }
+}
+
+/* The Python value of kind k from raw bits, or NULL with no exception to ask the
+ * reference (a float NaN: its bits are rebuilt there, as Java's intBitsToFloat). */
+static PyObject *
+box(int k, uint64_t raw)
+{
+    switch (k) {
+    case K_BYTE: return PyLong_FromLong((int8_t)raw);
+    case K_CHAR: return PyUnicode_FromOrdinal((int)(uint16_t)raw);
+    case K_SHORT: return PyLong_FromLong((int16_t)raw);
+    case K_USHORT: return PyLong_FromLong((uint16_t)raw);
+    case K_INT: return PyLong_FromLong((int32_t)raw);
+    case K_UINT: return PyLong_FromUnsignedLong((uint32_t)raw);
+    case K_LONG: return PyLong_FromLongLong((int64_t)raw);
+    case K_FLOAT: {
+        uint32_t b = (uint32_t)raw; float f; memcpy(&f, &b, 4);
+        if (f != f) return NULL;
+        return PyFloat_FromDouble((double)f);
+    }
+    default: {
+        double d; memcpy(&d, &raw, 8);
+        return PyFloat_FromDouble(d);
+    }
+    }
+}
+
+/* The bits of value v for kind k, 1 on success; 0 (no exception) to ask the reference:
+ * not an exact int or float, out of the signed range, a NaN float, a float too large. */
+static int
+unbox(int k, PyObject *v, uint64_t *raw)
+{
+    if (k == K_FLOAT || k == K_DOUBLE) {
+        if (!PyFloat_CheckExact(v))
+            return 0;
+        double d = PyFloat_AS_DOUBLE(v);
+        if (d != d)
+            return 0;
+        if (k == K_DOUBLE) { memcpy(raw, &d, 8); return 1; }
+        if (isfinite(d) && fabs(d) > FLT_MAX) {
+            /* struct rounds values just above FLT_MAX down or raises: let it decide. */
+            return 0;
+        }
+        float f = (float)d; uint32_t b; memcpy(&b, &f, 4); *raw = b;
+        return 1;
+    }
+    if (k == K_CHAR) {
+        if (!PyUnicode_CheckExact(v) || PyUnicode_GET_LENGTH(v) != 1)
+            return 0;
+        Py_UCS4 c = PyUnicode_READ_CHAR(v, 0);
+        if (c > 0xFFFF) return 0;
+        *raw = c;
+        return 1;
+    }
+    if (!PyLong_CheckExact(v))
+        return 0;
+    int overflow;
+    long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
+    if (overflow || (x == -1 && PyErr_Occurred())) {
+        PyErr_Clear();
+        return 0;
+    }
+    switch (k) {
+    case K_BYTE: if (x < -128 || x > 255) return 0; break;
+    case K_SHORT: if (x < INT16_MIN || x > INT16_MAX) return 0; break;
+    case K_INT: if (x < INT32_MIN || x > INT32_MAX) return 0; break;
+    default: break;
+    }
+    *raw = (uint64_t)x;
+    return 1;
+}
+
+/* An exact int index i with 0 <= i <= lim - size (and inside the view), or -1. */
+static inline Py_ssize_t
+index_of(PyObject *o, Py_ssize_t lim, Py_ssize_t len, int size)
+{
+    if (!PyLong_CheckExact(o))
+        return -1;
+    Py_ssize_t i = PyLong_AsSsize_t(o);
+    if (i == -1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return -1;
+    }
+    if (i < 0 || i > lim - size || i > len - size)
+        return -1;
+    return i;
+}
+
+/* get_X(index=None) for kind k; the reference method is fallback[m]. */
+static PyObject *
+get_value(State *s, int k, int m, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    int size = k_size[k];
+    Py_ssize_t len;
+    char *base;
+    int big;
+    if (kwnames != NULL || nargs > 1 || (big = is_big(s)) < 0
+        || (base = plain_memory(s, &len, 0)) == NULL)
+        return slow(m, (PyObject *)s, args, nargs, kwnames);
+    PyObject *r;
+    if (nargs == 0 || args[0] == Py_None) {
+        Py_ssize_t p = s->pos;
+        if (p < 0 || p > s->lim - size || p > len - size)
+            return slow(m, (PyObject *)s, args, nargs, kwnames);
+        r = box(k, load_bytes(base + p, size, big));
+        if (r != NULL)
+            s->pos = p + size;
+    } else {
+        Py_ssize_t i = index_of(args[0], s->lim, len, size);
+        if (i < 0)
+            return slow(m, (PyObject *)s, args, nargs, kwnames);
+        r = box(k, load_bytes(base + i, size, big));
+    }
+    if (r == NULL && !PyErr_Occurred())
+        return slow(m, (PyObject *)s, args, nargs, kwnames);
+    return r;
+}
+
+/* put_X(v) / put_X(index, v) for kind k. */
+static PyObject *
+put_value(State *s, int k, int m, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    int size = k_size[k];
+    Py_ssize_t len;
+    char *base;
+    int big;
+    uint64_t raw;
+    if (kwnames != NULL || nargs < 1 || nargs > 2 || s->ro != Py_False
+        || (big = is_big(s)) < 0 || (base = plain_memory(s, &len, 1)) == NULL)
+        return slow(m, (PyObject *)s, args, nargs, kwnames);
+    if (nargs == 1 || args[1] == Py_None) {
+        Py_ssize_t p = s->pos;
+        if (p < 0 || p > s->lim - size || p > len - size || !unbox(k, args[0], &raw))
+            return slow(m, (PyObject *)s, args, nargs, kwnames);
+        store_bytes(base + p, size, big, raw);
+        s->pos = p + size;
+    } else {
+        Py_ssize_t i = index_of(args[0], s->lim, len, size);
+        if (i < 0 || !unbox(k, args[1], &raw))
+            return slow(m, (PyObject *)s, args, nargs, kwnames);
+        store_bytes(base + i, size, big, raw);
+    }
+    return Py_NewRef((PyObject *)s);
+}
+
+/* get() / get(i) of one byte; anything else (bulk forms) goes to the reference. */
+static PyObject *
+s_get(State *s, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    if (nargs > 1)
+        return slow(M_GET, (PyObject *)s, args, nargs, kwnames);
+    if (nargs == 1 && !PyLong_CheckExact(args[0]))
+        return slow(M_GET, (PyObject *)s, args, nargs, kwnames);
+    return get_value(s, K_BYTE, M_GET, args, nargs, kwnames);
+}
+
+static PyObject *
+s_put(State *s, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    if (nargs == 0 || !PyLong_CheckExact(args[0])
+        || (nargs == 2 && !PyLong_CheckExact(args[1])) || nargs > 2)
+        return slow(M_PUT, (PyObject *)s, args, nargs, kwnames);
+    return put_value(s, K_BYTE, M_PUT, args, nargs, kwnames);
+}
+
+#define GETTER(name, K, M) \
+    static PyObject *name(State *s, PyObject *const *a, Py_ssize_t n, PyObject *kw) \
+    { return get_value(s, K, M, a, n, kw); }
+#define PUTTER(name, K, M) \
+    static PyObject *name(State *s, PyObject *const *a, Py_ssize_t n, PyObject *kw) \
+    { return put_value(s, K, M, a, n, kw); }
+
+GETTER(s_get_char, K_CHAR, M_GET_CHAR)
+PUTTER(s_put_char, K_CHAR, M_PUT_CHAR)
+GETTER(s_get_short, K_SHORT, M_GET_SHORT)
+PUTTER(s_put_short, K_SHORT, M_PUT_SHORT)
+GETTER(s_get_ushort, K_USHORT, M_GET_USHORT)
+GETTER(s_get_int, K_INT, M_GET_INT)
+PUTTER(s_put_int, K_INT, M_PUT_INT)
+GETTER(s_get_uint, K_UINT, M_GET_UINT)
+GETTER(s_get_long, K_LONG, M_GET_LONG)
+PUTTER(s_put_long, K_LONG, M_PUT_LONG)
+GETTER(s_get_float, K_FLOAT, M_GET_FLOAT)
+PUTTER(s_put_float, K_FLOAT, M_PUT_FLOAT)
+GETTER(s_get_double, K_DOUBLE, M_GET_DOUBLE)
+PUTTER(s_put_double, K_DOUBLE, M_PUT_DOUBLE)
+
+#define FAST (METH_FASTCALL | METH_KEYWORDS)
+#define M(name, fn) {name, (PyCFunction)(void (*)(void))fn, FAST, NULL}
+/* Index order matches the M_ enum: accelerate() pairs them with the Python methods. */
+static PyMethodDef state_methods[] = {
+    M("get", s_get), M("put", s_put),
+    M("get_char", s_get_char), M("put_char", s_put_char),
+    M("get_short", s_get_short), M("put_short", s_put_short),
+    M("get_unsigned_short", s_get_ushort),
+    M("get_int", s_get_int), M("put_int", s_put_int),
+    M("get_unsigned_int", s_get_uint),
+    M("get_long", s_get_long), M("put_long", s_put_long),
+    M("get_float", s_get_float), M("put_float", s_put_float),
+    M("get_double", s_get_double), M("put_double", s_put_double),
+    {NULL},
+};
+
+static PyMemberDef state_members[] = {
+    {"_mark", T_PYSSIZET, offsetof(State, mark), 0, NULL},
+    {"_pos", T_PYSSIZET, offsetof(State, pos), 0, NULL},
+    {"_lim", T_PYSSIZET, offsetof(State, lim), 0, NULL},
+    {"_cap", T_PYSSIZET, offsetof(State, cap), 0, NULL},
+    {"_ro", T_OBJECT_EX, offsetof(State, ro), 0, NULL},
+    {"_mem", T_OBJECT_EX, offsetof(State, mem), 0, NULL},
+    {"_mv", T_OBJECT_EX, offsetof(State, mv), 0, NULL},
+    {"_order", T_OBJECT_EX, offsetof(State, order), 0, NULL},
+    {"__weaklistoffset__", T_PYSSIZET, offsetof(State, weakreflist), READONLY, NULL},
+    {NULL},
+};
+
+static int
+state_traverse(State *s, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(s));
+    Py_VISIT(s->ro);
+    Py_VISIT(s->mem);
+    Py_VISIT(s->mv);
+    Py_VISIT(s->order);
+    return 0;
+}
+
+static int
+state_clear(State *s)
+{
+    Py_CLEAR(s->ro);
+    Py_CLEAR(s->mem);
+    Py_CLEAR(s->mv);
+    Py_CLEAR(s->order);
+    return 0;
+}
+
+static void
+state_dealloc(State *s)
+{
+    PyTypeObject *t = Py_TYPE(s);
+    PyObject_GC_UnTrack(s);
+    if (s->weakreflist != NULL)
+        PyObject_ClearWeakRefs((PyObject *)s);
+    state_clear(s);
+    t->tp_free((PyObject *)s);
+    Py_DECREF(t);
+}
+
+static PyType_Slot state_slots[] = {
+    {Py_tp_doc, "The indexes and memory of a buffer (zcio._state.BufferState in C)."},
+    {Py_tp_new, PyType_GenericNew},
+    {Py_tp_dealloc, state_dealloc},
+    {Py_tp_traverse, state_traverse},
+    {Py_tp_clear, state_clear},
+    {Py_tp_members, state_members},
+    {0, NULL},
+};
+
+static PyType_Spec state_spec = {
+    .name = "zcio._native.BufferState",
+    .basicsize = sizeof(State),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .slots = state_slots,
+};
+
+static PyObject *state_type = NULL;
+
+/* accelerate(cls, big, little, indirect, docs): replace cls's hot methods by the fast
+ * paths, keeping cls's own as their reference; returns the names replaced.  docs maps
+ * each name to the docstring its fast path shows (with a text signature). */
+static PyObject *
+core_accelerate(PyObject *mod, PyObject *args)
+{
+    PyObject *cls, *big, *little, *indirect, *docs;
+    if (!PyArg_ParseTuple(args, "O!OOO!O!", &PyType_Type, &cls, &big, &little,
+                          &PyType_Type, &indirect, &PyDict_Type, &docs))
+        return NULL;
+    if (!PyType_IsSubtype((PyTypeObject *)cls, (PyTypeObject *)state_type)) {
+        PyErr_SetString(PyExc_TypeError, "accelerate(): not a BufferState subclass");
+        return NULL;
+    }
+    PyObject *names = PyList_New(0);
+    if (names == NULL)
+        return NULL;
+    for (int m = 0; m < M_COUNT; m++) {
+        PyMethodDef *d = &state_methods[m];
+        PyObject *ref = PyObject_GetAttrString(cls, d->ml_name);
+        if (ref == NULL)
+            goto fail;
+        PyObject *doc = PyDict_GetItemString(docs, d->ml_name); /* borrowed */
+        if (doc != NULL && d->ml_doc == NULL) {
+            const char *text = PyUnicode_AsUTF8(doc);
+            char *copy = text ? strdup(text) : NULL; /* lives as long as the process */
+            if (copy == NULL) { Py_DECREF(ref); if (!PyErr_Occurred()) PyErr_NoMemory(); goto fail; }
+            d->ml_doc = copy;
+        }
+        PyObject *fast = PyDescr_NewMethod((PyTypeObject *)state_type, d);
+        if (fast == NULL) { Py_DECREF(ref); goto fail; }
+        /* keep the Python function itself: cls.get_int is a plain function on a class */
+        Py_XSETREF(fallback[m], ref);
+        int err = PyObject_SetAttrString(cls, d->ml_name, fast);
+        Py_DECREF(fast);
+        if (err < 0)
+            goto fail;
+        PyObject *name = PyUnicode_FromString(d->ml_name);
+        if (name == NULL || PyList_Append(names, name) < 0) { Py_XDECREF(name); goto fail; }
+        Py_DECREF(name);
+    }
+    Py_XSETREF(big_endian, Py_NewRef(big));
+    Py_XSETREF(little_endian, Py_NewRef(little));
+    Py_XSETREF(indirect_type, (PyTypeObject *)Py_NewRef(indirect));
+    Py_CLEAR(plain_type);
+    return names;
+fail:
+    Py_DECREF(names);
+    return NULL;
+}
+
+static PyMethodDef core_functions[] = {
+    {"accelerate", core_accelerate, METH_VARARGS,
+     "accelerate(cls, BIG_ENDIAN, LITTLE_ENDIAN, indirect_cls): the C fast paths for "
+     "cls's hot get/put methods, with cls's own kept as their reference."},
+    {NULL},
+};
+
+int
+zcio_core_init(PyObject *m)
+{
+    state_type = PyType_FromSpec(&state_spec);
+    if (state_type == NULL)
+        return -1;
+    if (PyModule_AddObjectRef(m, "BufferState", state_type) < 0)
+        return -1;
+    PyObject *names = PyTuple_New(M_COUNT);
+    if (names == NULL)
+        return -1;
+    for (int i = 0; i < M_COUNT; i++)
+        PyTuple_SET_ITEM(names, i, PyUnicode_FromString(state_methods[i].ml_name));
+    int err = PyModule_AddObjectRef(m, "ACCELERATED", names);
+    Py_DECREF(names);
+    if (err < 0)
+        return -1;
+    return PyModule_AddFunctions(m, core_functions);
+}

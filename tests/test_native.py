@@ -1,0 +1,184 @@
+"""The compiled fast paths (``zcio._native``) against the Python methods they replaced.
+
+Each fast path handles only the common successful case and hands every other case to
+the Python method (kept in ``zcio._indirect.REFERENCE``): the two must agree on every
+call, result, exception type and message, and on the buffer's indexes and bytes
+afterwards.  Random call sequences (hypothesis) run on two twin buffers, one through
+the fast path and one through the reference, over every plain kind (heap, direct,
+pooled, read-only, slices) and both byte orders, with values and indexes chosen to hit
+both sides of every bound (exact ints, numpy ints, bools, floats with NaN payloads,
+out-of-range and unsigned values, negative and past-the-limit indexes).
+
+Skipped where the accelerator is not loaded (no compiler, or ZCIO_PURE_PYTHON=1): the
+reference is then what runs, and the rest of the suite tests it.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import struct
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import zcio
+from zcio import ByteBuffer, ByteOrder, PooledAllocator, _accel
+from zcio._indirect import REFERENCE
+
+pytestmark = pytest.mark.skipif(_accel.native is None,
+                                reason=f"zcio._native not in use: {_accel.unavailability_cause()}")
+
+CAP = 24
+
+GETS = ["get", "get_char", "get_short", "get_unsigned_short", "get_int", "get_unsigned_int",
+        "get_long", "get_float", "get_double"]
+PUTS = ["put", "put_char", "put_short", "put_int", "put_long", "put_float", "put_double"]
+
+
+def _twins(kind: str, order: ByteOrder,
+           fill: bytes) -> tuple[ByteBuffer, ByteBuffer, Callable[[], None]]:
+    """Two buffers of one kind with the same bytes and indexes, and their cleanup."""
+    made: list[ByteBuffer] = []
+    alloc = PooledAllocator() if kind == "pooled" else None
+
+    def one() -> ByteBuffer:
+        if kind == "heap":
+            b = ByteBuffer.allocate(CAP)
+        elif kind == "direct":
+            b = ByteBuffer.allocate_direct(CAP)
+        elif kind == "pooled":
+            assert alloc is not None
+            b = alloc.allocate(CAP)
+        elif kind == "slice":
+            b = ByteBuffer.allocate(CAP + 8).position(5).slice()
+        else:  # wrapped bytes: read-only
+            b = ByteBuffer.wrap(bytes(fill))
+        made.append(b)
+        if not b.is_read_only():
+            b.put(fill).clear()
+        return b.order(order)
+
+    def cleanup() -> None:
+        for b in made:
+            if not b.is_released():
+                b.release()
+
+    return one(), one(), cleanup
+
+
+def _state(b: ByteBuffer) -> tuple[int, int, int, bytes]:
+    return b.position(), b.limit(), b.mark_value(), bytes(b.duplicate().clear())
+
+
+def _outcome(fn: Callable[..., Any], b: ByteBuffer, args: tuple[Any, ...]) -> tuple[Any, ...]:
+    try:
+        r = fn(b, *args)
+    except Exception as e:
+        return ("raised", type(e), str(e), _state(b))
+    if r is b:
+        r = "self"
+    elif isinstance(r, float) and math.isnan(r):
+        r = ("nan", struct.pack(">d", r))
+    return ("returned", type(r), r, _state(b))
+
+
+indexes = st.one_of(st.integers(-3, CAP + 3), st.sampled_from([2**63, -(2**63) - 1]),
+                    st.integers(0, CAP).map(np.int64), st.just(True), st.just(None),
+                    st.just(1.0))
+ints = st.one_of(st.integers(-(2**64), 2**64), st.sampled_from(
+    [-129, -128, 127, 128, 255, 256, -32769, 32767, 65535, 65536, 2**31 - 1, 2**31, 2**32,
+     2**63 - 1, 2**63]), st.integers(-5, 5).map(np.int32), st.booleans())
+floats = st.one_of(st.floats(allow_nan=True, width=64),
+                   st.sampled_from([struct.unpack(">d", struct.pack(">Q", 0x7FF0000000000001))[0],
+                                    struct.unpack(">f", struct.pack(">I", 0x7F800001))[0],
+                                    3.5e38, 3.4028235e38, -1e300, math.inf]),
+                   st.integers(-3, 3))
+chars = st.one_of(st.characters(), st.sampled_from(["\ud800", "ab", "", "\U0001f600"]),
+                  st.integers(-1, 70000))
+values = {"put": ints, "put_char": chars, "put_short": ints, "put_int": ints,
+          "put_long": ints, "put_float": floats, "put_double": floats}
+
+
+@st.composite
+def calls(draw: st.DrawFn) -> tuple[str, tuple[Any, ...]]:
+    if draw(st.booleans()):
+        name = draw(st.sampled_from(GETS))
+        form = draw(st.sampled_from(["relative", "absolute"]))
+        return name, (() if form == "relative" else (draw(indexes),))
+    name = draw(st.sampled_from(PUTS))
+    v = draw(values[name])
+    if draw(st.booleans()):
+        return name, (v,)
+    return name, (draw(indexes), v)
+
+
+@pytest.mark.parametrize("kind", ["heap", "direct", "pooled", "slice", "readonly"])
+@pytest.mark.parametrize("order", [ByteOrder.BIG_ENDIAN, ByteOrder.LITTLE_ENDIAN],
+                         ids=["big", "little"])
+@settings(max_examples=150, deadline=None)
+@given(fill=st.binary(min_size=CAP, max_size=CAP),
+       seq=st.lists(calls(), min_size=1, max_size=25),
+       start=st.integers(0, CAP), limit=st.integers(0, CAP))
+def test_fast_path_matches_reference(kind: str, order: ByteOrder, fill: bytes,
+                                     seq: list[tuple[str, tuple[Any, ...]]],
+                                     start: int, limit: int) -> None:
+    fast, ref, cleanup = _twins(kind, order, fill)
+    try:
+        for b in (fast, ref):
+            b.limit(max(start, limit)).position(min(start, limit))
+        for name, args in seq:
+            got = _outcome(getattr(ByteBuffer, name), fast, args)
+            want = _outcome(REFERENCE[name], ref, args)
+            assert got == want, (name, args)
+    finally:
+        cleanup()
+
+
+def test_every_hot_method_is_compiled() -> None:
+    from zcio import _native  # type: ignore[attr-defined]
+    assert set(REFERENCE) == set(_native.ACCELERATED) == set(GETS) | set(PUTS)
+    for name in REFERENCE:
+        assert type(getattr(ByteBuffer, name)).__name__ == "method_descriptor"
+        fast = getattr(ByteBuffer, name)
+        assert fast.__text_signature__.startswith("($self")
+        assert fast.__doc__ == inspect.getdoc(REFERENCE[name])
+
+
+@pytest.mark.parametrize("name", GETS + PUTS)
+def test_released_buffer_takes_the_reference_error(name: str) -> None:
+    b = ByteBuffer.allocate_direct(16)
+    b.release()
+    args: tuple[Any, ...] = () if name.startswith("get") else (
+        ("x",) if name == "put_char" else (1.0,) if name in ("put_float", "put_double") else (1,))
+    with pytest.raises(zcio.ReleasedBufferError):
+        getattr(b, name)(*args)
+
+
+def test_mapped_and_composite_never_take_the_fast_path(tmp_path: Any) -> None:
+    """Indirect kinds (mapped memory behind the SIGBUS guard, composites) are handed to
+    their Python methods: a truncated mapping raises MappedRegionError, not SIGBUS."""
+    import subprocess
+    import sys
+    code = f"""
+import os, zcio
+p = {str(tmp_path / 'f')!r}
+with open(p, 'wb') as f: f.write(b'x' * 8192)
+ch = zcio.FileChannel.open(p, zcio.OpenOption.READ, zcio.OpenOption.WRITE)
+m = ch.map(zcio.MapMode.READ_WRITE, 0, 8192)
+os.truncate(p, 0)
+for name in ('get_short', 'get_int', 'get_long', 'get_double', 'get'):
+    try:
+        getattr(m, name)(4100)
+    except zcio.MappedRegionError:
+        pass
+    else:
+        raise SystemExit('no error from ' + name)
+print('ok')
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", (r.returncode, r.stderr[-500:])
