@@ -39,14 +39,7 @@ from typing import Any, Self, TypeVar, overload
 from . import _syscalls
 from ._buffer import check_int
 from ._byte_buffer import ByteBuffer
-from ._channel import (
-    advance,
-    check_buffers,
-    counting_operation,
-    gather,
-    operation,
-    remaining_pairs,
-)
+from ._channel import counting_operation, operation
 from ._errors import (
     AlreadyBoundError,
     AlreadyConnectedError,
@@ -58,6 +51,7 @@ from ._errors import (
     NotYetConnectedError,
 )
 from ._guard import io_call
+from ._iovec import check_buffers, gather, remaining_pairs, scatter
 from ._metrics import metrics
 from ._selectable import OP_ACCEPT, OP_CONNECT, OP_READ, OP_WRITE, SelectableChannel
 
@@ -431,32 +425,27 @@ class SocketChannel(_SocketHolder):
         return self._read(check_buffers(dst, offset, length), True)
 
     @counting_operation
-    def _read(self, bufs: list[ByteBuffer], scatter: bool) -> int:
+    def _read(self, bufs: list[ByteBuffer], several: bool) -> int:
         with self._read_lock:
             sock = self._check_connected()
             if self._input_shut:
                 metrics.record("socket_read", syscalls=0)
                 return -1
-            chosen = [(b, v) for b, v in remaining_pairs(bufs, writable=True) if len(v)]
-            if not chosen:
-                metrics.record("socket_read", syscalls=0)
-                return 0
-            chosen = chosen[: _syscalls.IOV_MAX]
             calls, n = [0], 0
-            try:
-                if scatter or len(chosen) > 1:  # several buffers, or a composite's parts
-                    n = io_call(_syscall, calls, _syscalls.SYS.recvmsg_into, sock,
-                                [v for _, v in chosen])
+            recvmsg, recv = _syscalls.SYS.recvmsg_into, _syscalls.SYS.recv_into
+
+            def recv_chunk(views: list[memoryview]) -> int:
+                nonlocal n
+                if several or len(views) > 1:  # several buffers, or a composite's parts
+                    n = io_call(_syscall, calls, recvmsg, sock, views)
                 else:
-                    n = io_call(_syscall, calls, _syscalls.SYS.recv_into, sock, chosen[0][1])
-            except BlockingIOError:
-                return 0
+                    n = io_call(_syscall, calls, recv, sock, views[0])
+                return n
+
+            try:
+                return scatter(remaining_pairs(bufs, writable=True), recv_chunk)
             finally:
                 metrics.record("socket_read", syscalls=calls[0], user_bytes=n)
-            if n == 0:
-                return -1
-            advance([b for b, _ in chosen], n)
-            return n
 
     # -- writing ------------------------------------------------------------------------
 
