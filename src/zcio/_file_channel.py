@@ -21,7 +21,7 @@ import contextlib
 import enum
 import fcntl
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, overload
 
 from . import _syscalls
@@ -243,18 +243,9 @@ class FileChannel(Channel):
         else:
             bufs = check_buffers(dst, 0 if position is None else position, length)
             position = None
-        fd = self._readable_fd()
-        sys_ = _syscalls.SYS
-
-        def read_chunk(views: list[memoryview]) -> int:
-            if self._direct:
-                self._check_direct(views, self._position_for_io(position))
-            n = (io_call(retry, sys_.readv, fd, views) if position is None
-                 else io_call(retry, sys_.preadv, fd, views, position))
-            metrics.record("file_read", user_bytes=n)
-            return n
-
-        return scatter(remaining_pairs(bufs, writable=True), read_chunk)
+        fd, sys_ = self._readable_fd(), _syscalls.SYS
+        return scatter(remaining_pairs(bufs, writable=True), lambda views: self._vectored(
+            fd, views, position, sys_.readv, sys_.preadv, "file_read"))
 
     # -- writing -------------------------------------------------------------------
 
@@ -306,17 +297,21 @@ class FileChannel(Channel):
             bufs = check_buffers(src, 0 if position is None else position, length)
             position = None
         fd = self._writable_fd()
+        return gather(remaining_pairs(bufs, writable=False), lambda views, total: self._vectored(
+            fd, views, None if position is None else position + total, sys_.writev,
+            sys_.pwritev, "file_write"))
 
-        def write_chunk(views: list[memoryview], total: int) -> int:
-            at = None if position is None else position + total
-            if self._direct:
-                self._check_direct(views, self._position_for_io(at))
-            n = (io_call(retry, sys_.writev, fd, views) if at is None
-                 else io_call(retry, sys_.pwritev, fd, views, at))
-            metrics.record("file_write", user_bytes=n)
-            return n
-
-        return gather(remaining_pairs(bufs, writable=False), write_chunk)
+    def _vectored(self, fd: int, views: list[memoryview], at: int | None,
+                  relative: Callable[..., int], positional: Callable[..., int],
+                  path: str) -> int:
+        """One readv/writev (``at`` None) or preadv/pwritev at ``at``, O_DIRECT-checked
+        and counted under ``path``: the call the iovec loops make for a file."""
+        if self._direct:
+            self._check_direct(views, self._position_for_io(at))
+        n = (io_call(retry, relative, fd, views) if at is None
+             else io_call(retry, positional, fd, views, at))
+        metrics.record(path, user_bytes=n)
+        return n
 
     # -- position, size ----------------------------------------------------------------
 
