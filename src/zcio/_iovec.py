@@ -38,8 +38,8 @@ __all__ = [
     "check_buffers",
     "gather",
     "partial",
+    "release",
     "remaining_pairs",
-    "remaining_views",
     "scatter",
 ]
 
@@ -90,11 +90,6 @@ def remaining_pairs(bufs: Sequence[ByteBuffer], writable: bool) -> list[Pair]:
     return pairs
 
 
-def remaining_views(bufs: Sequence[ByteBuffer], writable: bool) -> list[memoryview]:
-    """The views of :func:`remaining_pairs`, in order."""
-    return [v for _, v in remaining_pairs(bufs, writable)]
-
-
 def release(pairs: Sequence[Pair]) -> None:
     """Let go of the views (the buffers are no longer exported through them)."""
     for _, v in pairs:
@@ -129,11 +124,16 @@ def gather(pairs: Sequence[Pair], call: Callable[[list[memoryview], int], int],
            once: bool = False) -> int:
     """Every gather write: ``call(views, total)`` per IOV_MAX non-empty views, in order.
 
-    ``total`` is what earlier chunks moved (a positional write offsets by it).  The
-    loop goes on while the kernel takes each chunk whole (``once``: one call, as a
-    non-blocking socket does).  Positions advance by what the kernel took
-    (:func:`advance`).  EAGAIN ends the loop; any other error follows
-    :func:`partial`.  Returns the total.  Raising, it releases every view in ``pairs``.
+    ``total`` is what earlier chunks moved (a positional write offsets by it).  Returns
+    the total; positions advance by what the kernel took (:func:`advance`).
+
+    Syscalls: whatever ``call`` makes (writev, pwritev, sendmsg/send, vmsplice), one
+    per chunk; the loop goes on while the kernel takes each chunk whole (``once``: one
+    call, as a non-blocking socket does), so a short chunk ends it.  EAGAIN ends the
+    loop with the total so far (0 if nothing moved).  Any other error follows
+    :func:`partial`: the total if an earlier chunk moved bytes (positions say exactly
+    what moved), else the error with no position changed; raising, every view in
+    ``pairs`` is released first.
     """
     chosen = [p for p in pairs if len(p[1])]
     total = 0
@@ -160,11 +160,14 @@ def gather(pairs: Sequence[Pair], call: Callable[[list[memoryview], int], int],
 def scatter(pairs: Sequence[Pair], call: Callable[[list[memoryview]], int]) -> int:
     """Every scatter read: one ``call(views)`` into the first IOV_MAX non-empty views.
 
-    As Java's IOUtil, one system call: a caller wanting more calls again.  Returns 0
-    with no call when no view has room, 0 on EAGAIN (nothing moved), -1 when the call
-    returned 0 (end of stream or file), else the count, with positions advanced by it
-    (:func:`advance`).  Any other error propagates with nothing moved (a single call
-    moves all or raises), after every view in ``pairs`` is released.
+    Returns 0 with no call when no view has room, -1 when the call returned 0 (end of
+    stream or file), else the count, with positions advanced by it (:func:`advance`).
+
+    Syscalls: one, whatever ``call`` makes (readv, preadv, recvmsg_into/recv_into), as
+    Java's IOUtil: a caller wanting more calls again.  It may fill fewer bytes than
+    there is room for.  EAGAIN gives 0 with nothing moved.  Any other error
+    propagates with no position changed (one call moves bytes or raises), after every
+    view in ``pairs`` is released.
     """
     chosen = [p for p in pairs if len(p[1])]
     if not chosen:

@@ -1,4 +1,4 @@
-"""Pipe: java.nio.channels.Pipe, plus the kernel's pipe operations as first-class calls.
+"""Pipe: java.nio.channels.Pipe, a one-way channel pair over ``pipe(2)``.
 
 A :class:`Pipe` is one ``pipe(2)`` pair, exactly as Java's (which never splices): a
 :class:`SourceChannel` (the read end, ``OP_READ``) and a :class:`SinkChannel` (the write
@@ -12,9 +12,7 @@ reach, live in ``zcio._splice`` and take these channels as well as raw descripto
 Every call raises ClosedChannelError on a closed channel, and AsynchronousCloseError
 (with the exact count moved) when another thread closes it during the call; a thread
 blocked on the pipe is woken (see ``zcio._channel``).  A call that fails in the
-kernel with nothing moved raises the builtin OSError and changes no position.  Where the
-OS or its libc lacks a call, it raises ``OSError(ENOSYS)`` naming the cause
-(``zcio._syscalls.unavailability_cause``).
+kernel with nothing moved raises the builtin OSError and changes no position.
 """
 
 from __future__ import annotations
