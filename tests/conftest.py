@@ -1,4 +1,8 @@
-"""Shared fixtures: every test must leave direct memory, mappings and fds as it found them."""
+"""Shared fixtures: every test must leave direct memory, mappings and fds as it found them.
+
+Also what several test files use: ``gc_frozen`` (speed), ``mk`` (buffers released after
+the test) and ``server`` (a ServerSocketChannel on loopback).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,11 @@ from collections.abc import Iterator
 import pytest
 
 import zcio
+from contract_helpers import Made
 from zcio import _scratch
+
+#: Loopback with a port the kernel picks.
+LOOPBACK = ("127.0.0.1", 0)
 
 
 def _open_fds() -> set[str]:
@@ -38,3 +46,35 @@ def leak_check() -> Iterator[None]:
     assert usage == [("direct", 0, 0, 0), ("mapped", 0, 0, 0)], f"leaked: {usage}"
     leaked_fds = _open_fds() - fds
     assert not leaked_fds, f"fds left open: {sorted(leaked_fds)}"
+
+
+@pytest.fixture(scope="module")
+def _gc_unfreeze_at_end() -> Iterator[None]:
+    yield
+    gc.unfreeze()
+
+
+@pytest.fixture
+def gc_frozen(_gc_unfreeze_at_end: None) -> None:
+    """Speed only: move the objects that exist before a test (pytest's items and reports)
+    out of the collector's sight, so the leak check's ``gc.collect()`` after the test scans
+    only what the test made.  The leak check collected everything collectable after the
+    previous test, and buffers made by this test are never frozen, so it sees them all.
+    Everything is unfrozen when the module's tests are done."""
+    gc.freeze()
+
+
+@pytest.fixture
+def mk() -> Iterator[Made]:
+    """Makes buffers of any kind (``contract_helpers.Made``) and releases them after the test."""
+    made = Made()
+    yield made
+    made.release_all()
+
+
+@pytest.fixture
+def server() -> Iterator[zcio.ServerSocketChannel]:
+    """A blocking ServerSocketChannel bound to loopback (a kernel-chosen port)."""
+    with zcio.ServerSocketChannel.open().bind(LOOPBACK) as s:
+        yield s
+

@@ -18,12 +18,14 @@ from typing import Any
 
 import pytest
 
+import zcio
 from channel_kinds import KINDS, NONBLOCKING, STREAMS, Ends
-from faults import OK, Faults
+from faults import OK, Faults, short
 from zcio import (
     AsynchronousCloseError,
     ByteBuffer,
     ClosedChannelError,
+    CompositeBuffer,
     FileChannel,
     IllegalArgumentError,
     ZcioError,
@@ -150,6 +152,186 @@ def test_gather_error_with_nothing_moved_raises_the_builtin(ends: Ends) -> None:
     assert info.value.errno == errno.EIO and not isinstance(info.value, ZcioError)
     assert positions(bufs) == [0, 0, 0, 0]
     assert ends.writer.is_open()
+
+
+# -- the one gather/scatter loop (zcio._iovec), over every kind ----------------------------
+
+# Every syscall a scatter read may use, per kind.
+SCATTER_CALLS = ("readv", "preadv", "recvmsg_into", "recv_into")
+
+
+def _gather_calls(layer: Faults) -> list[list[int]]:
+    """The iovec lengths of each gather syscall the layer saw, in order."""
+    return [list(args[1]) for name, args in layer.calls if name in GATHER_CALLS]
+
+
+def _one_call_per_write(ends: Ends) -> bool:
+    """A non-blocking socket's gather write makes one sendmsg (it must not wait)."""
+    return not ends.blocking and hasattr(ends.writer, "socket")
+
+
+def test_gather_eagain_after_a_chunk_returns_what_moved(ends: Ends) -> None:
+    """EAGAIN is no error: the loop stops with the count so far, positions exact."""
+    chunks = [data(3, i) for i in range(IOV_MAX + 5)]
+    bufs = [ByteBuffer.wrap(c) for c in chunks]
+    layer = Faults({name: [OK, errno.EAGAIN] for name in GATHER_CALLS})
+    with _syscalls.override(layer):
+        assert ends.writer.write(bufs) == 3 * IOV_MAX
+    assert positions(bufs) == [3] * IOV_MAX + [0] * 5
+    assert len(_gather_calls(layer)) == (1 if _one_call_per_write(ends) else 2)
+    assert ends.writer.write(bufs) == 15
+    assert ends.take(3 * len(chunks)) == b"".join(chunks)
+
+
+def test_gather_eagain_with_nothing_moved_returns_0(ends: Ends) -> None:
+    bufs = [ByteBuffer.wrap(data(3, i)) for i in range(4)]
+    layer = Faults({name: [errno.EAGAIN] for name in GATHER_CALLS})
+    with _syscalls.override(layer):
+        assert ends.writer.write(bufs) == 0
+    assert positions(bufs) == [0, 0, 0, 0]
+    assert ends.writer.write(bufs) == 12
+    assert ends.take(12) == b"".join(data(3, i) for i in range(4))
+
+
+def test_gather_short_chunk_stops_mid_buffer(ends: Ends) -> None:
+    """A chunk the kernel takes in part ends the call: no second syscall, and the
+    buffer it stopped in advances by its share only."""
+    chunks = [data(3, i) for i in range(IOV_MAX + 5)]
+    bufs = [ByteBuffer.wrap(c) for c in chunks]
+    layer = Faults({name: [short(100)] for name in GATHER_CALLS})
+    with _syscalls.override(layer):
+        assert ends.writer.write(bufs) == 100
+    assert positions(bufs) == [3] * 33 + [1] + [0] * (IOV_MAX + 5 - 34)
+    assert len(_gather_calls(layer)) == 1
+    assert ends.take(100) == b"".join(chunks)[:100]
+
+
+def test_gather_of_iov_max_plus_one_buffers(ends: Ends) -> None:
+    """IOV_MAX iovecs per syscall, never more; the rest in the next call (or, for a
+    non-blocking socket, the next write)."""
+    chunks = [data(3, i) for i in range(IOV_MAX + 1)]
+    bufs = [ByteBuffer.wrap(c) for c in chunks]
+    layer = Faults({})
+    with _syscalls.override(layer):
+        n = ends.writer.write(bufs)
+        while any(b.has_remaining() for b in bufs):
+            n += ends.writer.write(bufs)
+    assert n == 3 * len(chunks)
+    calls = _gather_calls(layer)
+    assert all(len(c) <= IOV_MAX for c in calls)
+    assert calls[0] == [3] * IOV_MAX and calls[1] == [3]
+    assert ends.take(n) == b"".join(chunks)
+
+
+def _composite(*parts: bytes) -> ByteBuffer:
+    return CompositeBuffer.of(*(ByteBuffer.wrap(p) for p in parts))
+
+
+def test_gather_with_a_composite_in_the_middle(ends: Ends) -> None:
+    """A composite gives one iovec per component; a short write that stops inside it
+    moves its position by exactly its share, and the buffer after it not at all."""
+    head, tail = ByteBuffer.wrap(data(5, 1)), ByteBuffer.wrap(data(5, 2))
+    middle = _composite(data(4, 3), data(6, 4), data(2, 5))
+    expected = data(5, 1) + data(4, 3) + data(6, 4) + data(2, 5) + data(5, 2)
+    layer = Faults({name: [short(12)] for name in GATHER_CALLS})
+    with _syscalls.override(layer):
+        assert ends.writer.write([head, middle, tail]) == 12
+    assert _gather_calls(layer)[0] == [5, 4, 6, 2, 5]
+    assert positions([head, middle, tail]) == [5, 7, 0]
+    assert ends.writer.write([head, middle, tail]) == len(expected) - 12
+    assert positions([head, middle, tail]) == [5, 12, 5]
+    assert ends.take(len(expected)) == expected
+
+
+def test_gather_error_inside_a_composite_returns_what_moved(ends: Ends) -> None:
+    """IOV_MAX - 1 plain buffers, then a composite of three: the first chunk ends inside
+    the composite; EIO on the second is deferred (Java's rule)."""
+    bufs = [ByteBuffer.wrap(data(2, i)) for i in range(IOV_MAX - 1)]
+    middle = _composite(data(3, 7), data(3, 8), data(3, 9))
+    layer = Faults({name: [OK, errno.EIO] for name in GATHER_CALLS})
+    with _syscalls.override(layer):
+        n = ends.writer.write([*bufs, middle])
+    assert n == 2 * (IOV_MAX - 1) + 3
+    assert middle.position() == 3
+    if not _one_call_per_write(ends):
+        assert len(_gather_calls(layer)) == 2  # the second call met the error
+    assert ends.writer.write([middle]) == 6
+    assert ends.take(n + 6) == b"".join(data(2, i) for i in range(IOV_MAX - 1)) + (
+        data(3, 7) + data(3, 8) + data(3, 9))
+
+
+def test_gather_error_releases_the_views(ends: Ends) -> None:
+    """A failed gather lets go of its views at once: the buffer is no longer exported
+    while the caller still holds the traceback, so releasing it frees the memory."""
+    buf = ByteBuffer.allocate_direct(64)
+    layer = Faults({name: [errno.EIO] for name in GATHER_CALLS})
+    with _syscalls.override(layer), pytest.raises(OSError) as info:
+        ends.writer.write([buf, ByteBuffer.wrap(b"x")])
+    assert info.traceback is not None  # the frames (and their locals) are alive
+    buf.release()
+    direct = next(p for p in zcio.buffer_pools() if p.name == "direct")
+    assert direct.count == 0  # freed now, not when the traceback goes
+
+
+def test_scatter_eagain_returns_0_and_moves_nothing(ends: Ends) -> None:
+    ends.feed(b"abcdef")
+    bufs = [ByteBuffer.allocate(2), _composite_room(2, 2)]
+    layer = Faults({name: [errno.EAGAIN] * 2 for name in SCATTER_CALLS})
+    with _syscalls.override(layer):
+        assert ends.reader.read(bufs) == 0
+        assert ends.reader.read(bufs[0]) == 0
+    assert positions(bufs) == [0, 0]
+    got = 0
+    while got < 6:
+        got += ends.read_eventually(bufs)
+    assert positions(bufs) == [2, 4]
+    assert bytes(bufs[0].flip()) + bytes(bufs[1].flip()) == b"abcdef"
+
+
+def test_scatter_error_raises_the_builtin_and_moves_nothing(ends: Ends) -> None:
+    ends.feed(b"abc")
+    bufs = [ByteBuffer.allocate(2), ByteBuffer.allocate(2)]
+    layer = Faults({name: [errno.EIO] for name in SCATTER_CALLS})
+    with _syscalls.override(layer), pytest.raises(OSError) as info:
+        ends.reader.read(bufs)
+    assert info.value.errno == errno.EIO and not isinstance(info.value, ZcioError)
+    assert positions(bufs) == [0, 0]
+    assert ends.read_eventually(ByteBuffer.allocate(8)) == 3
+
+
+def _composite_room(*sizes: int) -> ByteBuffer:
+    return CompositeBuffer.of(*(ByteBuffer.allocate(n) for n in sizes))
+
+
+def test_scatter_into_a_composite_in_the_middle(ends: Ends) -> None:
+    ends.feed(data(11))
+    head, middle, tail = ByteBuffer.allocate(3), _composite_room(2, 3), ByteBuffer.allocate(3)
+    layer = Faults({})
+    got = 0
+    with _syscalls.override(layer):
+        while got < 11:
+            got += ends.read_eventually([head, middle, tail])
+    first = next(args[1] for name, args in layer.calls if name in SCATTER_CALLS)
+    assert first == [3, 2, 3, 3]  # one iovec per component with room
+    assert positions([head, middle, tail]) == [3, 5, 3]
+    assert bytes(head.flip()) + bytes(middle.flip()) + bytes(tail.flip()) == data(11)
+
+
+def test_scatter_fills_at_most_iov_max_buffers(ends: Ends) -> None:
+    """One read, one syscall, IOV_MAX iovecs at most (Java's IOUtil): the buffer past
+    them stays empty until the next read."""
+    ends.feed(data(2 * (IOV_MAX + 1)))
+    bufs = [ByteBuffer.allocate(2) for _ in range(IOV_MAX + 1)]
+    layer = Faults({})
+    with _syscalls.override(layer):
+        n = ends.read_eventually(bufs)
+    assert 0 < n <= 2 * IOV_MAX
+    calls = [args[1] for name, args in layer.calls if name in SCATTER_CALLS]
+    assert calls and all(len(c) == IOV_MAX for c in calls)  # retries of an EAGAIN too
+    assert bufs[-1].position() == 0
+    while bufs[-1].has_remaining():
+        ends.read_eventually(bufs)
+    assert b"".join(bytes(b.flip()) for b in bufs) == data(2 * (IOV_MAX + 1))
 
 
 # -- argument errors ---------------------------------------------------------------------

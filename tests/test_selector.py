@@ -38,10 +38,9 @@ def selector() -> Iterator[Selector]:
 
 
 @pytest.fixture
-def server() -> Iterator[ServerSocketChannel]:
-    with ServerSocketChannel.open().bind(LOOPBACK) as s:
-        s.configure_blocking(False)
-        yield s
+def server(server: ServerSocketChannel) -> ServerSocketChannel:
+    """conftest's loopback server channel, non-blocking."""
+    return server.configure_blocking(False)
 
 
 @contextmanager

@@ -41,13 +41,6 @@ def listener() -> Iterator[socket.socket]:
         yield s
 
 
-@pytest.fixture
-def server() -> Iterator[ServerSocketChannel]:
-    """A ServerSocketChannel bound to loopback."""
-    with ServerSocketChannel.open().bind(LOOPBACK) as s:
-        yield s
-
-
 @contextmanager
 def pair(listener: socket.socket) -> Iterator[tuple[SocketChannel, socket.socket]]:
     """A connected SocketChannel and the plain socket at the other end."""

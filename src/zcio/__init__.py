@@ -63,9 +63,6 @@ from ._pipe import Pipe as Pipe
 from ._pipe import SinkChannel as SinkChannel
 from ._pipe import SourceChannel as SourceChannel
 from ._pipe import pipe_max_size as pipe_max_size
-from ._pipe import splice as splice
-from ._pipe import tee as tee
-from ._pipe import vmsplice as vmsplice
 from ._pool import PooledAllocator as PooledAllocator
 from ._selectable import OP_ACCEPT as OP_ACCEPT
 from ._selectable import OP_CONNECT as OP_CONNECT
@@ -76,6 +73,9 @@ from ._selector import SelectionKey as SelectionKey
 from ._selector import Selector as Selector
 from ._socket_channel import ServerSocketChannel as ServerSocketChannel
 from ._socket_channel import SocketChannel as SocketChannel
+from ._splice import splice as splice
+from ._splice import tee as tee
+from ._splice import vmsplice as vmsplice
 from ._transfer import PATHS as TRANSFER_PATHS
 from ._transfer import transfer as transfer
 from ._typed import CharBuffer as CharBuffer

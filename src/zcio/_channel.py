@@ -28,9 +28,8 @@ is never lost (it is in ``moved``), and a caller's loop stops at once.  A channe
 that does not own its descriptor (``owns_fd`` False) skips step 2 and never closes the
 number: the owner decides when it goes.
 
-Partial transfers (Java's rule, one place: :func:`gather` and :func:`partial`): a call
-that moved bytes returns their count, even if an error struck afterwards (the error
-comes again on the next call); only a call that moved nothing raises.
+Partial transfers follow one rule (Java's), written once in ``zcio._iovec`` with the
+gather and scatter loops every channel uses.
 """
 
 from __future__ import annotations
@@ -40,32 +39,25 @@ import os
 import socket
 import threading
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, Self, TypeVar, cast
 
 from . import _wakeup
 from ._buffer import check_int
-from ._byte_buffer import ByteBuffer
 from ._errors import (
     AsynchronousCloseError,
     ClosedChannelError,
     IllegalArgumentError,
-    IndexOutOfBoundsError,
     TransferError,
 )
-from ._syscalls import IOV_MAX
+from ._iovec import partial as partial  # the engine's import, until it takes it from _iovec
 
 __all__ = [
     "Channel",
     "Guard",
     "operation",
     "counting_operation",
-    "gather",
     "partial",
-    "remaining_pairs",
-    "remaining_views",
-    "advance",
-    "check_buffers",
     "check_position",
 ]
 
@@ -310,51 +302,6 @@ class Guard:
         return result
 
 
-def partial(total: int, error: OSError) -> int:
-    """Java's partial-transfer rule: ``total`` if bytes moved (the error will come again
-    on the next call), else raise ``error``."""
-    if total:
-        return total
-    raise error
-
-
-def gather(pairs: Sequence[tuple[ByteBuffer | None, memoryview]],
-           call: Callable[[list[memoryview], int], int], once: bool = False) -> int:
-    """Every gather write: ``call(views, total)`` per IOV_MAX non-empty views, in order.
-
-    Goes on while the kernel takes each chunk whole (``once``: one call, as a
-    non-blocking socket does).  Owners' positions advance buffer by buffer by what the
-    kernel took (``None`` owners, bytes-like objects, have no position).  EAGAIN ends
-    the loop; any other error follows :func:`partial`.  Returns the total.
-    """
-    pairs = [p for p in pairs if len(p[1])]
-    total = 0
-    for start in range(0, len(pairs), IOV_MAX):
-        chunk = pairs[start : start + IOV_MAX]
-        views = [v for _, v in chunk]
-        try:
-            n = call(views, total)
-        except BlockingIOError:
-            break
-        except OSError as e:
-            return partial(total, e)
-        _advance_pairs(chunk, n)
-        total += n
-        if once or n < sum(map(len, views)):
-            break
-    return total
-
-
-def _advance_pairs(chunk: Sequence[tuple[ByteBuffer | None, memoryview]], n: int) -> None:
-    for owner, view in chunk:
-        if n <= 0:
-            break
-        step = min(n, len(view))
-        if owner is not None:
-            owner._pos += step
-        n -= step
-
-
 def check_position(value: object, what: str) -> int:
     """A file position or size: an integer in ``[0, 2**63 - 1]`` (an ``off_t``).
 
@@ -366,64 +313,3 @@ def check_position(value: object, what: str) -> int:
     if v > MAX_POSITION:
         raise IllegalArgumentError(f"{what} {v} > 2**63 - 1")
     return v
-
-
-def check_buffers(bufs: Sequence[ByteBuffer], offset: int, length: int | None) -> list[ByteBuffer]:
-    """Java's scatter/gather argument check: ``bufs[offset:offset+length]``, all ByteBuffers.
-
-    TypeError for a non-integer offset or length, or an element that is no ByteBuffer.
-    """
-    offset = check_int(offset, "offset")
-    if length is None:
-        length = len(bufs) - offset
-    length = check_int(length, "length")
-    if offset < 0 or length < 0 or offset + length > len(bufs):
-        raise IndexOutOfBoundsError(
-            f"buffers [{offset}, {offset} + {length}) out of bounds for {len(bufs)}"
-        )
-    chosen = list(bufs[offset : offset + length])
-    for b in chosen:
-        if not isinstance(b, ByteBuffer):
-            raise TypeError(f"expected ByteBuffer, not {type(b).__name__}")
-    return chosen
-
-
-def remaining_pairs(
-    bufs: Sequence[ByteBuffer], writable: bool
-) -> list[tuple[ByteBuffer, memoryview]]:
-    """``(buffer, view)`` for each memoryview of the buffers' ``[position, limit)``, in
-    order, for readv/writev/sendmsg: one per buffer, and for a CompositeBuffer one per
-    component with bytes left (so one buffer may fill several iovecs).
-
-    ``writable``: the kernel will write into them (a read), so read-only buffers are
-    refused with IllegalArgumentError, as Java refuses them.  The views pin the memory:
-    a concurrent ``release()`` cannot unmap it under the kernel.
-    """
-    pairs: list[tuple[ByteBuffer, memoryview]] = []
-    append = pairs.append
-    for b in bufs:  # on every gather write's path: kept lean (~0.2 us a buffer)
-        if writable and b._ro:
-            raise IllegalArgumentError("read into a read-only buffer")
-        for v in b._rest_views():  # one view, or one per component of a composite
-            append((b, v))
-    return pairs
-
-
-def remaining_views(bufs: Sequence[ByteBuffer], writable: bool) -> list[memoryview]:
-    """The views of :func:`remaining_pairs`, in order."""
-    return [v for _, v in remaining_pairs(bufs, writable)]
-
-
-def advance(bufs: Sequence[ByteBuffer], n: int) -> None:
-    """Advance positions buffer by buffer by the ``n`` bytes the kernel moved.
-
-    A buffer listed several times in a row (a composite, once per view in
-    ``remaining_pairs``) takes its share at its first listing; the others take 0.
-    """
-    for b in bufs:
-        if n <= 0:
-            break
-        pos, lim = b._pos, b._lim
-        step = lim - pos if lim - pos < n else n
-        b._pos = pos + step
-        n -= step

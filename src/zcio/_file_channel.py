@@ -21,22 +21,12 @@ import contextlib
 import enum
 import fcntl
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, overload
 
 from . import _syscalls
 from ._byte_buffer import ByteBuffer
-from ._channel import (
-    Channel,
-    advance,
-    check_buffers,
-    check_position,
-    counting_operation,
-    gather,
-    operation,
-    remaining_pairs,
-    remaining_views,
-)
+from ._channel import Channel, check_position, counting_operation, operation
 from ._composite import CompositeBuffer
 from ._errors import (
     AlignmentError,
@@ -46,9 +36,10 @@ from ._errors import (
 )
 from ._file_lock import MAX_LOCK_SIZE, FileLock, acquire
 from ._guard import io_call
+from ._iovec import check_buffers, gather, remaining_pairs, scatter
 from ._memory import buffer_address
 from ._metrics import metrics
-from ._syscalls import IOV_MAX, retry
+from ._syscalls import retry
 
 if TYPE_CHECKING:
     from ._mapped import MapMode, MappedByteBuffer
@@ -239,8 +230,9 @@ class FileChannel(Channel):
         Returns the count, 0 if ``dst`` has no room, -1 at end of file (a ``position``
         at or past the end included).  A read-only ``dst``: IllegalArgumentError.
 
-        Syscalls: ``readv(2)`` or ``preadv(2)``; may read fewer bytes than asked.  On
-        error nothing moves.
+        Syscalls: one ``readv(2)`` or ``preadv(2)`` (``zcio._iovec.scatter``); may read
+        fewer bytes than asked, and 0 on a non-blocking descriptor with nothing to read
+        (EAGAIN).  On error nothing moves.
         """
         if isinstance(dst, ByteBuffer):
             bufs = [dst]
@@ -251,23 +243,9 @@ class FileChannel(Channel):
         else:
             bufs = check_buffers(dst, 0 if position is None else position, length)
             position = None
-        fd = self._readable_fd()
-        remaining_views(bufs, writable=True)  # refuses read-only buffers, full or not
-        # As Java's IOUtil: only buffers with room count, at most IOV_MAX of them.
-        bufs = [b for b in bufs if b.has_remaining()][:IOV_MAX]
-        views = remaining_views(bufs, writable=True)[:IOV_MAX]  # composites: one per part
-        if not views:
-            return 0
-        if self._direct:
-            self._check_direct(views, self._position_for_io(position))
-        sys_ = _syscalls.SYS
-        n = (io_call(retry, sys_.readv, fd, views) if position is None
-             else io_call(retry, sys_.preadv, fd, views, position))
-        metrics.record("file_read", user_bytes=n)
-        if n == 0:
-            return -1
-        advance(bufs, n)
-        return n
+        fd, sys_ = self._readable_fd(), _syscalls.SYS
+        return scatter(remaining_pairs(bufs, writable=True), lambda views: self._vectored(
+            fd, views, position, sys_.readv, sys_.preadv, "file_read"))
 
     # -- writing -------------------------------------------------------------------
 
@@ -319,17 +297,21 @@ class FileChannel(Channel):
             bufs = check_buffers(src, 0 if position is None else position, length)
             position = None
         fd = self._writable_fd()
+        return gather(remaining_pairs(bufs, writable=False), lambda views, total: self._vectored(
+            fd, views, None if position is None else position + total, sys_.writev,
+            sys_.pwritev, "file_write"))
 
-        def write_chunk(views: list[memoryview], total: int) -> int:
-            at = None if position is None else position + total
-            if self._direct:
-                self._check_direct(views, self._position_for_io(at))
-            n = (io_call(retry, sys_.writev, fd, views) if at is None
-                 else io_call(retry, sys_.pwritev, fd, views, at))
-            metrics.record("file_write", user_bytes=n)
-            return n
-
-        return gather(remaining_pairs(bufs, writable=False), write_chunk)
+    def _vectored(self, fd: int, views: list[memoryview], at: int | None,
+                  relative: Callable[..., int], positional: Callable[..., int],
+                  path: str) -> int:
+        """One readv/writev (``at`` None) or preadv/pwritev at ``at``, O_DIRECT-checked
+        and counted under ``path``: the call the iovec loops make for a file."""
+        if self._direct:
+            self._check_direct(views, self._position_for_io(at))
+        n = (io_call(retry, relative, fd, views) if at is None
+             else io_call(retry, positional, fd, views, at))
+        metrics.record(path, user_bytes=n)
+        return n
 
     # -- position, size ----------------------------------------------------------------
 

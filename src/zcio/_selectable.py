@@ -17,7 +17,8 @@ from ._channel import Channel, operation
 from ._errors import IllegalArgumentError, IllegalBlockingModeError
 
 if TYPE_CHECKING:
-    from ._selector import SelectionKey, Selector
+    from ._selection_key import SelectionKey
+    from ._selector import Selector
 
 __all__ = ["SelectableChannel", "OP_READ", "OP_WRITE", "OP_CONNECT", "OP_ACCEPT"]
 

@@ -40,272 +40,30 @@ import os
 import select as _select
 import threading
 import warnings
-from collections.abc import Iterable, Iterator, MutableSet, Set
-from typing import TYPE_CHECKING, Any, NoReturn, Self, TypeVar, overload
+from collections.abc import MutableSet, Set
+from typing import TYPE_CHECKING, Any, Self
 
 from ._errors import (
     CancelledKeyError,
     ClosedSelectorError,
     IllegalArgumentError,
-    UnsupportedOperationError,
 )
 from ._metrics import metrics
 from ._selectable import OP_ACCEPT, OP_CONNECT, OP_READ, OP_WRITE
+from ._selection_key import (
+    HANG_UP,
+    OR,
+    SET,
+    KeySetView,
+    SelectedKeySet,
+    SelectionKey,
+    events_for,
+)
 
 if TYPE_CHECKING:
     from ._selectable import SelectableChannel
 
 __all__ = ["Selector", "SelectionKey", "OP_READ", "OP_WRITE", "OP_CONNECT", "OP_ACCEPT"]
-
-_T = TypeVar("_T")
-_SET, _OR, _AND = 0, 1, 2  # how _set_interest combines the new ops with the old
-_READ_OPS = OP_READ | OP_ACCEPT
-_WRITE_OPS = OP_WRITE | OP_CONNECT
-_HANG_UP = _select.EPOLLERR | _select.EPOLLHUP
-
-
-def _events_for(ops: int) -> int:
-    """The epoll events that watch for ``ops`` (0: not in epoll at all)."""
-    events = 0
-    if ops & _READ_OPS:
-        events |= _select.EPOLLIN
-    if ops & _WRITE_OPS:
-        events |= _select.EPOLLOUT
-    return events
-
-
-class SelectionKey:
-    """The registration of one channel with one selector (Java's SelectionKey).
-
-    Valid from registration until ``cancel()``, the channel's close or the selector's
-    close.  ``interest_ops``/``ready_ops`` of an invalid key raise CancelledKeyError.
-    """
-
-    __slots__ = (
-        "_channel", "_selector", "_fd", "_interest", "_events", "_ready", "_attachment",
-        "_valid", "_serial",
-    )
-
-    def __init__(
-        self, channel: SelectableChannel, selector: Selector, fd: int, serial: int
-    ) -> None:
-        self._channel = channel
-        self._selector = selector
-        self._fd = fd  # the descriptor as registered: still known after the channel closes
-        self._interest = 0
-        self._events = 0  # what epoll watches for this key now (0: not in epoll)
-        self._ready = 0
-        self._attachment: Any = None
-        self._valid = True
-        self._serial = serial  # the selector's registration count when this key was made
-
-    def channel(self) -> SelectableChannel:
-        """The channel this key registers (returned even after cancel)."""
-        return self._channel
-
-    def selector(self) -> Selector:
-        """The selector this key belongs to (returned even after cancel)."""
-        return self._selector
-
-    def is_valid(self) -> bool:
-        """Whether the key has been neither cancelled nor closed with its channel/selector."""
-        return self._valid
-
-    def cancel(self) -> None:
-        """Cancel the registration (idempotent).
-
-        The key becomes invalid at once, and its descriptor leaves epoll at once
-        (``epoll_ctl(EPOLL_CTL_DEL)``).  It leaves ``keys()``, the selected-key set and
-        the channel's registrations at the next ``select()``.
-        """
-        if self._valid:
-            self._selector._cancel(self)
-
-    def _check_valid(self) -> None:
-        if not self._valid:
-            raise CancelledKeyError("selection key is cancelled")
-
-    @overload
-    def interest_ops(self) -> int: ...
-    @overload
-    def interest_ops(self, ops: int) -> Self: ...
-    def interest_ops(self, ops: int | None = None) -> int | Self:
-        """The interest set, or set it to ``ops`` (returns the key).
-
-        Takes effect for the next ``select()``, and for one in progress.
-        CancelledKeyError if the key is invalid, then IllegalArgumentError for ops
-        outside the channel's ``valid_ops()`` (Java's order).
-        Syscalls: ``epoll_ctl`` (MOD, or ADD/DEL when the set becomes non-empty/empty).
-        """
-        self._check_valid()
-        if ops is None:
-            return self._interest
-        self._channel._check_ops(ops)
-        self._selector._set_interest(self, ops, _SET)
-        return self
-
-    def interest_ops_or(self, ops: int) -> int:
-        """Add ``ops`` to the interest set, atomically; returns the previous set.
-
-        CancelledKeyError, then IllegalArgumentError for ops outside ``valid_ops()``.
-        Syscalls: as :meth:`interest_ops`.
-        """
-        self._check_valid()
-        self._channel._check_ops(ops)
-        return self._selector._set_interest(self, ops, _OR)
-
-    def interest_ops_and(self, ops: int) -> int:
-        """Keep only ``ops`` of the interest set, atomically; returns the previous set.
-
-        CancelledKeyError if invalid (any ``ops`` is accepted: it can only remove).
-        Syscalls: as :meth:`interest_ops`.
-        """
-        self._check_valid()
-        return self._selector._set_interest(self, ops, _AND)
-
-    def ready_ops(self) -> int:
-        """The ready set the last ``select()`` that updated this key left."""
-        self._check_valid()
-        return self._ready
-
-    def is_readable(self) -> bool:
-        """Whether OP_READ is in the ready set."""
-        return bool(self.ready_ops() & OP_READ)
-
-    def is_writable(self) -> bool:
-        """Whether OP_WRITE is in the ready set."""
-        return bool(self.ready_ops() & OP_WRITE)
-
-    def is_connectable(self) -> bool:
-        """Whether OP_CONNECT is in the ready set."""
-        return bool(self.ready_ops() & OP_CONNECT)
-
-    def is_acceptable(self) -> bool:
-        """Whether OP_ACCEPT is in the ready set."""
-        return bool(self.ready_ops() & OP_ACCEPT)
-
-    def attach(self, obj: Any) -> Any:
-        """Attach ``obj`` (None detaches); returns the previous attachment."""
-        old, self._attachment = self._attachment, obj
-        return old
-
-    def attachment(self) -> Any:
-        """The attached object, or None."""
-        return self._attachment
-
-    def _translate(self, events: int) -> int:
-        """The ready ops for epoll ``events``: the whole interest set on an error or a
-        hang-up (Java's rule for every channel), else what the channel says is ready."""
-        if events & _HANG_UP:
-            return self._interest
-        return self._channel._translate_ready_ops(
-            bool(events & _select.EPOLLIN), bool(events & _select.EPOLLOUT), self._interest
-        )
-
-    def __repr__(self) -> str:
-        state = (
-            f"interest={self._interest:#x} ready={self._ready:#x}" if self._valid else "cancelled"
-        )
-        return f"zcio.SelectionKey[{self._channel!r} {state}]"
-
-
-class _LiveKeys(Set[SelectionKey]):
-    """A live view of one of a selector's key sets; iteration runs over a snapshot, so
-    the selector (or the caller, removing the keys it handled) may change it meanwhile."""
-
-    __slots__ = ("_selector",)
-
-    def __init__(self, selector: Selector) -> None:
-        self._selector = selector
-
-    def _items(self) -> dict[SelectionKey, None]:
-        raise NotImplementedError
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._items()
-
-    def __len__(self) -> int:
-        return len(self._items())
-
-    def __iter__(self) -> Iterator[SelectionKey]:
-        with self._selector._lock:
-            return iter(list(self._items()))
-
-    @classmethod
-    def _from_iterable(cls, it: Iterable[_T]) -> set[_T]:
-        return set(it)  # what ``view & other``, ``view | other``... return
-
-    def __repr__(self) -> str:
-        return f"{{{', '.join(map(repr, self))}}}"
-
-
-class _KeySetView(_LiveKeys):
-    """``Selector.keys()``: read-only, as Java's; every mutator raises
-    UnsupportedOperationError (keys come with ``register``, go with ``cancel``)."""
-
-    __slots__ = ()
-
-    def _items(self) -> dict[SelectionKey, None]:
-        return self._selector._keys
-
-    def _read_only(self, *args: object) -> NoReturn:
-        raise UnsupportedOperationError(
-            "a selector's key set is read-only: register a channel or cancel its key"
-        )
-
-    add = discard = remove = pop = clear = update = _read_only
-    difference_update = intersection_update = symmetric_difference_update = _read_only
-    __ior__ = __iand__ = __isub__ = __ixor__ = _read_only
-
-
-class _SelectedKeySet(_LiveKeys, MutableSet[SelectionKey]):
-    """``Selector.selected_keys()``: the selected-key set itself, ungrowable as Java's.
-
-    Keys may be removed (``discard``, ``remove``, ``clear``, ``pop``, ``-=``...); a
-    removed key keeps its ready set.  Adding (``add``, ``update``, ``|=``) raises
-    UnsupportedOperationError: only ``select()`` adds keys.
-    """
-
-    __slots__ = ()
-
-    def _items(self) -> dict[SelectionKey, None]:
-        return self._selector._selected
-
-    def discard(self, key: SelectionKey) -> None:
-        """Remove ``key`` if present."""
-        with self._selector._lock:
-            self._selector._selected.pop(key, None)
-
-    def remove(self, key: SelectionKey) -> None:
-        """Remove ``key``; KeyError if absent."""
-        with self._selector._lock:
-            del self._selector._selected[key]
-
-    def difference_update(self, *others: Iterable[SelectionKey]) -> None:
-        """Remove every key of ``others``."""
-        for other in others:
-            for key in list(other):
-                self.discard(key)
-
-    def clear(self) -> None:
-        """Remove every key."""
-        with self._selector._lock:
-            self._selector._selected.clear()
-
-    def pop(self) -> SelectionKey:
-        """Remove and return some key; KeyError if empty."""
-        with self._selector._lock:
-            if not self._selector._selected:
-                raise KeyError("pop from an empty selected-key set")
-            return self._selector._selected.popitem()[0]
-
-    def add(self, key: SelectionKey) -> NoReturn:
-        """Unsupported (UnsupportedOperationError): only ``select()`` adds keys."""
-        raise UnsupportedOperationError("only select() adds to the selected-key set")
-
-    def update(self, *others: Iterable[SelectionKey]) -> NoReturn:
-        """Unsupported (UnsupportedOperationError): only ``select()`` adds keys."""
-        raise UnsupportedOperationError("only select() adds to the selected-key set")
 
 
 class Selector:
@@ -339,8 +97,8 @@ class Selector:
             for fd in {self._wake_r, self._wake_w} - {-1}:
                 os.close(fd)
             raise
-        self._key_view = _KeySetView(self)
-        self._selected_view = _SelectedKeySet(self)
+        self._key_view = KeySetView(self)
+        self._selected_view = SelectedKeySet(self)
         self._open = True
 
     @staticmethod
@@ -410,20 +168,20 @@ class Selector:
             return key
 
     def _set_interest(self, key: SelectionKey, ops: int, how: int) -> int:
-        """Set (``_SET``), add (``_OR``) or intersect (``_AND``) ``key``'s interest set
+        """Set (``SET``), add (``OR``) or intersect (``AND``) ``key``'s interest set
         with ``ops``, atomically; returns the previous set."""
         with self._lock:
             if not key._valid:
                 raise CancelledKeyError("selection key is cancelled")
             old = key._interest
-            new = ops if how == _SET else old | ops if how == _OR else old & ops
+            new = ops if how == SET else old | ops if how == OR else old & ops
             self._apply_interest(key, new)
             return old
 
     def _apply_interest(self, key: SelectionKey, ops: int) -> None:
         """Make epoll watch what ``ops`` needs (under ``_lock``); the key changes only
         once ``epoll_ctl`` succeeded."""
-        old, new = key._events, _events_for(ops)
+        old, new = key._events, events_for(ops)
         if new != old:
             if not old:
                 self._epoll.register(key._fd, new)
@@ -509,7 +267,7 @@ class Selector:
         """Java's ready-set update for one key; 1 if it counts as updated."""
         ops = key._translate(events)
         if key in self._selected:
-            if not events & _HANG_UP:
+            if not events & HANG_UP:
                 ops |= key._ready  # accumulate; an error or hang-up replaces
             added = ops & ~key._ready
             key._ready = ops

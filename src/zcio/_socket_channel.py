@@ -27,176 +27,47 @@ AsynchronousCloseError (Java's AsynchronousCloseException) carrying the bytes it
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import select
 import socket as _socket
 import threading
-from collections.abc import Callable, Sequence
-from typing import Any, Self, TypeVar, overload
+from collections.abc import Sequence
+from typing import Self, overload
 
 from . import _syscalls
 from ._buffer import check_int
 from ._byte_buffer import ByteBuffer
-from ._channel import (
-    advance,
-    check_buffers,
-    counting_operation,
-    gather,
-    operation,
-    remaining_pairs,
-)
+from ._channel import counting_operation, operation
 from ._errors import (
     AlreadyBoundError,
     AlreadyConnectedError,
     ClosedChannelError,
     ConnectionPendingError,
-    IllegalArgumentError,
     NoConnectionPendingError,
     NotYetBoundError,
     NotYetConnectedError,
 )
 from ._guard import io_call
+from ._iovec import check_buffers, gather, remaining_pairs, scatter
 from ._metrics import metrics
-from ._selectable import OP_ACCEPT, OP_CONNECT, OP_READ, OP_WRITE, SelectableChannel
+from ._selectable import OP_ACCEPT, OP_CONNECT, OP_READ, OP_WRITE
+from ._socket_holder import (
+    Address,
+    SocketHolder,
+    adopt,
+    bound_address,
+    counted_syscall,
+    family_for,
+    wildcard,
+)
 
 __all__ = ["SocketChannel", "ServerSocketChannel"]
-
-T = TypeVar("T")
-
-#: A socket address as the stdlib takes it: ``(host, port)``, ``(host, port, flow,
-#: scope)``, or a Unix path (``str``/``bytes``).
-Address = Any
 
 _UNCONNECTED, _PENDING, _CONNECTED = 0, 1, 2
 
 
-def _syscall(calls: list[int], fn: Callable[..., T], *args: Any) -> T:
-    """``fn(*args)`` retried on EINTR, counting every attempt in ``calls[0]``."""
-
-    def once() -> T:
-        calls[0] += 1
-        return fn(*args)
-
-    return _syscalls.retry(once)
-
-
-def _c_int(value: object, what: str) -> int:
-    """A socket option's level, name or value: TypeError unless an integer,
-    IllegalArgumentError outside a C int."""
-    v = check_int(value, what)
-    if not -(1 << 31) <= v < 1 << 31:
-        raise IllegalArgumentError(f"socket option {what} {v} out of the C int range")
-    return v
-
-
-def _family_for(address: Address) -> int:
-    if isinstance(address, str | bytes):
-        return _socket.AF_UNIX
-    if isinstance(address, tuple) and (len(address) == 4 or ":" in str(address[0])):
-        return _socket.AF_INET6
-    return _socket.AF_INET
-
-
-def _wildcard(family: int) -> Address:
-    """What Java binds when given no address: the wildcard with an ephemeral port."""
-    if family == _socket.AF_INET6:
-        return ("::", 0)
-    if family == _socket.AF_UNIX:
-        return ""  # Linux autobind: an abstract address the kernel picks
-    return ("", 0)
-
-
-def _bound_address(sock: _socket.socket) -> Address | None:
-    """``getsockname()``, or None while the socket is not bound (port 0, empty path)."""
-    addr = sock.getsockname()
-    if isinstance(addr, tuple):
-        return addr if addr[1] != 0 else None
-    return addr if addr else None
-
-
-def _adopt(sock: _socket.socket, server: bool) -> bool:
-    """Check and normalise ``sock`` for a channel: timeout None, blocking mode on the fd.
-
-    IllegalArgumentError, ``sock`` untouched, unless it is a stream socket, and one that
-    does not listen when it is for a SocketChannel (``server`` False).  Returns the
-    blocking mode: False for a socket in non-blocking mode (timeout 0), True otherwise
-    (a timeout > 0 becomes plain blocking).
-    """
-    if sock.type != _socket.SOCK_STREAM:
-        raise IllegalArgumentError(f"not a stream socket: {sock!r}")
-    if not server and sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_ACCEPTCONN):
-        raise IllegalArgumentError("a listening socket: use ServerSocketChannel")
-    blocking = sock.gettimeout() != 0.0
-    sock.settimeout(None)  # clears O_NONBLOCK
-    if not blocking:
-        os.set_blocking(sock.fileno(), False)
-    return blocking
-
-
-class _SocketHolder(SelectableChannel):
-    """What both socket channels share: the stdlib socket and its options."""
-
-    _sock: _socket.socket
-
-    def _init_socket(self, sock: _socket.socket, blocking: bool) -> None:
-        self._sock = sock
-        self._init_fd(sock.fileno())  # closed through the socket: see _close_fd
-        self._init_selectable()
-        self._blocking = blocking
-
-    def socket(self) -> _socket.socket:
-        """The stdlib socket behind the channel (closed with the channel)."""
-        return self._sock
-
-    @operation
-    def local_address(self) -> Address | None:
-        """The address the socket is bound to, or None if it is not bound."""
-        self.fileno()
-        return _bound_address(self._sock)
-
-    @operation
-    def set_option(self, level: int, name: int, value: int | bytes) -> Self:
-        """``setsockopt(2)``: e.g. ``set_option(IPPROTO_TCP, TCP_NODELAY, 1)``."""
-        self.fileno()
-        level, name = _c_int(level, "level"), _c_int(name, "name")
-        if not isinstance(value, (bytes, bytearray, memoryview)):
-            value = _c_int(value, "value")
-        self._sock.setsockopt(level, name, value)
-        return self
-
-    @operation
-    def get_option(self, level: int, name: int) -> int:
-        """``getsockopt(2)`` of an integer option."""
-        self.fileno()
-        return self._sock.getsockopt(_c_int(level, "level"), _c_int(name, "name"))
-
-    def _pre_close(self, fd: int) -> None:
-        # Another thread is inside an operation: close(2) alone would not wake it from
-        # the kernel.  shutdown(2) does (accept gets EINVAL, recv 0, send EPIPE).
-        with contextlib.suppress(OSError):
-            self._sock.shutdown(_socket.SHUT_RDWR)
-        super()._pre_close(fd)
-
-    def _close_fd(self, fd: int) -> None:
-        self._sock.close()  # the stdlib socket owns the number (the dead one, if pre-closed)
-
-    def _close_on_failure(self, connect: Callable[..., bool], *args: Any) -> bool:
-        """Java's rule for a failed connect: the channel is closed (after the operation
-        left, so the kernel's error is what the caller sees)."""
-        try:
-            return connect(*args)
-        except _socket.gaierror:
-            raise  # the address did not resolve: the channel stays usable
-        except ClosedChannelError:
-            raise
-        except OSError:
-            self.close()
-            raise
-
-
-class SocketChannel(_SocketHolder):
+class SocketChannel(SocketHolder):
     """A channel for a stream-oriented connecting socket (Java's SocketChannel).
 
     >>> with ServerSocketChannel.open().bind(("127.0.0.1", 0)) as server:
@@ -210,7 +81,7 @@ class SocketChannel(_SocketHolder):
 
     def __init__(self, sock: _socket.socket) -> None:
         """Adopt ``sock`` (prefer :meth:`open` / :meth:`from_socket`)."""
-        blocking = _adopt(sock, server=False)
+        blocking = adopt(sock, server=False)
         self._init_socket(sock, blocking)
         self._read_lock = threading.Lock()
         self._write_lock = threading.Lock()
@@ -231,7 +102,7 @@ class SocketChannel(_SocketHolder):
         A failed connect closes the channel and raises the OSError.
         """
         if family is None:
-            family = _socket.AF_INET if remote is None else _family_for(remote)
+            family = _socket.AF_INET if remote is None else family_for(remote)
         ch = cls(_socket.socket(family, _socket.SOCK_STREAM))
         if remote is not None:
             try:
@@ -275,9 +146,9 @@ class SocketChannel(_SocketHolder):
         self.fileno()
         if self._state == _PENDING:
             raise ConnectionPendingError("connection pending")
-        if _bound_address(self._sock) is not None:
-            raise AlreadyBoundError(f"already bound to {_bound_address(self._sock)!r}")
-        self._sock.bind(_wildcard(self._sock.family) if local is None else local)
+        if bound_address(self._sock) is not None:
+            raise AlreadyBoundError(f"already bound to {bound_address(self._sock)!r}")
+        self._sock.bind(wildcard(self._sock.family) if local is None else local)
         return self
 
     def connect(self, remote: Address) -> bool:
@@ -431,32 +302,27 @@ class SocketChannel(_SocketHolder):
         return self._read(check_buffers(dst, offset, length), True)
 
     @counting_operation
-    def _read(self, bufs: list[ByteBuffer], scatter: bool) -> int:
+    def _read(self, bufs: list[ByteBuffer], several: bool) -> int:
         with self._read_lock:
             sock = self._check_connected()
             if self._input_shut:
                 metrics.record("socket_read", syscalls=0)
                 return -1
-            chosen = [(b, v) for b, v in remaining_pairs(bufs, writable=True) if len(v)]
-            if not chosen:
-                metrics.record("socket_read", syscalls=0)
-                return 0
-            chosen = chosen[: _syscalls.IOV_MAX]
             calls, n = [0], 0
-            try:
-                if scatter or len(chosen) > 1:  # several buffers, or a composite's parts
-                    n = io_call(_syscall, calls, _syscalls.SYS.recvmsg_into, sock,
-                                [v for _, v in chosen])
+            recvmsg, recv = _syscalls.SYS.recvmsg_into, _syscalls.SYS.recv_into
+
+            def recv_chunk(views: list[memoryview]) -> int:
+                nonlocal n
+                if several or len(views) > 1:  # several buffers, or a composite's parts
+                    n = io_call(counted_syscall, calls, recvmsg, sock, views)
                 else:
-                    n = io_call(_syscall, calls, _syscalls.SYS.recv_into, sock, chosen[0][1])
-            except BlockingIOError:
-                return 0
+                    n = io_call(counted_syscall, calls, recv, sock, views[0])
+                return n
+
+            try:
+                return scatter(remaining_pairs(bufs, writable=True), recv_chunk)
             finally:
                 metrics.record("socket_read", syscalls=calls[0], user_bytes=n)
-            if n == 0:
-                return -1
-            advance([b for b, _ in chosen], n)
-            return n
 
     # -- writing ------------------------------------------------------------------------
 
@@ -508,8 +374,8 @@ class SocketChannel(_SocketHolder):
 
             def send_chunk(views: list[memoryview], total: int) -> int:
                 if several or len(views) > 1:  # a composite's parts too
-                    return io_call(_syscall, calls, sys_.sendmsg, sock, views)
-                return io_call(_syscall, calls, sys_.send, sock, views[0])
+                    return io_call(counted_syscall, calls, sys_.sendmsg, sock, views)
+                return io_call(counted_syscall, calls, sys_.send, sock, views[0])
 
             total = 0
             try:
@@ -520,7 +386,7 @@ class SocketChannel(_SocketHolder):
             return total
 
 
-class ServerSocketChannel(_SocketHolder):
+class ServerSocketChannel(SocketHolder):
     """A channel for a listening stream socket (Java's ServerSocketChannel).
 
     ``open()`` sets SO_REUSEADDR, as Java does on Linux, so a restarted server can
@@ -531,7 +397,7 @@ class ServerSocketChannel(_SocketHolder):
 
     def __init__(self, sock: _socket.socket) -> None:
         """Adopt ``sock`` (prefer :meth:`open` / :meth:`from_socket`)."""
-        blocking = _adopt(sock, server=True)
+        blocking = adopt(sock, server=True)
         self._init_socket(sock, blocking)
         self._accept_lock = threading.Lock()
         self._listening = bool(sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_ACCEPTCONN))
@@ -562,9 +428,9 @@ class ServerSocketChannel(_SocketHolder):
         """
         self.fileno()
         backlog = check_int(backlog, "backlog")
-        if self._listening or _bound_address(self._sock) is not None:
-            raise AlreadyBoundError(f"already bound to {_bound_address(self._sock)!r}")
-        self._sock.bind(_wildcard(self._sock.family) if local is None else local)
+        if self._listening or bound_address(self._sock) is not None:
+            raise AlreadyBoundError(f"already bound to {bound_address(self._sock)!r}")
+        self._sock.bind(wildcard(self._sock.family) if local is None else local)
         if backlog < 1:
             self._sock.listen()
         else:
