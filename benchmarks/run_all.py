@@ -231,12 +231,15 @@ def _label(r: Ratio) -> str:
     return f"{r['name']} vs {r['anchor']}"
 
 
-def compare(old: Json, new: Json, threshold: float = REGRESSION) -> tuple[str, int]:
+def compare(old: Json, new: Json, threshold: float = REGRESSION,
+            labels: tuple[str, str] = ("then", "now")) -> tuple[str, int]:
     """The table of every ratio in both documents; the number of regressions.
 
     A regression is a ratio more than ``threshold`` (relative) worse than before, in
-    the direction its ``better`` gives.
+    the direction its ``better`` gives.  ``labels`` name the two sides (``compare_revs``:
+    the two revisions).
     """
+    then, now = labels
     olds = {(b["name"], r["key"]): r for b in old["benchmarks"] for r in b["ratios"]}
     rows: list[tuple[str, ...] | str] = []
     flagged: list[str] = []
@@ -276,7 +279,7 @@ def compare(old: Json, new: Json, threshold: float = REGRESSION) -> tuple[str, i
             if "REGRESSION" in flags or "goal lost" in flags:
                 flagged.append(f"  {b['name']}: {label}: {o['ratio']:.3f} -> "
                                f"{r['ratio']:.3f} ({change:+.1%}, {arrow}) {' '.join(flags)}")
-    out = [text_table(("ratio", "", "then", "now", "change", "goal", "flag"), rows,
+    out = [text_table(("ratio", "", then, now, "change", "goal", "flag"), rows,
                  right={2, 3, 4})]
     out.append(f"\n{n} ratios compared (\u2193 lower is better, \u2191 higher is better): "
                f"{regressions} regressions (more than {threshold:.0%} worse), "
@@ -285,14 +288,14 @@ def compare(old: Json, new: Json, threshold: float = REGRESSION) -> tuple[str, i
     only_old = sum(k not in seen for k in olds)
     only_new = sum(k not in olds for k in seen)
     if only_old or only_new:
-        out.append(f"not compared: {only_old} ratios only then, {only_new} only now")
+        out.append(f"not compared: {only_old} ratios only {then}, {only_new} only {now}")
     notes = []
     if old.get("quick") != new.get("quick"):
-        notes.append(f"--quick then {old.get('quick')}, now {new.get('quick')}")
+        notes.append(f"--quick {then} {old.get('quick')}, {now} {new.get('quick')}")
     for key in ("cpu_model", "cpus_usable", "kernel", "python"):
         a, b2 = old.get("machine", {}).get(key), new.get("machine", {}).get(key)
         if a != b2:
-            notes.append(f"{key} then {a!r}, now {b2!r}")
+            notes.append(f"{key} {then} {a!r}, {now} {b2!r}")
     if notes:
         out.append("caution, not like for like: " + "; ".join(notes))
     return "\n".join(out), regressions
