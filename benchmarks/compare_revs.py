@@ -48,6 +48,22 @@ from _harness import Ratio, meets  # noqa: E402
 Json = dict[str, Any]
 
 
+# Build every src/zcio/*.c as zcio.NAME in place, from setuptools alone: no project
+# metadata read, so no pyproject.toml this setuptools may not understand.
+_BARE_BUILD = """
+import glob, os
+from setuptools import Distribution, Extension
+from setuptools.command.build_ext import build_ext
+sources = sorted(glob.glob("src/zcio/*.c"))
+exts = [Extension("zcio." + os.path.basename(c)[:-2], [c]) for c in sources]
+dist = Distribution({"name": "zcio", "ext_modules": exts, "package_dir": {"": "src"}})
+cmd = build_ext(dist)
+cmd.inplace = True
+cmd.ensure_finalized()
+cmd.run()
+"""
+
+
 class RevError(Exception):
     """A revision could not be resolved, checked out or built."""
 
@@ -75,19 +91,32 @@ class Tree:
         self.added = True
 
     def build(self) -> None:
-        """Build the C guard in place with this interpreter; a failure is noted, and
-        the tree runs pure Python (as zcio does wherever the guard cannot be built)."""
+        """Build the C guard in place with this interpreter: ``setup.py build_ext
+        --inplace``; if setuptools cannot read that revision's pyproject.toml (an older
+        setuptools and a newer metadata field), build each ``src/zcio/*.c`` as
+        ``zcio.NAME`` without it.  A failure is noted, and the tree runs pure Python
+        (as zcio does wherever the guard cannot be built)."""
         if not (self.path / "setup.py").is_file():
             self.build_note = "no setup.py: nothing to build"
             return
-        r = subprocess.run([sys.executable, "setup.py", "build_ext", "--inplace"],
-                           cwd=self.path, capture_output=True, text=True, timeout=600,
-                           check=False)
-        if r.returncode:
-            tail = (r.stderr or r.stdout).strip().splitlines()[-3:]
-            self.build_note = "C guard NOT built, runs pure Python: " + " | ".join(tail)
-        else:
+        first = self._python(["setup.py", "build_ext", "--inplace"])
+        if first is None:
             self.build_note = "C guard built"
+            return
+        if self._python(["-c", _BARE_BUILD]) is None:
+            self.build_note = f"C guard built without pyproject.toml (setup.py: {first})"
+        else:
+            self.build_note = f"C guard NOT built, runs pure Python: {first}"
+
+    def _python(self, args: list[str]) -> str | None:
+        """Run this interpreter in the tree: None if it succeeded, else why not."""
+        r = subprocess.run([sys.executable, *args], cwd=self.path, capture_output=True,
+                           text=True, timeout=600, check=False)
+        if r.returncode == 0:
+            return None
+        lines = (r.stderr or r.stdout).strip().splitlines()
+        why = next((line for line in lines if "error" in line.lower()), lines[-1] if lines else "")
+        return why.strip()[:200]
 
     def remove(self) -> None:
         if self.added:

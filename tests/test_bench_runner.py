@@ -110,6 +110,17 @@ def test_results_file(results: Path) -> None:
                             else r["ratio"] >= r["goal"])
 
 
+def test_rows_are_the_benchmarks_own(results: Path) -> None:
+    """run_all takes the rows buffer_ops wrote; an old document without them (a revision
+    before the rows) gives the same rows through _legacy_ratios."""
+    mod = load_module()  # puts benchmarks/ on sys.path
+    [bench] = strict_json(results)["benchmarks"]
+    own = bench["json"]
+    assert bench["ratios"] == own["ratios"]
+    old_style = {k: v for k, v in own.items() if k != "ratios"}
+    assert mod.extract("buffer_ops", old_style) == own["ratios"]
+
+
 def test_chart_is_png(results: Path) -> None:
     width, height = check_png(results.with_suffix(".png"))
     assert width > 800 and height > 400
