@@ -165,7 +165,9 @@ def ratio_row(group: str, name: str, *, value: float | None, anchor: str | None,
 
 def quotient(a: float | None, b: float | None) -> float | None:
     """a / b, or None when either is missing or b is zero."""
-    return a / b if finite(a) and finite(b) and b else None
+    if a is None or b is None or not (finite(a) and finite(b)) or b == 0:
+        return None
+    return a / b
 
 
 T = TypeVar("T")

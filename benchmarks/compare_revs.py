@@ -45,6 +45,8 @@ if str(HERE) not in sys.path:  # imported by path (tests), not run
 import run_all  # noqa: E402
 from _harness import Ratio, meets  # noqa: E402
 
+from zcio._bench._machine import load_average  # noqa: E402
+
 Json = dict[str, Any]
 
 
@@ -249,7 +251,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         machine = run_all.machine_info()
         print(f"{machine['cpu_model']}, {machine['cpus_usable']} CPUs; load "
-              f"{' '.join(map(str, run_all.load_average()))}; {args.repeats} run(s) per "
+              f"{' '.join(map(str, load_average()))}; {args.repeats} run(s) per "
               f"revision, alternating{' (--quick: numbers meaningless)' if args.quick else ''}")
         old, new, failures = measure(trees, names, args.quick, args.repeats, tmp, args.timeout)
     finally:

@@ -428,8 +428,8 @@ def main(argv: list[str] | None = None) -> None:
     print(table(results, servers, workers))
     print()
     rows = ratios(results, workers)
-    for r in rows:
-        print(goal_line(r))
+    for row in rows:
+        print(goal_line(row))
     if args.json:
         _harness.write_json(
             args.json, benchmark="serve", machine=info | {"load_before": load_before},

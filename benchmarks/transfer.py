@@ -882,9 +882,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"n/a or failed: {r.method.name} ({r.method.section}): {r.error}")
     rows = ratios(sock, files)
     print("goals:")
-    for r in rows:
-        if r["goal"] is not None:
-            print(goal_line(r))
+    for row in rows:
+        if row["goal"] is not None:
+            print(goal_line(row))
     wrong = [r for r in results if r.wrong]
     print(f"ran in {elapsed:.1f} s; source still page-cached at the end: "
           f"{'yes' if still_cached else 'NO'}")
