@@ -1,9 +1,21 @@
-"""The measurement harness shared by ``buffer_ops.py`` and ``pool.py``.
+"""The harness every benchmark script shares: buffer_ops, pool, transfer and serve.
 
 Not run by itself: the scripts import it as ``_harness`` (a script's own directory is
-``sys.path[0]`` when it is run as ``python benchmarks/NAME.py``).
+``sys.path[0]`` when it is run as ``python benchmarks/NAME.py``).  It gives them:
 
-A benchmark is a group of cases (subjects and their anchors) that touch the same
+* the command line they all have (``--quick``, ``--rounds``, ``--json``; a script adds
+  its own options): ``parse_args``;
+* their **ratio rows** (``ratio_row``): every subject-versus-anchor figure a benchmark
+  reports, structured (subject, anchor, both values and their unit, the ratio, which
+  way is better, the goal as a number and how the ratio must compare with it), written
+  by the benchmark itself into its JSON as ``ratios``.  ``run_all.py`` and
+  ``compare_revs.py`` read these rows; nothing parses printed goal text;
+* the JSON document (``write_json``) with ``zcio._bench``'s machine description;
+* the interleaved round order of process-level benchmarks (``round_order``) and, for
+  in-process micro-benchmarks, the timing itself (``Group``, ``run_group``, ``main``);
+* the plain-text table printer (``zcio._bench._table.text_table``).
+
+A micro-benchmark is a group of cases (subjects and their anchors) that touch the same
 memory.  A round times one short loop (well under a millisecond) of every case in the
 group with ``perf_counter_ns``, in a fresh random order, so subject and anchor are
 interleaved and share whatever the machine is doing; loops that short mostly run
@@ -17,18 +29,21 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import math
 import os
 import platform
 import random
-import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from statistics import median
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict, TypeVar
 
 import zcio
+from zcio._bench._machine import machine_info
+from zcio._bench._run import rotation
+from zcio._bench._table import text_table
 
 Kind = Literal["time", "speed", "abs"]
 
@@ -80,6 +95,88 @@ class Group:
     cases: list[Case]
     compares: list[Compare]
     cleanup: Callable[[], None] = _nothing
+
+
+# -- ratio rows -------------------------------------------------------------------------
+
+Better = Literal["lower", "higher"]
+
+
+class Ratio(TypedDict):
+    """One subject-versus-anchor figure, as every benchmark writes it (``ratios``).
+
+    ``ratio`` is the subject's figure over the anchor's (``value / anchor_value``, or
+    its inverse for a speed measured as time: the benchmark says so in ``note``);
+    ``better`` says which way is good ("lower": a time or cost ratio; "higher": a
+    speed ratio).  ``goal`` is a number and ``goal_op`` how ``ratio`` must compare with
+    it (None: information only); ``met`` the verdict.  ``value`` and ``anchor_value``
+    are the two figures behind the ratio, in ``unit``.  ``key`` identifies the row
+    across runs and revisions (``run_all.py --compare``, ``compare_revs.py``), so it
+    must not hold anything that varies from run to run.
+    """
+
+    key: str
+    group: str
+    name: str
+    value: float | None
+    anchor: str | None
+    anchor_value: float | None
+    unit: str
+    ratio: float | None
+    better: Better
+    goal: float | None
+    goal_op: str | None
+    met: bool | None
+    paired_ratio: float | None
+    note: str
+
+
+def meets(ratio: float, op: str, goal: float) -> bool:
+    """Whether ``ratio op goal`` holds (op one of <=, <, >=, >)."""
+    return {"<=": ratio <= goal, "<": ratio < goal, ">=": ratio >= goal,
+            ">": ratio > goal}[op]
+
+
+def finite(x: Any) -> bool:
+    """Whether ``x`` is a number, neither NaN nor infinite."""
+    return isinstance(x, int | float) and math.isfinite(x)
+
+
+def ratio_row(group: str, name: str, *, value: float | None, anchor: str | None,
+              anchor_value: float | None, unit: str, ratio: float | None, better: Better,
+              goal: float | None = None, goal_op: str | None = None,
+              paired_ratio: float | None = None, note: str = "",
+              key: str | None = None) -> Ratio:
+    """A ratio row; ``goal_op`` defaults to the direction ``better`` gives (<= or >=),
+    ``met`` is computed, ``key`` defaults to "GROUP | NAME".  A ratio that is not a
+    finite number (a zero or missing figure) is None, and so is its verdict."""
+    if not finite(ratio):
+        ratio = None
+    if goal is not None and goal_op is None:
+        goal_op = "<=" if better == "lower" else ">="
+    met = None
+    if goal is not None and ratio is not None and goal_op is not None:
+        met = meets(ratio, goal_op, goal)
+    return Ratio(key=key or f"{group} | {name}", group=group, name=name, value=value,
+                 anchor=anchor, anchor_value=anchor_value, unit=unit, ratio=ratio,
+                 better=better, goal=goal, goal_op=goal_op if goal is not None else None,
+                 met=met, paired_ratio=paired_ratio, note=note)
+
+
+def quotient(a: float | None, b: float | None) -> float | None:
+    """a / b, or None when either is missing or b is zero."""
+    if a is None or b is None or not (finite(a) and finite(b)) or b == 0:
+        return None
+    return a / b
+
+
+T = TypeVar("T")
+
+
+def round_order(items: Sequence[T], round_index: int) -> list[T]:
+    """The order of one round of a process-level benchmark (transfer, serve): rotated
+    by the round and reversed every other round (``zcio bench``'s ``rotation``)."""
+    return rotation(items, round_index, reverse_odd=True)
 
 
 # -- running --------------------------------------------------------------------------
@@ -188,8 +285,30 @@ def _goal_text(row: Row) -> str:
     return f"{row.kind} {'>=' if row.kind == 'speed' else '<='} {row.goal:.2f}"
 
 
+def ratios_of(rows: Sequence[Row]) -> list[Ratio]:
+    """The ratio rows of a micro-benchmark's results: one per row with an anchor, and
+    one per absolute budget (median / budget against a goal of 1); rows with neither
+    are information only and have none."""
+    out: list[Ratio] = []
+    for r in rows:
+        if r.anchor is None:
+            if r.kind != "abs" or r.goal is None:
+                continue
+            out.append(ratio_row(
+                r.group, r.name, key=f"{r.group} | {r.name} | vs budget", value=r.median_ns,
+                anchor=f"budget {r.goal:,.0f} ns", anchor_value=r.goal, unit="ns/op",
+                ratio=r.median_ns / r.goal, better="lower", goal=1.0,
+                note="absolute goal, as median / budget"))
+            continue
+        out.append(ratio_row(
+            r.group, r.name, key=f"{r.group} | {r.name} | vs {r.anchor}", value=r.median_ns,
+            anchor=r.anchor, anchor_value=r.anchor_median_ns, unit="ns/op", ratio=r.ratio,
+            better="higher" if r.kind == "speed" else "lower", goal=r.goal,
+            paired_ratio=r.paired_ratio, note=f"{r.kind} ratio"))
+    return out
+
+
 def format_table(rows: Sequence[Row]) -> str:
-    header = ("benchmark", "median ns/op", "anchor", "anchor ns/op", "ratio", "goal", "met?")
     body: list[tuple[str, ...] | str] = []
     group = None
     for row in rows:
@@ -200,79 +319,89 @@ def format_table(rows: Sequence[Row]) -> str:
         met = "-" if row.met is None else ("yes" if row.met else "NO")
         body.append((row.name, _fmt_ns(row.median_ns), row.anchor or "-",
                      _fmt_ns(row.anchor_median_ns), ratio, _goal_text(row), met))
-    cells = [header] + [b for b in body if isinstance(b, tuple)]
-    widths = [max(len(c[i]) for c in cells) for i in range(len(header))]
-    right = {1, 3, 4}
-
-    def line(cols: tuple[str, ...]) -> str:
-        return "  ".join(
-            c.rjust(w) if i in right else c.ljust(w)
-            for i, (c, w) in enumerate(zip(cols, widths, strict=True))
-        ).rstrip()
-
-    out = [line(header), line(tuple("-" * w for w in widths))]
-    out += [b if isinstance(b, str) else line(b) for b in body]
-    return "\n".join(out)
+    return text_table(("benchmark", "median ns/op", "anchor", "anchor ns/op", "ratio", "goal",
+                       "met?"), body, right={1, 3, 4})
 
 
-def machine_info(*, processor: bool = False, leak_detection: bool = False) -> dict[str, Any]:
-    """The machine, Python and zcio; ``processor`` and ``leak_detection`` add those keys
-    (each script keeps the keys its JSON has always had, in the same order)."""
-    try:
-        usable: int | None = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        usable = None
-    info: dict[str, Any] = {
-        "python": sys.version,
-        "implementation": platform.python_implementation(),
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-    }
-    if processor:
-        info["processor"] = platform.processor()
-    info |= {"cpu_count": os.cpu_count(), "cpus_usable": usable, "zcio": zcio.__version__}
-    if leak_detection:
-        info["leak_detection"] = zcio.leak_detection().name
-    info["time"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    return info
+# -- command line and JSON ------------------------------------------------------------
 
 
-# -- command line ---------------------------------------------------------------------
-
-
-def parse_args(argv: Sequence[str] | None, description: str) -> argparse.Namespace:
+def parse_args(argv: Sequence[str] | None, description: str, *, rounds: int = 200,
+               quick_rounds: int = 5, quick_help: str = "",
+               extra: Callable[[argparse.ArgumentParser], None] | None = None,
+               ) -> argparse.Namespace:
+    """The options every benchmark has: ``--quick`` (a smoke run), ``--rounds`` (default
+    ``rounds``, ``quick_rounds`` with --quick) and ``--json PATH``; ``extra(parser)``
+    adds the script's own."""
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--quick", action="store_true",
-                   help="a fast smoke run (5 rounds); numbers unreliable")
+                   help=f"a fast smoke run ({quick_help or f'{quick_rounds} rounds'}); "
+                   "numbers unreliable")
     p.add_argument("--rounds", type=int, default=None,
-                   help="interleaved rounds per benchmark (default 200, 5 with --quick)")
-    p.add_argument("--json", metavar="PATH", help="also write results and machine info to PATH")
+                   help=f"interleaved rounds (default {rounds}, {quick_rounds} with --quick)")
+    p.add_argument("--json", metavar="PATH",
+                   help="also write results, ratio rows and machine info to PATH")
+    if extra is not None:
+        extra(p)
     args = p.parse_args(argv)
     if args.rounds is None:
-        args.rounds = 5 if args.quick else 200
+        args.rounds = quick_rounds if args.quick else rounds
     if args.rounds < 1:
         p.error("--rounds must be at least 1")
     return args
 
 
+def header(info: dict[str, Any]) -> str:
+    """The first line every benchmark prints: zcio, Python, platform, CPUs."""
+    return (f"zcio {info['zcio']}, Python {platform.python_version()}, {info['platform']}, "
+            f"{info['cpu_count']} CPUs")
+
+
+def write_json(path: str, *, benchmark: str, machine: dict[str, Any],
+               settings: dict[str, Any], results: Any, ratios: Sequence[Ratio],
+               **more: Any) -> None:
+    """Write a benchmark's document: its name, the machine, its settings, its own
+    results, its ratio rows, and ``more`` (e.g. samples); NaN and infinities as null."""
+    doc = {"benchmark": benchmark, "machine": machine, "settings": settings,
+           "results": results, "ratios": list(ratios), **more}
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(strict(doc), f, indent=2, allow_nan=False)
+        f.write("\n")
+    os.replace(tmp, path)
+    print(f"wrote {path}")
+
+
+def strict(x: Any) -> Any:
+    """``x`` with NaN and infinities as None: strict JSON."""
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, dict):
+        return {k: strict(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [strict(v) for v in x]
+    return x
+
+
 def main(argv: Sequence[str] | None, *, benchmark: str, description: str,
          builders: Sequence[Callable[[], Group]], settings: dict[str, Any],
-         processor: bool = False, leak_detection: bool = False) -> int:
+         leak_detection: bool = False) -> int:
     """Parse the command line, run every group ``builders`` make (cleaning each up),
-    print the table, and with ``--json`` write it with the samples and machine info.
+    print the table, and with ``--json`` write it with its ratio rows, the samples and
+    machine info.
 
     ``benchmark`` names the JSON document; ``settings`` (the script's own: work per
     loop, sizes) go into its ``settings`` between the run's rounds and the method's
-    notes; ``processor``/``leak_detection`` as ``machine_info``.  With
-    ``leak_detection`` the level is also printed in the header.
+    notes.  With ``leak_detection`` the level is printed in the header and recorded
+    in the machine description.
     """
     args = parse_args(argv, description)
-    info = machine_info(processor=processor, leak_detection=leak_detection)
-    header = (f"zcio {info['zcio']}, Python {platform.python_version()}, {info['platform']}, "
-              f"{info['cpu_count']} CPUs")
+    info = machine_info()
+    top = header(info)
     if leak_detection:
-        header += f"; leak detection {info['leak_detection']}"
-    print(header)
+        info["leak_detection"] = zcio.leak_detection().name
+        top += f"; leak detection {info['leak_detection']}"
+    print(top)
     print(f"{args.rounds} interleaved rounds per benchmark{' (--quick)' if args.quick else ''}; "
           "medians; loop overhead NOT subtracted on either side (same loop shape both sides)")
     rows: list[Row] = []
@@ -296,21 +425,10 @@ def main(argv: Sequence[str] | None, *, benchmark: str, description: str,
     print(f"goals met: {sum(bool(r.met) for r in goals)}/{len(goals)}; "
           f"ran in {elapsed:.1f} s")
     if args.json:
-        doc = {
-            "benchmark": benchmark,
-            "machine": info,
-            "settings": {
-                "rounds": args.rounds,
-                "quick": args.quick,
-                **settings,
-                "loop_overhead_subtracted": False,
-                "ratio": "ratio of medians; paired_ratio = median of per-round ratios",
-            },
-            "results": [r.__dict__ for r in rows],
-            "samples_ns_per_op": samples,
-        }
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(doc, f, indent=2)
-            f.write("\n")
-        print(f"wrote {args.json}")
+        write_json(args.json, benchmark=benchmark, machine=info, settings={
+            "rounds": args.rounds, "quick": args.quick, **settings,
+            "loop_overhead_subtracted": False,
+            "ratio": "ratio of medians; paired_ratio = median of per-round ratios",
+        }, results=[r.__dict__ for r in rows], ratios=ratios_of(rows),
+            samples_ns_per_op=samples)
     return 0

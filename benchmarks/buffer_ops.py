@@ -286,7 +286,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             "per_loop": sz.__dict__,
             "bytes": {"int_buffer": INT_BUF, "bulk": BULK, "alloc": ALLOC},
         },
-        processor=True,
     )
 
 

@@ -12,8 +12,8 @@ subprocess, one after the other, with ``--json`` into a temporary file (and
 ``DIR/results-YYYYmmdd-HHMMSS.json`` (default DIR: ``benchmarks/results/``), with
 machine information (kernel, CPU, cores, Python, zcio's git commit, load average
 before and after) and, per benchmark: status, exit status, run time, its stdout and
-stderr's tail, its own JSON, and ``ratios``: its subject-versus-anchor ratios in one
-normalised form (see ``Ratio``).  A chart of those ratios against their goals goes
+stderr's tail, its own JSON, and ``ratios``: the ratio rows the benchmark wrote itself
+(``_harness.Ratio``; ``_legacy_ratios`` for documents from before the rows).  A chart of those ratios against their goals goes
 next to it as ``results-YYYYmmdd-HHMMSS.png``.
 
 A benchmark that fails is recorded (with the tail of its stderr) and the others still
@@ -29,23 +29,29 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
-import platform
-import re
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from statistics import median
-from typing import Any, TypedDict
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:  # imported by path (tests, compare_revs.py), not run
+    sys.path.insert(0, str(HERE))
+
+import _harness  # noqa: E402
+from _harness import Ratio, finite  # noqa: E402
+
+from zcio._bench import _machine  # noqa: E402
+from zcio._bench._machine import load_average  # noqa: E402
+from zcio._bench._table import text_table  # noqa: E402
+
 REPO = HERE.parent
 DEFAULT_OUT = HERE / "results"
 FORMAT = "zcio-bench-results/1"
@@ -72,219 +78,18 @@ BENCHMARKS: tuple[Bench, ...] = (
 NAMES = [b.name for b in BENCHMARKS]
 
 
-class Ratio(TypedDict):
-    """One subject-versus-anchor figure, whatever benchmark it came from.
-
-    ``ratio`` is as the benchmark defines it; ``better`` says which way is good
-    ("lower": a time or cost ratio; "higher": a speed ratio).  ``goal_op`` is how
-    ``ratio`` must compare with ``goal`` (None: no goal, information only).  ``value``
-    and ``anchor_value`` are the two figures behind the ratio, in ``unit``.  ``key``
-    identifies the row across runs (for ``--compare``).
-    """
-
-    key: str
-    group: str
-    name: str
-    value: float | None
-    anchor: str | None
-    anchor_value: float | None
-    unit: str
-    ratio: float | None
-    better: str
-    goal: float | None
-    goal_op: str | None
-    met: bool | None
-    paired_ratio: float | None
-    note: str
-
-
-def _ratio(key: str, group: str, name: str, *, value: float | None, anchor: str | None,
-           anchor_value: float | None, unit: str, ratio: float | None, better: str,
-           goal: float | None = None, goal_op: str | None = None, met: bool | None = None,
-           paired_ratio: float | None = None, note: str = "") -> Ratio:
-    if goal is not None and goal_op is None:
-        goal_op = "<=" if better == "lower" else ">="
-    if met is None and goal is not None and ratio is not None and goal_op is not None:
-        met = _meets(ratio, goal_op, goal)
-    return Ratio(key=key, group=group, name=name, value=value, anchor=anchor,
-                 anchor_value=anchor_value, unit=unit, ratio=ratio, better=better,
-                 goal=goal if goal is not None else None,
-                 goal_op=goal_op if goal is not None else None, met=met,
-                 paired_ratio=paired_ratio, note=note)
-
-
-def _meets(ratio: float, op: str, goal: float) -> bool:
-    return {"<=": ratio <= goal, "<": ratio < goal, ">=": ratio >= goal,
-            ">": ratio > goal}[op]
-
-
-# -- extracting ratios from each benchmark's JSON -----------------------------------------
-
-
-def ratios_rows(doc: Json) -> list[Ratio]:
-    """buffer_ops.py and pool.py: ``results`` rows (group, name, median_ns, anchor,
-    anchor_median_ns, kind time|speed|abs, ratio, paired_ratio, goal, met).
-
-    Rows without an anchor are information only, except pool's "abs" rows (a budget in
-    ns per op), which become median / budget against a goal of 1.
-    """
-    out: list[Ratio] = []
-    for r in doc["results"]:
-        group, name, kind = r["group"], r["name"], r["kind"]
-        if r["anchor"] is None:
-            if kind != "abs" or r["goal"] is None:
-                continue
-            budget = float(r["goal"])
-            out.append(_ratio(
-                f"{group} | {name} | vs budget", group, name, value=r["median_ns"],
-                anchor=f"budget {budget:,.0f} ns", anchor_value=budget, unit="ns/op",
-                ratio=r["median_ns"] / budget, better="lower", goal=1.0, goal_op="<=",
-                met=r["met"], note="absolute goal, as median / budget"))
-            continue
-        better = "higher" if kind == "speed" else "lower"
-        out.append(_ratio(
-            f"{group} | {name} | vs {r['anchor']}", group, name, value=r["median_ns"],
-            anchor=r["anchor"], anchor_value=r["anchor_median_ns"], unit="ns/op",
-            ratio=r["ratio"], better=better, goal=r["goal"], met=r["met"],
-            paired_ratio=r.get("paired_ratio"), note=f"{kind} ratio"))
-    return out
-
-
-TRANSFER_SUBJECT = "zcio.transfer (default)"
-
-
-def ratios_transfer(doc: Json) -> list[Ratio]:
-    """transfer.py: its ``goals`` (text, ratio, limit, higher_is_better, paired, strict,
-    met), named without the run's fastest C path so they match across runs; then, for
-    information, every other zcio method's GB/s against the fastest C path (socket) or
-    ``cp`` (file)."""
-    results = [r for r in doc["results"] if r.get("gb_per_s") is not None]
-
-    def pick(section: str, pred: Callable[[Json], bool]) -> Json | None:
-        found = [r for r in results if r["section"] == section and pred(r)]
-        return max(found, key=lambda r: r["gb_per_s"]) if found else None
-
-    subj = pick("socket", lambda r: r["method"] == TRANSFER_SUBJECT)
-    fsubj = pick("file", lambda r: r["method"] == TRANSFER_SUBJECT)
-    c = pick("socket", lambda r: r["kind"] == "C")
-    java = pick("socket", lambda r: r["kind"] == "Java")
-    cp = pick("file", lambda r: r["kind"] == "tool")
-
-    def val(r: Json | None, field: str) -> float | None:
-        return None if r is None else r.get(field)
-
-    # goal text prefix -> (name, group, anchor result, field, unit)
-    known: list[tuple[str, str, str, Json | None, str, str]] = [
-        ("file->socket speed vs Java", "file->socket GB/s vs Java transferTo", "file -> socket",
-         java, "gb_per_s", "GB/s"),
-        ("file->socket speed vs ", "file->socket GB/s vs fastest C path", "file -> socket",
-         c, "gb_per_s", "GB/s"),
-        ("file->socket machine CPU/GB vs ", "file->socket machine CPU/GB vs fastest C path",
-         "file -> socket", c, "machine_cpu_s_per_gb", "CPU s/GB"),
-        ("(same with sender+receiver CPU/GB",
-         "file->socket sender+receiver CPU/GB vs fastest C path", "file -> socket", c,
-         "procs_cpu_s_per_gb", "CPU s/GB"),
-        ("file->file speed vs cp", "file->file GB/s vs cp", "file -> file", cp, "gb_per_s",
-         "GB/s"),
-    ]
-    out: list[Ratio] = []
-    for g in doc["goals"]:
-        text = g["text"].strip()
-        hib = bool(g["higher_is_better"])
-        op = (">" if hib else "<") + ("" if g.get("strict") else "=")
-        for prefix, name, group, anchor, field, unit in known:
-            if text.startswith(prefix):
-                subject = fsubj if group == "file -> file" else subj
-                out.append(_ratio(
-                    f"{group} | {name}", group, name, value=val(subject, field),
-                    anchor=None if anchor is None else anchor["method"],
-                    anchor_value=val(anchor, field), unit=unit, ratio=g["ratio"],
-                    better="higher" if hib else "lower", goal=g["limit"], goal_op=op,
-                    met=g["met"], paired_ratio=g.get("paired"), note=text))
-                break
-        else:
-            out.append(_ratio(text, "goals", text, value=None, anchor=None, anchor_value=None,
-                              unit="", ratio=g["ratio"], better="higher" if hib else "lower",
-                              goal=g["limit"], goal_op=op, met=g["met"],
-                              paired_ratio=g.get("paired"), note=text))
-    for section, anchor, label in (("socket", c, "fastest C path"), ("file", cp, "cp")):
-        group = "file -> socket" if section == "socket" else "file -> file"
-        for r in results:
-            if (r["section"] != section or r["kind"] != "zcio"
-                    or r["method"] == TRANSFER_SUBJECT or anchor is None):
-                continue
-            name = f"{r['method']} GB/s vs {label}"
-            out.append(_ratio(
-                f"{group} | {name}", group, name, value=r["gb_per_s"], anchor=anchor["method"],
-                anchor_value=anchor["gb_per_s"], unit="GB/s",
-                ratio=r["gb_per_s"] / anchor["gb_per_s"], better="higher",
-                note="information"))
-    order = {"file -> socket": 0, "file -> file": 1}
-    return sorted(out, key=lambda r: order.get(r["group"], 2))  # stable: goals first
-
-
-def _serve_median(samples: list[Json]) -> Json:
-    """As serve.py's ``median_result``: the sample of median requests/s; CPU per request
-    its own with fewer than 3 rounds, else the median over rounds."""
-    mid = sorted(samples, key=lambda r: r["rps"])[len(samples) // 2]
-    cpu = mid["cpu_per_request"]
-    if len(samples) >= 3:
-        cpu = median(r["cpu_per_request"] for r in samples)
-    return {"rps": mid["rps"], "gbps": mid["gbps"], "cpu_per_request": cpu}
-
-
-def ratios_serve(doc: Json) -> list[Ratio]:
-    """serve.py: every sample in ``results`` (server, workers, case, rps, gbps,
-    cpu_per_request); the goals its ``goals()`` prints, recomputed from the medians."""
-    by: dict[tuple[str, int, str], list[Json]] = {}
-    for r in doc["results"]:
-        by.setdefault((r["server"], int(r["workers"]), r["case"]), []).append(r)
-    med = {k: _serve_median(v) for k, v in by.items()}
-    out: list[Ratio] = []
-    for w in sorted({k[1] for k in med}):
-        group = f"{w} worker{'s' if w > 1 else ''}"
-        spec: list[tuple[str, str, str, str, str, float | None, str]] = [
-            # (case, anchor server, field, label, better, goal, note)
-            ("small", "aiohttp", "rps", "1 KiB req/s", "higher", 3.0, "the issue's goal"),
-            ("small", "nginx", "rps", "1 KiB req/s", "higher", None, "aim 0.25"),
-            ("large", "nginx", "gbps", "100 MiB GB/s", "higher", 0.9, "the issue's goal"),
-            ("large", "nginx", "cpu_per_request", "100 MiB CPU/request", "lower", 1.1,
-             "the issue's goal"),
-        ]
-        for case, anchor, field, label, better, goal, note in spec:
-            z, a = med.get(("zcio", w, case)), med.get((anchor, w, case))
-            if z is None or a is None:
-                continue
-            zv, av = z[field], a[field]
-            ratio = zv / av if _finite(zv) and _finite(av) and av else None
-            name = f"zcio {label} vs {anchor}, {group}"
-            unit = {"rps": "req/s", "gbps": "GB/s", "cpu_per_request": "CPU s/req"}[field]
-            out.append(_ratio(f"{group} | {name}", group, name, value=zv, anchor=anchor,
-                              anchor_value=av, unit=unit, ratio=ratio, better=better,
-                              goal=goal, note=note))
-    return out
-
-
-EXTRACTORS: dict[str, Callable[[Json], list[Ratio]]] = {
-    "buffer_ops": ratios_rows,
-    "pool": ratios_rows,
-    "transfer": ratios_transfer,
-    "serve": ratios_serve,
-}
-
-
 def extract(name: str, doc: Json) -> list[Ratio]:
-    extractor = EXTRACTORS.get(name) or EXTRACTORS.get(str(doc.get("benchmark")))
-    if extractor is None:
-        raise ValueError(f"no ratio extractor for {name!r}")
-    return extractor(doc)
+    """A benchmark's ratio rows: the ``ratios`` it wrote itself; for a document from a
+    revision before the benchmarks wrote rows, the rows ``_legacy_ratios`` derives from
+    its results (what ``compare_revs.py`` needs to measure an older revision)."""
+    if "ratios" in doc:
+        return list(doc["ratios"])
+    from _legacy_ratios import legacy_ratios
+
+    return legacy_ratios(name, doc)
 
 
 # -- machine ------------------------------------------------------------------------------
-
-
-def _finite(x: Any) -> bool:
-    return isinstance(x, int | float) and math.isfinite(x)
 
 
 def _git(*args: str) -> str | None:
@@ -296,55 +101,10 @@ def _git(*args: str) -> str | None:
     return out.stdout.strip()
 
 
-def _cpuinfo() -> dict[str, str]:
-    info: dict[str, str] = {}
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                info.setdefault(key.strip(), value.strip())
-    except OSError:
-        pass
-    return info
-
-
-def _mem_total() -> int | None:
-    try:
-        with open("/proc/meminfo", encoding="ascii") as f:
-            m = re.search(r"^MemTotal:\s+(\d+) kB", f.read(), re.M)
-    except OSError:
-        return None
-    return int(m.group(1)) * 1024 if m else None
-
-
-def load_average() -> list[float]:
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except OSError:  # pragma: no cover - not Unix
-        return []
-
-
 def machine_info() -> Json:
-    cpu = _cpuinfo()
-    try:
-        usable: int | None = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        usable = None
+    """``zcio._bench``'s machine description, and zcio's git commit here."""
     status = _git("status", "--porcelain", "--untracked-files=no")
-    return {
-        "hostname": platform.node(),
-        "kernel": platform.release(),
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "cpu_model": cpu.get("model name") or platform.processor() or None,
-        "cpu_count": os.cpu_count(),
-        "cpus_usable": usable,
-        "cores_per_socket": int(cpu["cpu cores"]) if cpu.get("cpu cores", "").isdigit()
-        else None,
-        "mem_total_bytes": _mem_total(),
-        "python": platform.python_version(),
-        "python_implementation": platform.python_implementation(),
-        "python_executable": sys.executable,
+    return _machine.machine_info() | {
         "zcio_commit": _git("rev-parse", "HEAD"),
         "zcio_describe": _git("describe", "--always", "--dirty"),
         "zcio_dirty": None if status is None else bool(status),
@@ -434,36 +194,12 @@ def run_bench(bench: Bench, quick: bool, tmp: Path, timeout: float) -> Json:
     return entry
 
 
-def _clean(x: Any) -> Any:
-    """NaN and infinities (serve.py's CPU/request without requests) as null: strict JSON."""
-    if isinstance(x, float):
-        return x if math.isfinite(x) else None
-    if isinstance(x, dict):
-        return {k: _clean(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_clean(v) for v in x]
-    return x
-
-
 def goals_met(ratios: Iterable[Ratio]) -> tuple[int, int]:
     judged = [r for r in ratios if r["met"] is not None]
     return sum(bool(r["met"]) for r in judged), len(judged)
 
 
 # -- output -------------------------------------------------------------------------------
-
-
-def table(header: Sequence[str], rows: Sequence[Sequence[str] | str], right: set[int]) -> str:
-    """Columns aligned; a ``str`` in ``rows`` is a heading line, printed as it is."""
-    cells = [tuple(header), *(tuple(r) for r in rows if not isinstance(r, str))]
-    widths = [max(len(c[i]) for c in cells) for i in range(len(header))]
-
-    def line(cols: Sequence[str]) -> str:
-        return "  ".join(c.rjust(w) if i in right else c.ljust(w)
-                         for i, (c, w) in enumerate(zip(cols, widths, strict=True))).rstrip()
-
-    return "\n".join([line(cells[0]), line(tuple("-" * w for w in widths)),
-                      *(r if isinstance(r, str) else line(r) for r in rows)])
 
 
 def summary(doc: Json) -> str:
@@ -480,7 +216,7 @@ def summary(doc: Json) -> str:
                      "-" if rt is None else f"{rt:.1f} s",
                      str(len(b["ratios"])) if b["status"] != "skipped" else "-",
                      f"{met}/{judged}" if judged else "-", note))
-    return table(("benchmark", "status", "exit", "time", "ratios", "goals met", "note"), rows,
+    return text_table(("benchmark", "status", "exit", "time", "ratios", "goals met", "note"), rows,
                  right={2, 3, 4, 5})
 
 
@@ -495,12 +231,15 @@ def _label(r: Ratio) -> str:
     return f"{r['name']} vs {r['anchor']}"
 
 
-def compare(old: Json, new: Json, threshold: float = REGRESSION) -> tuple[str, int]:
+def compare(old: Json, new: Json, threshold: float = REGRESSION,
+            labels: tuple[str, str] = ("then", "now")) -> tuple[str, int]:
     """The table of every ratio in both documents; the number of regressions.
 
     A regression is a ratio more than ``threshold`` (relative) worse than before, in
-    the direction its ``better`` gives.
+    the direction its ``better`` gives.  ``labels`` name the two sides (``compare_revs``:
+    the two revisions).
     """
+    then, now = labels
     olds = {(b["name"], r["key"]): r for b in old["benchmarks"] for r in b["ratios"]}
     rows: list[tuple[str, ...] | str] = []
     flagged: list[str] = []
@@ -512,7 +251,7 @@ def compare(old: Json, new: Json, threshold: float = REGRESSION) -> tuple[str, i
             k = (b["name"], r["key"])
             seen.add(k)
             o = olds.get(k)
-            if o is None or not _finite(o["ratio"]) or not _finite(r["ratio"]) or not o["ratio"]:
+            if o is None or not finite(o["ratio"]) or not finite(r["ratio"]) or not o["ratio"]:
                 continue
             n += 1
             change = r["ratio"] / o["ratio"] - 1
@@ -540,7 +279,7 @@ def compare(old: Json, new: Json, threshold: float = REGRESSION) -> tuple[str, i
             if "REGRESSION" in flags or "goal lost" in flags:
                 flagged.append(f"  {b['name']}: {label}: {o['ratio']:.3f} -> "
                                f"{r['ratio']:.3f} ({change:+.1%}, {arrow}) {' '.join(flags)}")
-    out = [table(("ratio", "", "then", "now", "change", "goal", "flag"), rows,
+    out = [text_table(("ratio", "", then, now, "change", "goal", "flag"), rows,
                  right={2, 3, 4})]
     out.append(f"\n{n} ratios compared (\u2193 lower is better, \u2191 higher is better): "
                f"{regressions} regressions (more than {threshold:.0%} worse), "
@@ -549,14 +288,14 @@ def compare(old: Json, new: Json, threshold: float = REGRESSION) -> tuple[str, i
     only_old = sum(k not in seen for k in olds)
     only_new = sum(k not in olds for k in seen)
     if only_old or only_new:
-        out.append(f"not compared: {only_old} ratios only then, {only_new} only now")
+        out.append(f"not compared: {only_old} ratios only {then}, {only_new} only {now}")
     notes = []
     if old.get("quick") != new.get("quick"):
-        notes.append(f"--quick then {old.get('quick')}, now {new.get('quick')}")
+        notes.append(f"--quick {then} {old.get('quick')}, {now} {new.get('quick')}")
     for key in ("cpu_model", "cpus_usable", "kernel", "python"):
         a, b2 = old.get("machine", {}).get(key), new.get("machine", {}).get(key)
         if a != b2:
-            notes.append(f"{key} then {a!r}, now {b2!r}")
+            notes.append(f"{key} {then} {a!r}, {now} {b2!r}")
     if notes:
         out.append("caution, not like for like: " + "; ".join(notes))
     return "\n".join(out), regressions
@@ -582,7 +321,7 @@ def write_chart(doc: Json, path: Path) -> None:
     text_colours = {True: "#1f6b41", False: "#c0392b", None: "#333333"}
     panels = [b for b in doc["benchmarks"] if b["status"] != "skipped"]
     skipped = [b for b in doc["benchmarks"] if b["status"] == "skipped"]
-    plotted = {b["name"]: [r for r in b["ratios"] if _finite(r["ratio"]) and r["ratio"] > 0]
+    plotted = {b["name"]: [r for r in b["ratios"] if finite(r["ratio"]) and r["ratio"] > 0]
                for b in panels}
     # Layout in inches: a row per ratio, a gap between panels for ticks and the title.
     row, gap, top, bottom, width = 0.25, 0.85, 0.95, 0.85, 15.0
@@ -622,7 +361,7 @@ def write_chart(doc: Json, path: Path) -> None:
         n = len(rows)
         ys = list(range(n - 1, -1, -1))
         values = [r["ratio"] for r in rows]
-        goals = [r["goal"] for r in rows if _finite(r["goal"]) and r["goal"] > 0]
+        goals = [r["goal"] for r in rows if finite(r["goal"]) and r["goal"] > 0]
         ax.set_xscale("log")
         ax.set_xlim(min([*values, *goals, 1.0]) / 1.25, max([*values, *goals, 1.0]) * 1.25)
         ax.set_ylim(-0.8, n - 0.2)
@@ -632,7 +371,7 @@ def write_chart(doc: Json, path: Path) -> None:
         right = blended_transform_factory(ax.transAxes, ax.transData)
         prev_group = None
         for y, r in zip(ys, rows, strict=True):
-            if _finite(r["goal"]) and r["goal"] > 0:
+            if finite(r["goal"]) and r["goal"] > 0:
                 ax.plot([r["goal"]] * 2, [y - 0.42, y + 0.42], color="black", lw=2.2,
                         solid_capstyle="butt", zorder=3)
             if prev_group is not None and r["group"] != prev_group:
@@ -761,7 +500,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             doc["chart"] = png_path.name
         except ImportError as e:
             print(f"no chart: {e} (pip install matplotlib)", file=sys.stderr)
-    doc = _clean(doc)
+    doc = _harness.strict(doc)
     tmp_path = json_path.with_suffix(".json.tmp")
     with open(tmp_path, "w", encoding="utf-8") as f:
         json.dump(doc, f, indent=1, allow_nan=False)

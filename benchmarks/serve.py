@@ -41,9 +41,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import http.client
-import json
 import os
-import platform
 import re
 import shutil
 import signal
@@ -56,6 +54,12 @@ import textwrap
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+import _harness
+from _harness import Better, Ratio, quotient, ratio_row
+
+from zcio._bench._machine import load_average, machine_info
+from zcio._bench._table import text_table
 
 SMALL, LARGE = "1k.bin", "100m.bin"
 SMALL_SIZE, LARGE_SIZE = 1024, 100 << 20
@@ -295,17 +299,16 @@ def median_result(results: list[Result]) -> Result:
 
 def table(results: dict[tuple[str, int, str], Result], servers: list[str],
           workers: list[int]) -> str:
-    lines = ["| server | workers | 1 KiB req/s | CPU us/req | 100 MiB GB/s | CPU ms/req |",
-             "|---|---|---|---|---|---|"]
+    """Each server's figures, then zcio's against each other server's."""
+    rows: list[tuple[str, ...]] = []
     for w in workers:
         for s in servers:
             small, large = results.get((s, w, "small")), results.get((s, w, "large"))
             if small is None or large is None:
                 continue
-            lines.append(f"| {s} | {w} | {small.rps:,.0f} | {small.cpu_per_request * 1e6:.1f} "
-                         f"| {large.gbps:.2f} | {large.cpu_per_request * 1e3:.1f} |")
-    lines += ["", "| zcio vs | workers | 1 KiB req/s | 1 KiB CPU/req | 100 MiB GB/s | "
-              "100 MiB CPU/req |", "|---|---|---|---|---|---|"]
+            rows.append((s, str(w), f"{small.rps:,.0f}", f"{small.cpu_per_request * 1e6:.1f}",
+                         f"{large.gbps:.2f}", f"{large.cpu_per_request * 1e3:.1f}"))
+    against: list[tuple[str, ...]] = []
     for w in workers:
         z_small, z_large = results.get(("zcio", w, "small")), results.get(("zcio", w, "large"))
         if z_small is None or z_large is None:
@@ -314,45 +317,72 @@ def table(results: dict[tuple[str, int, str], Result], servers: list[str],
             small, large = results.get((s, w, "small")), results.get((s, w, "large"))
             if s == "zcio" or small is None or large is None:
                 continue
-            lines.append(
-                f"| {s} | {w} | {z_small.rps / small.rps:.2f}x | "
-                f"{z_small.cpu_per_request / small.cpu_per_request:.2f}x | "
-                f"{z_large.gbps / large.gbps:.2f}x | "
-                f"{z_large.cpu_per_request / large.cpu_per_request:.2f}x |")
-    return "\n".join(lines)
+            against.append((s, str(w), _times(quotient(z_small.rps, small.rps)),
+                            _times(quotient(z_small.cpu_per_request, small.cpu_per_request)),
+                            _times(quotient(z_large.gbps, large.gbps)),
+                            _times(quotient(z_large.cpu_per_request, large.cpu_per_request))))
+    right = range(1, 6)
+    return (text_table(("server", "workers", "1 KiB req/s", "CPU us/req", "100 MiB GB/s",
+                        "CPU ms/req"), rows, right) + "\n\n"
+            + text_table(("zcio vs", "workers", "1 KiB req/s", "1 KiB CPU/req", "100 MiB GB/s",
+                          "100 MiB CPU/req"), against, right))
 
 
-def goals(results: dict[tuple[str, int, str], Result], workers: list[int]) -> list[str]:
-    out = []
-    for w in workers:
-        z, a, n = (results.get((s, w, "small")) for s in ("zcio", "aiohttp", "nginx"))
-        if z and a:
-            ratio = z.rps / a.rps
-            out.append(f"{w} worker(s): 1 KiB {ratio:.1f}x aiohttp (goal >= 3): "
-                       f"{'met' if ratio >= 3 else 'NOT met'}")
-        if z and n:
-            out.append(f"{w} worker(s): 1 KiB {z.rps / n.rps:.2f}x nginx (aim 0.25)")
-        zl, nl = results.get(("zcio", w, "large")), results.get(("nginx", w, "large"))
-        if zl and nl:
-            g, c = zl.gbps / nl.gbps, zl.cpu_per_request / nl.cpu_per_request
-            out.append(f"{w} worker(s): 100 MiB {g:.2f}x nginx's GB/s (goal >= 0.9): "
-                       f"{'met' if g >= 0.9 else 'NOT met'}; CPU/request {c:.2f}x nginx's "
-                       f"(goal <= 1.1): {'met' if c <= 1.1 else 'NOT met'}")
+def _times(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.2f}x"
+
+
+# (case, anchor server, figure, label, better, goal, note): the rows ``ratios`` writes
+SPEC: list[tuple[str, str, str, str, Better, float | None, str]] = [
+    ("small", "aiohttp", "rps", "1 KiB req/s", "higher", 3.0, "the issue's goal"),
+    ("small", "nginx", "rps", "1 KiB req/s", "higher", None, "aim 0.25"),
+    ("small", "nginx", "cpu_per_request", "1 KiB CPU/request", "lower", None, "information"),
+    ("large", "nginx", "gbps", "100 MiB GB/s", "higher", 0.9, "the issue's goal"),
+    ("large", "nginx", "cpu_per_request", "100 MiB CPU/request", "lower", 1.1,
+     "the issue's goal"),
+]
+UNITS = {"rps": "req/s", "gbps": "GB/s", "cpu_per_request": "CPU s/req"}
+
+
+def ratios(results: dict[tuple[str, int, str], Result], workers: list[int]) -> list[Ratio]:
+    """zcio against each anchor server, per worker count, from the medians."""
+    out: list[Ratio] = []
+    for w in sorted(workers):
+        group = f"{w} worker{'s' if w > 1 else ''}"
+        for case, anchor, figure, label, better, goal, note in SPEC:
+            z, a = results.get(("zcio", w, case)), results.get((anchor, w, case))
+            if z is None or a is None:
+                continue
+            zv, av = getattr(z, figure), getattr(a, figure)
+            out.append(ratio_row(group, f"zcio {label} vs {anchor}, {group}", value=zv,
+                                 anchor=anchor, anchor_value=av, unit=UNITS[figure],
+                                 ratio=quotient(zv, av), better=better, goal=goal,
+                                 note=note))
     return out
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--duration", type=float, default=10.0, help="seconds per wrk run")
-    ap.add_argument("--rounds", type=int, default=2)
-    ap.add_argument("--workers", default="1,2")
-    ap.add_argument("--servers", default="zcio,nginx,aiohttp,http.server")
-    ap.add_argument("--cases", default="small,large")
-    ap.add_argument("--quick", action="store_true", help="1 s runs, 1 round (smoke test)")
-    ap.add_argument("--json", metavar="PATH")
-    args = ap.parse_args()
-    if args.quick:
-        args.duration, args.rounds = 1.0, 1
+def goal_line(r: Ratio) -> str:
+    ratio = "n/a" if r["ratio"] is None else f"{r['ratio']:.2f}x"
+    if r["goal"] is None:
+        return f"{r['name']}: {ratio} ({r['note']})"
+    met = {None: "n/a", True: "met", False: "NOT met"}[r["met"]]
+    return f"{r['name']}: {ratio} (goal {r['goal_op']} {r['goal']:g}): {met}"
+
+
+def _options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--duration", type=float, default=None,
+                   help="seconds per wrk run (default 10; 1 with --quick)")
+    p.add_argument("--workers", default="1,2")
+    p.add_argument("--servers", default="zcio,nginx,aiohttp,http.server")
+    p.add_argument("--cases", default="small,large")
+
+
+def main(argv: list[str] | None = None) -> None:
+    # options "--quick", "--rounds", "--json" (run_all.py looks for them in this file)
+    args = _harness.parse_args(argv, (__doc__ or "").split("\n")[0], rounds=2, quick_rounds=1,
+                               quick_help="1 s runs, 1 round", extra=_options)
+    if args.duration is None:
+        args.duration = 1.0 if args.quick else 10.0
     if shutil.which("wrk") is None:
         sys.exit("benchmarks/serve.py needs wrk (apt-get install wrk)")
     workers = [int(w) for w in args.workers.split(",")]
@@ -361,8 +391,8 @@ def main() -> None:
     servers = [s for s in servers if s not in notes]
     for s, why in notes.items():
         print(f"skipped {s}: {why}", file=sys.stderr)
-    with open("/proc/loadavg") as f:
-        load_before = f.read().split()[:3]
+    info = machine_info()
+    load_before = load_average()
     samples: dict[tuple[str, int, str], list[Result]] = {}
     with tempfile.TemporaryDirectory(prefix="zcio-bench-serve-") as tmp:
         root = Path(tmp) / "www"
@@ -374,7 +404,7 @@ def main() -> None:
                 f.write(os.urandom(1 << 20))
         (root / LARGE).read_bytes()  # into the page cache
         for rnd in range(args.rounds):
-            order = servers if rnd % 2 == 0 else servers[::-1]
+            order = _harness.round_order(servers, rnd)
             for w in workers:
                 for s in order:
                     server = start(s, w, root)
@@ -393,21 +423,23 @@ def main() -> None:
                         if server.tmp is not None:
                             shutil.rmtree(server.tmp, ignore_errors=True)
     results = {k: median_result(v) for k, v in samples.items()}
-    print(f"\n{platform.node()}: {os.cpu_count()} CPUs, load before {' '.join(load_before)}; "
+    print(f"\n{_harness.header(info)}; load before {' '.join(map(str, load_before))}; "
           f"wrk -t1, {args.duration:g} s runs, median of {args.rounds} round(s)\n")
     print(table(results, servers, workers))
     print()
-    for line in goals(results, workers):
-        print(line)
+    rows = ratios(results, workers)
+    for row in rows:
+        print(goal_line(row))
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"machine": {"cpus": os.cpu_count(), "kernel": platform.release(),
-                                   "python": platform.python_version(),
-                                   "load_before": load_before},
-                       "duration": args.duration, "rounds": args.rounds,
-                       "results": [asdict(r) | {"rps": r.rps, "gbps": r.gbps,
-                                                "cpu_per_request": r.cpu_per_request}
-                                   for rs in samples.values() for r in rs]}, f, indent=2)
+        _harness.write_json(
+            args.json, benchmark="serve", machine=info | {"load_before": load_before},
+            settings={"duration": args.duration, "rounds": args.rounds, "quick": args.quick,
+                      "workers": workers, "servers": servers, "cases": cases,
+                      "skipped": notes},
+            results=[asdict(r) | {"rps": r.rps, "gbps": r.gbps,
+                                  "cpu_per_request": r.cpu_per_request}
+                     for rs in samples.values() for r in rs],
+            ratios=rows)
 
 
 if __name__ == "__main__":

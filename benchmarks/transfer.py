@@ -37,10 +37,7 @@ benchmarks/README.md).
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
-import re
 import resource
 import selectors
 import shutil
@@ -57,7 +54,13 @@ from dataclasses import asdict, dataclass, field
 from statistics import median
 from typing import IO, Any, Literal
 
+import _harness
+from _harness import Better, Ratio, quotient, ratio_row
+
 import zcio
+from zcio._bench._machine import machine_counters, machine_info, read_text
+from zcio._bench._source import file_crc, make_source, page_cached
+from zcio._bench._table import text_table
 
 KIB = 1 << 10
 MIB = 1 << 20
@@ -312,22 +315,6 @@ class Sample:
         return self.nbytes / self.wall / GB
 
 
-_TICK = os.sysconf("SC_CLK_TCK")
-
-
-def machine_counters() -> tuple[float, int]:
-    """(busy CPU seconds, context switches) of the whole machine since boot.
-
-    Busy = user + nice + system + irq + softirq (not idle, iowait, steal).
-    """
-    with open("/proc/stat", encoding="ascii") as f:
-        text = f.read()
-    cpu = [int(x) for x in text.split("\n", 1)[0].split()[1:]]
-    busy = cpu[0] + cpu[1] + cpu[2] + cpu[5] + cpu[6]
-    ctxt = int(re.search(r"^ctxt (\d+)", text, re.M).group(1))  # type: ignore[union-attr]
-    return busy / _TICK, ctxt
-
-
 class BenchError(Exception):
     """A run failed."""
 
@@ -519,7 +506,7 @@ class Runner:
         else:
             if moved != self.size:
                 raise WrongBytes(f"{method.name}: copy has {moved} bytes, not {self.size}")
-            result_crc = file_crc(self.ctx.dst) if crc else None
+            result_crc = file_crc(self.ctx.dst)[1] if crc else None
             os.unlink(self.ctx.dst)
             recv_cpu = 0.0
         return Sample(t1 - t0, self.size, cpu1 - cpu0, ctxt1 - ctxt0, s_cpu, (vol, invol),
@@ -527,42 +514,6 @@ class Runner:
 
 
 # -- setup -----------------------------------------------------------------------------
-
-
-def file_crc(path: str) -> int:
-    crc = 0
-    with open(path, "rb", buffering=0) as f:
-        buf = bytearray(8 * MIB)
-        mv = memoryview(buf)
-        while n := f.readinto(buf):
-            crc = zlib.crc32(mv[:n], crc)
-    return crc
-
-
-def make_source(path: str, size: int) -> int:
-    """Write ``size`` random bytes, fsync (no writeback later), read back; its CRC-32."""
-    crc = 0
-    with open(path, "wb", buffering=0) as f:
-        left = size
-        while left:
-            block = os.urandom(min(left, 8 * MIB))
-            f.write(block)
-            crc = zlib.crc32(block, crc)
-            left -= len(block)
-        os.fsync(f.fileno())
-    if file_crc(path) != crc:  # reading it also puts every page in the page cache
-        raise BenchError("source file reads back wrong")
-    return crc
-
-
-def page_cached(path: str) -> bool:
-    """Whether every page of the file is resident (mincore, via zcio's is_loaded)."""
-    with zcio.FileChannel.open(path) as ch:
-        m = ch.map(zcio.MapMode.READ_ONLY, 0, ch.size())
-        try:
-            return m.is_loaded()
-        finally:
-            m.release()
 
 
 def build_anchors(tmp: str, only: set[str]) -> tuple[str | None, str | None, dict[str, str]]:
@@ -612,29 +563,16 @@ def _version(argv: list[str]) -> str | None:
     return text.splitlines()[0] if text else None
 
 
-def _read(path: str) -> str | None:
-    try:
-        with open(path, encoding="ascii") as f:
-            return f.read().strip()
-    except OSError:
-        return None
-
-
-def machine_info() -> dict[str, Any]:
+def tools_info() -> dict[str, Any]:
+    """What this benchmark adds to the machine description: the anchors' tools and the
+    kernel's pipe and TCP buffer limits."""
     return {
-        "python": sys.version,
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "cpus_usable": len(os.sched_getaffinity(0)),
-        "zcio": zcio.__version__,
         "gcc": _version(["gcc", "--version"]),
         "java": _version(["java", "-version"]),
         "cp": _version(["cp", "--version"]),
-        "pipe_max_size": _read("/proc/sys/fs/pipe-max-size"),
-        "tcp_wmem": _read("/proc/sys/net/ipv4/tcp_wmem"),
-        "tcp_rmem": _read("/proc/sys/net/ipv4/tcp_rmem"),
-        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "pipe_max_size": read_text("/proc/sys/fs/pipe-max-size"),
+        "tcp_wmem": read_text("/proc/sys/net/ipv4/tcp_wmem"),
+        "tcp_rmem": read_text("/proc/sys/net/ipv4/tcp_rmem"),
     }
 
 
@@ -695,18 +633,6 @@ class Result:
         }
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]], right_from: int = 1) -> str:
-    cells = [tuple(header), *map(tuple, rows)]
-    widths = [max(len(c[i]) for c in cells) for i in range(len(header))]
-
-    def line(cols: tuple[str, ...]) -> str:
-        return "  ".join(c.rjust(w) if i >= right_from else c.ljust(w)
-                         for i, (c, w) in enumerate(zip(cols, widths, strict=True))).rstrip()
-
-    return "\n".join([line(cells[0]), line(tuple("-" * w for w in widths)),
-                      *(line(c) for c in cells[1:])])
-
-
 def _r(x: float | None) -> str:
     return "-" if x is None else f"{x:.2f}"
 
@@ -728,8 +654,9 @@ def socket_table(results: Sequence[Result]) -> str:
     for r in results:
         if not r.samples:
             rows.append((r.method.name, "n/a", *["-"] * 8))
-    return _table(("file -> loopback socket", "GB/s", "CPU s/GB", "procs s/GB", "sender s/GB",
-                   "ctxsw", "sender ctxsw", "x C", "CPU x C", "x Java"), rows)
+    return text_table(("file -> loopback socket", "GB/s", "CPU s/GB", "procs s/GB",
+                       "sender s/GB", "ctxsw", "sender ctxsw", "x C", "CPU x C", "x Java"), rows,
+                      right=range(1, 10))
 
 
 def file_table(results: Sequence[Result]) -> str:
@@ -742,35 +669,8 @@ def file_table(results: Sequence[Result]) -> str:
     for r in results:
         if not r.samples:
             rows.append((r.method.name, "n/a", *["-"] * 4))
-    return _table(("file -> file (same fs)", "GB/s", "CPU s/GB", "sender s/GB", "ctxsw",
-                   "x cp"), rows)
-
-
-@dataclass(frozen=True)
-class Goal:
-    """``ratio`` is a ratio of medians; ``paired`` the median of per-round ratios."""
-
-    text: str
-    ratio: float | None
-    limit: float
-    higher_is_better: bool
-    paired: float | None = None
-    strict: bool = False  # "ahead of": the ratio must exceed the limit
-
-    @property
-    def met(self) -> bool | None:
-        if self.ratio is None:
-            return None
-        if self.strict:
-            return self.ratio > self.limit if self.higher_is_better else self.ratio < self.limit
-        return self.ratio >= self.limit if self.higher_is_better else self.ratio <= self.limit
-
-    def line(self) -> str:
-        op = (">" if self.higher_is_better else "<") + ("" if self.strict else "=")
-        met = {None: "n/a", True: "yes", False: "NO"}[self.met]
-        paired = "" if self.paired is None else f", per-round median {self.paired:.2f}"
-        return (f"  {self.text}: {_r(self.ratio)} (goal {op} {self.limit:.2f})  met? {met}"
-                f"{paired}")
+    return text_table(("file -> file (same fs)", "GB/s", "CPU s/GB", "sender s/GB", "ctxsw",
+                       "x cp"), rows, right=range(1, 6))
 
 
 def _paired(a: Result | None, b: Result | None, f: Callable[[Sample], float]) -> float | None:
@@ -780,53 +680,76 @@ def _paired(a: Result | None, b: Result | None, f: Callable[[Sample], float]) ->
     return median(f(x) / f(y) for x, y in zip(a.samples, b.samples, strict=True))
 
 
-def goals(sock: Sequence[Result], files: Sequence[Result]) -> list[Goal]:
+SOCK, FILE = "file -> socket", "file -> file"
+
+
+def ratios(sock: Sequence[Result], files: Sequence[Result]) -> list[Ratio]:
+    """This benchmark's ratio rows: the issue's goals for the default path, then, for
+    information, every other zcio method's GB/s against the fastest C path (socket) or
+    ``cp`` (file).  Named without the run's fastest C path, so they match across runs;
+    the anchor's own name is in ``anchor``."""
     subj = next((r for r in sock if r.method.name == SUBJECT and r.samples), None)
     c, java = fastest(sock, "C"), fastest(sock, "Java")
     fsubj = next((r for r in files if r.method.name == SUBJECT and r.samples), None)
     cp = next((r for r in files if r.method.kind == "tool" and r.samples), None)
-    cname = c.method.name if c else "fastest C"
 
-    def of(a: Result | None, b: Result | None, f: Callable[[Result], float]) -> float | None:
-        return f(a) / f(b) if a is not None and b is not None else None
+    def row(group: str, name: str, s: Result | None, a: Result | None, figure: str,
+            per_sample: Callable[[Sample], float], unit: str, better: Better,
+            goal: float | None = None, goal_op: str | None = None,
+            note: str = "") -> Ratio:
+        value = None if s is None else getattr(s, figure)
+        anchor_value = None if a is None else getattr(a, figure)
+        return ratio_row(group, name, value=value, anchor=None if a is None else a.method.name,
+                         anchor_value=anchor_value, unit=unit,
+                         ratio=quotient(value, anchor_value), better=better, goal=goal,
+                         goal_op=goal_op, paired_ratio=_paired(s, a, per_sample), note=note)
 
-    def speed(s: Sample) -> float:
-        return s.gbps
+    def speed(x: Sample) -> float:
+        return x.gbps
 
-    def machine(s: Sample) -> float:
-        return s.machine_cpu
+    def machine(x: Sample) -> float:
+        return x.machine_cpu
 
-    def procs(s: Sample) -> float:
-        return s.sender_cpu + s.receiver_cpu
+    def procs(x: Sample) -> float:
+        return x.sender_cpu + x.receiver_cpu
 
-    return [
-        Goal(f"file->socket speed vs {cname}", of(subj, c, lambda r: r.gbps), 0.95, True,
-             _paired(subj, c, speed)),
-        Goal(f"file->socket machine CPU/GB vs {cname}", of(subj, c, lambda r: r.cpu_per_gb),
-             1.10, False, _paired(subj, c, machine)),
-        Goal("  (same with sender+receiver CPU/GB, immune to other load)",
-             of(subj, c, lambda r: r.procs_cpu_per_gb), 1.10, False, _paired(subj, c, procs)),
-        Goal("file->socket speed vs Java transferTo", of(subj, java, lambda r: r.gbps), 1.0,
-             True, _paired(subj, java, speed), strict=True),
-        Goal("file->file speed vs cp", of(fsubj, cp, lambda r: r.gbps), 0.95, True,
-             _paired(fsubj, cp, speed)),
+    out = [
+        row(SOCK, "file->socket GB/s vs fastest C path", subj, c, "gbps", speed, "GB/s",
+            "higher", 0.95),
+        row(SOCK, "file->socket machine CPU/GB vs fastest C path", subj, c, "cpu_per_gb",
+            machine, "CPU s/GB", "lower", 1.10),
+        row(SOCK, "file->socket sender+receiver CPU/GB vs fastest C path", subj, c,
+            "procs_cpu_per_gb", procs, "CPU s/GB", "lower", 1.10,
+            note="immune to other load"),
+        row(SOCK, "file->socket GB/s vs Java transferTo", subj, java, "gbps", speed, "GB/s",
+            "higher", 1.0, ">", note="ahead of Java"),
+        row(FILE, "file->file GB/s vs cp", fsubj, cp, "gbps", speed, "GB/s", "higher", 0.95),
     ]
+    for group, results, anchor, label in ((SOCK, sock, c, "fastest C path"),
+                                          (FILE, files, cp, "cp")):
+        for r in results:
+            if r.method.kind == "zcio" and r.method.name != SUBJECT and r.samples and anchor:
+                out.append(row(group, f"{r.method.name} GB/s vs {label}", r, anchor, "gbps",
+                               speed, "GB/s", "higher", note="information"))
+    return out
+
+
+def goal_line(r: Ratio) -> str:
+    """A goal row as the run prints it."""
+    met = {None: "n/a", True: "yes", False: "NO"}[r["met"]]
+    ratio = "-" if r["ratio"] is None else f"{r['ratio']:.2f}"
+    paired = "" if r["paired_ratio"] is None else f", per-round median {r['paired_ratio']:.2f}"
+    anchor = f" ({r['anchor']})" if r["anchor"] else ""
+    return (f"  {r['name']}{anchor}: {ratio} (goal {r['goal_op']} {r['goal']:.2f})  "
+            f"met? {met}{paired}")
 
 
 # -- main ------------------------------------------------------------------------------
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        description="zcio transfers (file -> loopback socket, file -> file) against C, "
-        "Java and Python anchors (interleaved rounds, medians, ratios from the same run).")
+def _options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--size", default=None,
                    help="source file size, e.g. 256m, 1g (default 1g; 32m with --quick)")
-    p.add_argument("--rounds", type=int, default=None,
-                   help="interleaved rounds (default 5; 1 with --quick)")
-    p.add_argument("--quick", action="store_true",
-                   help="a fast smoke run (32 MiB, 1 round); numbers meaningless")
-    p.add_argument("--json", metavar="PATH", help="also write results and machine info to PATH")
     p.add_argument("--dir", default=None,
                    help="directory for the source file and copies (default: the temp dir)")
     p.add_argument("--only", default=None, metavar="WORDS",
@@ -844,14 +767,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--file", help=argparse.SUPPRESS)
     p.add_argument("--port", type=int, help=argparse.SUPPRESS)
     p.add_argument("--dest", help=argparse.SUPPRESS)
-    args = p.parse_args(argv)
-    if args.rounds is None:
-        args.rounds = 1 if args.quick else 5
-    if args.rounds < 1:
-        p.error("--rounds must be at least 1")
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    # options "--quick", "--rounds", "--json" (run_all.py looks for them in this file)
+    args = _harness.parse_args(
+        argv, "zcio transfers (file -> loopback socket, file -> file) against C, Java and "
+        "Python anchors (interleaved rounds, medians, ratios from the same run).",
+        rounds=5, quick_rounds=1, quick_help="32 MiB, 1 round", extra=_options)
     args.size = zcio.parse_size(args.size or ("32m" if args.quick else "1g"))
     if args.size < 1:
-        p.error("--size must be positive")
+        raise SystemExit("transfer.py: --size must be positive")
     return args
 
 
@@ -866,9 +792,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.only:
         words = [w.strip() for w in args.only.split(",") if w.strip()]
         methods = [m for m in methods if any(w in m.name for w in words)]
-    info = machine_info()
-    print(f"zcio {info['zcio']}, Python {platform.python_version()}, {info['platform']}, "
-          f"{info['cpu_count']} CPUs")
+    info = machine_info() | tools_info()
+    print(_harness.header(info))
     tmp = tempfile.mkdtemp(prefix="zcio-bench-", dir=args.dir)
     runner: Runner | None = None
     results = [Result(m) for m in methods]
@@ -879,7 +804,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"n/a: {why}")
         ctx = Context(os.path.join(tmp, "source.bin"), os.path.join(tmp, "copy.bin"),
                       c_bin=c_bin, java_dir=java_dir)
-        crc = make_source(ctx.src, args.size)
+        crc, _ = make_source(ctx.src, args.size)
+        if file_crc(ctx.src) != (args.size, crc):  # reading it back also caches every page
+            raise BenchError("the source file reads back wrong")
         cached = page_cached(ctx.src)
         load = background_load()
         print(f"source: {args.size / MIB:,.0f} MiB of random bytes in {tmp}, "
@@ -914,11 +841,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 continue
             live.append(r)
         for rnd in range(args.rounds):
-            k = len(live)
-            order = [live[(rnd + i) % k] for i in range(k)]
-            if rnd % 2:
-                order.reverse()
-            for r in order:
+            for r in _harness.round_order(live, rnd):
                 try:
                     sample, _ = runner.run(r.method)
                 except BenchError as e:  # drop the method: its rounds no longer pair up
@@ -957,30 +880,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     for r in results:
         if r.error:
             print(f"n/a or failed: {r.method.name} ({r.method.section}): {r.error}")
-    gl = goals(sock, files)
+    rows = ratios(sock, files)
     print("goals:")
-    for g in gl:
-        print(g.line())
+    for row in rows:
+        if row["goal"] is not None:
+            print(goal_line(row))
     wrong = [r for r in results if r.wrong]
     print(f"ran in {elapsed:.1f} s; source still page-cached at the end: "
           f"{'yes' if still_cached else 'NO'}")
     if args.json:
-        doc = {
-            "benchmark": "transfer",
-            "machine": info,
-            "settings": {
-                "size": args.size, "rounds": args.rounds, "quick": args.quick, "pin": args.pin,
-                "chunk": CHUNK, "small_chunk": SMALL, "gb": GB,
-                "background_busy_cpus": load, "page_cached": [cached, still_cached],
-                "figures": "medians over rounds; ratios are ratios of medians",
-            },
-            "results": [r.summary() for r in results],
-            "goals": [{**asdict(g), "met": g.met} for g in gl],
-        }
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(doc, f, indent=2)
-            f.write("\n")
-        print(f"wrote {args.json}")
+        _harness.write_json(args.json, benchmark="transfer", machine=info, settings={
+            "size": args.size, "rounds": args.rounds, "quick": args.quick, "pin": args.pin,
+            "chunk": CHUNK, "small_chunk": SMALL, "gb": GB,
+            "background_busy_cpus": load, "page_cached": [cached, still_cached],
+            "figures": "medians over rounds; ratios are ratios of medians",
+        }, results=[r.summary() for r in results], ratios=rows)
     return 1 if wrong else 0
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import struct
 import subprocess
 import sys
@@ -109,6 +110,17 @@ def test_results_file(results: Path) -> None:
                             else r["ratio"] >= r["goal"])
 
 
+def test_rows_are_the_benchmarks_own(results: Path) -> None:
+    """run_all takes the rows buffer_ops wrote; an old document without them (a revision
+    before the rows) gives the same rows through _legacy_ratios."""
+    mod = load_module()  # puts benchmarks/ on sys.path
+    [bench] = strict_json(results)["benchmarks"]
+    own = bench["json"]
+    assert bench["ratios"] == own["ratios"]
+    old_style = {k: v for k, v in own.items() if k != "ratios"}
+    assert mod.extract("buffer_ops", old_style) == own["ratios"]
+
+
 def test_chart_is_png(results: Path) -> None:
     width, height = check_png(results.with_suffix(".png"))
     assert width > 800 and height > 400
@@ -160,3 +172,81 @@ def test_failing_benchmark_is_recorded(tmp_path: Path, monkeypatch: pytest.Monke
     assert broken["stdout"].strip() == "starting" and broken["json"] is None
     assert gone["status"] == "skipped" and "does not exist" in gone["reason"]
     assert ok["status"] == "ok" and ok["ratios"]  # the runner went on
+
+
+# -- compare_revs.py ----------------------------------------------------------------------
+
+COMPARE_REVS = ROOT / "benchmarks" / "compare_revs.py"
+FAKE = '''"""A fake benchmark: two ratio rows, the first one's ratio set per commit."""
+import json
+import os
+import sys
+
+RATIO = {ratio}
+out = sys.argv[sys.argv.index("--json") + 1]
+assert "--quick" in sys.argv
+
+
+def row(name, ratio):
+    return {{"key": "fake | " + name, "group": "fake", "name": name, "value": ratio,
+            "anchor": "anchor", "anchor_value": 1.0, "unit": "ns/op", "ratio": ratio,
+            "better": "lower", "goal": 1.2, "goal_op": "<=", "met": ratio <= 1.2,
+            "paired_ratio": None, "note": ""}}
+
+
+with open(out, "w") as f:
+    json.dump({{"benchmark": "fake", "ratios": [row("op vs anchor", RATIO),
+                                               row("steady vs anchor", 0.5)]}}, f)
+'''
+
+
+def _git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t",
+                           *args], capture_output=True, text=True, check=True).stdout.strip()
+
+
+@pytest.fixture
+def fake_repo(tmp_path: Path) -> Path:
+    """A repository with benchmarks/fake.py at two commits: ratio 1.0, then 1.5."""
+    repo = tmp_path / "repo"
+    (repo / "benchmarks").mkdir(parents=True)
+    _git(repo, "init", "-q")
+    for ratio in (1.0, 1.5):
+        (repo / "benchmarks" / "fake.py").write_text(FAKE.format(ratio=ratio))
+        _git(repo, "add", "-A")
+        _git(repo, "commit", "-q", "-m", f"ratio {ratio}")
+    return repo
+
+
+def compare_revs(repo: Path, tmp: Path, *revs: str) -> subprocess.CompletedProcess[str]:
+    tmp.mkdir(exist_ok=True)
+    return subprocess.run(
+        [sys.executable, str(COMPARE_REVS), *revs, "--repo", str(repo), "--only", "fake",
+         "--quick", "--repeats", "2"], capture_output=True, text=True, timeout=120,
+        check=False, cwd=ROOT, env={**os.environ, "TMPDIR": str(tmp)})
+
+
+def test_compare_revs_flags_a_regression(fake_repo: Path, tmp_path: Path) -> None:
+    proc = compare_revs(fake_repo, tmp_path / "tmp", "HEAD~1", "HEAD")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "ABAB" in proc.stdout  # old and new alternate
+    assert "no setup.py: nothing to build" in proc.stdout
+    flagged = [line for line in proc.stdout.splitlines() if "REGRESSION" in line]
+    assert flagged and all("op vs anchor" in line and "steady" not in line for line in flagged)
+    assert "+50.0%" in proc.stdout and "goal lost" in proc.stdout
+    assert " 1 regressions" in proc.stdout and "2 ratios compared" in proc.stdout
+    # the temporary worktrees are gone, from the disk and from git's list
+    assert list((tmp_path / "tmp").iterdir()) == []
+    assert len(_git(fake_repo, "worktree", "list").splitlines()) == 1
+
+
+def test_compare_revs_same_revision_is_clean(fake_repo: Path, tmp_path: Path) -> None:
+    proc = compare_revs(fake_repo, tmp_path / "tmp", "HEAD", "HEAD")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert " 0 regressions" in proc.stdout and "REGRESSION" not in proc.stdout
+
+
+def test_compare_revs_unknown_revision(fake_repo: Path, tmp_path: Path) -> None:
+    proc = compare_revs(fake_repo, tmp_path / "tmp", "no-such-rev", "HEAD")
+    assert proc.returncode == 2 and "no-such-rev" in proc.stderr
+    assert list((tmp_path / "tmp").iterdir()) == []

@@ -17,9 +17,11 @@ import pytest
 from click.testing import CliRunner
 
 import zcio
-from zcio._cli import _bench, _bench_methods
-from zcio._cli._bench_methods import Failed, Method, Model, Unavailable
-from zcio._cli._bench_targets import Receiver, make_source, run_file, run_socket
+from zcio._bench import _methods as _bench_methods
+from zcio._bench._methods import Failed, Method, Model, Unavailable
+from zcio._bench._source import make_source
+from zcio._bench._targets import Receiver, run_file, run_socket
+from zcio._cli import _bench
 
 MIB = 1 << 20
 
@@ -213,7 +215,33 @@ def test_failed_method_fails_the_command(monkeypatch: pytest.MonkeyPatch) -> Non
 
 
 def test_table_speaks_binary_as_the_rest_of_the_cli() -> None:
-    from zcio._cli._bench_report import _gibps, _per_gib
+    from zcio._bench._report import _gibps, _per_gib
 
     assert _gibps(1.073741824) == pytest.approx(1.0)  # 2^30 bytes a second
     assert _per_gib(1.0) == pytest.approx(1.073741824)
+
+
+def test_rotation_interleaves_rounds() -> None:
+    from zcio._bench._run import rotation
+
+    items = ["a", "b", "c"]
+    assert [rotation(items, r) for r in range(4)] == [
+        ["a", "b", "c"], ["b", "c", "a"], ["c", "a", "b"], ["a", "b", "c"]]
+    # reversed every other round: no item is always first or always last
+    orders = [rotation(items, r, reverse_odd=True) for r in range(6)]
+    assert orders[1] == ["a", "c", "b"]
+    assert {o[0] for o in orders} == {o[-1] for o in orders} == set(items)
+    assert rotation([], 3) == []
+
+
+def test_text_table_aligns_and_keeps_headings() -> None:
+    from zcio._bench._table import text_table
+
+    out = text_table(("name", "n"), ["-- group", ("long name", "1"), ("x", "100")], right={1})
+    assert out.splitlines() == [
+        "name         n",
+        "---------  ---",
+        "-- group",
+        "long name    1",
+        "x          100",
+    ]

@@ -166,3 +166,12 @@ def test_mount_of_picks_the_innermost_mount(tmp_path: Path) -> None:
     assert root is not None and root["mount_point"] == "/"
     proc = _info.mount_of("/proc/self")
     assert proc is not None and proc["type"] == "proc"
+
+
+def test_msg_zerocopy_is_the_library_probe() -> None:
+    """zcio info asks zcio._zerocopy's probe, so the two cannot disagree."""
+    from zcio import _zerocopy
+
+    ok, detail = _info.msg_zerocopy()
+    assert ok is _zerocopy.is_available()
+    assert detail == (_zerocopy.unavailability_cause() or "setsockopt(SO_ZEROCOPY) accepted")

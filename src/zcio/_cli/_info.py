@@ -18,12 +18,13 @@ import os
 import re
 import resource
 import secrets
-import socket
 from typing import Any
 
 import click
 
-from .. import _guard, _reflink, _syscalls
+from .. import _guard, _reflink, _syscalls, _zerocopy
+from .._bench._machine import mount_of
+from .._bench._machine import read_text as _read
 from .._direct import PAGE_SIZE, max_direct_memory, parse_size
 from .._errors import ZcioError
 from .._pipe import pipe_max_size
@@ -34,31 +35,19 @@ __all__ = ["info", "gather"]
 
 SYSCALLS = ("sendfile", "splice", "tee", "vmsplice", "copy_file_range", "fallocate",
             "mincore", "statx")
-SO_ZEROCOPY = 60  # <asm-generic/socket.h>; the socket module lacks it
 SYS_IO_URING_SETUP = 425  # the same on every architecture but alpha
 _THP = "/sys/kernel/mm/transparent_hugepage/enabled"
 _IO_URING_DISABLED = "/proc/sys/kernel/io_uring_disabled"
-
-
-def _read(path: str) -> str | None:
-    try:
-        with open(path, encoding="ascii") as f:
-            return f.read().strip()
-    except (OSError, ValueError):
-        return None
 
 
 # -- probes ----------------------------------------------------------------------------
 
 
 def msg_zerocopy() -> tuple[bool, str]:
-    """Whether a TCP socket accepts SO_ZEROCOPY (needed for send(MSG_ZEROCOPY))."""
-    try:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.setsockopt(socket.SOL_SOCKET, SO_ZEROCOPY, 1)
-    except OSError as e:
-        return False, f"setsockopt(SO_ZEROCOPY): {e.strerror}"
-    return True, "setsockopt(SO_ZEROCOPY) accepted"
+    """Whether a TCP socket accepts SO_ZEROCOPY (needed for send(MSG_ZEROCOPY)): the
+    library's own probe, ``zcio._zerocopy.unavailability_cause``."""
+    cause = _zerocopy.unavailability_cause()
+    return cause is None, cause or "setsockopt(SO_ZEROCOPY) accepted"
 
 
 def io_uring() -> tuple[bool, str]:
@@ -115,33 +104,6 @@ def reflink(directory: str) -> dict[str, Any]:
     except OSError as e:
         return {"supported": None, "detail": f"cannot tell: {e.strerror}"}
     return {"supported": ok, "detail": detail}
-
-
-def _unescape(field: str) -> str:
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
-
-
-def mount_of(path: str) -> dict[str, str] | None:
-    """The mount holding ``path``: type, source and mount point (/proc/self/mountinfo)."""
-    real = os.path.realpath(path)
-    dev = os.stat(real).st_dev
-    want = f"{os.major(dev)}:{os.minor(dev)}"
-    best: tuple[int, bool, dict[str, str]] | None = None
-    text = _read("/proc/self/mountinfo") or ""
-    for line in text.splitlines():
-        fields = line.split()
-        if "-" not in fields:
-            continue
-        sep = fields.index("-")
-        point = _unescape(fields[4])
-        inside = real == point or real.startswith(point.rstrip("/") + "/")
-        if not inside or len(fields) < sep + 3:
-            continue
-        key = (len(point), fields[2] == want)
-        if best is None or key >= best[:2]:
-            best = (*key, {"type": fields[sep + 1], "source": _unescape(fields[sep + 2]),
-                           "mount_point": point})
-    return best[2] if best else None
 
 
 def _first_rung(src_kind: str, dst_kind: str, loopback_peer: bool = False) -> str:

@@ -1,4 +1,4 @@
-"""How ``zcio bench`` shows its results: one table for a person, and a chart."""
+"""How ``zcio bench`` shows its results: one table for a person (rich), and a chart."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import sys
 import textwrap
 from typing import TYPE_CHECKING, Any
 
-from ._bench_methods import GB, MIB, MMAP_WINDOW
+from ._methods import GB, MIB, MMAP_WINDOW
 
 if TYPE_CHECKING:
-    from ._bench import Outcome, Run
+    from ._run import Outcome, Run
 
 __all__ = ["render_table", "draw_plot"]
 

@@ -26,9 +26,10 @@ from .._errors import ZcioError
 from .._file_channel import FileChannel, OpenOption
 from .._metrics import measure
 from .._socket_channel import SocketChannel
-from ._bench_methods import GB, MIB, Failed, Method, Unavailable
+from ._methods import GB, MIB, Failed, Method, Unavailable
+from ._source import file_crc
 
-__all__ = ["Sample", "Receiver", "make_source", "file_crc", "run_socket", "run_file"]
+__all__ = ["Sample", "Receiver", "run_socket", "run_file"]
 
 
 @dataclass
@@ -49,51 +50,6 @@ class Sample:
     @property
     def gbps(self) -> float:
         return self.nbytes / self.wall_seconds / GB
-
-
-# -- the source file ---------------------------------------------------------------------
-
-
-def make_source(path: str, size: int, prefix: int,
-                advance: Callable[[int], None]) -> tuple[int, int]:
-    """Write ``size`` random bytes to a new file and fsync it; return the CRC-32 of the
-    whole file and of its first ``prefix`` bytes.
-
-    Random, so that a method that sends the wrong part of the file cannot match the
-    checksum; fsynced, so that no writeback runs during the measurements and the pages
-    stay in the page cache, clean.
-    """
-    crc = prefix_crc = done = 0
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        while done < size:
-            block = os.urandom(min(size - done, 8 * MIB))
-            with memoryview(block) as view:
-                written = 0
-                while written < len(view):
-                    written += os.write(fd, view[written:])
-                if done < prefix:
-                    with view[: prefix - done] as head:
-                        prefix_crc = zlib.crc32(head, prefix_crc)
-            crc = zlib.crc32(block, crc)
-            done += len(block)
-            advance(len(block))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    return crc, prefix_crc
-
-
-def file_crc(path: str) -> tuple[int, int]:
-    """(size, CRC-32) of a file, read in 8 MiB blocks."""
-    crc = total = 0
-    buf = bytearray(8 * MIB)
-    with open(path, "rb", buffering=0) as f, memoryview(buf) as view:
-        while n := f.readinto(buf):
-            with view[:n] as part:
-                crc = zlib.crc32(part, crc)
-            total += n
-    return total, crc
 
 
 def _measured(send: Callable[[], dict[str, int]], count: int) -> Sample:

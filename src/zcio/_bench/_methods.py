@@ -17,7 +17,6 @@ import errno
 import os
 import select
 import socket
-import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +27,10 @@ from .._file_channel import FileChannel
 from .._mapped import MapMode
 from .._metrics import metrics
 from .._transfer import transfer
+from .._zerocopy import _EXTENDED_ERR, _RECVERR, MSG_ZEROCOPY, SO_ZEROCOPY
+from .._zerocopy import MSG_ERRQUEUE as _MSG_ERRQUEUE
+from .._zerocopy import SO_EE_CODE_ZEROCOPY_COPIED as _SO_EE_CODE_ZEROCOPY_COPIED
+from .._zerocopy import SO_EE_ORIGIN_ZEROCOPY as _SO_EE_ORIGIN_ZEROCOPY
 
 __all__ = ["GB", "MIB", "MMAP_WINDOW", "Model", "Method", "Failed", "Unavailable",
            "SOCKET_METHODS", "FILE_METHODS"]
@@ -36,13 +39,6 @@ GB = 10**9  # the JSON's GB/s and CPU s/GB are decimal; the table and chart show
 MIB = 1 << 20
 MMAP_WINDOW = 8 * MIB  # the JDK's transferTo mapping window
 
-SO_ZEROCOPY = 60
-MSG_ZEROCOPY = 0x4000000
-_MSG_ERRQUEUE = getattr(socket, "MSG_ERRQUEUE", 0x2000)
-_SO_EE_ORIGIN_ZEROCOPY = 5
-_SO_EE_CODE_ZEROCOPY_COPIED = 1
-_RECVERR = {(socket.IPPROTO_IP, 11), (socket.IPPROTO_IPV6, 25)}  # IP_RECVERR, IPV6_RECVERR
-_EXTENDED_ERR = struct.Struct("=IBBBBII")  # struct sock_extended_err
 _ZC_SLOTS = 4  # buffers in flight: one is refilled while the kernel still holds the others
 
 
