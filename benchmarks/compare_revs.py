@@ -50,15 +50,18 @@ from zcio._bench._machine import load_average  # noqa: E402
 Json = dict[str, Any]
 
 
-# Build every src/zcio/*.c as zcio.NAME in place, from setuptools alone: no project
-# metadata read, so no pyproject.toml this setuptools may not understand.
+# Build the revision's own extensions (setup.py's ext_modules, captured by running it
+# with setup() replaced) in place, from setuptools alone: no project metadata read, so
+# no pyproject.toml this setuptools may not understand.
 _BARE_BUILD = """
-import glob, os
-from setuptools import Distribution, Extension
+import runpy, setuptools
+from setuptools import Distribution
 from setuptools.command.build_ext import build_ext
-sources = sorted(glob.glob("src/zcio/*.c"))
-exts = [Extension("zcio." + os.path.basename(c)[:-2], [c]) for c in sources]
-dist = Distribution({"name": "zcio", "ext_modules": exts, "package_dir": {"": "src"}})
+captured = {}
+setuptools.setup = lambda **kw: captured.update(kw)
+runpy.run_path("setup.py")
+dist = Distribution({"name": "zcio", "ext_modules": captured.get("ext_modules", []),
+                     "package_dir": {"": "src"}})
 cmd = build_ext(dist)
 cmd.inplace = True
 cmd.ensure_finalized()
@@ -93,11 +96,11 @@ class Tree:
         self.added = True
 
     def build(self) -> None:
-        """Build the C guard in place with this interpreter: ``setup.py build_ext
+        """Build the C extension in place with this interpreter: ``setup.py build_ext
         --inplace``; if setuptools cannot read that revision's pyproject.toml (an older
-        setuptools and a newer metadata field), build each ``src/zcio/*.c`` as
-        ``zcio.NAME`` without it.  A failure is noted, and the tree runs pure Python
-        (as zcio does wherever the guard cannot be built)."""
+        setuptools and a newer metadata field), build setup.py's extensions without it.
+        A failure is noted, and the tree runs pure Python (as zcio does wherever the
+        extension cannot be built)."""
         if not (self.path / "setup.py").is_file():
             self.build_note = "no setup.py: nothing to build"
             return

@@ -13,8 +13,8 @@ subprocess, one after the other, with ``--json`` into a temporary file (and
 machine information (kernel, CPU, cores, Python, zcio's git commit, load average
 before and after) and, per benchmark: status, exit status, run time, its stdout and
 stderr's tail, its own JSON, and ``ratios``: the ratio rows the benchmark wrote itself
-(``_harness.Ratio``; ``_legacy_ratios`` for documents from before the rows).  A chart of those ratios against their goals goes
-next to it as ``results-YYYYmmdd-HHMMSS.png``.
+(``_harness.Ratio``; ``_legacy_ratios`` for documents from before the rows).  A chart
+of those ratios against their goals goes next to it as ``results-YYYYmmdd-HHMMSS.png``.
 
 A benchmark that fails is recorded (with the tail of its stderr) and the others still
 run; the exit status is then 1.  A benchmark whose script is missing, lacks

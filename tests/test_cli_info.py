@@ -175,3 +175,15 @@ def test_msg_zerocopy_is_the_library_probe() -> None:
     ok, detail = _info.msg_zerocopy()
     assert ok is _zerocopy.is_available()
     assert detail == (_zerocopy.unavailability_cause() or "setsockopt(SO_ZEROCOPY) accepted")
+
+
+def test_the_implementation_in_use_is_reported(tmp_path: Path) -> None:
+    """``zcio info`` names the implementation that runs: the compiled accelerator
+    where it is built, pure Python (with the reason) under ZCIO_PURE_PYTHON=1."""
+    from zcio import _accel
+    native = info_json(tmp_path, env={"ZCIO_PURE_PYTHON": ""})["zcio_uses"]
+    pure = info_json(tmp_path, env={"ZCIO_PURE_PYTHON": "1"})["zcio_uses"]
+    assert native["implementation"]["name"] == _accel.implementation()
+    assert pure["implementation"] == {
+        "name": "pure-python", "detail": "ZCIO_PURE_PYTHON=1 forces the pure-Python path"}
+    assert pure["mapped_memory_guard"]["available"] is False

@@ -4,8 +4,9 @@ Everything is asked of the running kernel, not guessed from its version: reflink
 O_DIRECT by trying them on two temporary files beside PATH (removed at once),
 MSG_ZEROCOPY by ``setsockopt(SO_ZEROCOPY)``, io_uring by ``io_uring_setup`` with zero
 entries (EINVAL: present; ENOSYS: absent; EPERM: disabled or blocked by seccomp).
-It also says whether zcio's accesses to mapped files are guarded against SIGBUS (the
-compiled ``zcio._cguard``), and why not.
+It also says which implementation runs (the compiled accelerator ``zcio._native`` or
+pure Python) and whether zcio's accesses to mapped files are guarded against SIGBUS (by
+that module), and why not.
 Nothing else is written anywhere.
 """
 
@@ -22,7 +23,7 @@ from typing import Any
 
 import click
 
-from .. import _guard, _reflink, _syscalls, _zerocopy
+from .. import _accel, _guard, _reflink, _syscalls, _zerocopy
 from .._bench._machine import mount_of
 from .._bench._machine import read_text as _read
 from .._direct import PAGE_SIZE, max_direct_memory, parse_size
@@ -160,8 +161,11 @@ def gather(path: str) -> dict[str, dict[str, Any]]:
         "forced_by_ZCIO_TRANSFER_PATH": forced,
         "mapped_memory_guard": {"available": _guard.available(),
                                 "detail": _guard.unavailability_cause()
-                                or "zcio._cguard: a truncated mapping raises "
+                                or "zcio._native: a truncated mapping raises "
                                    "MappedRegionError"},
+        "implementation": {"name": _accel.implementation(),
+                           "detail": _accel.unavailability_cause()
+                           or "zcio._native: compiled fast paths, pure Python as reference"},
     }
 
     zc_ok, zc_detail = msg_zerocopy()
@@ -249,6 +253,9 @@ def render(report: dict[str, dict[str, Any]]) -> str:
             ("socket -> file", uses["socket_to_file"]),
             ("socket -> socket", uses["socket_to_socket"]),
             ("zcio cp under PATH", uses["cp_under_path"]),
+            ("implementation", uses["implementation"]["name"] + (
+                f" ({uses['implementation']['detail']})"
+                if uses["implementation"]["name"] != "native" else "")),
             ("SIGBUS guard for mappings", _yes_no(uses["mapped_memory_guard"])),
             *([("forced by", f"ZCIO_TRANSFER_PATH={uses['forced_by_ZCIO_TRANSFER_PATH']}")]
               if uses["forced_by_ZCIO_TRANSFER_PATH"] else [])]),
