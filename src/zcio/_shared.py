@@ -46,11 +46,12 @@ import stat
 import struct
 import sys
 import weakref
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from . import _syscalls
 from ._byte_buffer import ByteBuffer, check_capacity
-from ._direct import SHARED, PAGE_SIZE, round_to_pages
+from ._direct import PAGE_SIZE, SHARED, round_to_pages
 from ._errors import (
     ClosedChannelError,
     IllegalArgumentError,
@@ -138,6 +139,7 @@ class SharedMemory(DirectMemory):
     __slots__ = ("_fd",)
 
     def __init__(self, mm: mmap.mmap, size: int, fd: int) -> None:
+        _register_reducer()
         used = round_to_pages(len(mm))  # what the kernel maps
         base = memoryview(mm)[:size]
         SHARED.add(size, used)
@@ -146,7 +148,7 @@ class SharedMemory(DirectMemory):
         Memory.__init__(self, base)
         self._address = -1
         # The cleaner holds only what it frees: the descriptor's cell and the numbers.
-        self._finalizer = weakref.finalize(mm, _unshare, self._fd, size, used)
+        self._finalizer = weakref.finalize(mm, partial(_unshare, self._fd), size, used)
         self._finalizer.atexit = False
 
     def fileno(self) -> int:
@@ -458,10 +460,16 @@ def _reduce(buf: SharedByteBuffer) -> tuple[Any, tuple[Any, bytes]]:
     return _rebuild, (DupFd(fd), _header(buf, fd))
 
 
-def _register() -> None:
-    from multiprocessing.reduction import ForkingPickler
-
-    ForkingPickler.register(SharedByteBuffer, _reduce)
+_registered = False
 
 
-_register()
+def _register_reducer() -> None:
+    """Teach multiprocessing's pickler to pass shared buffers by descriptor.  Done at
+    the first shared buffer, not at import: importing multiprocessing costs ~3 ms,
+    and without a shared buffer there is nothing to register for."""
+    global _registered
+    if not _registered:
+        from multiprocessing.reduction import ForkingPickler
+
+        ForkingPickler.register(SharedByteBuffer, _reduce)
+        _registered = True

@@ -59,8 +59,8 @@ from ._errors import (
 )
 from ._guard import io_call
 from ._metrics import metrics
-from ._shared import SharedByteBuffer, receive_buffer, send_buffer
 from ._selectable import OP_ACCEPT, OP_CONNECT, OP_READ, OP_WRITE, SelectableChannel
+from ._shared import SharedByteBuffer, receive_buffer, send_buffer
 
 __all__ = ["SocketChannel", "ServerSocketChannel"]
 
