@@ -32,7 +32,13 @@ way gets a read-only buffer.  ``seal(final=True)`` adds ``F_SEAL_SEAL``: no more
 
 **Names.** The memfd's name shows in ``/proc/PID/maps`` (and ``/proc/PID/fd``) as
 ``/memfd:NAME (deleted)``; ``name`` defaults to ``"zcio-shared"``.  ``PR_SET_VMA_ANON_NAME``
-names only private anonymous mappings, not these (a file mapping is named by its file).
+applies to anonymous mappings only; a memfd mapping is a file mapping, named by its file.
+Plain direct memory (``allocate_direct``) is left unnamed: the prctl needs a kernel built
+with ``CONFIG_ANON_VMA_NAME`` and costs a system call per allocation.
+
+**Counting.** A process counts each of its mappings once: the sender's, and each
+buffer it receives (receiving the same memory twice maps it twice, as two ``map()``
+calls of one file count twice in ``mapped``).
 """
 
 from __future__ import annotations
