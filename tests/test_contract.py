@@ -1632,7 +1632,7 @@ def test_release_frees_direct_memory_at_once(kind: BufferKind, mk: Made) -> None
     if kind.pooled:  # pooled memory goes back to its pool, which unmaps free slabs on trim
         zcio.PooledAllocator.default().trim()
     assert zcio.buffer_pools()[0] == zcio.BufferPoolInfo("direct", 0, 0, 0)
-    assert [p for p in zcio.buffer_pools() if p.name == kind.pool][0].count == 0
+    assert next(p for p in zcio.buffer_pools() if p.name == kind.pool).count == 0
 
 
 # == 12. the exception tree ================================================================
