@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import array
 import errno
+import gc
 import json
 import mmap
 import os
@@ -452,3 +453,16 @@ def test_a_child_killed_while_holding_the_buffer_leaks_nothing_in_the_parent(
     assert out["seen"] == 42 and out["tail"] == 7  # the parent's buffer is still good
     assert out["holding"] == out["after_kill"] == [[1, 1 << 20, 1 << 20], 2, 1]
     assert out["before"] == out["after"] == NOTHING_LEFT
+
+
+def test_seal_write_is_refused_while_a_view_exported_here_maps_it() -> None:
+    buf = ByteBuffer.allocate_shared(4096)
+    buf.put_int(0, 12)
+    view = buf.memoryview()[0:4]  # sliced further: zcio cannot revoke it
+    with pytest.raises(zcio.IllegalStateError, match="mapping"):
+        buf.seal(write=True)
+    assert bytes(view) == b"\x00\x00\x00\x0c"  # still valid: the unmap waits for it
+    assert shared_pool().count == 1
+    view.release()
+    gc.collect()
+    assert shared_pool().count == 0
