@@ -946,4 +946,3 @@ class ByteBuffer(Buffer):
         from ._shared import allocate_shared
 
         return allocate_shared(capacity, name)
-

@@ -556,8 +556,8 @@ class SocketChannel(_SocketHolder):
 
         Syscalls: one ``recvmsg(2)`` of the header with room for a few descriptors
         (``MSG_CMSG_CLOEXEC``); then ``readlink`` of ``/proc/self/fd/N``, ``fstat``,
-        ``fcntl(F_GET_SEALS)`` and ``mmap(MAP_SHARED)`` of the descriptor, which is
-        closed afterwards (the mapping keeps its own).
+        ``fcntl(F_GET_SEALS)`` and ``mmap(MAP_SHARED)`` of the descriptor, which
+        stays open with the mapping until ``release()`` (closed at once on an error).
         """
         return receive_buffer(self)
 
