@@ -22,7 +22,7 @@ from test_cli_sendrecv import (
     send_json,
     zcio,
 )
-from zcio._cli._wire import Accept, Header, decode_reply, encode_reply
+from zcio._wire import Accept, Header, decode_reply, encode_reply
 
 __all__ = ["dest", "procs"]  # the fixtures, re-exported for pytest
 

@@ -8,7 +8,7 @@ import struct
 
 import pytest
 
-from zcio._cli._wire import (
+from zcio._wire import (
     MAX_MESSAGE,
     MAX_NAME,
     NEED_DATA,

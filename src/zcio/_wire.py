@@ -1,6 +1,6 @@
-"""The ``zcio send`` / ``zcio recv`` protocol, sans-IO: bytes in, events out.
+"""The send/receive protocol (``zcio.send_file``, ``zcio.FileReceiver``), sans-IO.
 
-This module reads no socket and touches no file (h11's split): the command layer
+This module reads no socket and touches no file (h11's split): the I/O layer (``_session``)
 reads exactly :meth:`needed` bytes, feeds them in with ``receive_data``, takes
 events out with ``next_event``, and writes the bytes the ``accept``/``verdict``/
 ``abort`` calls return.  The file's bytes themselves never pass through here: they
@@ -44,7 +44,7 @@ import struct
 from dataclasses import dataclass
 from typing import Any, Final, Generic, TypeVar
 
-from .._errors import ZcioError
+from ._errors import ZcioError
 
 __all__ = [
     "MAGIC", "VERSION", "SHA256", "MAX_NAME", "MAX_MESSAGE", "PART_SUFFIX", "HEAD_SUFFIX",
