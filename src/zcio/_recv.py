@@ -37,6 +37,7 @@ from typing import Any
 from ._byte_buffer import ByteBuffer
 from ._dest_dir import DestDir, check_room, open_dest
 from ._errors import (
+    AsynchronousCloseError,
     ClosedChannelError,
     IllegalArgumentError,
     TransferError,
@@ -243,7 +244,8 @@ class _Session:
                 if moved == 0:  # the sender hung up (or was dropped) before the end
                     raise OSError(errno.ECONNRESET, "the sender closed the connection")
             except OSError as e:
-                got = e.transferred if isinstance(e, TransferError) else 0
+                got = (e.transferred if isinstance(e, TransferError) else
+                       e.moved if isinstance(e, AsynchronousCloseError) else 0)
                 self.proto.body_received(got)
                 raise self._failed(e, part) from None
             self.proto.body_received(moved)
@@ -254,7 +256,7 @@ class _Session:
         header = self.proto.header
         assert header is not None
         got = header.size - self.proto.remaining
-        why = strerror(e)
+        why = "the receiver was closed" if isinstance(e, ClosedChannelError) else strerror(e)
         if self.watchdog is not None and self.watchdog.fired:
             why = f"stalled: nothing for {self.timeout:g} s"
         if e.errno in _DISK_ERRORS:
@@ -447,11 +449,12 @@ class FileReceiver:
 
 
 def _cut(ch: SocketChannel) -> None:
-    """End a connection in flight: the session blocked on it fails as for a lost peer.
+    """End a connection in flight: the session using it fails as for a lost peer.
 
-    Syscalls: ``shutdown(SHUT_RD)``, ``shutdown(SHUT_WR)``; a channel already closed by
-    its session is left alone.
+    A shutdown would not do: Linux keeps delivering what a sender still sends after
+    ``SHUT_RD``.  The channel's asynchronous close wakes the session's thread out of any
+    blocking call, and its every later call raises ClosedChannelError (the partial file
+    keeps what was written).  Syscalls: the channel's ``close`` (see ``Channel.close``).
     """
     with contextlib.suppress(OSError, ZcioError):
-        ch.shutdown_input()
-        ch.shutdown_output()
+        ch.close()
