@@ -3,8 +3,9 @@
 Every name is opened, created, renamed and removed relative to DEST's descriptor without
 following a symbolic link, and only a regular file with no other hard link is opened,
 so nothing outside DEST can be reached through a name a sender chose or a link someone
-planted.  Also here: the free-space check before a body, and the expiry of partial
-files that senders gave up on.
+planted.  Also here: the names of the receiver's own files (``.NAME.zcio-part`` and its
+sidecar), which prefix of a file they hold, the free-space check before a body, and the
+expiry of partial files that senders gave up on.
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ import stat
 import time
 from dataclasses import dataclass
 
-from ._wire import HEAD_SUFFIX, PART_SUFFIX
+from ._wire import HEAD_SUFFIX, PART_SUFFIX, Header, ProtocolError, check_name, decode_header
 
-__all__ = ["DestDir", "open_dest", "check_room"]
+__all__ = ["DestDir", "open_dest", "check_room", "partial_name", "sidecar_name", "resume_offset"]
 
 
 def open_dest(dest: str) -> int:
@@ -105,3 +106,31 @@ def check_room(dest: DestDir, need: int) -> None:
     if need > free:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC),
                       f"{dest.path} (needs {need:,} more bytes, has {free:,})")
+
+
+def partial_name(name: str) -> str:
+    """Where the bytes of ``name`` land until verified: ``.NAME.zcio-part``."""
+    return f".{check_name(name)}{PART_SUFFIX}"
+
+
+def sidecar_name(name: str) -> str:
+    """The partial file's sidecar, holding the header it belongs to: ``.NAME.zcio-head``."""
+    return f".{check_name(name)}{HEAD_SUFFIX}"
+
+
+def resume_offset(header: Header, sidecar: bytes | None, partial_size: int | None) -> int:
+    """How many bytes of ``header``'s file the receiver already has: 0 or a prefix.
+
+    A partial file counts only if its sidecar holds this very header (same name, size,
+    algorithm and digest, so it is the same file) and it is no longer than the file.
+    The whole-file digest checked at the end still guards the prefix's content.
+    """
+    if sidecar is None or partial_size is None:
+        return 0
+    try:
+        stored = decode_header(sidecar)
+    except ProtocolError:
+        return 0
+    if stored != header or partial_size > header.size:
+        return 0
+    return partial_size

@@ -35,7 +35,14 @@ from collections.abc import Callable
 from typing import Any
 
 from ._byte_buffer import ByteBuffer
-from ._dest_dir import DestDir, check_room, open_dest
+from ._dest_dir import (
+    DestDir,
+    check_room,
+    open_dest,
+    partial_name,
+    resume_offset,
+    sidecar_name,
+)
 from ._errors import (
     AsynchronousCloseError,
     ClosedChannelError,
@@ -64,9 +71,6 @@ from ._wire import (
     Header,
     ProtocolError,
     Receiver,
-    partial_name,
-    resume_offset,
-    sidecar_name,
 )
 
 __all__ = ["FileReceiver", "RECV_PATHS"]
