@@ -9,6 +9,7 @@ that ``close()`` stops a receiver from another thread and leaves no descriptor b
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import os
 import threading
@@ -213,3 +214,10 @@ def test_close_stops_an_idle_serve_forever(dest: Path) -> None:
     s.close()
     with pytest.raises(zcio.ClosedChannelError):
         s.receiver.accept_one()
+
+
+def test_an_unclosed_receiver_warns_and_frees_its_descriptors(dest: Path) -> None:
+    receiver = FileReceiver(str(dest))
+    with pytest.warns(ResourceWarning, match="unclosed FileReceiver"):
+        del receiver
+        gc.collect()

@@ -31,6 +31,7 @@ import socket
 import stat
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -447,6 +448,16 @@ class FileReceiver:
 
     def __enter__(self) -> FileReceiver:
         return self
+
+    def __del__(self) -> None:
+        if getattr(self, "_closed", True):  # closed, or __init__ failed before opening
+            return
+        warnings.warn(f"unclosed FileReceiver for {self._dest.path!r}", ResourceWarning,
+                      source=self, stacklevel=1)
+        with contextlib.suppress(OSError, ZcioError):
+            self._server.close()
+        with contextlib.suppress(OSError):
+            os.close(self._dest.fd)
 
     def __exit__(self, *exc: object) -> None:
         self.close()
