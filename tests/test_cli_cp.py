@@ -27,7 +27,7 @@ import pytest
 
 from faults import OK, Faults, short
 from test_reflink import btrfs_dir  # noqa: F401 - a fixture
-from zcio import _syscalls
+from zcio import ProgressEvent, _copy, _syscalls, copy_file
 from zcio._cli import _common, _cp, main
 from zcio._cli._common import human_rate
 
@@ -397,23 +397,12 @@ def test_progress_advances_chunk_by_chunk(tmp_path: Path,
     sparse = tmp_path / "sparse"
     block = os.statvfs(tmp_path).f_bsize  # extents are whole blocks
     write_sparse(sparse, 20 * MIB, [(0, os.urandom(3 * MIB)), (10 * MIB, b"z" * 1000)])
-    seen: list[tuple[str, Any]] = []
-
-    class Bar:
-        def advance(self, n: int) -> None:
-            seen.append(("advance", n))
-
-    @contextmanager
-    def fake_progress(total: int | None, description: str,
-                      enabled: bool = True) -> Iterator[Bar]:
-        seen.append(("total", total))
-        yield Bar()
-
-    monkeypatch.setattr(_cp, "progress", fake_progress)
-    monkeypatch.setattr(_cp, "CHUNK", MIB)
-    result = _cp.copy_file(str(sparse), str(tmp_path / "copy"), show_progress=True)
-    assert seen == [("total", 3 * MIB + block), ("advance", MIB), ("advance", MIB),
-                    ("advance", MIB), ("advance", block)]
+    seen: list[ProgressEvent] = []
+    monkeypatch.setattr(_copy, "CHUNK", MIB)
+    result = copy_file(str(sparse), str(tmp_path / "copy"), progress=seen.append)
+    total = 3 * MIB + block
+    assert seen == [ProgressEvent("cp", "copy", done, total)
+                    for done in (0, MIB, 2 * MIB, 3 * MIB, total)]
     assert result.data_bytes == 3 * MIB + block and result.holes == 17 * MIB - block
     assert sha(tmp_path / "copy") == sha(sparse)
 
@@ -423,8 +412,8 @@ def test_data_extents(tmp_path: Path) -> None:
     write_sparse(p, 10 * MIB, [(2 * MIB, b"a" * 10), (8 * MIB, b"b" * 10)])
     fd = os.open(p, os.O_RDONLY)
     try:
-        extents = list(_cp.data_extents(fd, 10 * MIB))
-        assert list(_cp.data_extents(fd, 0)) == []
+        extents = list(_copy.data_extents(fd, 10 * MIB))
+        assert list(_copy.data_extents(fd, 0)) == []
     finally:
         os.close(fd)
     block = os.statvfs(p).f_bsize
@@ -488,7 +477,7 @@ def test_pseudo_file_is_read_to_its_end(tmp_path: Path, path: str, method: str) 
 
 def _changing_source(monkeypatch: pytest.MonkeyPatch, change: Any) -> list[int]:
     """Run ``change()`` before the copy's first transfer call; the calls' counts."""
-    real, calls = _cp.transfer, []
+    real, calls = _copy.transfer, []
 
     def transfer(src: Any, dst: Any, count: int, *, path: str | None = None) -> int:
         if not calls:
@@ -496,8 +485,8 @@ def _changing_source(monkeypatch: pytest.MonkeyPatch, change: Any) -> list[int]:
         calls.append(count)
         return real(src, dst, count, path=path)
 
-    monkeypatch.setattr(_cp, "transfer", transfer)
-    monkeypatch.setattr(_cp, "CHUNK", MIB)
+    monkeypatch.setattr(_copy, "transfer", transfer)
+    monkeypatch.setattr(_copy, "CHUNK", MIB)
     return calls
 
 
@@ -510,7 +499,7 @@ def test_growing_source_is_copied_to_its_end(src: Path, tmp_path: Path,
             f.write(more)
 
     calls = _changing_source(monkeypatch, grow)
-    result = _cp.copy_file(str(src), str(tmp_path / "copy"))
+    result = copy_file(str(src), str(tmp_path / "copy"))
     assert calls  # the copy ran while the file grew
     assert (tmp_path / "copy").read_bytes() == src.read_bytes()
     assert result.size == result.data_bytes == 3 * MIB + 17 + len(more)

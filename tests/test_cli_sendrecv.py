@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 
 from test_cli_cp import PSEUDO_FILES, pseudo_file
-from zcio._cli._wire import (
+from zcio._wire import (
     Abort,
     Accept,
     Header,

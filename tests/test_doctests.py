@@ -52,5 +52,5 @@ def test_the_examples_are_found() -> None:
     for expected in ("zcio._byte_buffer.ByteBuffer", "zcio._composite.CompositeBuffer",
                      "zcio._pipe.Pipe", "zcio._socket_channel.SocketChannel",
                      "zcio._metrics.measure", "zcio.serve._file_server.FileServer",
-                     "zcio._cli._wire.Receiver"):
+                     "zcio._wire.Receiver"):
         assert expected in names

@@ -8,7 +8,8 @@ import struct
 
 import pytest
 
-from zcio._cli._wire import (
+from zcio._dest_dir import partial_name, resume_offset, sidecar_name
+from zcio._wire import (
     MAX_MESSAGE,
     MAX_NAME,
     NEED_DATA,
@@ -25,9 +26,6 @@ from zcio._cli._wire import (
     decode_header,
     decode_reply,
     encode_reply,
-    partial_name,
-    resume_offset,
-    sidecar_name,
 )
 
 DIGEST = hashlib.sha256(b"hello").digest()

@@ -11,6 +11,8 @@ from ._buffer import Buffer as Buffer
 from ._byte_buffer import ByteBuffer as ByteBuffer
 from ._channel import Channel as Channel
 from ._composite import CompositeBuffer as CompositeBuffer
+from ._copy import CopyResult as CopyResult
+from ._copy import copy_file as copy_file
 from ._direct import BufferPoolInfo as BufferPoolInfo
 from ._direct import buffer_pools as buffer_pools
 from ._direct import max_direct_memory as max_direct_memory
@@ -64,6 +66,9 @@ from ._pipe import SinkChannel as SinkChannel
 from ._pipe import SourceChannel as SourceChannel
 from ._pipe import pipe_max_size as pipe_max_size
 from ._pool import PooledAllocator as PooledAllocator
+from ._progress import ProgressCallback as ProgressCallback
+from ._progress import ProgressEvent as ProgressEvent
+from ._recv import FileReceiver as FileReceiver
 from ._selectable import OP_ACCEPT as OP_ACCEPT
 from ._selectable import OP_CONNECT as OP_CONNECT
 from ._selectable import OP_READ as OP_READ
@@ -71,6 +76,10 @@ from ._selectable import OP_WRITE as OP_WRITE
 from ._selectable import SelectableChannel as SelectableChannel
 from ._selector import SelectionKey as SelectionKey
 from ._selector import Selector as Selector
+from ._send import send_file as send_file
+from ._session import ReceiveResult as ReceiveResult
+from ._session import SendResult as SendResult
+from ._session import TransferFailed as TransferFailed
 from ._shared import EndOfStreamError as EndOfStreamError
 from ._shared import HandoffError as HandoffError
 from ._shared import SealViolationError as SealViolationError
@@ -90,12 +99,14 @@ from ._typed import LongBuffer as LongBuffer
 from ._typed import ShortBuffer as ShortBuffer
 from ._typed import TypedBuffer as TypedBuffer
 from ._version import __version__ as __version__
+from ._wire import ProtocolError as ProtocolError
 from ._zerocopy import ZeroCopySender as ZeroCopySender
 
 __all__ = [
     "AlignmentError",
     "AlreadyBoundError",
     "AlreadyConnectedError",
+    "AsynchronousCloseError",
     "Buffer",
     "BufferOverflowError",
     "BufferPoolInfo",
@@ -106,14 +117,15 @@ __all__ = [
     "Channel",
     "CharBuffer",
     "ClosedChannelError",
-    "AsynchronousCloseError",
     "ClosedSelectorError",
     "CompositeBuffer",
     "ConnectionPendingError",
+    "CopyResult",
     "DoubleBuffer",
     "EndOfStreamError",
     "FileChannel",
     "FileLock",
+    "FileReceiver",
     "FloatBuffer",
     "HandoffError",
     "IllegalArgumentError",
@@ -145,12 +157,17 @@ __all__ = [
     "PathStats",
     "Pipe",
     "PooledAllocator",
+    "ProgressCallback",
+    "ProgressEvent",
+    "ProtocolError",
     "ReadOnlyBufferError",
+    "ReceiveResult",
     "ReleasedBufferError",
     "SealViolationError",
     "SelectableChannel",
     "SelectionKey",
     "Selector",
+    "SendResult",
     "ServerSocketChannel",
     "SharedByteBuffer",
     "ShortBuffer",
@@ -159,17 +176,20 @@ __all__ = [
     "SourceChannel",
     "TRANSFER_PATHS",
     "TransferError",
+    "TransferFailed",
     "TypedBuffer",
     "UnsupportedOperationError",
     "ZcioError",
     "ZeroCopySender",
     "buffer_pools",
+    "copy_file",
     "leak_detection",
     "max_direct_memory",
     "measure",
     "metrics",
     "parse_size",
     "pipe_max_size",
+    "send_file",
     "set_leak_detection",
     "set_max_direct_memory",
     "splice",

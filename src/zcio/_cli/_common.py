@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import sys
@@ -13,13 +12,13 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from .._direct import parse_size
-from .._errors import TransferError, ZcioError
+from .._errors import ZcioError
 
 if TYPE_CHECKING:
-    from .._file_channel import FileChannel
+    from .._progress import ProgressEvent
 
 __all__ = ["SIZE", "HOST_PORT", "PATH", "fail_line", "emit_json", "progress", "Progress",
-           "human_size", "human_rate", "copy_to_end"]
+           "human_size", "human_rate", "ProgressBars"]
 
 
 def human_size(n: float, digits: int = 1) -> str:
@@ -156,38 +155,37 @@ def _stderr_console() -> Any:
     return Console(stderr=True)
 
 
-def copy_to_end(src: FileChannel, dst: FileChannel, position: int, bar: Progress) -> int:
-    """Copy ``src`` from ``position`` until read(2) says it ended, into ``dst`` at the
-    same offset; returns the bytes copied.  Both channels' positions end at the end.
+class ProgressBars:
+    """A ``zcio.ProgressCallback`` that draws each phase as its own bar (``Progress``):
+    ``"<phase> <name>"``, one phase at a time.  A context manager: the last bar stops
+    on exit.  Used from one thread at a time."""
 
-    For the bytes past the size fstat reported: a procfs, sysfs or FUSE file that says
-    it holds 0 bytes, or a file that grew.  Only read(2)'s 0 means the end there
-    (copy_file_range answers 0 at once on procfs), so this is always the read/write
-    path, asked for an explicit count (a transfer of "all" stops at the size): the
-    engine's TransferError "source ended" after 0 bytes is the end; after some bytes,
-    they are counted and the next call says whether it was the end or an error (which
-    then comes as a plain OSError, the file's name unknown).
+    def __init__(self, enabled: bool = True) -> None:
+        self._enabled = enabled
+        self._bar: Progress | None = None
+        self._key: tuple[str, str] | None = None
+        self._done = 0
 
-    Syscalls: ``pread``/``pwrite`` (1 MiB at a time) through ``zcio.transfer``.
-    """
-    from .._transfer import transfer
+    def __call__(self, event: ProgressEvent) -> None:
+        if (event.phase, event.name) != self._key:
+            self._stop()
+            self._key, self._done = (event.phase, event.name), 0
+            self._bar = Progress(event.total, f"{event.phase} {event.name}", self._enabled)
+            self._bar.__enter__()
+        assert self._bar is not None
+        self._bar.advance(event.done - self._done)
+        self._done = event.done
 
-    src.position(position)
-    dst.position(position)
-    at = position
-    while True:
-        try:
-            n = transfer(src, dst, _TO_END_STEP, path="read_write")
-        except TransferError as e:
-            if e.transferred == 0 and e.errno == errno.ENODATA:
-                break  # read(2) returned 0
-            n = e.transferred
-        at += n
-        bar.advance(n)
-    return at - position
+    def _stop(self) -> None:
+        bar, self._bar, self._key = self._bar, None, None
+        if bar is not None:
+            bar.__exit__(None, None, None)
 
+    def __enter__(self) -> ProgressBars:
+        return self
 
-_TO_END_STEP = 16 << 20  # bytes per transfer call in copy_to_end: the bar moves
+    def __exit__(self, *exc: Any) -> None:
+        self._stop()
 
 
 @contextmanager

@@ -1,6 +1,6 @@
-"""The ``zcio send`` / ``zcio recv`` protocol, sans-IO: bytes in, events out.
+"""The send/receive protocol (``zcio.send_file``, ``zcio.FileReceiver``), sans-IO.
 
-This module reads no socket and touches no file (h11's split): the command layer
+This module reads no socket and touches no file (h11's split): the I/O layer (``_session``)
 reads exactly :meth:`needed` bytes, feeds them in with ``receive_data``, takes
 events out with ``next_event``, and writes the bytes the ``accept``/``verdict``/
 ``abort`` calls return.  The file's bytes themselves never pass through here: they
@@ -44,13 +44,13 @@ import struct
 from dataclasses import dataclass
 from typing import Any, Final, Generic, TypeVar
 
-from .._errors import ZcioError
+from ._errors import ZcioError
 
 __all__ = [
     "MAGIC", "VERSION", "SHA256", "MAX_NAME", "MAX_MESSAGE", "PART_SUFFIX", "HEAD_SUFFIX",
     "ProtocolError", "NEED_DATA", "NeedData", "Header", "Accept", "Verified", "Mismatch",
     "Abort", "Reply", "encode_reply", "decode_header", "decode_reply", "check_name", "new_digest",
-    "partial_name", "sidecar_name", "resume_offset", "Sender", "Receiver",
+    "Sender", "Receiver",
 ]
 
 MAGIC: Final = b"ZCIO"
@@ -326,7 +326,7 @@ def decode_reply(data: bytes) -> Reply:
     return _decode_one(_ReplyReader(), data)
 
 
-# -- the receiver's files --------------------------------------------------------------
+# -- digests --------------------------------------------------------------------------
 
 
 def new_digest(algorithm: int = SHA256) -> Any:
@@ -334,34 +334,6 @@ def new_digest(algorithm: int = SHA256) -> Any:
     if algorithm != SHA256:
         raise ProtocolError(f"unknown checksum algorithm {algorithm}")
     return hashlib.sha256()
-
-
-def partial_name(name: str) -> str:
-    """Where the bytes of ``name`` land until verified: ``.NAME.zcio-part``."""
-    return f".{check_name(name)}{PART_SUFFIX}"
-
-
-def sidecar_name(name: str) -> str:
-    """The partial file's sidecar, holding the header it belongs to: ``.NAME.zcio-head``."""
-    return f".{check_name(name)}{HEAD_SUFFIX}"
-
-
-def resume_offset(header: Header, sidecar: bytes | None, partial_size: int | None) -> int:
-    """How many bytes of ``header``'s file the receiver already has: 0 or a prefix.
-
-    A partial file counts only if its sidecar holds this very header (same name, size,
-    algorithm and digest, so it is the same file) and it is no longer than the file.
-    The whole-file digest checked at the end still guards the prefix's content.
-    """
-    if sidecar is None or partial_size is None:
-        return 0
-    try:
-        stored = decode_header(sidecar)
-    except ProtocolError:
-        return 0
-    if stored != header or partial_size > header.size:
-        return 0
-    return partial_size
 
 
 # -- the two sides ---------------------------------------------------------------------
