@@ -71,7 +71,8 @@ class LoopTransfer(_Transfer):
     because bytes already taken from the source must reach the target: splice through
     a pipe (socket to socket) and read/write from a stream.  Here those bytes (``held``)
     stay in a pipe or buffer private to this transfer, across awaits, and a step
-    returns what reached the target.
+    returns what reached the target; a file source's are held too (never read twice),
+    its offset moving only as they are delivered, so they are never :meth:`dropped`.
 
     Descriptor ownership: the caller's endpoints (``owned``) may be closed at any await,
     and their numbers given to new sockets or files.  So every syscall goes to a
@@ -80,8 +81,8 @@ class LoopTransfer(_Transfer):
     owns both endpoints (:meth:`check`): once one is closed (or ``transport`` is
     closing, unless because the peer reset the connection: then the kernel's error
     is reported, as without a transport) nothing more moves and the step raises
-    ClosedChannelError.  Offsets live
-    in the duplicates' ``_End`` (``src.offset``/``dst.offset``).
+    ClosedChannelError.  Offsets live in the duplicates' ``_End``
+    (``src.offset``/``dst.offset``).
     """
 
     def __init__(self, src: _End, dst: _End, path: str | None,
@@ -167,8 +168,9 @@ class LoopTransfer(_Transfer):
         return k
 
     def _read_write(self, want: int) -> int:
-        if self.src.offset is not None:  # re-readable: unwritten bytes are not consumed
-            return super()._read_write(want)
+        """The relay: read a chunk, then write what it holds, across awaits, until all
+        of it is written; a file source is never read twice (each byte crosses user
+        space twice, in and out), and its offset moves only as bytes are delivered."""
         buf = self._relay
         if buf is None:
             buf = self._relay = _scratch.temporary_buffer(_scratch.CHUNK)
@@ -177,6 +179,8 @@ class LoopTransfer(_Transfer):
             n = self._read_into(buf)
             if n == 0:
                 return 0
+            if self.src.offset is not None:
+                self.src.offset -= n  # read ahead, not delivered: see _advance below
             buf.limit(n)
             self.held = n
         dst = self.dst
@@ -193,8 +197,7 @@ class LoopTransfer(_Transfer):
         metrics.record("read_write", user_bytes=k, operations=0)
         buf.position(buf.position() + k)
         self.held -= k
-        if dst.offset is not None:
-            dst.offset += k
+        self._advance(k)
         return k
 
     def flush(self) -> int:
@@ -208,6 +211,11 @@ class LoopTransfer(_Transfer):
                 break
             delivered += k
         return delivered
+
+    def dropped(self) -> int:
+        """The held bytes that are lost if the transfer ends now: none from a file
+        source, whose offset still points at them."""
+        return self.held if self.src.offset is None else 0
 
     def close(self) -> None:
         """Close the duplicates, the private pipe and the relay buffer (idempotent)."""
@@ -266,7 +274,7 @@ async def drive(job: LoopTransfer, count: int, progress: Progress) -> int:
         moved += job.flush()
         raise
     finally:
-        progress.transferred, progress.dropped = moved, job.held
+        progress.transferred, progress.dropped = moved, job.dropped()
         waiter.close()
         job.close()
     return moved
