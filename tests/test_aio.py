@@ -821,3 +821,31 @@ def test_cancelled_relay_from_a_file_loses_nothing(
     assert 0 < p.transferred < SIZE - 7 and p.dropped == 0
     assert position == 7 + p.transferred
     assert drain_now(b) == data[7:position]
+
+
+@pytest.mark.parametrize(("path", "script"), [
+    ("splice", {"splice": [OK, short(1000), errno.ECONNRESET]}),  # fill, deliver, fail
+    ("read_write", {"write": [short(1000), errno.ECONNRESET]}),
+])
+def test_relay_target_failing_counts_the_bytes_it_held_as_dropped(
+        run: Run, pair: tuple[socket.socket, socket.socket],
+        pair2: tuple[socket.socket, socket.socket], path: str,
+        script: dict[str, list[Any]]) -> None:
+    """A stream's bytes the relay took but the failing target never got are lost:
+    TransferError has the count delivered, and ``Progress.dropped`` the rest taken."""
+    (s_in, s_out), (d_in, d_out) = pair, pair2
+    sent = os.urandom(50_000)
+    s_out.sendall(sent)
+    p = Progress()
+
+    async def main() -> None:
+        with _syscalls.override(Faults(script)), pytest.raises(TransferError) as ei:
+            await aio.splice(s_in, d_in, len(sent), path=path, progress=p)
+        assert ei.value.errno == errno.ECONNRESET and ei.value.transferred == 1000
+
+    run(main())
+    assert p.transferred == 1000 and p.dropped > 0
+    assert drain_now(d_out) == sent[:1000]
+    rest = drain_now(s_in)
+    assert p.transferred + p.dropped + len(rest) == len(sent)
+    assert rest == sent[p.transferred + p.dropped:]
