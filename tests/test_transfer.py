@@ -316,7 +316,7 @@ class _refuse_mmap:
     def __enter__(self) -> None:
         import mmap as mmap_module
 
-        import zcio._transfer as engine
+        import zcio._rungs as engine
 
         self.saved = engine.mmap
         err = self.err
@@ -332,7 +332,7 @@ class _refuse_mmap:
         engine.mmap = Refusing  # type: ignore[assignment]
 
     def __exit__(self, *exc: object) -> None:
-        import zcio._transfer as engine
+        import zcio._rungs as engine
 
         engine.mmap = self.saved
 

@@ -49,6 +49,7 @@ from ._guard import io_call
 from ._memory import buffer_address
 from ._metrics import metrics
 from ._syscalls import IOV_MAX, retry
+from ._transfer import TransferSource, TransferTarget, transfer_from, transfer_to
 
 if TYPE_CHECKING:
     from ._mapped import MapMode, MappedByteBuffer
@@ -450,22 +451,22 @@ class FileChannel(Channel):
             mapped.release()
         return mapped
 
-    def transfer_to(self, position: int, count: int, target: Any) -> int:
+    def transfer_to(self, position: int, count: int, target: TransferTarget) -> int:
         """Move up to ``count`` bytes from ``position`` to ``target`` inside the kernel.
 
-        See ``zcio._transfer.transfer_to`` for the paths tried and the rules.
+        Indices: this channel's position does not move; the target's advances by the
+        count returned.  See ``zcio._transfer.transfer_to`` for the paths tried, the
+        rules and the ``Syscalls:``.
         """
-        from ._transfer import transfer_to
-
         return transfer_to(self, position, count, target)
 
-    def transfer_from(self, src: Any, position: int, count: int) -> int:
+    def transfer_from(self, src: TransferSource, position: int, count: int) -> int:
         """Move up to ``count`` bytes from ``src`` into this file at ``position``.
 
-        See ``zcio._transfer.transfer_from`` for the paths tried and the rules.
+        Indices: this channel's position does not move; the source's advances by the
+        count returned.  See ``zcio._transfer.transfer_from`` for the paths tried, the
+        rules and the ``Syscalls:``.
         """
-        from ._transfer import transfer_from
-
         return transfer_from(self, src, position, count)
 
     def __repr__(self) -> str:
