@@ -13,6 +13,8 @@ A rung is built once per transfer over two :class:`zcio._endpoint.End` objects.
   ENODEV); the ladder falls to the next rung;
 * raises :class:`Lost` (an ``OSError``'s wrapper): the target failed after the source
   gave bytes that cannot be read again (a stream); the driver reports TransferError;
+  those bytes stay ``held`` until ``release()``/``close()``, so the driver can count
+  what was lost;
 * raises ``OSError``: nothing reached the target in this step.
 
 Positions: a file end's ``offset`` advances by what reached the target, so a source
@@ -249,17 +251,17 @@ class Splice(Rung):
         except BlockingIOError:
             raise WouldBlock(dst, select.POLLOUT) from None
         except OSError as e:
-            stream = src.offset is None
-            self.release()  # a file source reads them again; a stream's are lost
-            if not stream and e.errno in FALLBACK:
+            if src.offset is None:  # a stream's bytes are lost: still held, so counted
+                raise Lost(e) from e
+            self.release()  # a file source reads them again
+            if e.errno in FALLBACK:
                 # The target cannot take spliced bytes (an O_APPEND file: EINVAL):
                 # nothing moved, try the next rung.
                 raise Unsupported(f"splice: {e.strerror}") from e
-            if not stream:
-                raise
-            raise Lost(e) from e
+            raise
         if k == 0:
-            self.release()
+            if src.offset is not None:
+                self.release()
             raise Lost(OSError(errno.EPIPE, "target accepted no bytes"))
         metrics.record("splice", kernel_bytes=k, operations=0)
         self.held -= k

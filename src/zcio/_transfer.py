@@ -134,6 +134,24 @@ def default_ladder(src_kind: str, dst_kind: str, loopback_peer: bool = False
     return default, possible
 
 
+def plan(src: End, dst: End, path: str | None) -> tuple[list[str], bool]:
+    """(the rung names to try, whether forced) for ``src`` -> ``dst``: the default
+    ladder, or the one rung ``path`` (or ``ZCIO_TRANSFER_PATH``) names, with no
+    fallback.  IllegalArgumentError for an unknown path or one these ends cannot take.
+    Every driver builds its :class:`~zcio._rungs.Ladder` from this."""
+    forced = path or os.environ.get("ZCIO_TRANSFER_PATH") or None
+    ladder, possible = _ladder(src, dst)
+    if forced is None:
+        return ladder, False
+    if forced not in PATHS:
+        raise IllegalArgumentError(f"unknown transfer path {forced!r}; one of {PATHS}")
+    if forced not in possible:
+        raise IllegalArgumentError(
+            f"path {forced!r} cannot move {src.kind} -> {dst.kind} "
+            f"(possible: {', '.join(possible)})")
+    return [forced], True
+
+
 class _Transfer:
     """The blocking driver: one transfer in progress over a :class:`~zcio._rungs.Ladder`.
 
@@ -149,17 +167,7 @@ class _Transfer:
         self.src, self.dst = src, dst
         self.guard = guard  # its channels closing stops the transfer
         self.rungs: Ladder | None = None
-        forced = path or os.environ.get("ZCIO_TRANSFER_PATH") or None
-        ladder, possible = _ladder(src, dst)
-        if forced is not None:
-            if forced not in PATHS:
-                raise IllegalArgumentError(f"unknown transfer path {forced!r}; one of {PATHS}")
-            if forced not in possible:
-                raise IllegalArgumentError(
-                    f"path {forced!r} cannot move {src.kind} -> {dst.kind} "
-                    f"(possible: {', '.join(possible)})")
-            ladder = [forced]
-        self.ladder, self.forced = ladder, forced is not None
+        self.ladder, self.forced = plan(src, dst, path)
 
     @property
     def path(self) -> str:
@@ -241,6 +249,16 @@ def _poll(fd: int, events: int) -> None:
     poller.poll()
 
 
+def file_range(fd: int, position: int, count: int) -> int:
+    """How many bytes ``transfer_to`` moves from ``position`` of file ``fd`` (Java's
+    rules): IllegalArgumentError for a negative position or count; 0 past the end;
+    else ``count`` cut to what the file has.  One ``fstat``."""
+    if position < 0 or count < 0:
+        raise IllegalArgumentError(f"negative position {position} or count {count}")
+    size = os.fstat(fd).st_size
+    return 0 if position > size else min(count, size - position)
+
+
 def transfer_to(channel: FileChannel, position: int, count: int, target: TransferTarget,
                 path: str | None = None) -> int:
     """``FileChannel.transfer_to``: up to ``count`` bytes from ``position`` to ``target``.
@@ -266,12 +284,7 @@ def _transfer_to(guard: Guard, channel: FileChannel, position: int, count: int, 
     dst = classify(target, writing=True, check=False, guard=guard)
     src_fd = channel._readable_fd()
     check_mode(dst, writing=True)
-    if position < 0 or count < 0:
-        raise IllegalArgumentError(f"negative position {position} or count {count}")
-    size = os.fstat(src_fd).st_size
-    if position > size:
-        return 0
-    count = min(count, size - position)
+    count = file_range(src_fd, position, count)
     if count == 0:
         return 0
     src = End(channel, src_fd, FILE, position)
