@@ -9,6 +9,15 @@ import os
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ._aio_driver import LoopTransfer, Progress, drive, still_owned
+from ._endpoint import (
+    FILE,
+    OBJECT,
+    End,
+    check_mode,
+    classify,
+    file_position,
+    set_file_position,
+)
 from ._errors import (
     ClosedChannelError,
     IllegalArgumentError,
@@ -17,15 +26,7 @@ from ._errors import (
     UnsupportedOperationError,
 )
 from ._file_channel import FileChannel
-from ._transfer import (
-    _FILE,
-    _OBJECT,
-    _check_mode,
-    _End,
-    _end,
-    _file_position,
-    _set_file_position,
-)
+from ._transfer import file_range
 
 if TYPE_CHECKING:
     from ._pipe import HasFileno
@@ -43,15 +44,15 @@ class TransportLike(Protocol):
 
 
 
-def _loop_end(obj: Any, writing: bool) -> _End:
-    """``_end`` for a loop: a descriptor, and a non-blocking one unless a regular file."""
-    return _check_loop_end(_end(obj, writing), obj)
+def _loop_end(obj: Any, writing: bool) -> End:
+    """``classify`` for a loop: a descriptor, and a non-blocking one unless a regular file."""
+    return _check_loop_end(classify(obj, writing), obj)
 
 
-def _check_loop_end(end: _End, obj: Any) -> _End:
-    if end.kind == _OBJECT:
+def _check_loop_end(end: End, obj: Any) -> End:
+    if end.kind == OBJECT:
         raise TypeError(f"{type(obj).__name__} has no file descriptor for an event loop")
-    if end.kind != _FILE and os.get_blocking(end.fd):
+    if end.kind != FILE and os.get_blocking(end.fd):
         raise IllegalBlockingModeError(
             f"{obj!r} is in blocking mode: an event loop needs O_NONBLOCK "
             "(sock.setblocking(False), os.set_blocking(fd, False))")
@@ -113,8 +114,8 @@ async def sendfile(sock: HasFileno | TransportLike, file: HasFileno, offset: int
         raise IllegalArgumentError(f"negative offset {offset} or count {count}")
     target, transport = _target_socket(sock)
     dst = _loop_end(target, writing=True)
-    src = _end(file, writing=False)
-    if src.kind != _FILE:
+    src = classify(file, writing=False)
+    if src.kind != FILE:
         raise IllegalArgumentError(f"sendfile needs a regular file, not a {src.kind}")
     want = count if count is not None else max(os.fstat(src.fd).st_size - offset, 0)
     src.offset = offset
@@ -131,11 +132,11 @@ async def sendfile(sock: HasFileno | TransportLike, file: HasFileno, offset: int
     return moved
 
 
-def _set_position(end: _End, offset: int | None) -> None:
+def _set_position(end: End, offset: int | None) -> None:
     """Set a file endpoint's own position to ``offset`` (None: a stream, nothing to do),
     unless the caller closed it meanwhile."""
     if offset is not None and still_owned(end):
-        _set_file_position(end, offset)
+        set_file_position(end, offset)
 
 
 def _seek(file: HasFileno, position: int) -> None:
@@ -166,21 +167,16 @@ async def transfer_to(channel: FileChannel, position: int, count: int,
     """
     channel.fileno()
     target, transport = _target_socket(target)
-    dst = _end(target, writing=True, check_mode=False)
+    dst = classify(target, writing=True, check=False)
     src_fd = channel._readable_fd()
-    _check_mode(dst, writing=True)
-    if position < 0 or count < 0:
-        raise IllegalArgumentError(f"negative position {position} or count {count}")
+    check_mode(dst, writing=True)
     _check_loop_end(dst, target)
-    size = os.fstat(src_fd).st_size
-    if position > size:
-        return 0
-    count = min(count, size - position)
+    count = file_range(src_fd, position, count)
     if count == 0:
         return 0
-    if dst.kind == _FILE:
-        dst.offset = _file_position(dst)
-    job = LoopTransfer(_End(channel, src_fd, _FILE, position), dst, path, transport)
+    if dst.kind == FILE:
+        dst.offset = file_position(dst)
+    job = LoopTransfer(End(channel, src_fd, FILE, position), dst, path, transport)
     p = progress if progress is not None else Progress()
     try:
         return await drive(job, count, p)
@@ -210,21 +206,21 @@ async def splice(src: HasFileno, dst: HasFileno, count: int | None = None, *,
         raise IllegalArgumentError(f"negative count {count}")
     s, d = _loop_end(src, writing=False), _loop_end(dst, writing=True)
     if count is None:
-        want = (os.fstat(s.fd).st_size - _file_position(s) if s.kind == _FILE
+        want = (os.fstat(s.fd).st_size - file_position(s) if s.kind == FILE
                 else (1 << 63) - 1)
     else:
         want = count
-    if s.kind == _FILE:
-        s.offset = _file_position(s)
-    if d.kind == _FILE:
-        d.offset = _file_position(d)
+    if s.kind == FILE:
+        s.offset = file_position(s)
+    if d.kind == FILE:
+        d.offset = file_position(d)
     job = LoopTransfer(s, d, path)
     try:
         moved = await drive(job, max(want, 0), progress or Progress())
     finally:
         _set_position(s, job.src.offset)
         _set_position(d, job.dst.offset)
-    if moved < want and (count is not None or s.kind == _FILE):
+    if moved < want and (count is not None or s.kind == FILE):
         raise _no_data("source ended" if count is not None else "source file shrank",
                        moved, want)
     return moved
