@@ -51,10 +51,11 @@ async def send_zerocopy(sock: socket.socket | SocketChannel | ZeroCopySender, bu
     ``wait()`` or ``close()``.  Errors as ``ZeroCopySender.send``.  Completion
     copied-or-not is counted in ``zcio.metrics`` (see ``zcio._zerocopy``).
 
-    Closing the socket meanwhile ends the call within ~0.1 s (``RECHECK``): OSError
-    EBADF from the send (TransferError with the count if some bytes went out) or
-    ClosedChannelError while awaiting completions (``buf.position()`` says what was
-    sent); the sender keeps what is in flight, as after a cancellation.
+    Closing the socket meanwhile ends the call within ~0.1 s
+    (``zcio._aio_wait.RECHECK``): OSError EBADF from the send (TransferError with the
+    count if some bytes went out) or ClosedChannelError while awaiting completions
+    (``buf.position()`` says what was sent); the sender keeps what is in flight, as
+    after a cancellation.
 
     Syscalls: ``sendmsg(MSG_ZEROCOPY)``, ``recvmsg(MSG_ERRQUEUE)``; ``epoll_wait`` for
     room in the socket (POLLOUT) and for completions (POLLERR, edge-triggered), on a
