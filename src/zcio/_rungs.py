@@ -62,7 +62,6 @@ class WouldBlock(Exception):
     """
 
     def __init__(self, end: End, events: int) -> None:
-        super().__init__(end, events)
         self.end, self.events = end, events
 
     @property
@@ -94,15 +93,25 @@ class Rung:
     """One path of the ladder between two ends.  See the module docstring."""
 
     name: ClassVar[str] = ""
-    __slots__ = ("src", "dst", "held", "nonblocking")
+    __slots__ = ("src", "dst", "held", "nonblocking", "waiting")
 
     def __init__(self, src: End, dst: End, nonblocking: bool = False) -> None:
         self.src, self.dst = src, dst
         self.held = 0  # bytes taken from the source, not yet in the target
         self.nonblocking = nonblocking  # an event loop's: private pipe, no pipe waits
+        self.waiting: WouldBlock | None = None  # what the last try_step would block on
 
     def step(self, want: int) -> int:
         raise NotImplementedError
+
+    def try_step(self, want: int) -> int:
+        """:meth:`step`, but "would block" returns -1 (``waiting`` says on what) instead
+        of raising: cheaper for a driver that steps on every readiness event."""
+        try:
+            return self.step(want)
+        except WouldBlock as wb:
+            self.waiting = wb
+            return -1
 
     @property
     def must_deliver(self) -> bool:
@@ -184,28 +193,68 @@ class Sendfile(Rung):
     step to a stream (the HTTP server's per-response rung)."""
 
     name = "sendfile"
-    __slots__ = ()
+    __slots__ = ("calls", "sent", "full")
+
+    def __init__(self, src: End, dst: End, nonblocking: bool = False) -> None:
+        super().__init__(src, dst, nonblocking)
+        self.calls = self.sent = 0  # counted here, recorded in metrics by close()
+        self.full = WouldBlock(dst, select.POLLOUT)  # raised afresh each time
 
     def step(self, want: int) -> int:
+        n = self.try_step(want)
+        if n < 0:  # raised here, not in a handler: no exception context to chain
+            raise self.full.with_traceback(None)
+        return n
+
+    def try_step(self, want: int) -> int:
+        # The HTTP server's hot path: one syscall, two counters, no exception.
         src, dst = self.src, self.dst
-        if dst.offset is None:
-            n = self.kernel_call(_syscalls.SYS.sendfile, dst.fd, src.fd, src.offset, want)
-        else:
-            # sendfile writes at the target's own position: seek there, and back after,
-            # so that a file written at an explicit offset keeps its position.
-            own = os.lseek(dst.fd, 0, os.SEEK_CUR)
-            os.lseek(dst.fd, dst.offset, os.SEEK_SET)
+        if dst.offset is not None:
             try:
-                n = self.kernel_call(_syscalls.SYS.sendfile, dst.fd, src.fd, src.offset,
-                                     want)
-            finally:
-                os.lseek(dst.fd, own, os.SEEK_SET)
-        metrics.record("sendfile", kernel_bytes=n, operations=0)
+                return self._to_file(want)
+            except WouldBlock as wb:
+                self.waiting = wb
+                return -1
+        while True:
+            try:
+                n = _syscalls.SYS.sendfile(dst.fd, src.fd, src.offset, want)
+                break
+            except BlockingIOError:  # the source is a file: the target is full
+                self.waiting = self.full
+                return -1
+            except InterruptedError:
+                continue
+            except OSError as e:
+                if e.errno in FALLBACK:
+                    raise Unsupported(f"sendfile: {e.strerror}") from e
+                raise
+        self.calls += 1
+        self.sent += n
         if src.offset is not None:
             src.offset += n
-        if dst.offset is not None:
-            dst.offset += n
         return n
+
+    def _to_file(self, want: int) -> int:
+        # sendfile writes at the target's own position: seek there, and back after,
+        # so that a file written at an explicit offset keeps its position.
+        src, dst = self.src, self.dst
+        assert dst.offset is not None
+        own = os.lseek(dst.fd, 0, os.SEEK_CUR)
+        os.lseek(dst.fd, dst.offset, os.SEEK_SET)
+        try:
+            n = self.kernel_call(_syscalls.SYS.sendfile, dst.fd, src.fd, src.offset, want)
+        finally:
+            os.lseek(dst.fd, own, os.SEEK_SET)
+        self.calls += 1
+        self.sent += n
+        self.advance(n)
+        return n
+
+    def close(self) -> None:
+        self.held = 0
+        if self.calls:
+            metrics.record("sendfile", self.calls, self.sent, 0, 0)
+            self.calls = self.sent = 0
 
 
 class Splice(Rung):
@@ -415,6 +464,10 @@ RUNGS: dict[str, type[Rung]] = {r.name: r for r in (CopyFileRange, Sendfile, Spl
                                                      MmapWrite, ReadWrite)}
 
 
+def _try_step(rung: Rung, want: int) -> int:
+    return rung.try_step(want)
+
+
 class Ladder:
     """The rungs to try for one transfer, cheapest first, each built when first used.
 
@@ -442,13 +495,20 @@ class Ladder:
     def held(self) -> int:
         return self.rung.held
 
+    def try_step(self, want: int) -> int:
+        """:meth:`step`, but "would block" returns -1 and ``self.rung.waiting`` says on
+        what (see :meth:`Rung.try_step`)."""
+        return self.step(want, _try_step)
+
     def step(self, want: int, call: Callable[[Rung, int], int] | None = None) -> int:
         """One step of the current rung (``call(rung, want)`` instead of ``rung.step``,
         for a driver that wraps it); see the module docstring."""
         while True:
             rung = self.rung
             try:
-                return rung.step(want) if call is None else call(rung, want)
+                if call is None:
+                    return rung.step(want)
+                return call(rung, want)
             except Unsupported as u:
                 rung.close()
                 i = self.names.index(rung.name)

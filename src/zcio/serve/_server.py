@@ -67,7 +67,7 @@ from email.utils import formatdate
 from .. import _syscalls
 from .._endpoint import FILE, SOCKET, End
 from .._metrics import metrics
-from .._rungs import Ladder, Lost, WouldBlock
+from .._rungs import Ladder, Lost
 from .._transfer import default_ladder
 from ._access_log import AccessLog, request_line
 from ._http import (
@@ -136,19 +136,18 @@ class _Body:
 
     def send(self) -> int:
         """One step of the engine: what reached the socket; 0 when the file ends before
-        ``offset``; BlockingIOError when the socket has no room.
+        ``offset``; -1 when the socket has no room.
 
         Syscalls: sendfile (or, where the file system refuses it, mmap+write, then
         pread+write), at most ``remaining`` bytes; ``offset`` and ``remaining`` move by
         what was sent.  An error: OSError, nothing more is sent.
         """
         try:
-            n = self.ladder.step(self.remaining)
-        except WouldBlock:
-            raise BlockingIOError(errno.EAGAIN, "no room") from None
+            n = self.ladder.try_step(self.remaining)
         except Lost as e:
             raise e.error from e
-        self.remaining -= n
+        if n > 0:
+            self.remaining -= n
         return n
 
 
@@ -592,8 +591,6 @@ class Loop:
             return True
         try:
             n = body.send()
-        except (BlockingIOError, InterruptedError):
-            n = -1
         except OSError:  # the client went away (EPIPE, ECONNRESET), or the disk failed
             self._close(conn)
             return False
