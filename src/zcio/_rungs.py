@@ -52,6 +52,7 @@ PATHS = ("copy_file_range", "sendfile", "splice", "mmap_write", "read_write")
 FALLBACK = frozenset({errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP,
                       errno.ENOTSUP, errno.EBADF, errno.ESPIPE, errno.ENODEV})
 MMAP_WINDOW = 8 << 20  # the JDK's transferTo mapping window
+_POPULATE = getattr(mmap, "MAP_POPULATE", 0)
 
 
 class WouldBlock(Exception):
@@ -353,9 +354,9 @@ class MmapWrite(Rung):
             return False
         base = start - start % mmap.ALLOCATIONGRANULARITY
         length = min(want, MMAP_WINDOW, size - start)
-        try:
-            mm = mmap.mmap(self.src.fd, start - base + length, access=mmap.ACCESS_READ,
-                           offset=base)
+        try:  # MAP_POPULATE: the window's pages mapped in one go, not fault by fault
+            mm = mmap.mmap(self.src.fd, start - base + length, mmap.MAP_SHARED | _POPULATE,
+                           mmap.PROT_READ, offset=base)
         except OSError as e:
             if e.errno in FALLBACK or e.errno == errno.EACCES:
                 raise Unsupported(f"mmap: {e.strerror}") from e
@@ -376,7 +377,18 @@ class MmapWrite(Rung):
         assert self.view is not None
         stop = min(self.end, start + want) - self.base
         with self.view[start - self.base : stop] as part:
-            k = self.write_once(part)
+            try:
+                k = self.write_once(part)
+            except Lost as e:
+                # EFAULT: the file shrank under the window (the kernel's copy out of
+                # the mapping fails where a user access would SIGBUS).  Map again:
+                # what is left of the file, or its end (0).
+                if e.error.errno != errno.EFAULT or os.fstat(self.src.fd).st_size >= self.end:
+                    raise
+                k = -1
+        if k < 0:
+            self.close()
+            return self.step(want)
         self.advance(k)
         return k
 
