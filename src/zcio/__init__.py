@@ -16,6 +16,9 @@ from ._direct import buffer_pools as buffer_pools
 from ._direct import max_direct_memory as max_direct_memory
 from ._direct import parse_size as parse_size
 from ._direct import set_max_direct_memory as set_max_direct_memory
+from ._endpoint import HasFileno as HasFileno
+from ._endpoint import TransferSource as TransferSource
+from ._endpoint import TransferTarget as TransferTarget
 from ._errors import AlignmentError as AlignmentError
 from ._errors import AlreadyBoundError as AlreadyBoundError
 from ._errors import AlreadyConnectedError as AlreadyConnectedError
@@ -110,6 +113,7 @@ __all__ = [
     "FileChannel",
     "FileLock",
     "FloatBuffer",
+    "HasFileno",
     "IllegalArgumentError",
     "IllegalBlockingModeError",
     "IllegalReferenceCountError",
@@ -151,6 +155,8 @@ __all__ = [
     "SourceChannel",
     "TRANSFER_PATHS",
     "TransferError",
+    "TransferSource",
+    "TransferTarget",
     "TypedBuffer",
     "UnsupportedOperationError",
     "ZcioError",

@@ -38,133 +38,26 @@ import os
 import select
 import weakref
 from collections.abc import Callable
-from typing import Any, ClassVar
 
 from . import _scratch, _syscalls
 from ._byte_buffer import ByteBuffer
 from ._direct import MAPPED, round_to_pages
-from ._endpoint import FILE, OBJECT, PIPE, End
+from ._endpoint import OBJECT, PIPE, End
 from ._metrics import metrics
+from ._step import FALLBACK as FALLBACK
+from ._step import Lost as Lost
+from ._step import Rung as Rung
+from ._step import Unsupported as Unsupported
+from ._step import WouldBlock as WouldBlock
+from ._step import ready as ready
 from ._syscalls import retry
 
 __all__ = ["PATHS", "FALLBACK", "WouldBlock", "Unsupported", "Lost", "Rung", "Ladder",
            "RUNGS", "ready", "read_into", "MMAP_WINDOW"]
 
 PATHS = ("copy_file_range", "sendfile", "splice", "mmap_write", "read_write")
-FALLBACK = frozenset({errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP,
-                      errno.ENOTSUP, errno.EBADF, errno.ESPIPE, errno.ENODEV})
 MMAP_WINDOW = 8 << 20  # the JDK's transferTo mapping window
-
-
-class WouldBlock(Exception):
-    """A non-blocking endpoint has no data or no room; nothing moved in this step.
-
-    ``end`` is the endpoint to wait for, ``events`` the poll events (POLLIN/POLLOUT);
-    ``fd`` is its descriptor, -1 for a channel object (sleep briefly and retry).
-    """
-
-    def __init__(self, end: End, events: int) -> None:
-        super().__init__(end, events)
-        self.end, self.events = end, events
-
-    @property
-    def fd(self) -> int:
-        return self.end.fd
-
-
-class Unsupported(Exception):
-    """This rung cannot serve these endpoints; nothing moved (``__cause__``: why)."""
-
-
-class Lost(Exception):
-    """An error after ``moved`` bytes of this step reached the target (or after a
-    stream source gave bytes the target never took)."""
-
-    def __init__(self, error: OSError, moved: int = 0) -> None:
-        super().__init__(error, moved)
-        self.error, self.moved = error, moved
-
-
-def ready(fd: int, events: int) -> bool:
-    """Whether ``fd`` is ready for ``events`` now (poll with no timeout)."""
-    poller = select.poll()
-    poller.register(fd, events)
-    return bool(poller.poll(0))
-
-
-class Rung:
-    """One path of the ladder between two ends.  See the module docstring."""
-
-    name: ClassVar[str] = ""
-    __slots__ = ("src", "dst", "held", "nonblocking")
-
-    def __init__(self, src: End, dst: End, nonblocking: bool = False) -> None:
-        self.src, self.dst = src, dst
-        self.held = 0  # bytes taken from the source, not yet in the target
-        self.nonblocking = nonblocking  # an event loop's: private pipe, no pipe waits
-
-    def step(self, want: int) -> int:
-        raise NotImplementedError
-
-    @property
-    def must_deliver(self) -> bool:
-        """Whether held bytes came from a stream (releasing them would lose them)."""
-        return self.held > 0 and self.src.offset is None
-
-    def release(self) -> None:
-        """Drop what this rung holds (a file source reads them again next time)."""
-        self.held = 0
-
-    def close(self) -> None:
-        """Release, and free this rung's resources (idempotent)."""
-        self.release()
-
-    # -- shared by the rungs ----------------------------------------------------------
-
-    def advance(self, n: int) -> None:
-        """``n`` bytes reached the target: both file offsets move by ``n``."""
-        if self.src.offset is not None:
-            self.src.offset += n
-        if self.dst.offset is not None:
-            self.dst.offset += n
-
-    def blocked(self) -> WouldBlock:
-        """Which end made a zero-copy call return EAGAIN: files never block."""
-        src, dst = self.src, self.dst
-        if src.kind != FILE and (dst.kind == FILE or not ready(src.fd, select.POLLIN)):
-            return WouldBlock(src, select.POLLIN)
-        return WouldBlock(dst, select.POLLOUT)
-
-    def kernel_call(self, fn: Callable[..., int], *args: Any) -> int:
-        """One zero-copy syscall: EAGAIN -> WouldBlock, a fallback errno -> Unsupported."""
-        try:
-            return int(retry(fn, *args))
-        except BlockingIOError:
-            raise self.blocked() from None
-        except OSError as e:
-            if e.errno in FALLBACK:
-                raise Unsupported(f"{self.name}: {e.strerror}") from e
-            raise
-
-    def write_once(self, view: memoryview) -> int:
-        """One write of ``view`` to the target (not advancing anything); WouldBlock when
-        it takes nothing, Lost for an error."""
-        dst = self.dst
-        try:
-            if dst.kind == OBJECT:
-                k = int(dst.obj.write(ByteBuffer.wrap(view)))
-            elif dst.offset is None:
-                k = retry(_syscalls.SYS.write, dst.fd, view)
-            else:
-                k = retry(_syscalls.SYS.pwrite, dst.fd, view, dst.offset)
-        except BlockingIOError:
-            k = 0
-        except OSError as e:
-            raise Lost(e) from e
-        if k == 0:
-            raise WouldBlock(dst, select.POLLOUT)
-        metrics.record(self.name, user_bytes=k, operations=0)
-        return k
+_POPULATE = getattr(mmap, "MAP_POPULATE", 0)
 
 
 class CopyFileRange(Rung):
@@ -186,28 +79,68 @@ class Sendfile(Rung):
     step to a stream (the HTTP server's per-response rung)."""
 
     name = "sendfile"
-    __slots__ = ()
+    __slots__ = ("calls", "sent", "full")
+
+    def __init__(self, src: End, dst: End, nonblocking: bool = False) -> None:
+        super().__init__(src, dst, nonblocking)
+        self.calls = self.sent = 0  # counted here, recorded in metrics by close()
+        self.full = WouldBlock(dst, select.POLLOUT)  # raised afresh each time
 
     def step(self, want: int) -> int:
+        n = self.try_step(want)
+        if n < 0:  # raised here, not in a handler: no exception context to chain
+            raise self.full.with_traceback(None)
+        return n
+
+    def try_step(self, want: int) -> int:
+        # The HTTP server's hot path: one syscall, two counters, no exception.
         src, dst = self.src, self.dst
-        if dst.offset is None:
-            n = self.kernel_call(_syscalls.SYS.sendfile, dst.fd, src.fd, src.offset, want)
-        else:
-            # sendfile writes at the target's own position: seek there, and back after,
-            # so that a file written at an explicit offset keeps its position.
-            own = os.lseek(dst.fd, 0, os.SEEK_CUR)
-            os.lseek(dst.fd, dst.offset, os.SEEK_SET)
+        if dst.offset is not None:
             try:
-                n = self.kernel_call(_syscalls.SYS.sendfile, dst.fd, src.fd, src.offset,
-                                     want)
-            finally:
-                os.lseek(dst.fd, own, os.SEEK_SET)
-        metrics.record("sendfile", kernel_bytes=n, operations=0)
+                return self._to_file(want)
+            except WouldBlock as wb:
+                self.waiting = wb
+                return -1
+        while True:
+            try:
+                n = _syscalls.SYS.sendfile(dst.fd, src.fd, src.offset, want)
+                break
+            except BlockingIOError:  # the source is a file: the target is full
+                self.waiting = self.full
+                return -1
+            except InterruptedError:
+                continue
+            except OSError as e:
+                if e.errno in FALLBACK:
+                    raise Unsupported(f"sendfile: {e.strerror}") from e
+                raise
+        self.calls += 1
+        self.sent += n
         if src.offset is not None:
             src.offset += n
-        if dst.offset is not None:
-            dst.offset += n
         return n
+
+    def _to_file(self, want: int) -> int:
+        # sendfile writes at the target's own position: seek there, and back after,
+        # so that a file written at an explicit offset keeps its position.
+        src, dst = self.src, self.dst
+        assert dst.offset is not None
+        own = os.lseek(dst.fd, 0, os.SEEK_CUR)
+        os.lseek(dst.fd, dst.offset, os.SEEK_SET)
+        try:
+            n = self.kernel_call(_syscalls.SYS.sendfile, dst.fd, src.fd, src.offset, want)
+        finally:
+            os.lseek(dst.fd, own, os.SEEK_SET)
+        self.calls += 1
+        self.sent += n
+        self.advance(n)
+        return n
+
+    def close(self) -> None:
+        self.held = 0
+        if self.calls:
+            metrics.record("sendfile", self.calls, self.sent, 0, 0)
+            self.calls = self.sent = 0
 
 
 class Splice(Rung):
@@ -306,9 +239,9 @@ class MmapWrite(Rung):
             return False
         base = start - start % mmap.ALLOCATIONGRANULARITY
         length = min(want, MMAP_WINDOW, size - start)
-        try:
-            mm = mmap.mmap(self.src.fd, start - base + length, access=mmap.ACCESS_READ,
-                           offset=base)
+        try:  # MAP_POPULATE: the window's pages mapped in one go, not fault by fault
+            mm = mmap.mmap(self.src.fd, start - base + length, mmap.MAP_SHARED | _POPULATE,
+                           mmap.PROT_READ, offset=base)
         except OSError as e:
             if e.errno in FALLBACK or e.errno == errno.EACCES:
                 raise Unsupported(f"mmap: {e.strerror}") from e
@@ -329,7 +262,18 @@ class MmapWrite(Rung):
         assert self.view is not None
         stop = min(self.end, start + want) - self.base
         with self.view[start - self.base : stop] as part:
-            k = self.write_once(part)
+            try:
+                k = self.write_once(part)
+            except Lost as e:
+                # EFAULT: the file shrank under the window (the kernel's copy out of
+                # the mapping fails where a user access would SIGBUS).  Map again:
+                # what is left of the file, or its end (0).
+                if e.error.errno != errno.EFAULT or os.fstat(self.src.fd).st_size >= self.end:
+                    raise
+                k = -1
+        if k < 0:
+            self.close()
+            return self.step(want)
         self.advance(k)
         return k
 
@@ -417,6 +361,10 @@ RUNGS: dict[str, type[Rung]] = {r.name: r for r in (CopyFileRange, Sendfile, Spl
                                                      MmapWrite, ReadWrite)}
 
 
+def _try_step(rung: Rung, want: int) -> int:
+    return rung.try_step(want)
+
+
 class Ladder:
     """The rungs to try for one transfer, cheapest first, each built when first used.
 
@@ -444,13 +392,20 @@ class Ladder:
     def held(self) -> int:
         return self.rung.held
 
+    def try_step(self, want: int) -> int:
+        """:meth:`step`, but "would block" returns -1 and ``self.rung.waiting`` says on
+        what (see :meth:`Rung.try_step`)."""
+        return self.step(want, _try_step)
+
     def step(self, want: int, call: Callable[[Rung, int], int] | None = None) -> int:
         """One step of the current rung (``call(rung, want)`` instead of ``rung.step``,
         for a driver that wraps it); see the module docstring."""
         while True:
             rung = self.rung
             try:
-                return rung.step(want) if call is None else call(rung, want)
+                if call is None:
+                    return rung.step(want)
+                return call(rung, want)
             except Unsupported as u:
                 rung.close()
                 i = self.names.index(rung.name)

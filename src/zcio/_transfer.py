@@ -108,7 +108,8 @@ def default_ladder(src_kind: str, dst_kind: str, loopback_peer: bool = False
     Kinds: ``"file"``, ``"socket"``, ``"pipe"``, ``"other fd"``, ``"object"``.  splice
     can move a file to a socket too (through a pipe) but sendfile does the same in one
     call, so it runs there only when forced.  ``loopback_peer``: the socket's peer is
-    on this host (TCP), where read/write is measured faster (see below).
+    on this host (TCP), where copying paths are measured faster (mmap_write, then
+    read_write, then sendfile; see below).
     """
     if _OBJECT in (src_kind, dst_kind):
         return ["read_write"], ["read_write"]
@@ -124,13 +125,19 @@ def default_ladder(src_kind: str, dst_kind: str, loopback_peer: bool = False
     default = [p for p in possible
                if p != "splice" or src_kind != FILE or dst_kind == PIPE]
     if loopback_peer:
-        # Measured (benchmarks/transfer.py): to a TCP peer on this host, sendfile is
-        # bimodal (2.7-5.6 GB/s for one C loop, by CPU placement; ~0.6x read/write under
-        # load, where the receiver's copy out of page-cache-backed skbs cost ~2.7x), and
-        # zcio's sendfile path measured 2.7-3.4 GB/s against 3.9-4.4 for this relay.
-        # There is no NIC, so nothing is saved by not copying.  Remote peers keep sendfile.
-        default.remove("read_write")
-        default.insert(0, "read_write")
+        # Measured (benchmarks/transfer.py, docs/zero-copy.md): to a TCP peer on this
+        # host, sendfile is bimodal (2.7-5.6 GB/s for one C loop, by CPU placement;
+        # ~0.6x read/write under load: the receiver's copy out of page-cache-backed skbs
+        # costs ~2.7x).  There is no NIC, so nothing is saved by not copying; what
+        # counts is the sender's CPU copies.  mmap+write copies each byte once where
+        # the relay copies it twice: on a quiet machine it made 1.06x the C 1 MiB
+        # read/write loop where the relay made 0.95x (and the default, then the relay,
+        # 0.70x in that run: placement), here 1.51 vs 1.29 GB/s (zcio bench), with the
+        # least sender CPU per GB of the copying paths.  Remote peers keep sendfile.
+        for rung in ("read_write", "mmap_write"):
+            if rung in default:
+                default.remove(rung)
+                default.insert(0, rung)
     return default, possible
 
 
