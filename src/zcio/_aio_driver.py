@@ -89,13 +89,17 @@ class LoopTransfer:
                  transport: Any = None) -> None:
         names, forced = plan(src, dst, path)
         self.owned, self.transport = (src, dst), transport
-        self.src = src.duplicate()
+        made: list[End] = []
         try:
+            self.src = src.duplicate()
+            made.append(self.src)
             self.dst = dst.duplicate()
+            made.append(self.dst)
+            self.ladder = Ladder(self.src, self.dst, names, forced, nonblocking=True)
         except BaseException:
-            os.close(self.src.fd)
+            for end in made:
+                os.close(end.fd)
             raise
-        self.ladder = Ladder(self.src, self.dst, names, forced, nonblocking=True)
 
     @property
     def path(self) -> str:
