@@ -32,6 +32,14 @@ error comes again on the next call) and ``zcio.transfer``, which promises everyt
 raises TransferError carrying the exact count that reached the target; positions were
 advanced by that much.
 
+Layout: endpoints are classified once (``zcio._endpoint``); each path is a rung object
+(``zcio._rungs``, over the step contract of ``zcio._step``) whose ``step`` moves bytes
+or says "would block on this fd for these events", never waiting; this module is the
+blocking driver (``poll``) and the public functions.  The asyncio driver and the HTTP
+server (``zcio.serve._server``) step the same rungs.  On a non-blocking target, bytes a
+stream source already gave are delivered before ``transfer_to``/``transfer_from``
+return (the relay and the splice pipe hold them; a file source simply re-reads).
+
 Every transfer runs inside the in-flight registration of its zcio channels, and on a
 duplicate (``dup``) of any other endpoint's descriptor (``zcio._channel.Guard``): a
 channel closed by another thread stops the transfer, which raises
