@@ -316,7 +316,7 @@ class _refuse_mmap:
     def __enter__(self) -> None:
         import mmap as mmap_module
 
-        import zcio._transfer as engine
+        import zcio._rungs as engine
 
         self.saved = engine.mmap
         err = self.err
@@ -324,6 +324,7 @@ class _refuse_mmap:
         class Refusing:
             ALLOCATIONGRANULARITY = mmap_module.ALLOCATIONGRANULARITY
             ACCESS_READ = mmap_module.ACCESS_READ
+            MAP_SHARED, PROT_READ = mmap_module.MAP_SHARED, mmap_module.PROT_READ
 
             @staticmethod
             def mmap(*args: object, **kwargs: object) -> None:
@@ -332,7 +333,7 @@ class _refuse_mmap:
         engine.mmap = Refusing  # type: ignore[assignment]
 
     def __exit__(self, *exc: object) -> None:
-        import zcio._transfer as engine
+        import zcio._rungs as engine
 
         engine.mmap = self.saved
 
@@ -560,7 +561,7 @@ def test_zcio_channels_as_endpoints(tmp_path: Path, src_path: Path, data: bytes)
                 assert transfer(src, client) == SIZE
             client.shutdown_output()
             assert drain.join() == data
-            assert paths_of(m) == {"read_write"}  # a loopback TCP peer: measured faster
+            assert paths_of(m) == {"mmap_write"}  # a loopback TCP peer: measured faster
             feed = Feed(os.dup(pipe.sink().fileno()), data)
             pipe.sink().close()
             with FileChannel.open(tmp_path / "d", W, C) as dst, zcio.measure() as m:
@@ -570,10 +571,11 @@ def test_zcio_channels_as_endpoints(tmp_path: Path, src_path: Path, data: bytes)
     assert (tmp_path / "d").read_bytes() == data
 
 
-def test_loopback_tcp_peer_prefers_read_write_remote_keeps_sendfile(src_path: Path) -> None:
-    """The default for a file to a TCP peer on this host is read/write (measured);
-    a Unix socket keeps sendfile; path= still forces either."""
-    from zcio._transfer import _loopback_peer
+def test_loopback_tcp_peer_prefers_mmap_write_remote_keeps_sendfile(src_path: Path) -> None:
+    """The default for a file to a TCP peer on this host is mmap+write (measured: one
+    user-space copy where the relay makes two); a Unix socket keeps sendfile; path=
+    still forces either."""
+    from zcio._endpoint import loopback_peer as _loopback_peer
 
     with socket.create_server(("127.0.0.1", 0)) as server:
         client = socket.create_connection(server.getsockname())
@@ -587,8 +589,8 @@ def test_loopback_tcp_peer_prefers_read_write_remote_keeps_sendfile(src_path: Pa
             client.shutdown(socket.SHUT_WR)
             assert len(drain.join()) == SIZE
     assert {name: p.operations for name, p in m.paths.items() if p.operations} == {
-        "read_write": 1, "sendfile": 1}
-    assert m.paths["read_write"].user_bytes == 2 * (SIZE // 2)
+        "mmap_write": 1, "sendfile": 1}
+    assert m.paths["mmap_write"].user_bytes == SIZE // 2  # each byte copied once
     assert m.paths["sendfile"].kernel_bytes == SIZE - SIZE // 2
     a, b = socket.socketpair()
     with a, b:
@@ -820,3 +822,81 @@ def test_a_channel_object_source_delivers_its_own_bytes(tmp_path: Path) -> None:
         assert zcio.transfer(_ChunkReader(data), dst, len(data)) == len(data)
         assert dst.position() == len(data)
     assert (tmp_path / "d").read_bytes() == data
+
+
+# -- the engine: rungs, endpoints, import layering (issue 12) --------------------------------
+
+
+def test_relay_keeps_what_it_read_until_written(src_path: Path, data: bytes) -> None:
+    """A non-blocking target that takes less than a chunk: the relay writes the rest of
+    what it read later, never reading it again: exactly 2x the file crosses user space."""
+    a, b = socket.socketpair()
+    with a, b:
+        a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16384)
+        a.setblocking(False)
+        drain = Drain(b.fileno())
+        with FileChannel.open(src_path) as src, zcio.measure() as m:
+            assert transfer(src, a, path="read_write") == SIZE
+        a.shutdown(socket.SHUT_WR)
+        assert drain.join() == data
+    stats = m.paths["read_write"]
+    assert stats.user_bytes == 2 * SIZE  # read once, written once
+    chunks = -(-SIZE // _scratch.CHUNK)
+    assert stats.syscalls > 2 * chunks  # more writes than reads: partial writes happened
+
+
+def test_loopback_probe_is_cached_per_socket_not_per_number(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The probe runs once per socket; a number reused by another socket is probed anew."""
+    from zcio import _endpoint
+
+    probes: list[str] = []
+    real = _endpoint._is_loopback
+
+    def counting(host: str) -> bool:
+        probes.append(host)
+        return real(host)
+
+    monkeypatch.setattr(_endpoint, "_is_loopback", counting)
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        client = socket.create_connection(server.getsockname())
+        peer, _ = server.accept()
+        with peer:
+            number = client.fileno()
+            assert _endpoint.classify(client, writing=True).loopback
+            assert _endpoint.classify(client, writing=True).loopback
+            assert len(probes) == 1
+            x, y = socket.socketpair()  # a Unix socket, put on the very same number
+            with x, y:
+                os.dup2(x.fileno(), number)
+                end = _endpoint.classify(client, writing=True)
+                assert end.fd == number and end.kind == "socket"
+                assert not end.loopback
+            client.close()
+
+
+def test_no_import_cycle_between_file_channel_and_the_engine() -> None:
+    """_file_channel imports the engine at module level; the engine's modules never
+    import _file_channel at run time (only for type checking)."""
+    import ast
+
+    src = Path(zcio.__file__).parent
+
+    def runtime_imports(module: str) -> tuple[set[str], set[str]]:
+        tree = ast.parse((src / f"{module}.py").read_text())
+        top, nested = set(), set()
+        for node in tree.body:
+            if isinstance(node, ast.ImportFrom) and node.module:
+                top.add(node.module)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.FunctionDef):
+                for inner in ast.walk(node):
+                    if isinstance(inner, ast.ImportFrom) and inner.module:
+                        nested.add(inner.module)
+        return top, nested
+
+    top, nested = runtime_imports("_file_channel")
+    assert "_transfer" in top and "_transfer" not in nested
+    for engine in ("_transfer", "_endpoint", "_rungs"):
+        top, nested = runtime_imports(engine)
+        assert "_file_channel" not in top | nested, engine

@@ -18,6 +18,9 @@ from ._direct import buffer_pools as buffer_pools
 from ._direct import max_direct_memory as max_direct_memory
 from ._direct import parse_size as parse_size
 from ._direct import set_max_direct_memory as set_max_direct_memory
+from ._endpoint import HasFileno as HasFileno
+from ._endpoint import TransferSource as TransferSource
+from ._endpoint import TransferTarget as TransferTarget
 from ._errors import AlignmentError as AlignmentError
 from ._errors import AlreadyBoundError as AlreadyBoundError
 from ._errors import AlreadyConnectedError as AlreadyConnectedError
@@ -128,6 +131,7 @@ __all__ = [
     "FileReceiver",
     "FloatBuffer",
     "HandoffError",
+    "HasFileno",
     "IllegalArgumentError",
     "IllegalBlockingModeError",
     "IllegalReferenceCountError",
@@ -177,6 +181,8 @@ __all__ = [
     "TRANSFER_PATHS",
     "TransferError",
     "TransferFailed",
+    "TransferSource",
+    "TransferTarget",
     "TypedBuffer",
     "UnsupportedOperationError",
     "ZcioError",

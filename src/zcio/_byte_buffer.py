@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import builtins
 import sys
-from typing import TYPE_CHECKING, Any, Self, overload
+from typing import TYPE_CHECKING, Any, Self, TypeVar, overload
 
 from . import _guard, _views
 from ._access import ByteAccess, byte_view
@@ -34,19 +34,21 @@ from ._errors import (
 )
 from ._memory import DirectMemory, HeapMemory, Memory
 from ._order import ByteOrder
+from ._typed import (
+    CharBuffer,
+    DoubleBuffer,
+    FloatBuffer,
+    IntBuffer,
+    LongBuffer,
+    ShortBuffer,
+    TypedBuffer,
+)
 
 if TYPE_CHECKING:
     from ._shared import SharedByteBuffer
-    from ._typed import (
-        CharBuffer,
-        DoubleBuffer,
-        FloatBuffer,
-        IntBuffer,
-        LongBuffer,
-        ShortBuffer,
-        TypedBuffer,
-    )
     from ._types import Buffer as BytesLike
+
+_V = TypeVar("_V", bound=TypedBuffer[Any])
 
 __all__ = ["ByteBuffer", "byte_view", "check_capacity", "other_buffer"]
 
@@ -276,7 +278,7 @@ class ByteBuffer(ByteAccess):
         self._mark = -1
         return self
 
-    def _typed(self, cls: type[TypedBuffer[Any]], size: int) -> Any:
+    def _typed(self, cls: type[_V], size: int) -> _V:
         self._check_memory()
         n = max(self._lim - self._pos, 0) // size
         start = self._off + self._pos
@@ -284,38 +286,26 @@ class ByteBuffer(ByteAccess):
 
     def as_char_buffer(self) -> CharBuffer:
         """A CharBuffer over ``[position, limit)`` in this buffer's current order."""
-        from ._typed import CharBuffer
-
-        return self._typed(CharBuffer, 2)  # type: ignore[no-any-return]
+        return self._typed(CharBuffer, 2)
 
     def as_short_buffer(self) -> ShortBuffer:
         """A ShortBuffer over ``[position, limit)`` in this buffer's current order."""
-        from ._typed import ShortBuffer
-
-        return self._typed(ShortBuffer, 2)  # type: ignore[no-any-return]
+        return self._typed(ShortBuffer, 2)
 
     def as_int_buffer(self) -> IntBuffer:
         """An IntBuffer over ``[position, limit)`` in this buffer's current order."""
-        from ._typed import IntBuffer
-
-        return self._typed(IntBuffer, 4)  # type: ignore[no-any-return]
+        return self._typed(IntBuffer, 4)
 
     def as_long_buffer(self) -> LongBuffer:
         """A LongBuffer over ``[position, limit)`` in this buffer's current order."""
-        from ._typed import LongBuffer
-
-        return self._typed(LongBuffer, 8)  # type: ignore[no-any-return]
+        return self._typed(LongBuffer, 8)
 
     def as_float_buffer(self) -> FloatBuffer:
         """A FloatBuffer over ``[position, limit)`` in this buffer's current order."""
-        from ._typed import FloatBuffer
-
-        return self._typed(FloatBuffer, 4)  # type: ignore[no-any-return]
+        return self._typed(FloatBuffer, 4)
 
     def as_double_buffer(self) -> DoubleBuffer:
         """A DoubleBuffer over ``[position, limit)`` in this buffer's current order."""
-        from ._typed import DoubleBuffer
-
         return self._typed(DoubleBuffer, 8)  # type: ignore[no-any-return]
 
     # -- alignment -------------------------------------------------------------------

@@ -50,14 +50,12 @@ from ._errors import (
     IllegalArgumentError,
     TransferError,
 )
-from ._iovec import partial as partial  # the engine's import, until it takes it from _iovec
 
 __all__ = [
     "Channel",
     "Guard",
     "operation",
     "counting_operation",
-    "partial",
     "check_position",
 ]
 

@@ -22,7 +22,7 @@ import enum
 import fcntl
 import os
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, overload
+from typing import Any, overload
 
 from . import _syscalls
 from ._byte_buffer import ByteBuffer
@@ -37,12 +37,11 @@ from ._errors import (
 from ._file_lock import MAX_LOCK_SIZE, FileLock, acquire
 from ._guard import io_call
 from ._iovec import check_buffers, gather, remaining_pairs, scatter
+from ._mapped import MapMode, MappedByteBuffer, map_file
 from ._memory import buffer_address
 from ._metrics import metrics
 from ._syscalls import retry
-
-if TYPE_CHECKING:
-    from ._mapped import MapMode, MappedByteBuffer
+from ._transfer import TransferSource, TransferTarget, transfer_from, transfer_to
 
 __all__ = ["FileChannel", "OpenOption"]
 
@@ -425,29 +424,27 @@ class FileChannel(Channel):
         ``reserve=True`` also reserves disk blocks for the mapped part past the old end
         (``fallocate``).  See ``zcio._mapped.map_file`` for the checks and syscalls.
         """
-        from ._mapped import map_file
-
         mapped = map_file(self, mode, position, size, reserve)
         if not self.is_open():  # closed meanwhile (the caller raises): unmap it now
             mapped.release()
         return mapped
 
-    def transfer_to(self, position: int, count: int, target: Any) -> int:
+    def transfer_to(self, position: int, count: int, target: TransferTarget) -> int:
         """Move up to ``count`` bytes from ``position`` to ``target`` inside the kernel.
 
-        See ``zcio._transfer.transfer_to`` for the paths tried and the rules.
+        Indices: this channel's position does not move; the target's advances by the
+        count returned.  See ``zcio._transfer.transfer_to`` for the paths tried, the
+        rules and the ``Syscalls:``.
         """
-        from ._transfer import transfer_to
-
         return transfer_to(self, position, count, target)
 
-    def transfer_from(self, src: Any, position: int, count: int) -> int:
+    def transfer_from(self, src: TransferSource, position: int, count: int) -> int:
         """Move up to ``count`` bytes from ``src`` into this file at ``position``.
 
-        See ``zcio._transfer.transfer_from`` for the paths tried and the rules.
+        Indices: this channel's position does not move; the source's advances by the
+        count returned.  See ``zcio._transfer.transfer_from`` for the paths tried, the
+        rules and the ``Syscalls:``.
         """
-        from ._transfer import transfer_from
-
         return transfer_from(self, src, position, count)
 
     def __repr__(self) -> str:

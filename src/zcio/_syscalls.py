@@ -25,7 +25,10 @@ import socket
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from ._types import Buffer as BytesLike
 
 __all__ = [
     "Syscalls",
@@ -233,13 +236,22 @@ class Syscalls:
 
     # -- sockets -----------------------------------------------------------------------
 
-    def send(self, sock: socket.socket, buf: memoryview, flags: int = 0) -> int:
+    def send(self, sock: socket.socket, buf: BytesLike, flags: int = 0) -> int:
         """``send(2)``: may send fewer bytes; BlockingIOError when non-blocking and full."""
         return sock.send(buf, flags)
 
-    def sendmsg(self, sock: socket.socket, bufs: Sequence[memoryview], flags: int = 0) -> int:
+    def sendmsg(self, sock: socket.socket, bufs: Sequence[BytesLike], flags: int = 0) -> int:
         """``sendmsg(2)`` of several buffers at once (a gather write)."""
         return sock.sendmsg(bufs, (), flags)
+
+    def accept(self, sock: socket.socket) -> tuple[socket.socket, Any]:
+        """``accept4(2)`` on a listening socket: (the new socket, the peer's address).
+        BlockingIOError when none is waiting on a non-blocking listener."""
+        return sock.accept()
+
+    def shutdown(self, sock: socket.socket, how: int) -> None:
+        """``shutdown(2)``: SHUT_RD, SHUT_WR or SHUT_RDWR."""
+        sock.shutdown(how)
 
     def recv_into(self, sock: socket.socket, buf: memoryview, flags: int = 0) -> int:
         """``recv(2)`` into ``buf``; 0 when the peer shut its side down."""

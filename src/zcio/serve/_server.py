@@ -7,16 +7,15 @@ complete request's response in order, and writes:
 
 * a head and an in-memory body (a cached small file, an error page, a listing) go out
   together in one gather write (``sendmsg``), several pipelined responses in one call;
-* a file body goes out by ``sendfile`` (``_syscalls.SYS.sendfile``, so faults can be
-  injected, counted in ``zcio.metrics`` under ``"sendfile"``: one operation per body,
-  its bytes as kernel bytes), its head first with ``MSG_MORE`` so the kernel holds it
-  for the file's first bytes: no small segment goes out alone to wait for a delayed
-  ACK (sockets have ``TCP_NODELAY``).  A partial send resumes when the socket is
-  writable.  sendfile is called directly, not through ``transfer_to``: measured here,
-  the engine's per-call set-up costs ~27 us a step (its endpoint checks, and the
-  loopback probe that would pick read/write, which the server must not), about what
-  the CPU-per-request goal against nginx leaves.  Where a file system refuses
-  sendfile (EINVAL, ENOSYS), that body falls back to the engine's ladder.  Exactly the
+* a file body goes out by the transfer engine's ladder for a file and a socket,
+  built once per response (``zcio._rungs.Ladder``: sendfile, then mmap_write, then
+  read_write where the file system refuses sendfile), stepped once per turn: each
+  step one ``sendfile`` through ``_syscalls.SYS`` (faults can be injected), counted
+  by the engine in ``zcio.metrics`` (one operation per body, its bytes as kernel
+  bytes).  The head goes first with ``MSG_MORE`` so the kernel holds it for the
+  file's first bytes: no small segment goes out alone to wait for a delayed ACK
+  (sockets have ``TCP_NODELAY``).  A partial send resumes when the socket is
+  writable.  No loopback probe: the server always prefers sendfile.  Exactly the
   announced ``Content-Length`` goes out, whatever happens to the file meanwhile: a file
   that grows (a log being appended) or is touched still completes, as with nginx; one
   that shrinks below the announced length ends the body early (sendfile returns 0),
@@ -30,7 +29,8 @@ for the next turn on a ready list, behind every other connection.  A response th
 takes long to make (a listing of a large directory, see ``_listing``) is made a slice
 of about a millisecond per turn; if the client goes meanwhile, the work is dropped.
 Socket reads and writes are counted in ``zcio.metrics`` as ``socket_read`` and
-``socket_write``.
+``socket_write``; every socket call (accept, recv, send, sendmsg, shutdown) goes through
+``zcio._syscalls.SYS``.
 
 Out of file descriptors (EMFILE, ENFILE), in ``accept`` or when a request opens its file:
 idle keep-alive connections are closed first, oldest first; a request that still
@@ -65,9 +65,10 @@ from dataclasses import dataclass
 from email.utils import formatdate
 
 from .. import _syscalls
-from .._file_channel import FileChannel
+from .._endpoint import FILE, SOCKET, End
 from .._metrics import metrics
-from .._transfer import transfer_to
+from .._rungs import Ladder, Lost
+from .._transfer import default_ladder
 from ._access_log import AccessLog, request_line
 from ._http import (
     CONTINUE,
@@ -92,7 +93,7 @@ _OUT_CAP = 64 << 10  # make no further response while this much waits to go out
 _SLICE = 0.001  # seconds of slow work (a listing) per connection per turn
 _FD_QUIET = 1.0  # seconds without running out of descriptors that end an episode
 _ACCEPT_BATCH = 64
-_NO_SENDFILE = {errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP}
+_LADDER = default_ladder(FILE, SOCKET)[0]  # sendfile, mmap_write, read_write
 
 
 @dataclass(frozen=True)
@@ -106,44 +107,47 @@ class Timeouts:
 
 
 class _Body:
-    """A file body in flight: its descriptor (owned), what is left, and, once sendfile
-    has refused this file, the engine's channel on it."""
+    """A file body in flight: its descriptor (owned), what is left, and the engine's
+    ladder over it (sendfile, then mmap_write, then read_write), built once per
+    response: no per-step classification, no loopback probe (a server always uses
+    sendfile where the file system allows it)."""
 
-    __slots__ = ("fd", "path", "offset", "remaining", "channel")
+    __slots__ = ("fd", "path", "remaining", "src", "ladder")
 
-    def __init__(self, response: Response) -> None:
+    def __init__(self, response: Response, sock: socket.socket, fd: int) -> None:
         self.fd = response.fd
         self.path = response.path
-        self.offset = response.offset
         self.remaining = response.count
-        self.channel: FileChannel | None = None
-        metrics.record("sendfile", syscalls=0)  # one operation per body
+        self.src = End(None, self.fd, FILE, response.offset)
+        self.ladder = Ladder(self.src, End(sock, fd, SOCKET), _LADDER, nonblocking=True)
+        metrics.record(self.ladder.path, syscalls=0)  # one operation per body
+
+    @property
+    def offset(self) -> int:
+        """The file offset of the next byte to send."""
+        assert self.src.offset is not None
+        return self.src.offset
 
     def close(self) -> None:
         fd, self.fd = self.fd, -1
-        if self.channel is not None:
-            self.channel.close()
+        self.ladder.close()
         if fd >= 0:
             os.close(fd)
 
-    def send(self, sock: socket.socket) -> int:
-        """One step: sendfile as much as the socket takes now; 0 when the file ends
-        before ``offset``; raises BlockingIOError when the socket has no room."""
-        if self.channel is None:
-            try:
-                n = _syscalls.SYS.sendfile(sock.fileno(), self.fd, self.offset,
-                                           self.remaining)
-            except OSError as e:
-                if e.errno not in _NO_SENDFILE:
-                    raise
-                # This file system cannot sendfile: the engine's ladder takes over.
-                self.channel = FileChannel(self.fd, True, False, self.path, owns_fd=False)
-            else:
-                metrics.record("sendfile", kernel_bytes=n, operations=0)
-                return n
-        n = transfer_to(self.channel, self.offset, self.remaining, sock)
-        if n == 0 and os.fstat(self.fd).st_size > self.offset:
-            raise BlockingIOError(errno.EAGAIN, "no room")  # else: the file ended
+    def send(self) -> int:
+        """One step of the engine: what reached the socket; 0 when the file ends before
+        ``offset``; -1 when the socket has no room.
+
+        Syscalls: sendfile (or, where the file system refuses it, mmap+write, then
+        pread+write), at most ``remaining`` bytes; ``offset`` and ``remaining`` move by
+        what was sent.  An error: OSError, nothing more is sent.
+        """
+        try:
+            n = self.ladder.try_step(self.remaining)
+        except Lost as e:
+            raise e.error from e
+        if n > 0:
+            self.remaining -= n
         return n
 
 
@@ -336,7 +340,7 @@ class Loop:
                     self._pause_accepting()
                     return
             try:
-                sock, addr = listener.accept()
+                sock, addr = _syscalls.SYS.accept(listener)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as e:
@@ -388,7 +392,7 @@ class Loop:
         self._reserve = -1
         try:
             try:
-                sock, _ = listener.accept()
+                sock, _ = _syscalls.SYS.accept(listener)
             except OSError:
                 return False
             with sock:
@@ -400,13 +404,14 @@ class Loop:
                     # and the client would lose the answer.
                     sock.settimeout(0.001)
                     with contextlib.suppress(TimeoutError):
-                        sock.recv(65536)
+                        _syscalls.SYS.recv_into(sock, self._view)
                     sock.setblocking(False)
-                    sock.send(b"HTTP/1.1 503 Service Unavailable\r\nServer: zcio\r\nDate: "
-                              + self._date + b"\r\nRetry-After: 1\r\nContent-Type: "
-                              b"text/plain; charset=utf-8\r\nContent-Length: %d\r\n"
-                              b"Connection: close\r\n\r\n%s" % (len(body), body))
-                    sock.shutdown(socket.SHUT_WR)
+                    _syscalls.SYS.send(
+                        sock, b"HTTP/1.1 503 Service Unavailable\r\nServer: zcio\r\nDate: "
+                        + self._date + b"\r\nRetry-After: 1\r\nContent-Type: "
+                        b"text/plain; charset=utf-8\r\nContent-Length: %d\r\n"
+                        b"Connection: close\r\n\r\n%s" % (len(body), body))
+                    _syscalls.SYS.shutdown(sock, socket.SHUT_WR)
             return True
         finally:
             with contextlib.suppress(OSError):
@@ -429,7 +434,7 @@ class Loop:
 
     def _read(self, conn: _Conn) -> None:
         try:
-            n = conn.sock.recv_into(self._buf, _RECV_SIZE)
+            n = _syscalls.SYS.recv_into(conn.sock, self._view)
         except (BlockingIOError, InterruptedError):
             return
         except OSError:
@@ -547,7 +552,7 @@ class Loop:
         if response.body:
             conn.out.append(response.body)
         if response.fd >= 0:
-            conn.body = _Body(response)
+            conn.body = _Body(response, conn.sock, conn.fd)
         if not response.keep_alive:
             conn.closing = True
 
@@ -555,14 +560,14 @@ class Loop:
 
     def _write(self, conn: _Conn) -> bool:
         """Send the queue, then the file body; True when everything went out."""
-        sock, out = conn.sock, conn.out
+        sock, out, sys_ = conn.sock, conn.out, _syscalls.SYS
         while out:
             flags = socket.MSG_MORE if conn.body is not None else 0
             try:
                 if len(out) == 1:
-                    n = sock.send(out[0], flags)
+                    n = sys_.send(sock, out[0], flags)
                 else:
-                    n = sock.sendmsg(list(out), (), flags)
+                    n = sys_.sendmsg(sock, list(out), flags)
             except (BlockingIOError, InterruptedError):
                 self._want_write(conn)
                 return False
@@ -585,16 +590,11 @@ class Loop:
         if body is None:
             return True
         try:
-            n = body.send(sock)
-        except (BlockingIOError, InterruptedError):
-            n = -1
+            n = body.send()
         except OSError:  # the client went away (EPIPE, ECONNRESET), or the disk failed
             self._close(conn)
             return False
-        if n > 0:
-            body.offset += n
-            body.remaining -= n
-        elif n == 0:  # the file ended before the announced length: it shrank
+        if n == 0:  # the file ended before the announced length: it shrank
             _log.warning("zcio serve: %s shrank during a send; connection closed",
                          body.path)
             self._close(conn)
