@@ -306,7 +306,7 @@ class ByteBuffer(ByteAccess):
 
     def as_double_buffer(self) -> DoubleBuffer:
         """A DoubleBuffer over ``[position, limit)`` in this buffer's current order."""
-        return self._typed(DoubleBuffer, 8)  # type: ignore[no-any-return]
+        return self._typed(DoubleBuffer, 8)
 
     # -- alignment -------------------------------------------------------------------
 
