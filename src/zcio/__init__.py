@@ -33,6 +33,7 @@ from ._errors import IllegalStateError as IllegalStateError
 from ._errors import IndexOutOfBoundsError as IndexOutOfBoundsError
 from ._errors import InvalidMarkError as InvalidMarkError
 from ._errors import MappedRegionError as MappedRegionError
+from ._errors import MissingDependencyError as MissingDependencyError
 from ._errors import NoConnectionPendingError as NoConnectionPendingError
 from ._errors import NonReadableChannelError as NonReadableChannelError
 from ._errors import NonWritableChannelError as NonWritableChannelError
@@ -123,6 +124,7 @@ __all__ = [
     "MapMode",
     "MappedByteBuffer",
     "MappedRegionError",
+    "MissingDependencyError",
     "Measurement",
     "NoConnectionPendingError",
     "NonReadableChannelError",

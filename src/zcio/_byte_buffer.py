@@ -929,3 +929,12 @@ class ByteBuffer(Buffer):
         ro = "R" if self._ro else ""
         return f"zcio.{kind}ByteBuffer{ro}[pos={self._pos} lim={self._lim} cap={self._cap}]"
 
+    # -- Arrow ---------------------------------------------------------------------------
+
+    def to_arrow(self) -> Any:
+        """A ``pyarrow.Buffer`` over ``[position, limit)`` without a copy; it keeps the
+        memory alive as any export does (see ``zcio._arrow``).  Needs pyarrow
+        (``pip install 'zcio[arrow]'``; MissingDependencyError otherwise)."""
+        from ._arrow import to_arrow
+
+        return to_arrow(self)
