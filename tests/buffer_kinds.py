@@ -21,6 +21,7 @@ writable sibling before being made read-only.
 from __future__ import annotations
 
 import array
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -32,6 +33,7 @@ from zcio import (
     ByteOrder,
     PooledAllocator,
     ReadOnlyBufferError,
+    SocketChannel,
     UnsupportedOperationError,
 )
 from zcio._composite import CompositeBuffer
@@ -104,6 +106,7 @@ class BufferKind:
     contiguous: bool = True
     strict: bool = False  # Netty's reference counts: a release at zero raises
     direct_blocks: int = 1  # entries one buffer of the kind adds to the ``direct`` pool
+    pool: str = "direct"  # the pool of buffer_pools() those entries are counted in
     pooled: bool = False  # release returns (some of) the memory to a PooledAllocator
 
     def __str__(self) -> str:
@@ -189,6 +192,24 @@ def _wrap_offset(capacity: int, content: bytes) -> tuple[ByteBuffer, ByteBuffer 
 def _direct(capacity: int, content: bytes) -> tuple[ByteBuffer, ByteBuffer | None]:
     buf = ByteBuffer.allocate_direct(capacity)
     buf.put(0, content)
+    return buf, buf
+
+
+def _shared(capacity: int, content: bytes) -> tuple[ByteBuffer, ByteBuffer | None]:
+    buf = ByteBuffer.allocate_shared(capacity)
+    buf.put(0, content)
+    return buf, buf
+
+
+def _shared_received(capacity: int, content: bytes) -> tuple[ByteBuffer, ByteBuffer | None]:
+    """A shared buffer as another process gets it: through a Unix socket."""
+    a, b = socket.socketpair()
+    with SocketChannel.from_socket(a) as out, SocketChannel.from_socket(b) as into, \
+            ByteBuffer.allocate_shared(capacity) as sent:
+        sent.put(0, content)
+        out.send_buffer(sent)
+        buf = into.receive_buffer()
+    assert buf is not None
     return buf, buf
 
 
@@ -293,6 +314,9 @@ BASE_KINDS: list[BufferKind] = [
         "wrap-memoryview", _wrap_of(lambda c: memoryview(bytearray(c))), False, False, memoryview
     ),
     BufferKind("direct", _direct, True, False, page_aligned=True),
+    BufferKind("shared", _shared, True, False, page_aligned=True, pool="shared"),
+    BufferKind("shared-received", _shared_received, True, False, page_aligned=True,
+               pool="shared"),
     BufferKind("heap-slice", _heap_slice, False, False, bytearray, array_offset=SLICE_START),
     BufferKind("direct-slice", _direct_slice, True, False),
     BufferKind(

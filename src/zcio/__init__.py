@@ -75,6 +75,10 @@ from ._selectable import OP_WRITE as OP_WRITE
 from ._selectable import SelectableChannel as SelectableChannel
 from ._selector import SelectionKey as SelectionKey
 from ._selector import Selector as Selector
+from ._shared import EndOfStreamError as EndOfStreamError
+from ._shared import HandoffError as HandoffError
+from ._shared import SealViolationError as SealViolationError
+from ._shared import SharedByteBuffer as SharedByteBuffer
 from ._socket_channel import ServerSocketChannel as ServerSocketChannel
 from ._socket_channel import SocketChannel as SocketChannel
 from ._transfer import PATHS as TRANSFER_PATHS
@@ -108,9 +112,11 @@ __all__ = [
     "CompositeBuffer",
     "ConnectionPendingError",
     "DoubleBuffer",
+    "EndOfStreamError",
     "FileChannel",
     "FileLock",
     "FloatBuffer",
+    "HandoffError",
     "IllegalArgumentError",
     "IllegalBlockingModeError",
     "IllegalReferenceCountError",
@@ -143,10 +149,12 @@ __all__ = [
     "PooledAllocator",
     "ReadOnlyBufferError",
     "ReleasedBufferError",
+    "SealViolationError",
     "SelectableChannel",
     "SelectionKey",
     "Selector",
     "ServerSocketChannel",
+    "SharedByteBuffer",
     "ShortBuffer",
     "SinkChannel",
     "SocketChannel",

@@ -40,6 +40,7 @@ from ._memory import DirectMemory, HeapMemory, Memory
 from ._order import ByteOrder
 
 if TYPE_CHECKING:
+    from ._shared import SharedByteBuffer
     from ._typed import (
         CharBuffer,
         DoubleBuffer,
@@ -928,6 +929,23 @@ class ByteBuffer(Buffer):
         kind = "Direct" if self._mem.direct else "Heap"
         ro = "R" if self._ro else ""
         return f"zcio.{kind}ByteBuffer{ro}[pos={self._pos} lim={self._lim} cap={self._cap}]"
+
+    @classmethod
+    def allocate_shared(cls, capacity: int, *, name: str | None = None) -> SharedByteBuffer:
+        """A direct buffer of ``capacity`` zero bytes that other processes can map:
+        page-aligned, over a memfd named ``name`` (``/memfd:NAME (deleted)`` in
+        ``/proc/PID/maps``), counted in the ``shared`` pool, not against the direct cap.
+        Hand it over with ``SocketChannel.send_buffer`` or through multiprocessing;
+        ``seal()`` it for a read-only hand-off (see ``zcio._shared``).
+
+        UnsupportedOperationError where the OS lacks ``memfd_create``.
+
+        Syscalls: ``memfd_create``, ``ftruncate``, ``fcntl(F_ADD_SEALS)``,
+        ``mmap(MAP_SHARED)``; ``munmap`` and ``close`` on release.
+        """
+        from ._shared import allocate_shared
+
+        return allocate_shared(capacity, name)
 
     # -- Arrow ---------------------------------------------------------------------------
 

@@ -1,15 +1,20 @@
 """Direct-memory accounting: the pools, the cap, and reservation with gc-and-retry.
 
-This is Java's ``java.nio.Bits`` and ``BufferPoolMXBean`` for zcio.  Two pools exist:
-``direct`` (``allocate_direct`` and, later, pooled arenas) and ``mapped`` (file mappings).
-Each counts buffers, their total capacity and the memory really used (capacity rounded
-up to whole pages, since that is what the kernel maps).
+This is Java's ``java.nio.Bits`` and ``BufferPoolMXBean`` for zcio.  Three pools exist:
+``direct`` (``allocate_direct`` and, later, pooled arenas), ``mapped`` (file mappings)
+and ``shared`` (this process's mappings of memfds: ``allocate_shared`` and shared
+buffers received from other processes, see ``zcio._shared``).  Each counts buffers,
+their total capacity and the memory really used (capacity rounded up to whole pages,
+since that is what the kernel maps).
 
 The cap (Java's ``-XX:MaxDirectMemorySize``) bounds the ``direct`` pool's memory used.
 It comes from ``set_max_direct_memory(n)``, else the environment variable
 ``ZCIO_MAX_DIRECT_MEMORY`` read at import (``"512m"``, ``"2g"``, ``"65536"``), else a
 quarter of physical memory (the JVM's default heap size, which is also its default
-direct-memory cap).
+direct-memory cap).  Neither ``mapped`` nor ``shared`` counts against it: both map
+files (a memfd is a file in memory) whose pages outlive this process's mapping while
+another process holds them, so no one process's cap can govern them; the kernel's
+memory limits (cgroups) do.
 """
 
 from __future__ import annotations
@@ -113,6 +118,7 @@ class _Pool:
 
 DIRECT = _Pool("direct")
 MAPPED = _Pool("mapped")
+SHARED = _Pool("shared")
 
 
 def _default_cap() -> int:
@@ -202,13 +208,14 @@ def register_pool_source(source: PoolSource) -> None:
 
 
 def buffer_pools() -> list[BufferPoolInfo]:
-    """Snapshots of the ``direct`` and ``mapped`` pools (Java's BufferPoolMXBean list),
-    then the pools of every live PooledAllocator (``pooled``: live buffers, their
-    capacity and the slab memory mapped; ``pooled-cache``: slots in thread caches).
+    """Snapshots of the ``direct``, ``mapped`` and ``shared`` pools (Java's
+    BufferPoolMXBean list, plus memory shared between processes), then the pools of
+    every live PooledAllocator (``pooled``: live buffers, their capacity and the slab
+    memory mapped; ``pooled-cache``: slots in thread caches).
 
     Pooled slabs also count in ``direct``, as Netty's chunks do in the JVM.
     """
-    pools = [DIRECT.snapshot(), MAPPED.snapshot()]
+    pools = [DIRECT.snapshot(), MAPPED.snapshot(), SHARED.snapshot()]
     for source in list(_sources):
         pools.extend(source.pool_infos())
     return pools

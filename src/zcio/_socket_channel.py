@@ -60,6 +60,7 @@ from ._errors import (
 from ._guard import io_call
 from ._metrics import metrics
 from ._selectable import OP_ACCEPT, OP_CONNECT, OP_READ, OP_WRITE, SelectableChannel
+from ._shared import SharedByteBuffer, receive_buffer, send_buffer
 
 __all__ = ["SocketChannel", "ServerSocketChannel"]
 
@@ -518,6 +519,47 @@ class SocketChannel(_SocketHolder):
             finally:
                 metrics.record("socket_write", syscalls=calls[0], user_bytes=total)
             return total
+
+    # -- shared buffers ---------------------------------------------------------------
+
+    def send_buffer(self, buf: SharedByteBuffer, /) -> bool:
+        """Hand ``buf`` (from ``ByteBuffer.allocate_shared``) to the peer of this Unix
+        socket: its descriptor and its indexes, order, read-only flag and seals in one
+        message, never its bytes.  Both processes then map the same memory.  No index
+        of ``buf`` changes; it stays usable here.
+
+        Returns True once sent; False on a non-blocking channel whose socket buffer is
+        full (nothing sent: try again when OP_WRITE is ready).  TypeError for any other
+        buffer; UnsupportedOperationError on a socket that is not AF_UNIX;
+        ReleasedBufferError if ``buf`` is released; ClosedChannelError after
+        ``shutdown_output()``.  Do not interleave with a ``write()`` in progress.
+
+        Syscalls: ``fcntl(F_GET_SEALS)``, then one ``sendmsg(2)`` of a 48-byte header
+        with the descriptor attached (``SCM_RIGHTS``), queued whole or not at all.  On
+        an error (BrokenPipeError...) nothing was sent and the builtin OSError
+        propagates.
+        """
+        return send_buffer(self, buf)
+
+    def receive_buffer(self) -> SharedByteBuffer | None:
+        """Receive a buffer sent with ``send_buffer``: a shared buffer over the same
+        memory, with the sender's indexes (no mark), order and read-only flag; read-only
+        also if the memory is sealed against writes.  Counted in this process's
+        ``shared`` pool until released.
+
+        Returns None on a non-blocking channel when no message is waiting (EAGAIN).
+        EndOfStreamError when the peer has closed its side.  HandoffError for anything
+        else the peer sent (a short header, a bad magic or version, no descriptor,
+        several, one that is not a memfd sealed against shrinking or is smaller than
+        stated); every descriptor that came with it is closed, and the stream should be
+        given up, as it is out of step.
+
+        Syscalls: one ``recvmsg(2)`` of the header with room for a few descriptors
+        (``MSG_CMSG_CLOEXEC``); then ``readlink`` of ``/proc/self/fd/N``, ``fstat``,
+        ``fcntl(F_GET_SEALS)`` and ``mmap(MAP_SHARED)`` of the descriptor, which is
+        closed afterwards (the mapping keeps its own).
+        """
+        return receive_buffer(self)
 
 
 class ServerSocketChannel(_SocketHolder):

@@ -15,6 +15,7 @@ file system cannot allocate), and ``statx`` for O_DIRECT alignment.  Each featur
 
 from __future__ import annotations
 
+import array
 import ctypes
 import ctypes.util
 import errno
@@ -123,6 +124,8 @@ def _causes() -> dict[str, str | None]:
         ("mincore", _mincore is not None),
         ("fallocate", _fallocate is not None),
         ("statx", _statx is not None),
+        ("memfd_create", hasattr(os, "memfd_create")),
+        ("scm_rights", hasattr(socket, "SCM_RIGHTS") and hasattr(socket.socket, "sendmsg")),
     ]:
         causes[name] = None if present else f"{name} is not provided by this OS or its libc"
     return causes
@@ -256,6 +259,42 @@ class Syscalls:
         """
         return sock.recvmsg(bufsize, ancbufsize, flags)
 
+    def sendmsg_fds(self, sock: socket.socket, data: bytes, fds: Sequence[int]) -> int:
+        """``sendmsg(2)`` of ``data`` with ``fds`` attached (``SCM_RIGHTS``): the peer
+        gets its own descriptors for the same open files; ours stay open."""
+        anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds).tobytes())]
+        return sock.sendmsg([data], anc)
+
+    # -- shared memory -----------------------------------------------------------------
+
+    def memfd_create(self, name: str, flags: int) -> int:
+        """``memfd_create(2)``: an anonymous file in memory, empty; ENOSYS if missing."""
+        if not hasattr(os, "memfd_create"):
+            raise _unavailable("memfd_create")
+        return os.memfd_create(name, flags)
+
+    def ftruncate(self, fd: int, length: int) -> None:
+        """``ftruncate(2)``: set the file's size (sparse when it grows)."""
+        os.ftruncate(fd, length)
+
+    def fstat(self, fd: int) -> os.stat_result:
+        """``fstat(2)``."""
+        return os.fstat(fd)
+
+    def fd_path(self, fd: int) -> str:
+        """``readlink("/proc/self/fd/N")``: what the kernel calls the open file
+        (``/memfd:NAME (deleted)``, ``pipe:[INODE]``, a path...)."""
+        return os.readlink(f"/proc/self/fd/{fd}")
+
+    def get_seals(self, fd: int) -> int:
+        """``fcntl(F_GET_SEALS)``: the file's seals; EINVAL if it cannot be sealed."""
+        return fcntl.fcntl(fd, F_GET_SEALS)
+
+    def add_seals(self, fd: int, seals: int) -> None:
+        """``fcntl(F_ADD_SEALS)``: EPERM once F_SEAL_SEAL is set, EBUSY for F_SEAL_WRITE
+        while a writable shared mapping exists, EINVAL for a seal the kernel lacks."""
+        fcntl.fcntl(fd, F_ADD_SEALS, seals)
+
 
 SYS = Syscalls()
 
@@ -270,6 +309,12 @@ def override(layer: Syscalls) -> Iterator[Syscalls]:
     finally:
         SYS = saved
 
+
+# fcntl sealing (Linux 3.17; F_SEAL_FUTURE_WRITE 5.1): the values of <linux/fcntl.h>,
+# spelt out because the fcntl module lacks the newer ones.
+F_ADD_SEALS, F_GET_SEALS = 1033, 1034
+F_SEAL_SEAL, F_SEAL_SHRINK, F_SEAL_GROW, F_SEAL_WRITE, F_SEAL_FUTURE_WRITE = 1, 2, 4, 8, 16
+MFD_CLOEXEC, MFD_ALLOW_SEALING = 1, 2
 
 _FICLONE = 0x40049409  # _IOW(0x94, 9, int)
 _STATX_DIOALIGN = 0x2000

@@ -1,0 +1,481 @@
+"""Direct memory shared between processes: memfd buffers and descriptor passing.
+
+``ByteBuffer.allocate_shared(n)`` makes a direct buffer over a *memfd*, an anonymous
+file in memory (``memfd_create``), mapped ``MAP_SHARED``: page-aligned, zero-filled,
+and reachable from another process that gets the descriptor.  Two ways hand it over,
+both passing the descriptor, never the bytes:
+
+* ``SocketChannel.send_buffer(buf)`` / ``receive_buffer()`` on a Unix socket: one message,
+  a fixed 48-byte header (magic, version, flags, seals, offset, capacity, position,
+  limit) with the descriptor attached (``SCM_RIGHTS``).
+* multiprocessing: pickling a shared buffer through ``multiprocessing``'s pickler (a
+  Queue, a Pipe, Pool or Process arguments under fork, forkserver or spawn) passes the
+  descriptor (``multiprocessing.reduction.DupFd``).  Plain ``pickle`` is untouched.
+
+Both ends map the same pages: each sees the other's writes.  Each process counts its
+mappings in the ``shared`` pool of ``buffer_pools()`` (not ``direct``, and not against
+the direct-memory cap: the pages belong to a file every holder keeps alive).  Each
+process's ``release()`` unmaps its own mapping and closes its own descriptor; the
+memory goes when the last mapping or descriptor in any process goes, so a process
+that dies (even SIGKILLed) while holding one takes nothing from the others.
+
+**Seals.** The file's size is sealed at allocation (``F_SEAL_SHRINK | F_SEAL_GROW``):
+a zcio buffer never resizes, and a receiver then knows nobody can truncate the file
+under its mapping (which would make an access die of SIGBUS); a receiver refuses a
+descriptor without ``F_SEAL_SHRINK``.  For a read-only hand-off, ``seal(write=True)``
+makes the bytes immutable for everyone (``F_SEAL_WRITE``): the kernel refuses it while
+any writable mapping exists, so the call unmaps this buffer's writable mapping and
+returns a read-only buffer instead; ``seal(future_write=True)`` (``F_SEAL_FUTURE_WRITE``,
+Linux 5.1) keeps this process's writable mapping and refuses every new writable one and
+``write(2)``: the sender stays the only writer.  A receiver of a buffer sealed either
+way gets a read-only buffer.  ``seal(final=True)`` adds ``F_SEAL_SEAL``: no more seals.
+
+**Names.** The memfd's name shows in ``/proc/PID/maps`` (and ``/proc/PID/fd``) as
+``/memfd:NAME (deleted)``; ``name`` defaults to ``"zcio-shared"``.  ``PR_SET_VMA_ANON_NAME``
+applies to anonymous mappings only; a memfd mapping is a file mapping, named by its file.
+Plain direct memory (``allocate_direct``) is left unnamed: the prctl needs a kernel built
+with ``CONFIG_ANON_VMA_NAME`` and costs a system call per allocation.
+
+**Counting.** A process counts each of its mappings once: the sender's, and each
+buffer it receives (receiving the same memory twice maps it twice, as two ``map()``
+calls of one file count twice in ``mapped``).
+"""
+
+from __future__ import annotations
+
+import array
+import errno
+import mmap
+import os
+import socket
+import stat
+import struct
+import sys
+import weakref
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from . import _syscalls
+from ._byte_buffer import ByteBuffer, check_capacity
+from ._direct import PAGE_SIZE, SHARED, round_to_pages
+from ._errors import (
+    ClosedChannelError,
+    IllegalArgumentError,
+    IllegalStateError,
+    UnsupportedOperationError,
+    ZcioError,
+)
+from ._memory import DirectMemory, Memory
+from ._metrics import metrics
+from ._order import ByteOrder
+from ._syscalls import (
+    F_SEAL_FUTURE_WRITE,
+    F_SEAL_GROW,
+    F_SEAL_SEAL,
+    F_SEAL_SHRINK,
+    F_SEAL_WRITE,
+    MFD_ALLOW_SEALING,
+    MFD_CLOEXEC,
+)
+
+if TYPE_CHECKING:
+    from ._socket_channel import SocketChannel
+
+__all__ = [
+    "EndOfStreamError",
+    "HandoffError",
+    "SealViolationError",
+    "SharedByteBuffer",
+    "allocate_shared",
+    "receive_buffer",
+    "send_buffer",
+]
+
+
+class HandoffError(ZcioError, ValueError):
+    """A peer handed over something that is not a shared buffer (a short header, a bad
+    magic or version, no descriptor, several, one that is not a suitable memfd).
+    Every descriptor that arrived with it has been closed."""
+
+
+class SealViolationError(ZcioError, PermissionError):
+    """A seal of the memory forbids the call (adding a seal after ``final=True``...)."""
+
+
+class EndOfStreamError(ZcioError, EOFError):
+    """``receive_buffer()`` found the end of the stream: the peer closed its side."""
+
+
+_SEAL_NAMES = {
+    F_SEAL_SEAL: "seal",
+    F_SEAL_SHRINK: "shrink",
+    F_SEAL_GROW: "grow",
+    F_SEAL_WRITE: "write",
+    F_SEAL_FUTURE_WRITE: "future_write",
+}
+_NO_WRITES = F_SEAL_WRITE | F_SEAL_FUTURE_WRITE
+_MAX_NAME = 249  # MFD_NAME_MAX_LEN: 255 minus the "memfd:" prefix
+
+#: The message: magic, version, flags, seals, offset, capacity, position, limit.
+_HEADER = struct.Struct("<8sHHIQQQQ")
+_MAGIC = b"zcioSHM\x00"
+_VERSION = 1
+_READ_ONLY, _LITTLE_ENDIAN = 1, 2
+#: Room for a few descriptors, so that a peer sending several is caught, not truncated.
+_ANCILLARY = socket.CMSG_SPACE(4 * array.array("i").itemsize)
+
+
+def _unshare(fd: list[int], size: int, used: int) -> None:
+    """The cleaner: close the descriptor and give back the accounting (never raises)."""
+    n, fd[0] = fd[0], -1
+    if n >= 0:
+        os.close(n)
+    SHARED.remove(size, used)
+
+
+class SharedMemory(DirectMemory):
+    """This process's ``MAP_SHARED`` mapping of a memfd and a descriptor of it (CPython's
+    ``mmap`` keeps a second one, private); counted in the ``shared`` pool.  Takes over
+    ``fd``, which is closed with the mapping.
+
+    Syscalls: ``mmap(MAP_SHARED)`` (by the caller), ``munmap`` and ``close`` when the
+    last view is gone (deferred, as for direct memory, while the user holds an export).
+    """
+
+    __slots__ = ("_fd",)
+
+    def __init__(self, mm: mmap.mmap, size: int, fd: int) -> None:
+        _register_reducer()
+        used = round_to_pages(len(mm))  # what the kernel maps
+        base = memoryview(mm)[:size]
+        SHARED.add(size, used)
+        self._mmap = mm
+        self._fd = [fd]
+        Memory.__init__(self, base)
+        self._address = -1
+        # The cleaner holds only what it frees: the descriptor's cell and the numbers.
+        self._finalizer = weakref.finalize(mm, partial(_unshare, self._fd), size, used)
+        self._finalizer.atexit = False
+
+    def fileno(self) -> int:
+        """The memfd's descriptor (ReleasedBufferError after release)."""
+        if self.released or self._fd[0] < 0:
+            raise self.released_error()
+        return self._fd[0]
+
+
+def _map(fd: int, length: int, readonly: bool) -> mmap.mmap:
+    # Access modes, not prot: CPython exports a PROT_READ mapping as writable otherwise.
+    return mmap.mmap(fd, length, access=mmap.ACCESS_READ if readonly else mmap.ACCESS_WRITE)
+
+
+def _add_seals(fd: int, seals: int) -> None:
+    """F_ADD_SEALS with the kernel's refusals turned into zcio's errors."""
+    try:
+        _syscalls.SYS.add_seals(fd, seals)
+    except OSError as e:
+        if e.errno == errno.EPERM:
+            raise SealViolationError(
+                "the memory is sealed against further seals (final=True)") from e
+        if e.errno == errno.EBUSY:
+            raise IllegalStateError(
+                "cannot seal against writes while a writable mapping exists (in another "
+                "process, or a memoryview exported in this one)") from e
+        if e.errno == errno.EINVAL:
+            raise UnsupportedOperationError(
+                f"this kernel lacks a seal among {_names(seals)} (future_write needs "
+                "Linux 5.1)") from e
+        raise
+
+
+def _names(seals: int) -> frozenset[str]:
+    return frozenset(name for bit, name in _SEAL_NAMES.items() if seals & bit)
+
+
+class SharedByteBuffer(ByteBuffer):
+    """A direct ByteBuffer whose memory other processes can map (see the module
+    docstring).  Slices, duplicates and read-only views of it are shared buffers too."""
+
+    __slots__ = ()
+
+    def _shared(self) -> SharedMemory:
+        self._check_memory()
+        mem = self._mem
+        assert isinstance(mem, SharedMemory)
+        return mem
+
+    def fileno(self) -> int:
+        """The memfd's descriptor in this process (valid until ``release()``); for
+        passing it on by other means (``subprocess``'s ``pass_fds``...)."""
+        return self._shared().fileno()
+
+    def seals(self) -> frozenset[str]:
+        """The memory's seals: a subset of ``{"seal", "shrink", "grow", "write",
+        "future_write"}`` (``shrink`` and ``grow`` from allocation on).
+
+        Syscalls: ``fcntl(F_GET_SEALS)``.
+        """
+        return _names(_syscalls.SYS.get_seals(self.fileno()))
+
+    def seal(self, *, write: bool = False, future_write: bool = False,
+             final: bool = False) -> SharedByteBuffer:
+        """Add seals to the memory, for every process that maps it; returns the buffer
+        to go on with.  Seals are never removed.
+
+        * ``future_write``: no new writable mapping and no ``write(2)``, anywhere; this
+          process's mapping stays writable.  Returns this buffer.
+        * ``write``: nobody can change the bytes any more.  The kernel allows it only
+          while no writable mapping exists, so this buffer's memory is released first
+          (every buffer and view over it: ReleasedBufferError after) and a new
+          read-only buffer, with this one's indexes, order and mark, is returned.
+          IllegalStateError, before anything changes, if the memory is retained
+          (reference count above 1); IllegalStateError if another shared mapping
+          remains (one another process made before the seal, even a read-only one:
+          the kernel counts it as writable; or a memoryview exported here), and then
+          this buffer is released all the same.
+        * ``final``: ``F_SEAL_SEAL``, no more seals (a later ``seal()`` with any seal
+          raises SealViolationError).  Returns this buffer, unless ``write``.
+
+        No index changes.  UnsupportedOperationError if the kernel lacks a seal.
+
+        Syscalls: ``fcntl(F_ADD_SEALS)``; for ``write`` also ``mmap`` of a read-only
+        mapping and ``munmap`` of the writable one.
+        """
+        mem = self._shared()
+        bits = (F_SEAL_FUTURE_WRITE if future_write else 0) | (F_SEAL_SEAL if final else 0)
+        if not write:
+            if bits:
+                _add_seals(mem.fileno(), bits)
+            return self
+        if mem.refcnt != 1:
+            raise IllegalStateError(
+                f"seal(write=True) releases the memory, which is retained (refCnt: "
+                f"{mem.refcnt})")
+        assert mem._mmap is not None  # not released: _shared() checked
+        length, order, mark = len(mem._mmap), self._order, self._mark
+        fd = os.dup(mem.fileno())  # non-inheritable, as the memfd
+        mem.release()  # revoke every view, unmap the writable mapping
+        ro = None
+        try:
+            # Seal before mapping again: a shared mapping made before F_SEAL_WRITE
+            # counts as writable, even a read-only one; one made after cannot write.
+            _add_seals(fd, F_SEAL_WRITE | bits)
+            ro = _map(fd, length, readonly=True)
+            new = SharedMemory(ro, mem.size, fd)
+        except BaseException:
+            if ro is not None:
+                ro.close()
+            os.close(fd)
+            raise
+        sealed = self._make(new, self._off, self._cap, self._pos, self._lim, mark, ro=True)
+        return sealed.order(order)
+
+
+def allocate_shared(capacity: int, name: str | None = None) -> SharedByteBuffer:
+    """See ``ByteBuffer.allocate_shared``."""
+    capacity = check_capacity(capacity)
+    label = "zcio-shared" if name is None else name
+    if not isinstance(label, str):
+        raise TypeError(f"name must be a str, not {type(label).__name__}")
+    if "\0" in label or "/" in label or len(label.encode()) > _MAX_NAME:
+        raise IllegalArgumentError(
+            f"memfd name {label!r}: at most {_MAX_NAME} bytes, no NUL or '/'")
+    if not _syscalls.is_available("memfd_create"):
+        raise UnsupportedOperationError(_syscalls.unavailability_cause("memfd_create"))
+    sys_ = _syscalls.SYS
+    used = round_to_pages(capacity) or PAGE_SIZE  # a page even for 0: mmap needs one
+    fd = sys_.memfd_create(label, MFD_CLOEXEC | MFD_ALLOW_SEALING)
+    mm = None
+    try:
+        sys_.ftruncate(fd, used)
+        sys_.add_seals(fd, F_SEAL_SHRINK | F_SEAL_GROW)
+        mm = _map(fd, used, readonly=False)
+        mem = SharedMemory(mm, capacity, fd)
+    except BaseException:
+        if mm is not None:
+            mm.close()
+        os.close(fd)
+        raise
+    return SharedByteBuffer._make(mem, 0, capacity, 0, capacity)
+
+
+# -- the hand-off message -----------------------------------------------------------
+
+
+def _header(buf: SharedByteBuffer, fd: int) -> bytes:
+    flags = (_READ_ONLY if buf._ro else 0) | (
+        _LITTLE_ENDIAN if buf._order is ByteOrder.LITTLE_ENDIAN else 0)
+    seals = _syscalls.SYS.get_seals(fd)
+    return _HEADER.pack(_MAGIC, _VERSION, flags, seals, buf._off, buf._cap,
+                        buf._pos, buf._lim)
+
+
+def _adopt(fd: int, header: bytes) -> SharedByteBuffer:
+    """A buffer over the memfd ``fd`` as ``header`` describes it, after checking that
+    ``fd`` really is one, big enough and sealed against shrinking; HandoffError else.
+    Takes ``fd`` over: it is closed on error, and with the buffer's memory otherwise."""
+    try:
+        return _checked_adopt(fd, header)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _checked_adopt(fd: int, header: bytes) -> SharedByteBuffer:
+    if len(header) != _HEADER.size:
+        raise HandoffError(f"short header: {len(header)} of {_HEADER.size} bytes")
+    magic, version, flags, claimed, off, cap, pos, lim = _HEADER.unpack(header)
+    if magic != _MAGIC:
+        raise HandoffError(f"bad magic {magic!r}: not a zcio shared-buffer message")
+    if version != _VERSION:
+        raise HandoffError(f"unsupported version {version} (this zcio speaks {_VERSION})")
+    if not pos <= lim <= cap or off + cap > sys.maxsize:
+        raise HandoffError(f"bad indexes: offset {off}, capacity {cap}, position {pos}, "
+                           f"limit {lim}")
+    sys_ = _syscalls.SYS
+    try:
+        what = sys_.fd_path(fd)
+        st = sys_.fstat(fd)
+    except OSError as e:
+        raise HandoffError(f"cannot inspect the descriptor received: {e}") from e
+    if not what.startswith("/memfd:") or not stat.S_ISREG(st.st_mode):
+        raise HandoffError(f"the descriptor received is not a memfd: {what}")
+    need = max(off + cap, 1)
+    if st.st_size < need:
+        raise HandoffError(f"memfd of {st.st_size} bytes, {need} stated")
+    try:
+        seals = sys_.get_seals(fd)
+    except OSError as e:
+        raise HandoffError(f"cannot read the memfd's seals: {e}") from e
+    if not seals & F_SEAL_SHRINK:
+        raise HandoffError("memfd not sealed against shrinking: its owner could truncate "
+                           "it under the mapping (SIGBUS)")
+    if claimed & ~seals:
+        raise HandoffError(f"seals {sorted(_names(claimed & ~seals))} stated but not set")
+    readonly = bool(flags & _READ_ONLY or seals & _NO_WRITES)
+    try:
+        mm = _map(fd, need, readonly)
+    except (OSError, ValueError) as e:
+        raise HandoffError(f"cannot map the memfd received: {e}") from e
+    try:
+        mem = SharedMemory(mm, off + cap, fd)
+    except BaseException:
+        mm.close()
+        raise
+    buf = SharedByteBuffer._make(mem, off, cap, pos, lim, ro=readonly)
+    if flags & _LITTLE_ENDIAN:
+        buf.order(ByteOrder.LITTLE_ENDIAN)
+    return buf
+
+
+def _unix_socket(channel: SocketChannel) -> socket.socket:
+    sock = channel._check_connected()
+    if sock.family != socket.AF_UNIX:
+        raise UnsupportedOperationError(
+            "descriptors pass only over a Unix socket, not family "
+            f"{socket.AddressFamily(sock.family).name}")
+    if not _syscalls.is_available("scm_rights"):
+        raise UnsupportedOperationError(_syscalls.unavailability_cause("scm_rights"))
+    return sock
+
+
+def send_buffer(channel: SocketChannel, buf: SharedByteBuffer) -> bool:
+    """See ``SocketChannel.send_buffer``."""
+    if not isinstance(buf, SharedByteBuffer):
+        raise TypeError("send_buffer() needs a buffer from ByteBuffer.allocate_shared(), "
+                        f"not {type(buf).__name__}")
+    mem = buf._shared()
+    with channel._write_lock:
+        sock = _unix_socket(channel)
+        if channel._output_shut:
+            raise ClosedChannelError("output is shut down")
+        mem.retain()  # a concurrent release() cannot close the descriptor under us
+        calls = 0
+        try:
+            fd = mem.fileno()
+            data = _header(buf, fd)
+            calls = 1
+            n = _syscalls.retry(_syscalls.SYS.sendmsg_fds, sock, data, [fd])
+        except BlockingIOError:
+            return False
+        finally:
+            mem.release()
+            metrics.record("shared_send", syscalls=calls)
+    if n != len(data):  # pragma: no cover - AF_UNIX queues a small message whole
+        raise HandoffError(f"only {n} of {len(data)} header bytes sent: the stream is "
+                           "out of step")
+    return True
+
+
+def _received_fds(ancillary: list[tuple[int, int, bytes]]) -> tuple[list[int], bool]:
+    """Every descriptor in the ancillary data, and whether anything else came."""
+    fds: list[int] = []
+    other = False
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            ints = array.array("i")
+            ints.frombytes(data[: len(data) - len(data) % ints.itemsize])
+            fds.extend(ints)
+        else:
+            other = True
+    return fds, other
+
+
+def receive_buffer(channel: SocketChannel) -> SharedByteBuffer | None:
+    """See ``SocketChannel.receive_buffer``."""
+    with channel._read_lock:
+        sock = _unix_socket(channel)
+        if channel._input_shut:
+            raise EndOfStreamError("input is shut down")
+        try:
+            data, anc, flags, _ = _syscalls.retry(
+                _syscalls.SYS.recvmsg, sock, _HEADER.size, _ANCILLARY, socket.MSG_CMSG_CLOEXEC)
+        except BlockingIOError:
+            return None
+        finally:
+            metrics.record("shared_receive")
+    fds, other = _received_fds(anc)
+    try:
+        if not data and not fds:
+            raise EndOfStreamError("the peer closed the connection")
+        if other or flags & socket.MSG_CTRUNC:
+            raise HandoffError("unexpected ancillary data with the header")
+        if len(fds) != 1:
+            raise HandoffError(f"{len(fds) or 'no'} descriptors with the header, 1 expected")
+    except BaseException:
+        for fd in fds:
+            os.close(fd)
+        raise
+    return _adopt(fds[0], data)
+
+
+# -- multiprocessing ----------------------------------------------------------------
+
+
+def _rebuild(dup: Any, header: bytes) -> SharedByteBuffer:
+    return _adopt(dup.detach(), header)
+
+
+def _reduce(buf: SharedByteBuffer) -> tuple[Any, tuple[Any, bytes]]:
+    """multiprocessing's reducer: the descriptor (``DupFd``: passed to a spawned
+    child, or fetched from this process's resource sharer) and the header."""
+    from multiprocessing.reduction import DupFd
+
+    mem = buf._shared()
+    fd = mem.fileno()
+    return _rebuild, (DupFd(fd), _header(buf, fd))
+
+
+_registered = False
+
+
+def _register_reducer() -> None:
+    """Teach multiprocessing's pickler to pass shared buffers by descriptor.  Done at
+    the first shared buffer, not at import: importing multiprocessing costs ~3 ms,
+    and without a shared buffer there is nothing to register for."""
+    global _registered
+    if not _registered:
+        from multiprocessing.reduction import ForkingPickler
+
+        ForkingPickler.register(SharedByteBuffer, _reduce)
+        _registered = True
