@@ -18,7 +18,9 @@ copies zcio makes:
 * heap: heap, ``ByteBuffer.wrap(B)``: no copy; one if B is read-only (``bytes``) and
   the buffer was writable.
 * direct: direct, ``allocate_direct`` (counted in the ``direct`` pool), B copied in:
-  one copy (anonymous memory cannot adopt bytes it did not map).
+  one copy (anonymous memory cannot adopt bytes it did not map).  A shared buffer
+  too: a pickle cannot carry its descriptor (multiprocessing's pickler passes it by
+  descriptor instead, see ``zcio._shared``).
 * mapped: direct.  The file and its mapping belong to this process; the bytes are read
   once through zcio's SIGBUS guard on dump (a pickler reads a PickleBuffer unguarded,
   and a truncated file would kill the process), then loaded as direct: two copies.
