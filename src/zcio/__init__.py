@@ -38,6 +38,7 @@ from ._errors import IllegalStateError as IllegalStateError
 from ._errors import IndexOutOfBoundsError as IndexOutOfBoundsError
 from ._errors import InvalidMarkError as InvalidMarkError
 from ._errors import MappedRegionError as MappedRegionError
+from ._errors import MissingDependencyError as MissingDependencyError
 from ._errors import NoConnectionPendingError as NoConnectionPendingError
 from ._errors import NonReadableChannelError as NonReadableChannelError
 from ._errors import NonWritableChannelError as NonWritableChannelError
@@ -145,6 +146,7 @@ __all__ = [
     "MapMode",
     "MappedByteBuffer",
     "MappedRegionError",
+    "MissingDependencyError",
     "Measurement",
     "NoConnectionPendingError",
     "NonReadableChannelError",

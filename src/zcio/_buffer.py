@@ -312,28 +312,17 @@ class Buffer(BufferState):
 
     # -- pickling and copy -------------------------------------------------------------
 
-    def __reduce_ex__(self, protocol: Any, /) -> Any:  # always raises
-        """Pickling, ``copy.copy`` and ``copy.deepcopy``: TypeError naming what works.
+    def __reduce_ex__(self, protocol: Any, /) -> Any:
+        """Pickling (protocol 5: out of band), ``copy.copy`` and ``copy.deepcopy``.
 
-        A buffer is indexes over memory that it may share with other buffers (slices,
-        duplicates, views), that may be off-heap, mapped from a file or a pooled slot,
-        under one reference count.  A pickle cannot carry that, and a copy could only
-        guess: a shallow one would point at memory that ``release()`` frees without
-        holding a reference (a use after free for direct memory), a deep one would have
-        to pick a kind, an allocator and which bytes.  Java's buffers are not Cloneable
-        for the same reason.  So both are refused, in this one place, until the
-        cross-process work defines pickling; the message lists the explicit ways.
+        Carries ``[position, limit)`` and the state; ``copy.copy`` and ``deepcopy``
+        give an independent buffer equal to a pickle round trip.  What each kind
+        becomes, and the copies made: see ``zcio._pickling``.  A released buffer
+        raises its released error.
         """
-        name = type(self).__name__
-        if hasattr(self, "memoryview"):  # a ByteBuffer
-            ways = ("bytes(buf) for a copy of [position, limit), buf.memoryview() for a "
-                    "zero-copy view, buf.duplicate() for another buffer over the same "
-                    "memory")
-        else:
-            ways = ("buf.get(dst) to copy the remaining() elements into a list, "
-                    "buf.duplicate() for another buffer over the same memory")
-        raise TypeError(f"{name} objects cannot be pickled or copied by copy.copy/deepcopy "
-                        f"(its memory may be direct, mapped, pooled or shared); use {ways}")
+        from ._pickling import reduce
+
+        return reduce(self, check_int(protocol, "protocol"))
 
     def __enter__(self) -> Self:
         return self

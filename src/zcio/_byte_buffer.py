@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Self, TypeVar, overload
 
 from . import _guard, _views
 from ._access import ByteAccess, byte_view
+from ._arrow import to_arrow
 from ._buffer import check_from_index_size, check_int
 from ._codec import CODECS
 from ._errors import (
@@ -481,3 +482,11 @@ class ByteBuffer(ByteAccess):
         from ._shared import allocate_shared
 
         return allocate_shared(capacity, name)
+
+    # -- Arrow ---------------------------------------------------------------------------
+
+    def to_arrow(self) -> Any:
+        """A ``pyarrow.Buffer`` over ``[position, limit)`` without a copy; it keeps the
+        memory alive as any export does (see ``zcio._arrow``).  Needs pyarrow
+        (``pip install 'zcio[arrow]'``; MissingDependencyError otherwise)."""
+        return to_arrow(self)

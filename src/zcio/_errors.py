@@ -68,6 +68,7 @@ __all__ = [
     "NoConnectionPendingError",
     "AlreadyBoundError",
     "NotYetBoundError",
+    "MissingDependencyError",
 ]
 
 
@@ -217,3 +218,8 @@ class MappedRegionError(ZcioError, OSError):
     transferred and no index moved for a get or put; see ``zcio.MappedByteBuffer``
     for which accesses are guarded.
     """
+
+
+class MissingDependencyError(ZcioError, ImportError):
+    """An optional feature needs a package that is not installed; the message names
+    the package and the extra that installs it (``pip install 'zcio[arrow]'``)."""
