@@ -75,16 +75,17 @@ def _state(b: ByteBuffer) -> tuple[int, int, int, bytes]:
     return b.position(), b.limit(), b.mark_value(), bytes(b.duplicate().clear())
 
 
-def _outcome(fn: Callable[..., Any], b: ByteBuffer, args: tuple[Any, ...]) -> tuple[Any, ...]:
+def _outcome(fn: Callable[..., Any], b: Any, args: tuple[Any, ...],
+             state: Callable[[Any], Any] = _state) -> tuple[Any, ...]:
     try:
         r = fn(b, *args)
     except Exception as e:
-        return ("raised", type(e), str(e), _state(b))
+        return ("raised", type(e), str(e), state(b))
     if r is b:
         r = "self"
     elif isinstance(r, float) and math.isnan(r):
         r = ("nan", struct.pack(">d", r))
-    return ("returned", type(r), r, _state(b))
+    return ("returned", type(r), r, state(b))
 
 
 indexes = st.one_of(st.integers(-3, CAP + 3), st.sampled_from([2**63, -(2**63) - 1]),
@@ -182,3 +183,59 @@ print('ok')
 """
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and r.stdout.strip() == "ok", (r.returncode, r.stderr[-500:])
+
+
+# -- typed views ----------------------------------------------------------------------
+
+VIEWS = ["as_char_buffer", "as_short_buffer", "as_int_buffer", "as_long_buffer",
+         "as_float_buffer", "as_double_buffer"]
+view_values = st.one_of(ints, floats, chars)
+
+
+@st.composite
+def view_calls(draw: st.DrawFn) -> tuple[str, tuple[Any, ...]]:
+    if draw(st.booleans()):
+        return "get", (() if draw(st.booleans()) else (draw(indexes),))
+    v = draw(view_values)
+    return "put", ((v,) if draw(st.booleans()) else (draw(indexes), v))
+
+
+def _view_state(v: Any) -> tuple[int, int, int]:
+    return v.position(), v.limit(), v.mark_value()
+
+
+@pytest.mark.parametrize("kind", ["heap", "direct", "pooled", "slice", "readonly"])
+@pytest.mark.parametrize("view", VIEWS)
+@settings(max_examples=60, deadline=None)
+@given(fill=st.binary(min_size=CAP, max_size=CAP), order=st.sampled_from(list(ByteOrder)),
+       seq=st.lists(view_calls(), min_size=1, max_size=20), start=st.integers(0, 12))
+def test_view_fast_path_matches_reference(kind: str, view: str, fill: bytes,
+                                          order: ByteOrder,
+                                          seq: list[tuple[str, tuple[Any, ...]]],
+                                          start: int) -> None:
+    from zcio._typed import VIEW_REFERENCE
+    a, b, cleanup = _twins(kind, order, fill)
+    try:
+        fast = getattr(a.position(start % 3), view)()
+        ref = getattr(b.position(start % 3), view)()
+        for name, args in seq:
+            cls = type(fast)
+            got = _outcome(getattr(cls, name), fast, args, _view_state)
+            want = _outcome(VIEW_REFERENCE[name], ref, args, _view_state)
+            assert got == want, (name, args)
+        assert bytes(a.clear()) == bytes(b.clear())
+    finally:
+        cleanup()
+
+
+def test_views_over_mapped_memory_ask_the_memory(tmp_path: Any) -> None:
+    """A view over a mapping has no memoryview of its own (None): the fast path hands it
+    to the Python methods, which read through the SIGBUS guard."""
+    p = tmp_path / "f"
+    p.write_bytes(bytes(range(16)))
+    with zcio.FileChannel.open(p, zcio.OpenOption.READ) as ch:
+        m = ch.map(zcio.MapMode.READ_ONLY, 0, 16)
+        v = m.as_int_buffer()
+        assert v._mv is None
+        assert v.get(1) == 0x04050607
+        m.release()

@@ -37,6 +37,7 @@ typedef struct {
 
 /* Set by accelerate(): the ByteOrder members and the class whose subclasses must ask
  * their memory (IndirectByteBuffer). */
+static PyObject *state_type = NULL; /* BufferState */
 static PyObject *big_endian = NULL, *little_endian = NULL;
 static PyTypeObject *indirect_type = NULL;
 static PyObject *plain_type = NULL; /* the last type found not indirect: a one-entry cache */
@@ -332,6 +333,205 @@ PUTTER(s_put_float, K_FLOAT, M_PUT_FLOAT)
 GETTER(s_get_double, K_DOUBLE, M_GET_DOUBLE)
 PUTTER(s_put_double, K_DOUBLE, M_PUT_DOUBLE)
 
+/* -- typed views: get/put of one element, counted in elements ------------------------ */
+
+#define MAX_VIEWS 8
+static PyObject *view_types[MAX_VIEWS]; /* the view classes, exact types */
+static int view_kinds[MAX_VIEWS];
+static int n_views = 0;
+static PyObject *view_get_ref = NULL, *view_put_ref = NULL; /* TypedBuffer.get / put */
+
+static PyObject *
+slow_ref(PyObject *f, PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kw)
+{
+    if (f == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "zcio._native: accelerate_views() was not called");
+        return NULL;
+    }
+    PyObject *small[8], **stack = small;
+    Py_ssize_t n = nargs + (kw ? PyTuple_GET_SIZE(kw) : 0);
+    if (n + 1 > 8 && (stack = PyMem_Malloc((n + 1) * sizeof(PyObject *))) == NULL)
+        return PyErr_NoMemory();
+    stack[0] = self;
+    for (Py_ssize_t i = 0; i < n; i++)
+        stack[i + 1] = args[i];
+    PyObject *r = PyObject_Vectorcall(f, stack, nargs + 1, kw);
+    if (stack != small)
+        PyMem_Free(stack);
+    return r;
+}
+
+/* The element kind of a view instance, or -1 (a class this module was not told of). */
+static inline int
+view_kind(State *s)
+{
+    PyObject *t = (PyObject *)Py_TYPE(s);
+    for (int i = 0; i < n_views; i++)
+        if (view_types[i] == t)
+            return view_kinds[i];
+    return -1;
+}
+
+/* The view's plain memory (its own memoryview), or NULL (no exception): not plain
+ * (a mapping or a composite: _mv is None), released, or not a flat byte view. */
+static inline char *
+view_memory(State *s, Py_ssize_t *len, int writing)
+{
+    PyObject *mv = s->mv;
+    if (mv == NULL || !PyMemoryView_Check(mv))
+        return NULL;
+    PyMemoryViewObject *m = (PyMemoryViewObject *)mv;
+    if ((m->flags & _Py_MEMORYVIEW_RELEASED) || (m->mbuf->flags & _Py_MANAGED_BUFFER_RELEASED))
+        return NULL;
+    Py_buffer *v = &m->view;
+    if ((writing && v->readonly) || v->itemsize != 1 || v->ndim > 1
+        || (v->ndim == 1 && v->strides && v->strides[0] != 1))
+        return NULL;
+    *len = v->len;
+    return (char *)v->buf;
+}
+
+/* get() / get(i) of one element; every other form goes to TypedBuffer.get. */
+static PyObject *
+v_get(State *s, PyObject *const *args, Py_ssize_t nargs, PyObject *kw)
+{
+    int k, big, size;
+    Py_ssize_t len, i;
+    char *base;
+    if (kw != NULL || nargs > 1 || (k = view_kind(s)) < 0 || (big = is_big(s)) < 0
+        || (base = view_memory(s, &len, 0)) == NULL)
+        return slow_ref(view_get_ref, (PyObject *)s, args, nargs, kw);
+    size = k_size[k];
+    if (nargs == 0 || args[0] == Py_None) {
+        i = s->pos;
+        if (i < 0 || i >= s->lim)
+            return slow_ref(view_get_ref, (PyObject *)s, args, nargs, kw);
+    } else {
+        if (!PyLong_CheckExact(args[0]))
+            return slow_ref(view_get_ref, (PyObject *)s, args, nargs, kw);
+        i = PyLong_AsSsize_t(args[0]);
+        if (i == -1 && PyErr_Occurred()) {
+            PyErr_Clear();
+            return slow_ref(view_get_ref, (PyObject *)s, args, nargs, kw);
+        }
+        if (i < 0 || i >= s->lim)
+            return slow_ref(view_get_ref, (PyObject *)s, args, nargs, kw);
+    }
+    if (i > (len - size) / size)
+        return slow_ref(view_get_ref, (PyObject *)s, args, nargs, kw);
+    PyObject *r = box(k, load_bytes(base + i * size, size, big));
+    if (r == NULL) {
+        if (PyErr_Occurred())
+            return NULL;
+        return slow_ref(view_get_ref, (PyObject *)s, args, nargs, kw); /* a float NaN */
+    }
+    if (nargs == 0 || args[0] == Py_None)
+        s->pos = i + 1;
+    return r;
+}
+
+/* put(v) / put(i, v) of one element; every other form goes to TypedBuffer.put. */
+static PyObject *
+v_put(State *s, PyObject *const *args, Py_ssize_t nargs, PyObject *kw)
+{
+    int k, big, size;
+    Py_ssize_t len, i;
+    char *base;
+    uint64_t raw;
+    if (kw != NULL || nargs < 1 || nargs > 2 || s->ro != Py_False || (k = view_kind(s)) < 0
+        || (big = is_big(s)) < 0 || (base = view_memory(s, &len, 1)) == NULL)
+        return slow_ref(view_put_ref, (PyObject *)s, args, nargs, kw);
+    size = k_size[k];
+    PyObject *value = args[nargs - 1];
+    if (nargs == 1) {
+        i = s->pos;
+        if (i < 0 || i >= s->lim)
+            return slow_ref(view_put_ref, (PyObject *)s, args, nargs, kw);
+    } else {
+        if (!PyLong_CheckExact(args[0]))
+            return slow_ref(view_put_ref, (PyObject *)s, args, nargs, kw);
+        i = PyLong_AsSsize_t(args[0]);
+        if (i == -1 && PyErr_Occurred()) {
+            PyErr_Clear();
+            return slow_ref(view_put_ref, (PyObject *)s, args, nargs, kw);
+        }
+        if (i < 0 || i >= s->lim)
+            return slow_ref(view_put_ref, (PyObject *)s, args, nargs, kw);
+    }
+    if (i > (len - size) / size || !unbox(k, value, &raw))
+        return slow_ref(view_put_ref, (PyObject *)s, args, nargs, kw);
+    store_bytes(base + i * size, size, big, raw);
+    if (nargs == 1)
+        s->pos = i + 1;
+    return Py_NewRef((PyObject *)s);
+}
+
+static PyMethodDef view_methods[] = {
+    {"get", (PyCFunction)(void (*)(void))v_get, METH_FASTCALL | METH_KEYWORDS, NULL},
+    {"put", (PyCFunction)(void (*)(void))v_put, METH_FASTCALL | METH_KEYWORDS, NULL},
+    {NULL},
+};
+
+static int
+kind_of_code(const char *code)
+{
+    static const char *codes[K_COUNT] = {"b", "H", "h", "", "i", "", "q", "f", "d"};
+    for (int k = 0; k < K_COUNT; k++)
+        if (codes[k][0] && strcmp(codes[k], code) == 0)
+            return k;
+    return -1;
+}
+
+/* accelerate_views(base, {cls: struct code}, {"get": doc, "put": doc}) */
+static PyObject *
+core_accelerate_views(PyObject *mod, PyObject *args)
+{
+    PyObject *base, *classes, *docs, *key, *value;
+    Py_ssize_t pos = 0;
+    if (!PyArg_ParseTuple(args, "O!O!O!", &PyType_Type, &base, &PyDict_Type, &classes,
+                          &PyDict_Type, &docs))
+        return NULL;
+    if (!PyType_IsSubtype((PyTypeObject *)base, (PyTypeObject *)state_type)
+        || PyDict_GET_SIZE(classes) > MAX_VIEWS) {
+        PyErr_SetString(PyExc_TypeError, "accelerate_views(): not BufferState views");
+        return NULL;
+    }
+    n_views = 0;
+    while (PyDict_Next(classes, &pos, &key, &value)) {
+        const char *code = PyUnicode_AsUTF8(value);
+        int k = code ? kind_of_code(code) : -1;
+        if (k < 0 || !PyType_Check(key)) {
+            if (!PyErr_Occurred())
+                PyErr_Format(PyExc_ValueError, "no fast path for element code %R", value);
+            return NULL;
+        }
+        Py_XSETREF(view_types[n_views], Py_NewRef(key));
+        view_kinds[n_views++] = k;
+    }
+    PyObject **refs[2] = {&view_get_ref, &view_put_ref};
+    for (int m = 0; m < 2; m++) {
+        PyMethodDef *d = &view_methods[m];
+        PyObject *ref = PyObject_GetAttrString(base, d->ml_name);
+        if (ref == NULL)
+            return NULL;
+        PyObject *doc = PyDict_GetItemString(docs, d->ml_name);
+        if (doc != NULL && d->ml_doc == NULL) {
+            const char *text = PyUnicode_AsUTF8(doc);
+            char *copy = text ? strdup(text) : NULL;
+            if (copy == NULL) { Py_DECREF(ref); if (!PyErr_Occurred()) PyErr_NoMemory(); return NULL; }
+            d->ml_doc = copy;
+        }
+        PyObject *fast = PyDescr_NewMethod((PyTypeObject *)state_type, d);
+        if (fast == NULL) { Py_DECREF(ref); return NULL; }
+        Py_XSETREF(*refs[m], ref);
+        int err = PyObject_SetAttrString(base, d->ml_name, fast);
+        Py_DECREF(fast);
+        if (err < 0)
+            return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
 #define FAST (METH_FASTCALL | METH_KEYWORDS)
 #define M(name, fn) {name, (PyCFunction)(void (*)(void))fn, FAST, NULL}
 /* Index order matches the M_ enum: accelerate() pairs them with the Python methods. */
@@ -411,8 +611,6 @@ static PyType_Spec state_spec = {
     .slots = state_slots,
 };
 
-static PyObject *state_type = NULL;
-
 /* accelerate(cls, big, little, indirect, docs): replace cls's hot methods by the fast
  * paths, keeping cls's own as their reference; returns the names replaced.  docs maps
  * each name to the docstring its fast path shows (with a text signature). */
@@ -465,6 +663,9 @@ fail:
 }
 
 static PyMethodDef core_functions[] = {
+    {"accelerate_views", core_accelerate_views, METH_VARARGS,
+     "accelerate_views(TypedBuffer, {view class: struct code}, docs): the C fast paths "
+     "of one element's get/put, with TypedBuffer's own kept as their reference."},
     {"accelerate", core_accelerate, METH_VARARGS,
      "accelerate(cls, BIG_ENDIAN, LITTLE_ENDIAN, indirect_cls): the C fast paths for "
      "cls's hot get/put methods, with cls's own kept as their reference."},

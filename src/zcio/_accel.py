@@ -12,10 +12,12 @@ shows it).  The choice is made once, here, for the whole process.
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 from types import ModuleType
+from typing import Any
 
-__all__ = ["native", "implementation", "unavailability_cause"]
+__all__ = ["native", "implementation", "unavailability_cause", "text_signature"]
 
 
 def _load() -> tuple[ModuleType | None, str | None]:
@@ -38,3 +40,14 @@ def implementation() -> str:
 def unavailability_cause() -> str | None:
     """Why the compiled accelerator is not in use (None when it is)."""
     return _CAUSE
+
+
+def text_signature(fn: Any) -> str:
+    """``name($self, a, b=None, /)``: the signature line a compiled method's docstring
+    starts with, so ``help()``, ``inspect`` and the API reference show the signature of
+    the Python method it replaced."""
+    sig = inspect.signature(fn)
+    plain = sig.replace(
+        parameters=[p.replace(annotation=p.empty) for p in sig.parameters.values()],
+        return_annotation=sig.empty)
+    return f"{fn.__name__}{plain}".replace("(self", "($self", 1)

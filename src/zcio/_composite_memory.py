@@ -36,6 +36,7 @@ class CompositeMemory(Memory):
     """
 
     strict = True
+    plain = False  # every access asks the memory (see Memory.plain)
     __slots__ = ("direct", "_pieces", "_segs", "_starts", "_ends", "_owned")
 
     def __init__(self) -> None:

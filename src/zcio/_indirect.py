@@ -25,7 +25,7 @@ import inspect
 import struct
 from typing import Any, Self
 
-from ._accel import native
+from ._accel import native, text_signature
 from ._access import ByteAccess, signed
 from ._buffer import is_int
 from ._byte_buffer import ByteBuffer
@@ -77,16 +77,6 @@ class IndirectByteBuffer(ByteBuffer):
 REFERENCE: dict[str, Any] = {}
 
 
-def _text_signature(fn: Any) -> str:
-    """``name($self, a, b=None, /)``: the signature line a C method's docstring starts
-    with, so ``help()``, ``inspect`` and the API reference show the Python one."""
-    sig = inspect.signature(fn)
-    plain = sig.replace(
-        parameters=[p.replace(annotation=p.empty) for p in sig.parameters.values()],
-        return_annotation=sig.empty)
-    return f"{fn.__name__}{plain}".replace("(self", "($self", 1)
-
-
 def _accelerate() -> None:
     """Hand ByteBuffer's hot get/put to the compiled fast paths (``zcio._native``), each
     keeping the Python method it replaces as its reference and slow path.  Kinds whose
@@ -96,7 +86,7 @@ def _accelerate() -> None:
         return
     REFERENCE.update((name, fn) for name, fn in vars(ByteAccess).items()
                      if name in native.ACCELERATED)
-    docs = {name: f"{_text_signature(fn)}\n--\n\n{inspect.getdoc(fn)}"
+    docs = {name: f"{text_signature(fn)}\n--\n\n{inspect.getdoc(fn)}"
             for name, fn in vars(ByteAccess).items()
             if inspect.isfunction(fn) and fn.__doc__}
     native.accelerate(ByteAccess, ByteOrder.BIG_ENDIAN, ByteOrder.LITTLE_ENDIAN,

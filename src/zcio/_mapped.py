@@ -94,6 +94,7 @@ class MappedMemory(Memory):
     """A file mapping: ``mmap`` of the page-aligned region around the requested one."""
 
     direct = True
+    plain = False  # every access asks the memory (see Memory.plain)
     __slots__ = ("_mmap", "_finalizer", "_address", "mode", "delta", "reserved")
 
     def __init__(self, fd: int, mode: MapMode, position: int, size: int,

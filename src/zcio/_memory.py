@@ -91,6 +91,10 @@ class Memory:
     """
 
     direct = False
+    #: Plain contiguous memory: a buffer may read and write it through its own
+    #: memoryview.  False where every access must be asked of the memory (a mapping,
+    #: behind the SIGBUS guard; a composite, in segments).
+    plain = True
     #: Netty's rules for the reference count: releasing past zero is an error.  Plain
     #: buffers are lenient (a second release is a no-op, as closing a closed file).
     strict = False

@@ -11,9 +11,11 @@ strings, float NaNs kept bit for bit (:func:`~zcio._codec.float32_value`), Java'
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Any
 
+from ._accel import native, text_signature
 from ._codec import (
     _DOUBLE,
     _DOUBLE_BITS,
@@ -168,3 +170,23 @@ class DoubleBuffer(_FloatingBuffer):
 
     __slots__ = ()
     _fmt = "d"
+
+
+def _accelerate() -> None:
+    """Hand one element's get/put of every view class to the compiled fast paths
+    (``zcio._native``), TypedBuffer's own methods kept as their reference and slow path
+    (bulk forms, errors, NaN floats, views over mapped or composite memory)."""
+    if native is None:
+        return
+    VIEW_REFERENCE.update(get=TypedBuffer.get, put=TypedBuffer.put)
+    docs = {name: f"{text_signature(fn)}\n--\n\n{inspect.getdoc(fn)}"
+            for name, fn in VIEW_REFERENCE.items()}
+    native.accelerate_views(TypedBuffer, {cls: cls._fmt for cls in (
+        CharBuffer, ShortBuffer, IntBuffer, LongBuffer, FloatBuffer, DoubleBuffer)}, docs)
+
+
+#: TypedBuffer's Python get/put that the compiled fast paths replaced: the reference the
+#: differential tests hold them to (empty when pure Python runs).
+VIEW_REFERENCE: dict[str, Any] = {}
+
+_accelerate()

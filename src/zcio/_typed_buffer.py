@@ -84,6 +84,9 @@ class TypedBuffer(Buffer, Generic[_E]):
         buf._ro = ro
         buf._order = order
         buf._st = cls._structs[order]
+        # Plain memory is read and written through the view's own memoryview (revoked
+        # with the memory, as a ByteBuffer's); other memory is asked (None).
+        buf._mv = mem.view(off, off + cap * cls._size, ro) if mem.plain else None  # type: ignore[assignment]
         return buf
 
     # -- element conversion (overridden where Python and Java values differ) -----------
@@ -95,8 +98,16 @@ class TypedBuffer(Buffer, Generic[_E]):
         return pack(self._st, value)
 
     def _write(self, byte_index: int, raw: bytes) -> None:
-        """Write ``raw`` at byte ``byte_index`` of the view, through its memory."""
-        self._mem.store(self._off + byte_index, raw)
+        """Write ``raw`` at byte ``byte_index`` of the view: through its own memoryview
+        on plain memory, else through its memory."""
+        mv = self._mv
+        if mv is None:
+            self._mem.store(self._off + byte_index, raw)
+            return
+        try:
+            mv[byte_index : byte_index + len(raw)] = raw
+        except (ValueError, TypeError) as e:  # revoked view
+            raise self._mem.translate(e) from None
 
     def _read(self, i: int, n: int) -> bytes:
         """A copy of the bytes of elements ``[i, i + n)``."""
@@ -105,8 +116,16 @@ class TypedBuffer(Buffer, Generic[_E]):
 
     def _load(self, i: int) -> Any:
         """Element ``i``, asked of the memory: contiguous, mapped (guarded) or a
-        composite's (straddling components) alike."""
-        v = self._mem.load(self._st, self._off + i * self._size)
+        composite's (straddling components) alike; plain memory through the view's
+        own memoryview."""
+        mv = self._mv
+        if mv is None:
+            v = self._mem.load(self._st, self._off + i * self._size)
+        else:
+            try:
+                v = self._st.unpack_from(mv, i * self._size)[0]
+            except ValueError as e:  # revoked view
+                raise self._mem.translate(e) from None
         if self._char:
             return chr(v)
         if v != v:  # a NaN: only float and double views hold them
