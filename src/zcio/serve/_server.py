@@ -60,16 +60,14 @@ import select
 import socket
 import time
 from collections import deque
-from collections.abc import Callable, Generator
-from dataclasses import dataclass
+from collections.abc import Callable
 from email.utils import formatdate
 
 from .. import _syscalls
-from .._endpoint import FILE, SOCKET, End
 from .._metrics import metrics
-from .._rungs import Ladder, Lost
-from .._transfer import default_ladder
+from ._accepting import Accepting
 from ._access_log import AccessLog, request_line
+from ._conn import IN, OUT, Body, Conn, Timeouts
 from ._http import (
     CONTINUE,
     CONTINUE_LINE,
@@ -77,7 +75,6 @@ from ._http import (
     Limits,
     Request,
     RequestError,
-    ServerConnection,
 )
 from ._respond import Responder, Response
 
@@ -85,95 +82,14 @@ __all__ = ["Timeouts", "Loop"]
 
 _log = logging.getLogger("zcio.serve")
 
-_IN = select.EPOLLIN
-_OUT = select.EPOLLOUT
 _RECV_SIZE = 65536
 _TURN_RESPONSES = 16  # responses one connection may make per turn of the loop
-_OUT_CAP = 64 << 10  # make no further response while this much waits to go out
+OUT_CAP = 64 << 10  # make no further response while this much waits to go out
 _SLICE = 0.001  # seconds of slow work (a listing) per connection per turn
 _FD_QUIET = 1.0  # seconds without running out of descriptors that end an episode
-_ACCEPT_BATCH = 64
-_LADDER = default_ladder(FILE, SOCKET)[0]  # sendfile, mmap_write, read_write
 
 
-@dataclass(frozen=True)
-class Timeouts:
-    """Seconds allowed for each phase of a connection (see the module docstring)."""
-
-    idle: float = 15.0
-    request: float = 10.0
-    send: float = 30.0
-    shutdown: float = 10.0
-
-
-class _Body:
-    """A file body in flight: its descriptor (owned), what is left, and the engine's
-    ladder over it (sendfile, then mmap_write, then read_write), built once per
-    response: no per-step classification, no loopback probe (a server always uses
-    sendfile where the file system allows it)."""
-
-    __slots__ = ("fd", "path", "remaining", "src", "ladder")
-
-    def __init__(self, response: Response, sock: socket.socket, fd: int) -> None:
-        self.fd = response.fd
-        self.path = response.path
-        self.remaining = response.count
-        self.src = End(None, self.fd, FILE, response.offset)
-        self.ladder = Ladder(self.src, End(sock, fd, SOCKET), _LADDER, nonblocking=True)
-        metrics.record(self.ladder.path, syscalls=0)  # one operation per body
-
-    @property
-    def offset(self) -> int:
-        """The file offset of the next byte to send."""
-        assert self.src.offset is not None
-        return self.src.offset
-
-    def close(self) -> None:
-        fd, self.fd = self.fd, -1
-        self.ladder.close()
-        if fd >= 0:
-            os.close(fd)
-
-    def send(self) -> int:
-        """One step of the engine: what reached the socket; 0 when the file ends before
-        ``offset``; -1 when the socket has no room.
-
-        Syscalls: sendfile (or, where the file system refuses it, mmap+write, then
-        pread+write), at most ``remaining`` bytes; ``offset`` and ``remaining`` move by
-        what was sent.  An error: OSError, nothing more is sent.
-        """
-        try:
-            n = self.ladder.try_step(self.remaining)
-        except Lost as e:
-            raise e.error from e
-        if n > 0:
-            self.remaining -= n
-        return n
-
-
-class _Conn:
-    __slots__ = ("sock", "fd", "peer", "proto", "out", "body", "closing", "events",
-                 "deadline", "started", "pending", "pending_line", "ready", "served")
-
-    def __init__(self, sock: socket.socket, peer: str, limits: Limits) -> None:
-        self.sock = sock
-        self.fd = sock.fileno()
-        self.peer = peer
-        self.proto = ServerConnection(limits)
-        self.out: deque[bytes | memoryview] = deque()
-        self.body: _Body | None = None
-        self.closing = False
-        self.events = _IN
-        self.deadline = 0.0
-        self.started: float | None = None  # when the request being read began
-        #: A response being made a slice per turn (Response.later), for request line...
-        self.pending: Generator[None, None, Response] | None = None
-        self.pending_line = ""
-        self.ready = False  # on the loop's ready list: driven next turn, events off
-        self.served = False  # a response was made: idle now means kept alive
-
-
-class Loop:
+class Loop(Accepting):
     """One worker's event loop over a listening socket (see the module docstring)."""
 
     def __init__(self, listener: socket.socket, responder: Responder, *,
@@ -186,8 +102,8 @@ class Loop:
         self.max_connections = max_connections
         self.access_log = access_log
         self.requests = 0  # responses queued since start
-        self._conns: dict[int, _Conn] = {}
-        self._ready: deque[_Conn] = deque()
+        self._conns: dict[int, Conn] = {}
+        self._ready: deque[Conn] = deque()
         self._ep = select.epoll()
         self._wake = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._buf = bytearray(_RECV_SIZE)
@@ -235,9 +151,9 @@ class Loop:
         listener = self.listener
         assert listener is not None
         listen_fd, wake_fd = listener.fileno(), self._wake
-        ep.register(listen_fd, _IN)
+        ep.register(listen_fd, IN)
         self._accepting = True
-        ep.register(wake_fd, _IN)
+        ep.register(wake_fd, IN)
         read, drive, log = self._read, self._drive, self.access_log
         next_sweep = time.monotonic() + self._tick
         self._update_date()
@@ -249,9 +165,9 @@ class Loop:
             for fd, _ in events:
                 conn = conns.get(fd)
                 if conn is not None:
-                    if conn.events == _OUT:
+                    if conn.events == OUT:
                         self._guarded(drive, conn)
-                    elif conn.events == _IN:
+                    elif conn.events == IN:
                         self._guarded(read, conn)
                     # else: on the ready list (a hang-up shows when it is driven)
                 elif fd == listen_fd and self._accepting:
@@ -272,7 +188,7 @@ class Loop:
         if log is not None:
             self._flush_log(log)
 
-    def _guarded(self, step: Callable[[_Conn], None], conn: _Conn) -> None:
+    def _guarded(self, step: Callable[[Conn], None], conn: Conn) -> None:
         try:
             step(conn)
         except Exception:  # never let one connection stop the server
@@ -288,7 +204,7 @@ class Loop:
             if conns.get(conn.fd) is conn:
                 self._guarded(self._drive, conn)
 
-    def _later(self, conn: _Conn) -> None:
+    def _later(self, conn: Conn) -> None:
         """Stop reading ``conn`` and drive it again next turn, after the others."""
         if not conn.ready:
             conn.ready = True
@@ -296,7 +212,7 @@ class Loop:
         conn.deadline = self._now + self.timeouts.send
         self._set_events(conn, 0)
 
-    def _set_events(self, conn: _Conn, events: int) -> None:
+    def _set_events(self, conn: Conn, events: int) -> None:
         if conn.events != events:
             self._ep.modify(conn.fd, events)
             conn.events = events
@@ -316,123 +232,9 @@ class Loop:
         self._date_second = int(now)
         self._date = formatdate(int(now), usegmt=True).encode()
 
-    # -- accepting -----------------------------------------------------------------------
-
-    def _pause_accepting(self) -> None:
-        if self._accepting and self.listener is not None:
-            self._ep.unregister(self.listener.fileno())
-            self._accepting = False
-
-    def _resume_accepting(self) -> None:
-        if not self._accepting and not self._draining and self.listener is not None:
-            self._ep.register(self.listener.fileno(), _IN)
-            self._accepting = True
-
-    def _accept(self, batch: int = _ACCEPT_BATCH) -> None:
-        listener, conns = self.listener, self._conns
-        if listener is None:
-            return
-        for _ in range(batch):
-            victim = None
-            if len(conns) >= self.max_connections:
-                victim = self._oldest_idle()
-                if victim is None:
-                    self._pause_accepting()
-                    return
-            try:
-                sock, addr = _syscalls.SYS.accept(listener)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as e:
-                if e.errno in (errno.EMFILE, errno.ENFILE):
-                    if self._make_room(e) or self._refuse_one(listener):
-                        continue
-                    self._pause_accepting()  # resumed by the next sweep
-                    return
-                if e.errno in (errno.ENOBUFS, errno.ENOMEM):
-                    _log.warning("zcio serve: accept: %s; pausing", e.strerror)
-                    self._pause_accepting()  # resumed by the next sweep
-                    return
-                continue  # ECONNABORTED and friends: that client is gone
-
-            if victim is not None:  # make room only for a connection that came
-                self._close(victim)
-            sock.setblocking(False)
-            if sock.family != socket.AF_UNIX:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            conn = _Conn(sock, addr[0] if isinstance(addr, tuple) else "-", self.limits)
-            conn.deadline = self._now + self.timeouts.idle
-            conns[conn.fd] = conn
-            self._ep.register(conn.fd, _IN)
-
-    def _make_room(self, error: OSError) -> bool:
-        """Out of descriptors: close idle keep-alive connections (up to half of them,
-        at least one, oldest first); whether any was closed.  Logs once an episode.
-        A connection that has not had a response yet is not closed: its request may be
-        on its way, and closing over unread input resets it, losing the request."""
-        self._fd_short_at = self._now
-        if not self._fd_episode:
-            _log.warning("zcio serve: out of file descriptors (%s, %d connections); "
-                         "closing idle ones, answering 503 meanwhile", error.strerror,
-                         len(self._conns))
-        idle = sorted((c for c in self._conns.values() if c.served and self._is_idle(c)),
-                      key=lambda c: c.deadline)
-        victims = idle[: max(1, len(idle) // 2)]
-        for conn in victims:
-            self._close(conn)
-        self._fd_episode += len(victims)
-        return bool(victims)
-
-    def _refuse_one(self, listener: socket.socket) -> bool:
-        """Accept one client on the reserve descriptor, answer 503 and close it, so it
-        learns to retry instead of waiting in the accept queue; whether one was."""
-        if self._reserve < 0:
-            return False
-        os.close(self._reserve)
-        self._reserve = -1
-        try:
-            try:
-                sock, _ = _syscalls.SYS.accept(listener)
-            except OSError:
-                return False
-            with sock:
-                self._fd_episode += 1
-                body = b"503 Service Unavailable\n"
-                with contextlib.suppress(OSError):
-                    # The request is read and dropped (waiting a millisecond at most
-                    # for it): closing with unread input would reset the connection,
-                    # and the client would lose the answer.
-                    sock.settimeout(0.001)
-                    with contextlib.suppress(TimeoutError):
-                        _syscalls.SYS.recv_into(sock, self._view)
-                    sock.setblocking(False)
-                    _syscalls.SYS.send(
-                        sock, b"HTTP/1.1 503 Service Unavailable\r\nServer: zcio\r\nDate: "
-                        + self._date + b"\r\nRetry-After: 1\r\nContent-Type: "
-                        b"text/plain; charset=utf-8\r\nContent-Length: %d\r\n"
-                        b"Connection: close\r\n\r\n%s" % (len(body), body))
-                    _syscalls.SYS.shutdown(sock, socket.SHUT_WR)
-            return True
-        finally:
-            with contextlib.suppress(OSError):
-                self._reserve = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
-
-    def _is_idle(self, conn: _Conn) -> bool:
-        """Waiting for a next request, with nothing in flight."""
-        return (conn.events == _IN and conn.started is None and not conn.out
-                and conn.body is None and conn.pending is None)
-
-    def _oldest_idle(self) -> _Conn | None:
-        """The connection idle the longest (waiting for a next request), if any."""
-        oldest: _Conn | None = None
-        for conn in self._conns.values():
-            if self._is_idle(conn) and (oldest is None or conn.deadline < oldest.deadline):
-                oldest = conn
-        return oldest
-
     # -- reading and responding -------------------------------------------------------
 
-    def _read(self, conn: _Conn) -> None:
+    def _read(self, conn: Conn) -> None:
         try:
             n = _syscalls.SYS.recv_into(conn.sock, self._view)
         except (BlockingIOError, InterruptedError):
@@ -447,7 +249,7 @@ class Loop:
             conn.proto.receive_data(b"")
         self._drive(conn)
 
-    def _drive(self, conn: _Conn) -> None:
+    def _drive(self, conn: Conn) -> None:
         """Write what is queued, make the next responses, until blocked, idle or out of
         this turn's share (then the connection waits on the ready list)."""
         budget = _TURN_RESPONSES
@@ -483,15 +285,15 @@ class Loop:
         else:
             conn.started = None
             conn.deadline = self._now + self.timeouts.idle
-        self._set_events(conn, _IN)
+        self._set_events(conn, IN)
 
-    def _produce(self, conn: _Conn, budget: int) -> int:
+    def _produce(self, conn: Conn, budget: int) -> int:
         """Make responses for the requests parsed so far, at most ``budget``, while
-        less than _OUT_CAP waits to go out; how many were made."""
+        less than OUT_CAP waits to go out; how many were made."""
         proto, out, responder = conn.proto, conn.out, self.responder
         made = 0
         while (made < budget and conn.body is None and conn.pending is None
-               and not conn.closing and sum(map(len, out)) < _OUT_CAP):
+               and not conn.closing and sum(map(len, out)) < OUT_CAP):
             event = proto.next_event()
             if isinstance(event, Request):
                 keep_alive = event.keep_alive and not self._draining
@@ -524,7 +326,7 @@ class Loop:
                 self._queue(conn, response, line)
         return made
 
-    def _advance_pending(self, conn: _Conn) -> bool:
+    def _advance_pending(self, conn: Conn) -> bool:
         """Run the pending response for up to _SLICE seconds; True once it is queued."""
         steps = conn.pending
         assert steps is not None
@@ -543,7 +345,7 @@ class Loop:
         self._queue(conn, response, conn.pending_line)
         return True
 
-    def _queue(self, conn: _Conn, response: Response, line: str) -> None:
+    def _queue(self, conn: Conn, response: Response, line: str) -> None:
         """Log ``response`` and queue it on ``conn`` (a file body: as conn.body)."""
         if self.access_log is not None:
             self.access_log.record(conn.peer, line, response.status, response.length)
@@ -552,13 +354,13 @@ class Loop:
         if response.body:
             conn.out.append(response.body)
         if response.fd >= 0:
-            conn.body = _Body(response, conn.sock, conn.fd)
+            conn.body = Body(response, conn.sock, conn.fd)
         if not response.keep_alive:
             conn.closing = True
 
     # -- writing -------------------------------------------------------------------------
 
-    def _write(self, conn: _Conn) -> bool:
+    def _write(self, conn: Conn) -> bool:
         """Send the queue, then the file body; True when everything went out."""
         sock, out, sys_ = conn.sock, conn.out, _syscalls.SYS
         while out:
@@ -606,13 +408,13 @@ class Loop:
         body.close()
         return True
 
-    def _want_write(self, conn: _Conn) -> None:
+    def _want_write(self, conn: Conn) -> None:
         conn.deadline = self._now + self.timeouts.send
-        self._set_events(conn, _OUT)  # stop reading until the response is out
+        self._set_events(conn, OUT)  # stop reading until the response is out
 
     # -- closing and timing out ---------------------------------------------------------
 
-    def _close(self, conn: _Conn) -> None:
+    def _close(self, conn: Conn) -> None:
         if self._conns.pop(conn.fd, None) is None:
             return
         with contextlib.suppress(OSError, ValueError):
@@ -656,7 +458,7 @@ class Loop:
         self._draining = True
         self._drain_deadline = self._now + self.timeouts.shutdown
         for conn in list(self._conns.values()):
-            if (conn.events == _IN and not conn.proto.in_request and not conn.out
+            if (conn.events == IN and not conn.proto.in_request and not conn.out
                     and conn.body is None):
                 # idle, or just accepted: answer anything already received, then close
                 self._drive(conn)
