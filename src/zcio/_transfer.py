@@ -57,7 +57,6 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from ._buffer import check_int
-from ._byte_buffer import ByteBuffer
 from ._channel import Guard
 from ._endpoint import (
     FILE,
@@ -70,13 +69,12 @@ from ._endpoint import (
     check_mode,
     classify,
     file_position,
-    loopback_peer,
     set_file_position,
 )
 from ._errors import IllegalArgumentError, TransferError
 from ._iovec import partial
 from ._metrics import metrics
-from ._rungs import FALLBACK, PATHS, Ladder, Lost, Rung, Unsupported, WouldBlock, read_into
+from ._rungs import PATHS, Ladder, Lost, WouldBlock
 from ._scratch import CHUNK
 from ._syscalls import MAX_TRANSFER
 
@@ -85,24 +83,6 @@ if TYPE_CHECKING:
 
 __all__ = ["transfer", "transfer_to", "transfer_from", "PATHS", "default_ladder",
            "TransferSource", "TransferTarget"]
-
-# The engine's earlier private names, still imported by zcio.aio's own driver.
-_End = End
-_WouldBlock = WouldBlock
-_Partial = Lost
-_Unsupported = Unsupported
-_FALLBACK = FALLBACK
-_check_mode = check_mode
-_file_position = file_position
-_set_file_position = set_file_position
-_loopback_peer = loopback_peer
-_FILE, _SOCKET, _PIPE, _OBJECT = FILE, SOCKET, PIPE, OBJECT
-
-
-def _end(obj: Any, writing: bool, check_mode: bool = True, guard: Guard | None = None
-         ) -> End:
-    return classify(obj, writing, check_mode, guard)
-
 
 def _ladder(src: End, dst: End) -> tuple[list[str], list[str]]:
     """(default ladder, every rung that can run) for ``src`` -> ``dst``, cheapest first."""
@@ -120,7 +100,7 @@ def default_ladder(src_kind: str, dst_kind: str, loopback_peer: bool = False
     on this host (TCP), where copying paths are measured faster (mmap_write, then
     read_write, then sendfile; see below).
     """
-    if _OBJECT in (src_kind, dst_kind):
+    if OBJECT in (src_kind, dst_kind):
         return ["read_write"], ["read_write"]
     possible = []
     if src_kind == FILE and dst_kind == FILE:
@@ -173,9 +153,7 @@ class _Transfer:
 
     ``run`` steps the ladder and waits with ``poll`` where a step would block (or
     stops there, for ``transfer_to``/``transfer_from``).  The ladder is built on the
-    first step from ``src``/``dst`` as they are then (a subclass may replace them
-    after ``__init__``).  Each rung ``name`` is stepped through the method ``_<name>``,
-    so a subclass can wrap one rung.
+    first step.
     """
 
     def __init__(self, src: End, dst: End, path: str | None, guard: Guard | None = None
@@ -230,29 +208,7 @@ class _Transfer:
         return moved
 
     def _step(self, want: int) -> int:
-        return self._ladder_built().step(want, self._call)
-
-    def _call(self, rung: Rung, want: int) -> int:
-        return int(getattr(self, "_" + rung.name)(want))
-
-    def _rung(self, want: int) -> int:
-        return self._ladder_built().rung.step(want)
-
-    _copy_file_range = _sendfile = _splice = _mmap_write = _read_write = _rung
-
-    # -- for a subclass wrapping a rung ------------------------------------------------
-
-    def _kernel_call(self, fn: Any, *args: Any) -> int:
-        return self._ladder_built().rung.kernel_call(fn, *args)
-
-    def _advance(self, n: int) -> None:
-        self._ladder_built().rung.advance(n)
-
-    def _read_into(self, buf: ByteBuffer) -> int:
-        n = read_into(self.src, buf)
-        if self.src.offset is not None:
-            self.src.offset += n
-        return n
+        return self._ladder_built().step(want)
 
 
 def _poll(fd: int, events: int) -> None:
