@@ -51,26 +51,32 @@ enum { M_GET, M_PUT, M_GET_CHAR, M_PUT_CHAR, M_GET_SHORT, M_PUT_SHORT, M_GET_USH
        M_GET_DOUBLE, M_PUT_DOUBLE, M_COUNT };
 static PyObject *fallback[M_COUNT];
 
+static PyObject *slow_ref(PyObject *f, PyObject *self, PyObject *const *args,
+                          Py_ssize_t nargs, PyObject *kw);
+
 static PyObject *
 slow(int m, PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
-    PyObject *f = fallback[m];
-    if (f == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "zcio._native: accelerate() was not called");
+    return slow_ref(fallback[m], self, args, nargs, kwnames);
+}
+
+/* A buffer's or view's own memory (its memoryview ``_mv``), or NULL (no exception):
+ * none (a view over a mapping or a composite has None), released, or not flat bytes. */
+static inline char *
+view_memory(State *s, Py_ssize_t *len, int writing)
+{
+    PyObject *mv = s->mv;
+    if (mv == NULL || !PyMemoryView_Check(mv))
         return NULL;
-    }
-    /* self, then the arguments, as one vector */
-    PyObject *small[8], **stack = small;
-    Py_ssize_t n = nargs + (kwnames ? PyTuple_GET_SIZE(kwnames) : 0);
-    if (n + 1 > 8 && (stack = PyMem_Malloc((n + 1) * sizeof(PyObject *))) == NULL)
-        return PyErr_NoMemory();
-    stack[0] = self;
-    for (Py_ssize_t i = 0; i < n; i++)
-        stack[i + 1] = args[i];
-    PyObject *r = PyObject_Vectorcall(f, stack, nargs + 1, kwnames);
-    if (stack != small)
-        PyMem_Free(stack);
-    return r;
+    PyMemoryViewObject *m = (PyMemoryViewObject *)mv;
+    if ((m->flags & _Py_MEMORYVIEW_RELEASED) || (m->mbuf->flags & _Py_MANAGED_BUFFER_RELEASED))
+        return NULL;
+    Py_buffer *v = &m->view;
+    if ((writing && v->readonly) || v->itemsize != 1 || v->ndim > 1
+        || (v->ndim == 1 && v->strides && v->strides[0] != 1))
+        return NULL;
+    *len = v->len;
+    return (char *)v->buf;
 }
 
 /* The memory of a plain buffer, or NULL (no exception) when the fast path must not touch
@@ -84,19 +90,7 @@ plain_memory(State *s, Py_ssize_t *len, int writing)
             return NULL;
         Py_XSETREF(plain_type, Py_NewRef((PyObject *)t)); /* held: never a stale address */
     }
-    PyObject *mv = s->mv;
-    if (mv == NULL || !PyMemoryView_Check(mv))
-        return NULL;
-    PyMemoryViewObject *m = (PyMemoryViewObject *)mv;
-    if ((m->flags & _Py_MEMORYVIEW_RELEASED) || (m->mbuf->flags & _Py_MANAGED_BUFFER_RELEASED))
-        return NULL;
-    Py_buffer *v = &m->view;
-    if (writing && v->readonly)
-        return NULL;
-    if (v->itemsize != 1 || v->ndim > 1 || (v->ndim == 1 && v->strides && v->strides[0] != 1))
-        return NULL;
-    *len = v->len;
-    return (char *)v->buf;
+    return view_memory(s, len, writing);
 }
 
 /* 1: big-endian, 0: little-endian, -1: an order this module does not know. */
@@ -345,7 +339,7 @@ static PyObject *
 slow_ref(PyObject *f, PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kw)
 {
     if (f == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "zcio._native: accelerate_views() was not called");
+        PyErr_SetString(PyExc_RuntimeError, "zcio._native: accelerate() was not called");
         return NULL;
     }
     PyObject *small[8], **stack = small;
@@ -370,25 +364,6 @@ view_kind(State *s)
         if (view_types[i] == t)
             return view_kinds[i];
     return -1;
-}
-
-/* The view's plain memory (its own memoryview), or NULL (no exception): not plain
- * (a mapping or a composite: _mv is None), released, or not a flat byte view. */
-static inline char *
-view_memory(State *s, Py_ssize_t *len, int writing)
-{
-    PyObject *mv = s->mv;
-    if (mv == NULL || !PyMemoryView_Check(mv))
-        return NULL;
-    PyMemoryViewObject *m = (PyMemoryViewObject *)mv;
-    if ((m->flags & _Py_MEMORYVIEW_RELEASED) || (m->mbuf->flags & _Py_MANAGED_BUFFER_RELEASED))
-        return NULL;
-    Py_buffer *v = &m->view;
-    if ((writing && v->readonly) || v->itemsize != 1 || v->ndim > 1
-        || (v->ndim == 1 && v->strides && v->strides[0] != 1))
-        return NULL;
-    *len = v->len;
-    return (char *)v->buf;
 }
 
 /* get() / get(i) of one element; every other form goes to TypedBuffer.get. */
