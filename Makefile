@@ -12,7 +12,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 # What an install depends on: the metadata (and the version it reads) and the C extension.
-INSTALL_INPUTS := pyproject.toml setup.py src/zcio/_version.py $(wildcard src/native/*.[ch])
+INSTALL_INPUTS := pyproject.toml setup.py src/zcio/_version.py $(wildcard native/*.[ch])
 
 # `pip install zcio` is the standard-library-only core; the demo runs `zcio bench`, so it
 # needs the command line (the cli extra).  The test extra pulls cli, serve and plot.
@@ -25,7 +25,7 @@ $(VENV)/.installed-test: $(INSTALL_INPUTS) | $(BIN)/python
 	touch $@
 
 # The docs extra names httptools itself: the reference documents zcio.serve.
-$(VENV)/.installed-docs: pyproject.toml setup.py $(wildcard src/native/*.[ch]) | $(BIN)/python
+$(VENV)/.installed-docs: pyproject.toml setup.py $(wildcard native/*.[ch]) | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[docs]'
 	touch $@
 

@@ -389,12 +389,12 @@ BASE_KINDS += STRICT_POOLED
 
 #: File mappings: direct, but counted in the ``mapped`` pool (``direct_blocks=0``).
 MAPPED_KINDS: list[BufferKind] = [
-    BufferKind("mapped", _mapped, True, False, page_aligned=True, direct_blocks=0,
+    BufferKind("mapped", _mapped, True, False, page_aligned=True, direct_blocks=0, pool="mapped",
                repr_class="MappedByteBuffer"),
-    BufferKind("mapped-slice", _mapped_slice, True, False, direct_blocks=0,
+    BufferKind("mapped-slice", _mapped_slice, True, False, direct_blocks=0, pool="mapped",
                repr_class="MappedByteBuffer"),
     BufferKind("mapped-read-only", _read_only_of(_mapped), True, True, page_aligned=True,
-               direct_blocks=0, repr_class="MappedByteBuffer"),
+               direct_blocks=0, pool="mapped", repr_class="MappedByteBuffer"),
 ]
 BASE_KINDS += MAPPED_KINDS
 

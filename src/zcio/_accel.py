@@ -1,6 +1,6 @@
 """Which implementation runs: the compiled accelerator ``zcio._native``, or pure Python.
 
-``zcio._native`` is built from ``src/native/*.c`` at install time where a C compiler
+``zcio._native`` is built from ``native/*.c`` at install time where a C compiler
 exists.  It holds the SIGBUS guard for mapped memory (used by ``zcio._guard``) and the
 buffer core's fast paths (``BufferState`` and ``accelerate``, used by ``zcio._state`` and
 ``zcio._indirect``).  The pure-Python modules are the reference implementation and the
