@@ -27,7 +27,7 @@
 
 typedef struct {
     PyObject_HEAD
-    Py_ssize_t mark, pos, lim, cap;
+    PyObject *mark, *pos, *lim, *cap; /* ints: Python reads them as fast as slots */
     PyObject *ro;     /* bool */
     PyObject *mem;    /* zcio._memory.Memory */
     PyObject *mv;     /* memoryview of [0, capacity) */
@@ -44,6 +44,33 @@ static PyObject *plain_type = NULL; /* the last type found not indirect: a one-e
 
 enum { K_BYTE, K_CHAR, K_SHORT, K_USHORT, K_INT, K_UINT, K_LONG, K_FLOAT, K_DOUBLE, K_COUNT };
 static const int k_size[K_COUNT] = {1, 2, 2, 2, 4, 4, 8, 4, 8};
+
+/* An index slot as a C integer; -1 (no exception) when it is unset or not an exact
+ * int, and the caller hands the call to the reference.  No index is ever negative but
+ * the mark, which the fast paths never read. */
+static inline Py_ssize_t
+index_value(PyObject *o)
+{
+    if (o == NULL || !PyLong_CheckExact(o))
+        return -1;
+    Py_ssize_t v = PyLong_AsSsize_t(o);
+    if (v == -1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return -1;
+    }
+    return v;
+}
+
+/* position = v; -1 with an exception if the int cannot be made. */
+static inline int
+set_position(State *s, Py_ssize_t v)
+{
+    PyObject *o = PyLong_FromSsize_t(v);
+    if (o == NULL)
+        return -1;
+    Py_SETREF(s->pos, o);
+    return 0;
+}
 
 /* The Python methods replaced, by slot: the reference implementation and every slow path. */
 enum { M_GET, M_PUT, M_GET_CHAR, M_PUT_CHAR, M_GET_SHORT, M_PUT_SHORT, M_GET_USHORT,
@@ -240,15 +267,20 @@ get_value(State *s, int k, int m, PyObject *const *args, Py_ssize_t nargs, PyObj
         || (base = plain_memory(s, &len, 0)) == NULL)
         return slow(m, (PyObject *)s, args, nargs, kwnames);
     PyObject *r;
+    Py_ssize_t lim = index_value(s->lim);
+    if (lim < 0)
+        return slow(m, (PyObject *)s, args, nargs, kwnames);
     if (nargs == 0 || args[0] == Py_None) {
-        Py_ssize_t p = s->pos;
-        if (p < 0 || p > s->lim - size || p > len - size)
+        Py_ssize_t p = index_value(s->pos);
+        if (p < 0 || p > lim - size || p > len - size)
             return slow(m, (PyObject *)s, args, nargs, kwnames);
         r = box(k, load_bytes(base + p, size, big));
-        if (r != NULL)
-            s->pos = p + size;
+        if (r != NULL && set_position(s, p + size) < 0)
+            Py_CLEAR(r);
+        if (r == NULL && PyErr_Occurred())
+            return NULL;
     } else {
-        Py_ssize_t i = index_of(args[0], s->lim, len, size);
+        Py_ssize_t i = index_of(args[0], lim, len, size);
         if (i < 0)
             return slow(m, (PyObject *)s, args, nargs, kwnames);
         r = box(k, load_bytes(base + i, size, big));
@@ -270,14 +302,18 @@ put_value(State *s, int k, int m, PyObject *const *args, Py_ssize_t nargs, PyObj
     if (kwnames != NULL || nargs < 1 || nargs > 2 || s->ro != Py_False
         || (big = is_big(s)) < 0 || (base = plain_memory(s, &len, 1)) == NULL)
         return slow(m, (PyObject *)s, args, nargs, kwnames);
+    Py_ssize_t lim = index_value(s->lim);
+    if (lim < 0)
+        return slow(m, (PyObject *)s, args, nargs, kwnames);
     if (nargs == 1 || args[1] == Py_None) {
-        Py_ssize_t p = s->pos;
-        if (p < 0 || p > s->lim - size || p > len - size || !unbox(k, args[0], &raw))
+        Py_ssize_t p = index_value(s->pos);
+        if (p < 0 || p > lim - size || p > len - size || !unbox(k, args[0], &raw))
             return slow(m, (PyObject *)s, args, nargs, kwnames);
+        if (set_position(s, p + size) < 0)
+            return NULL;
         store_bytes(base + p, size, big, raw);
-        s->pos = p + size;
     } else {
-        Py_ssize_t i = index_of(args[0], s->lim, len, size);
+        Py_ssize_t i = index_of(args[0], lim, len, size);
         if (i < 0 || !unbox(k, args[1], &raw))
             return slow(m, (PyObject *)s, args, nargs, kwnames);
         store_bytes(base + i, size, big, raw);
@@ -377,9 +413,12 @@ v_get(State *s, PyObject *const *args, Py_ssize_t nargs, PyObject *kw)
         || (base = view_memory(s, &len, 0)) == NULL)
         return slow_ref(view_get_ref, (PyObject *)s, args, nargs, kw);
     size = k_size[k];
+    Py_ssize_t lim = index_value(s->lim);
+    if (lim < 0)
+        return slow_ref(view_get_ref, (PyObject *)s, args, nargs, kw);
     if (nargs == 0 || args[0] == Py_None) {
-        i = s->pos;
-        if (i < 0 || i >= s->lim)
+        i = index_value(s->pos);
+        if (i < 0 || i >= lim)
             return slow_ref(view_get_ref, (PyObject *)s, args, nargs, kw);
     } else {
         if (!PyLong_CheckExact(args[0]))
@@ -389,7 +428,7 @@ v_get(State *s, PyObject *const *args, Py_ssize_t nargs, PyObject *kw)
             PyErr_Clear();
             return slow_ref(view_get_ref, (PyObject *)s, args, nargs, kw);
         }
-        if (i < 0 || i >= s->lim)
+        if (i < 0 || i >= lim)
             return slow_ref(view_get_ref, (PyObject *)s, args, nargs, kw);
     }
     if (i > (len - size) / size)
@@ -400,8 +439,10 @@ v_get(State *s, PyObject *const *args, Py_ssize_t nargs, PyObject *kw)
             return NULL;
         return slow_ref(view_get_ref, (PyObject *)s, args, nargs, kw); /* a float NaN */
     }
-    if (nargs == 0 || args[0] == Py_None)
-        s->pos = i + 1;
+    if ((nargs == 0 || args[0] == Py_None) && set_position(s, i + 1) < 0) {
+        Py_DECREF(r);
+        return NULL;
+    }
     return r;
 }
 
@@ -418,9 +459,12 @@ v_put(State *s, PyObject *const *args, Py_ssize_t nargs, PyObject *kw)
         return slow_ref(view_put_ref, (PyObject *)s, args, nargs, kw);
     size = k_size[k];
     PyObject *value = args[nargs - 1];
+    Py_ssize_t lim = index_value(s->lim);
+    if (lim < 0)
+        return slow_ref(view_put_ref, (PyObject *)s, args, nargs, kw);
     if (nargs == 1) {
-        i = s->pos;
-        if (i < 0 || i >= s->lim)
+        i = index_value(s->pos);
+        if (i < 0 || i >= lim)
             return slow_ref(view_put_ref, (PyObject *)s, args, nargs, kw);
     } else {
         if (!PyLong_CheckExact(args[0]))
@@ -430,14 +474,14 @@ v_put(State *s, PyObject *const *args, Py_ssize_t nargs, PyObject *kw)
             PyErr_Clear();
             return slow_ref(view_put_ref, (PyObject *)s, args, nargs, kw);
         }
-        if (i < 0 || i >= s->lim)
+        if (i < 0 || i >= lim)
             return slow_ref(view_put_ref, (PyObject *)s, args, nargs, kw);
     }
     if (i > (len - size) / size || !unbox(k, value, &raw))
         return slow_ref(view_put_ref, (PyObject *)s, args, nargs, kw);
+    if (nargs == 1 && set_position(s, i + 1) < 0)
+        return NULL;
     store_bytes(base + i * size, size, big, raw);
-    if (nargs == 1)
-        s->pos = i + 1;
     return Py_NewRef((PyObject *)s);
 }
 
@@ -524,10 +568,10 @@ static PyMethodDef state_methods[] = {
 };
 
 static PyMemberDef state_members[] = {
-    {"_mark", T_PYSSIZET, offsetof(State, mark), 0, NULL},
-    {"_pos", T_PYSSIZET, offsetof(State, pos), 0, NULL},
-    {"_lim", T_PYSSIZET, offsetof(State, lim), 0, NULL},
-    {"_cap", T_PYSSIZET, offsetof(State, cap), 0, NULL},
+    {"_mark", T_OBJECT_EX, offsetof(State, mark), 0, NULL},
+    {"_pos", T_OBJECT_EX, offsetof(State, pos), 0, NULL},
+    {"_lim", T_OBJECT_EX, offsetof(State, lim), 0, NULL},
+    {"_cap", T_OBJECT_EX, offsetof(State, cap), 0, NULL},
     {"_ro", T_OBJECT_EX, offsetof(State, ro), 0, NULL},
     {"_mem", T_OBJECT_EX, offsetof(State, mem), 0, NULL},
     {"_mv", T_OBJECT_EX, offsetof(State, mv), 0, NULL},
@@ -550,6 +594,10 @@ state_traverse(State *s, visitproc visit, void *arg)
 static int
 state_clear(State *s)
 {
+    Py_CLEAR(s->mark);
+    Py_CLEAR(s->pos);
+    Py_CLEAR(s->lim);
+    Py_CLEAR(s->cap);
     Py_CLEAR(s->ro);
     Py_CLEAR(s->mem);
     Py_CLEAR(s->mv);
