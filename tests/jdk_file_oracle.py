@@ -65,14 +65,14 @@ from typing import Any
 
 import zcio
 from jdk_oracle import HarnessError
-from zcio import ByteBuffer, FileChannel, FileLock, MapMode, OpenOption, _transfer
+from zcio import ByteBuffer, FileChannel, FileLock, MapMode, OpenOption, _step, _transfer
 
 JAVA_SOURCE = Path(__file__).with_name("jdk") / "FileChannelOracle.java"
 FILES = ("a", "b", "s", "n")
 CRC_LIMIT = 4 << 20
 LONG_MAX = (1 << 63) - 1
 LOCK_WAIT = 5.0  # seconds a blocking lock may wait before the runner calls it a deadlock
-_FALLBACK = _transfer._FALLBACK
+_FALLBACK = _step.FALLBACK
 
 
 def other_filesystem() -> Path | None:
