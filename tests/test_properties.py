@@ -31,6 +31,7 @@ from hypothesis.stateful import (
 )
 
 from buffer_kinds import ALL_KINDS, WRITABLE_KINDS, BufferKind
+from contract_helpers import ref_compare, ref_hash, ref_mismatch
 from zcio import (
     Buffer,
     BufferOverflowError,
@@ -325,28 +326,6 @@ class Model:
 
     def rest(self) -> bytes:
         return bytes(self.data[self.pos : self.lim])
-
-
-def ref_mismatch(a: bytes, b: bytes) -> int:
-    n = min(len(a), len(b))
-    for i in range(n):
-        if a[i] != b[i]:
-            return i
-    return -1 if len(a) == len(b) else n
-
-
-def ref_compare(a: bytes, b: bytes) -> int:
-    i = ref_mismatch(a, b)
-    if 0 <= i < min(len(a), len(b)):
-        return signed(a[i]) - signed(b[i])
-    return len(a) - len(b)
-
-
-def ref_hash(a: bytes) -> int:
-    h = 1
-    for v in reversed(a):
-        h = (31 * h + signed(v)) & 0xFFFFFFFF
-    return h - (1 << 32) if h >= 1 << 31 else h
 
 
 # -- comparing outcomes ---------------------------------------------------------------------
