@@ -11,6 +11,7 @@ checked against their pure-Python twins, which the pure install runs.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import random
@@ -202,8 +203,10 @@ def test_zcio_info_says_whether_the_guard_is_on(pure: bool) -> None:
         assert guard == {"available": False,
                          "detail": "ZCIO_PURE_PYTHON=1 forces the pure-Python path"}
     else:
-        assert guard["available"] is _guard.available()
-        assert guard["detail"] == (_guard.unavailability_cause() or guard["detail"])
+        # Not _guard.available(): this process may itself run under ZCIO_PURE_PYTHON=1
+        # (CI's second pass); the child, without it, has the guard wherever it is built.
+        built = importlib.util.find_spec("zcio._native") is not None
+        assert guard["available"] is built
 
 
 _RAW = """
