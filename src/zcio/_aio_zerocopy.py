@@ -15,7 +15,7 @@ from ._aio_wait import RECHECK, Readiness
 from ._byte_buffer import ByteBuffer
 from ._errors import IllegalBlockingModeError, TransferError
 from ._metrics import metrics
-from ._zerocopy import ZeroCopySender, _socket_of, _waits
+from ._zerocopy import ZeroCopySender, socket_of, waits
 
 if TYPE_CHECKING:
     from ._socket_channel import SocketChannel
@@ -30,7 +30,7 @@ def zerocopy_sender(sock: socket.socket | SocketChannel) -> ZeroCopySender:
     It holds the socket weakly and releases what it still holds when the socket is
     collected.  OSError ENOPROTOOPT if the socket cannot do MSG_ZEROCOPY.
     """
-    s = _socket_of(sock)
+    s = socket_of(sock)
     sender = _SENDERS.get(s)
     if sender is None:
         sender = _SENDERS[s] = ZeroCopySender._weakly(s)
@@ -70,7 +70,7 @@ async def send_zerocopy(sock: socket.socket | SocketChannel | ZeroCopySender, bu
     """
     sender = sock if isinstance(sock, ZeroCopySender) else zerocopy_sender(sock)
     s = sender.socket()
-    if _waits(s):
+    if waits(s):
         raise IllegalBlockingModeError(f"{s!r} is in blocking mode: an event loop needs "
                                        "O_NONBLOCK")
     metrics.record("msg_zerocopy", syscalls=0)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import os
 import select
 import socket
 import threading
@@ -28,6 +27,7 @@ from ._file_channel import FileChannel
 from ._metrics import Measurement, PathStats, measure
 from ._progress import Meter
 from ._socket_channel import SocketChannel
+from ._syscalls import SYS, retry
 from ._wire import NEED_DATA, Header, Receiver, Sender, new_digest
 
 __all__ = ["TransferFailed", "SendResult", "ReceiveResult", "Watchdog", "CHUNK",
@@ -158,13 +158,13 @@ def write_all(ch: SocketChannel, data: bytes) -> None:
 def digest(fc: FileChannel, size: int, algorithm: int, bar: Meter, path: str) -> bytes:
     """The digest of ``fc``'s first ``size`` bytes, read back with pread.
 
-    Syscalls: ``preadv`` 1 MiB at a time (``fc``'s position is not used); ENODATA
-    naming ``path`` if the file ends before ``size``.
+    Syscalls: ``preadv`` through ``SYS`` (EINTR retried), 1 MiB at a time (``fc``'s
+    position is not used); ENODATA naming ``path`` if the file ends before ``size``.
     """
     h, buf, pos, fd = new_digest(algorithm), bytearray(HASH_CHUNK), 0, fc.fileno()
     with memoryview(buf) as view:
         while pos < size:
-            n = os.preadv(fd, [view[: min(HASH_CHUNK, size - pos)]], pos)
+            n = retry(SYS.preadv, fd, [view[: min(HASH_CHUNK, size - pos)]], pos)
             if n == 0:
                 raise OSError(errno.ENODATA, f"file ended at {pos} of {size} bytes", path)
             h.update(view[:n])

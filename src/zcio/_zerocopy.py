@@ -61,6 +61,8 @@ __all__ = [
     "unavailability_cause",
     "SO_ZEROCOPY",
     "MSG_ZEROCOPY",
+    "socket_of",
+    "waits",
     "MSG_ERRQUEUE",
     "SO_EE_ORIGIN_ZEROCOPY",
     "SO_EE_CODE_ZEROCOPY_COPIED",
@@ -98,7 +100,7 @@ def is_available() -> bool:
     return unavailability_cause() is None
 
 
-def _socket_of(obj: Any) -> _socket.socket:
+def socket_of(obj: Any) -> _socket.socket:
     """The stdlib socket of ``obj``: a socket, or a zcio SocketChannel."""
     if isinstance(obj, _socket.socket):
         return obj
@@ -110,7 +112,7 @@ def _socket_of(obj: Any) -> _socket.socket:
     raise TypeError(f"not a socket: {type(obj).__name__}")
 
 
-def _waits(sock: _socket.socket) -> bool:
+def waits(sock: _socket.socket) -> bool:
     """Whether a call on ``sock`` may wait (rather than fail with EAGAIN).
 
     Timeout 0: never.  A timeout > 0: CPython waits inside the call.  No timeout: the
@@ -158,7 +160,7 @@ class ZeroCopySender:
 
         Syscalls: ``setsockopt(SOL_SOCKET, SO_ZEROCOPY, 1)``.
         """
-        sock = _socket_of(sock)
+        sock = socket_of(sock)
         try:
             sock.setsockopt(_socket.SOL_SOCKET, SO_ZEROCOPY, 1)
         except OSError as e:
@@ -223,7 +225,7 @@ class ZeroCopySender:
         blocking mode, ``recvmsg(MSG_ERRQUEUE)`` and ``epoll_wait``.
         """
         sock = self.socket()
-        blocking = _waits(sock)
+        blocking = waits(sock)
         sent = 0
         metrics.record("msg_zerocopy", syscalls=0)
         while buf.has_remaining():
