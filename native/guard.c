@@ -150,7 +150,7 @@ static PyObject *
 fault_error(void *fault, const Py_buffer *view)
 {
     if (error_class == NULL) {
-        PyErr_SetString(PyExc_SystemError, "zcio._cguard: install() was not called");
+        PyErr_SetString(PyExc_SystemError, "zcio._native: guard install() was not called");
         return NULL;
     }
     uintptr_t base = (uintptr_t)view->buf, addr = (uintptr_t)fault;
