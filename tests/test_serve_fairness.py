@@ -5,11 +5,13 @@ The server runs as its own process (``zcio serve --list``), so that the test's t
 share no interpreter lock with it.  The bar (issue: a hostile client does its worst, a
 well-behaved client's p99 stays under 50 ms) is asserted against a baseline measured in
 the same run: on a machine so loaded that the probe alone sees tens of milliseconds, the
-bar moves with it, never out of sight of it.
+bar moves with it, never out of sight of it.  A try that misses is repeated, at most
+three times (see ``_assert_stalls_nobody``): a real stall misses every try.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import socket
 import subprocess
@@ -108,21 +110,41 @@ def _bar(baseline: float, p99: float) -> float:
     return max(BAR, 5 * baseline)
 
 
+ATTEMPTS = 3
+
+
+def _assert_stalls_nobody(run: Running, attack: Callable[[], None]) -> None:
+    """The probe's p99 under ``attack`` stays under the bar of a baseline measured just
+    before, in at least one of ATTEMPTS tries.
+
+    A server that really stalls (serves the whole expensive request in one turn) misses
+    the bar in every try, by the request's full cost; a machine so overloaded that the
+    scheduler parks the server once in a try (seen on a 2-core CI machine with a load
+    average of 8) misses it in that try only.
+    """
+    seen = []
+    for _ in range(ATTEMPTS):
+        baseline = _measure(run, lambda: None, seconds=0.8)
+        p99 = _measure(run, attack)
+        if p99 < _bar(baseline, p99):
+            return
+        seen.append(f"p99 {p99 * 1e3:.1f} ms (baseline {baseline * 1e3:.1f})")
+    raise AssertionError("the probe stalled in every try: " + "; ".join(seen))
+
+
 @pytest.fixture
 def server(started: list[subprocess.Popen[bytes]], www: Path, big_dir: Path) -> Running:
     return start(started, str(www), "--list", "-q")
 
 
 def test_a_burst_of_listings_then_close_stalls_nobody(server: Running) -> None:
-    baseline = _measure(server, lambda: None, seconds=0.8)
     listing = b"GET /big/ HTTP/1.1\r\nHost: x\r\n\r\n"
 
     def attack() -> None:
         for _ in range(6):  # six such connections, as in the report
             _burst(server.port, listing, 50)
 
-    p99 = _measure(server, attack)
-    assert p99 < _bar(baseline, p99), f"p99 {p99 * 1e3:.1f} ms (baseline {baseline * 1e3:.1f})"
+    _assert_stalls_nobody(server, attack)
     status, body, _ = server.get("/big/")
     assert status == 200 and body.count(b"<li>") == ENTRIES + 1  # "../" too
 
@@ -130,29 +152,26 @@ def test_a_burst_of_listings_then_close_stalls_nobody(server: Running) -> None:
 def test_listings_rebuilt_every_time_stall_nobody(server: Running, big_dir: Path) -> None:
     """Each request finds the directory changed, so no cache helps: the build itself is
     sliced."""
-    baseline = _measure(server, lambda: None, seconds=0.8)
+    names = itertools.count()
 
     def attack() -> None:
         def churn() -> None:
-            for i in range(8):
-                (big_dir / f"new-{i}").write_bytes(b"")
+            for _ in range(8):  # a new entry each time, in every try
+                (big_dir / f"new-{next(names)}").write_bytes(b"")
                 status, _, _ = server.get("/big/")
                 assert status == 200
         thread = threading.Thread(target=churn)
         thread.start()
         thread.join(TIMEOUT * 4)
 
-    p99 = _measure(server, attack)
-    assert p99 < _bar(baseline, p99), f"p99 {p99 * 1e3:.1f} ms (baseline {baseline * 1e3:.1f})"
+    _assert_stalls_nobody(server, attack)
 
 
 def test_a_pipelined_flood_of_small_requests_stalls_nobody(server: Running) -> None:
-    baseline = _measure(server, lambda: None, seconds=0.8)
     small = b"GET /small.bin HTTP/1.1\r\nHost: x\r\n\r\n"
 
     def attack() -> None:
         for _ in range(4):
             _burst(server.port, small, 2000)
 
-    p99 = _measure(server, attack)
-    assert p99 < _bar(baseline, p99), f"p99 {p99 * 1e3:.1f} ms (baseline {baseline * 1e3:.1f})"
+    _assert_stalls_nobody(server, attack)
