@@ -8,10 +8,10 @@
  * the Python path (zcio._iovec), which stays the reference: the two give the same
  * counts, positions, errors and metrics (tests/test_native_io.py holds them to it).
  *
- * Memory safety: the memory is pinned for the whole call by a new memoryview on the
- * buffer's own managed buffer, as the Python path's ``_mv[pos:lim]`` slice pins it: a
- * concurrent release() of the buffer revokes ``_mv`` but cannot free, unmap, resize or
- * hand back the storage until the call has returned.  Indexes are read with the GIL
+ * Memory safety: the memory is pinned for the whole call by an export of the object
+ * under the buffer's memoryview, as the Python path's ``_mv[pos:lim]`` slice pins it:
+ * a concurrent release() of the buffer revokes ``_mv`` but cannot free, unmap, resize
+ * or hand back the storage (a pooled slot stays reachable) until the call returned.  Indexes are read with the GIL
  * held before the call; the position moves by what the kernel moved, after it.
  *
  * Errors: as the Python functions the reference calls (os.write, sock.send...): EINTR
@@ -27,6 +27,8 @@
 #include <errno.h>
 #include <unistd.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
+#include <limits.h>
 
 #include "native.h"
 
@@ -64,45 +66,49 @@ exact_index(PyObject *o)
     return v;
 }
 
-/* A new memoryview pinning buf's [0, capacity) memory, with *base, *pos and *lim; or
- * NULL (no exception) when buf is not a plain buffer this module may touch: not a
- * BufferState, an indirect kind, read-only for a read (``into``), released, not flat
- * bytes, or indexes that are not exact ints inside the view. */
-static PyObject *
-pin(PyObject *buf, int into, char **base, Py_ssize_t *pos, Py_ssize_t *lim)
+/* Pin buf's memory into *hold (an export of the object under its memoryview ``_mv``:
+ * a bytearray cannot resize, an mmap cannot close, a pooled slot stays reachable, so
+ * not reused, until PyBuffer_Release), with *base (``_mv``'s bytes), *pos and *lim.
+ * 1 on success; 0 (no exception) when buf is not a plain buffer this module may
+ * touch: not a BufferState, an indirect kind, read-only for a read (``into``),
+ * released, not flat bytes, or indexes that are not exact ints inside the view. */
+static int
+pin(PyObject *buf, int into, Py_buffer *hold, char **base, Py_ssize_t *pos, Py_ssize_t *lim)
 {
     PyTypeObject *t = Py_TYPE(buf);
     if (state_type == NULL)
-        return NULL;
+        return 0;
     if ((PyObject *)t != plain_type) {
         if (!PyType_IsSubtype(t, state_type) || PyType_IsSubtype(t, indirect_type))
-            return NULL;
+            return 0;
         Py_XSETREF(plain_type, Py_NewRef((PyObject *)t)); /* held: never a stale address */
     }
     if (into && SLOT(buf, off_ro) != Py_False)
-        return NULL;
+        return 0;
     PyObject *mv = SLOT(buf, off_mv);
     if (mv == NULL || !PyMemoryView_Check(mv))
-        return NULL;
+        return 0;
     PyMemoryViewObject *m = (PyMemoryViewObject *)mv;
-    if ((m->flags & _Py_MEMORYVIEW_RELEASED) || (m->mbuf->flags & _Py_MANAGED_BUFFER_RELEASED))
-        return NULL;
+    if ((m->flags & _Py_MEMORYVIEW_RELEASED) || (m->mbuf->flags & _Py_MANAGED_BUFFER_RELEASED)
+        || m->mbuf->master.obj == NULL)
+        return 0;
     Py_buffer *v = &m->view;
     if ((into && v->readonly) || v->itemsize != 1 || v->ndim > 1
         || (v->ndim == 1 && v->strides && v->strides[0] != 1))
-        return NULL;
+        return 0;
     Py_ssize_t p = exact_index(SLOT(buf, off_pos)), l = exact_index(SLOT(buf, off_lim));
     if (p < 0 || l < p || l > v->len)
-        return NULL;
-    PyObject *pinned = PyMemoryView_FromObject(mv); /* a view on the same managed buffer */
-    if (pinned == NULL) {
+        return 0;
+    /* ``_mv``'s bytes lie in this object's memory, which its own export has kept in
+     * place since ``_mv`` was made; this one keeps it there until the call is over. */
+    if (PyObject_GetBuffer(m->mbuf->master.obj, hold, PyBUF_SIMPLE) < 0) {
         PyErr_Clear();
-        return NULL;
+        return 0;
     }
     *base = (char *)v->buf;
     *pos = p;
     *lim = l;
-    return pinned;
+    return 1;
 }
 
 /* Add one operation of ``syscalls`` calls and ``user_bytes`` to metrics[path], as
@@ -201,14 +207,14 @@ transfer(int fd, PyObject *buf, long long offset, int how, PyObject *path, int i
 {
     char *base;
     Py_ssize_t pos, lim;
-    PyObject *pinned = pin(buf, into, &base, &pos, &lim);
-    if (pinned == NULL)
-        return PyErr_Occurred() ? T_ERROR : T_NOT_PLAIN;
+    Py_buffer hold;
+    if (!pin(buf, into, &hold, &base, &pos, &lim))
+        return T_NOT_PLAIN;
     Py_ssize_t want = lim - pos, r;
     char *p = base + pos;
     int err;
     if (want == 0) { /* nothing remains, or no room: no call */
-        Py_DECREF(pinned);
+        PyBuffer_Release(&hold);
         if ((how & IO_COUNT_EMPTY) && count(path, 0, 0) < 0)
             return T_ERROR;
         return T_NOTHING;
@@ -227,13 +233,13 @@ transfer(int fd, PyObject *buf, long long offset, int how, PyObject *path, int i
         if (r >= 0 || err != EINTR)
             break;
         if (PyErr_CheckSignals() < 0) { /* a handler raised: the call fails with it */
-            Py_DECREF(pinned);
+            PyBuffer_Release(&hold);
             if (how & IO_COUNT_ERRORS)
                 count_failed(path);
             return T_ERROR;
         }
     }
-    Py_DECREF(pinned);
+    PyBuffer_Release(&hold);
     if (r < 0) {
         if ((err == EAGAIN || err == EWOULDBLOCK) && (how & IO_EAGAIN_ZERO)) {
             if ((how & IO_COUNT_ERRORS) && count(path, 1, 0) < 0)
@@ -251,6 +257,107 @@ transfer(int fd, PyObject *buf, long long offset, int how, PyObject *path, int i
     if (r > 0 && advance(buf, r) < 0)
         return T_ERROR;
     return r;
+}
+
+/* One gather call for a list of plain buffers: writev/pwritev, or sendmsg, of every
+ * buffer's [position, limit) in order (at most IOV_MAX with bytes left); positions then
+ * advance buffer by buffer by what the kernel took (zcio._iovec.advance).  The count
+ * or a T_ answer; T_NOT_PLAIN, before anything moved, for any buffer not plain, or
+ * more than IOV_MAX of them with bytes left (the Python loop chunks those). */
+static Py_ssize_t
+gather(int fd, PyObject *list, long long offset, int how, PyObject *path)
+{
+    Py_ssize_t n = PyList_GET_SIZE(list), used = 0, r = 0, i;
+    int err = 0;
+    Py_ssize_t room = n ? n : 1;
+    Py_buffer *holds = PyMem_Malloc(room * sizeof(Py_buffer));
+    struct iovec *iov = PyMem_Malloc(room * sizeof(struct iovec));
+    Py_ssize_t *len = PyMem_Malloc(room * sizeof(Py_ssize_t));
+    if (holds == NULL || iov == NULL || len == NULL) {
+        PyMem_Free(holds);
+        PyMem_Free(iov);
+        PyMem_Free(len);
+        PyErr_NoMemory();
+        return T_ERROR;
+    }
+    Py_ssize_t pinned = 0, answer;
+    for (i = 0; i < n; i++) {
+        char *base;
+        Py_ssize_t pos, lim;
+        if (!pin(PyList_GET_ITEM(list, i), 0, &holds[i], &base, &pos, &lim)) {
+            answer = T_NOT_PLAIN;
+            goto done;
+        }
+        pinned++;
+        len[i] = lim - pos;
+        if (len[i]) {
+            if (used == IOV_MAX) {
+                answer = T_NOT_PLAIN;
+                goto done;
+            }
+            iov[used].iov_base = base + pos;
+            iov[used++].iov_len = (size_t)len[i];
+        }
+    }
+    if (used == 0) {
+        answer = (how & IO_COUNT_EMPTY) && count(path, 0, 0) < 0 ? T_ERROR : T_NOTHING;
+        goto done;
+    }
+    for (;;) {
+        Py_BEGIN_ALLOW_THREADS
+        if (how & IO_SOCKET) {
+            struct msghdr msg = {0};
+            msg.msg_iov = iov;
+            msg.msg_iovlen = (size_t)used;
+            r = sendmsg(fd, &msg, 0);
+        } else if (offset < 0) {
+            r = writev(fd, iov, (int)used);
+        } else {
+            r = pwritev(fd, iov, (int)used, (off_t)offset);
+        }
+        err = errno;
+        Py_END_ALLOW_THREADS
+        if (r >= 0 || err != EINTR)
+            break;
+        if (PyErr_CheckSignals() < 0) {
+            if (how & IO_COUNT_ERRORS)
+                count_failed(path);
+            answer = T_ERROR;
+            goto done;
+        }
+    }
+    if (r < 0) {
+        if ((err == EAGAIN || err == EWOULDBLOCK) && (how & IO_EAGAIN_ZERO)) {
+            answer = (how & IO_COUNT_ERRORS) && count(path, 1, 0) < 0 ? T_ERROR : T_AGAIN;
+            goto done;
+        }
+        errno = err;
+        PyErr_SetFromErrno(PyExc_OSError);
+        if (how & IO_COUNT_ERRORS)
+            count_failed(path);
+        answer = T_ERROR;
+        goto done;
+    }
+    answer = r;
+    if (count(path, 1, r) < 0) {
+        answer = T_ERROR;
+        goto done;
+    }
+    for (i = 0, n = r; i < pinned && n > 0; i++) { /* view by view, in order */
+        Py_ssize_t step = len[i] < n ? len[i] : n;
+        if (step && advance(PyList_GET_ITEM(list, i), step) < 0) {
+            answer = T_ERROR;
+            break;
+        }
+        n -= step;
+    }
+done:
+    for (i = 0; i < pinned; i++)
+        PyBuffer_Release(&holds[i]);
+    PyMem_Free(holds);
+    PyMem_Free(iov);
+    PyMem_Free(len);
+    return answer;
 }
 
 static int
@@ -323,6 +430,26 @@ io_read(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
     return PyLong_FromSsize_t(r);
 }
 
+static PyObject *
+io_gather(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+{
+    int fd, how;
+    long long offset;
+    PyObject *path;
+    if (parse(args, nargs, &fd, &offset, &how, &path) < 0)
+        return NULL;
+    if (!PyList_CheckExact(args[1]))
+        Py_RETURN_NOTIMPLEMENTED;
+    Py_ssize_t r = gather(fd, args[1], offset, how | IO_EAGAIN_ZERO, path);
+    switch (r) {
+    case T_NOT_PLAIN: Py_RETURN_NOTIMPLEMENTED;
+    case T_ERROR: return NULL;
+    case T_NOTHING: case T_AGAIN: r = 0; break;
+    default: break;
+    }
+    return PyLong_FromSsize_t(r);
+}
+
 /* The offset of slot ``name`` in BufferState, from its member descriptor. */
 static int
 slot_offset(PyObject *type, const char *name, Py_ssize_t *off)
@@ -384,6 +511,11 @@ static PyMethodDef io_functions[] = {
      "write/pwrite/send of buf's [position, limit) (pwrite at offset >= 0); 0 with no "
      "call if nothing remains, 0 on EAGAIN with IO_EAGAIN_ZERO, else the count, "
      "position advanced."},
+    {"io_gather", (PyCFunction)(void (*)(void))io_gather, METH_FASTCALL,
+     "io_gather(fd, [buf, ...], offset, how, path) -> int | NotImplemented: one "
+     "writev/pwritev/sendmsg of every buffer's [position, limit) in order (at most "
+     "IOV_MAX with bytes left); positions advance buffer by buffer by the count; 0 on "
+     "EAGAIN or with nothing left (no call)."},
     {NULL},
 };
 

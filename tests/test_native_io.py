@@ -424,6 +424,119 @@ def test_pipe_write_after_the_read_end_closed_is_epipe_both_ways() -> None:
     assert results[0][0][0] == ("error", (BrokenPipeError, errno.EPIPE))
 
 
+# -- gather writes: several buffers, one call ----------------------------------------------
+
+BUFS = st.lists(st.tuples(st.sampled_from(KINDS), st.binary(min_size=0, max_size=24),
+                          st.integers(0, 24), st.integers(0, 24)), min_size=0, max_size=6)
+
+
+def make_all(specs: list[tuple[str, bytes, int, int]]) -> list[ByteBuffer]:
+    out = []
+    for kind, data, a, b in specs:
+        lim = min(max(a, b), len(data))
+        out.append(make(kind, data, min(a, b, lim), lim))
+    return out
+
+
+@native_only
+@SETTINGS
+@given(specs=BUFS, target=st.sampled_from(["socket", "file", "pipe"]))
+def test_gather_writes_match_the_python_path(
+        tmp_path: Path, specs: list[tuple[str, bytes, int, int]], target: str) -> None:
+    def trial(forced: bool) -> Any:
+        bufs = make_all(specs)
+        if target == "socket":
+            a, peer = _pair()
+            ch: Any = SocketChannel.from_socket(a)
+            name, drain = "socket_write", peer.fileno()
+        elif target == "pipe":
+            ch = p = Pipe.open()
+            name, drain = "pipe_write", p.source().fileno()
+        else:
+            path = tmp_path / f"g{int(forced)}"
+            path.write_bytes(b"")
+            ch = FileChannel.open(path, OpenOption.READ, OpenOption.WRITE)
+            name, drain = "file_write", -1
+        writer = p.sink() if target == "pipe" else ch
+        with taking(forced):
+            out, d = delta(name, lambda: outcome(lambda: writer.write(bufs)))
+        if drain >= 0:
+            os.set_blocking(drain, False)
+            try:
+                arrived = os.read(drain, 1 << 16)
+            except BlockingIOError:
+                arrived = b""
+        else:
+            arrived = path.read_bytes()
+        result = (out, d, [state(b) for b in bufs], arrived)
+        ch.close()
+        if target == "socket":
+            peer.close()
+        dispose(*bufs)
+        return result
+
+    results = twins(trial)
+    assert results[0] == results[1]
+
+
+@native_only
+def test_a_short_gather_write_moves_positions_buffer_by_buffer() -> None:
+    part = 1 << 15
+    payload = [bytes([i + 1]) * part for i in range(8)]
+
+    def trial(forced: bool) -> tuple[int, list[int]]:
+        a, peer = _pair(sndbuf=4096)
+        ch = SocketChannel.from_socket(a)
+        ch.configure_blocking(False)
+        bufs = [make("direct", d, 0, part) for d in payload]
+        with taking(forced):
+            n = ch.write(bufs)
+            again = []
+            while True:  # until the socket is full: then 0, nothing moved
+                m = ch.write(bufs)
+                again.append(m)
+                if m == 0:
+                    break
+        moved = n + sum(again)
+        assert 0 < n < part * 8
+        positions = [b.position() for b in bufs]
+        expect = [min(part, max(0, moved - i * part)) for i in range(8)]
+        assert positions == expect
+        got = bytearray()
+        peer.setblocking(False)
+        while True:
+            try:
+                got += peer.recv(1 << 16)
+            except BlockingIOError:
+                break
+        assert bytes(got) == b"".join(payload)[:moved]
+        ch.close()
+        peer.close()
+        dispose(*bufs)
+        return moved, positions
+
+    twins(trial)
+
+
+@native_only
+def test_gather_of_a_composite_or_mapped_buffer_takes_the_python_path(
+        tmp_path: Path, monkeypatch: Any) -> None:
+    spy = Spy(_syscalls.NATIVE_IO)
+    monkeypatch.setattr(_syscalls, "NATIVE_IO", spy)
+    path = tmp_path / "m"
+    path.write_bytes(b"m" * 16)
+    with FileChannel.open(path, OpenOption.READ, OpenOption.WRITE) as src, \
+            FileChannel.open(tmp_path / "out", OpenOption.WRITE, OpenOption.CREATE) as ch:
+        m = src.map(zcio.MapMode.READ_ONLY, 0, 16)
+        b = ByteBuffer.allocate_direct(4)
+        assert ch.write([b, m]) == 20 and spy.handled == 0
+        b.clear()
+        assert ch.write([b]) == 4 and spy.handled == 1
+        m.release()
+        b.release()
+    assert (tmp_path / "out").read_bytes() == bytes(4) + b"m" * 16 + bytes(4)
+
+
 # -- races: close and release while a write is blocked ------------------------------------
 
 

@@ -326,6 +326,10 @@ class FileChannel(Channel):
             bufs = check_buffers(src, 0 if position is None else position, length)
             position = None
         fd = self._writable_fd()
+        if io is not None and not isinstance(src, ByteBuffer) and not self._direct:
+            n = io.io_gather(fd, bufs, -1, HOW_FILE, "file_write")  # plain: one writev
+            if n is not NotImplemented:
+                return int(n)
         return gather(remaining_pairs(bufs, writable=False), lambda views, total: self._vectored(
             fd, views, None if position is None else position + total, sys_.writev,
             sys_.pwritev, "file_write"))

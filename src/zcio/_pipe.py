@@ -225,6 +225,11 @@ class SinkChannel(_PipeEnd):
             src._pos += n
             return n
         bufs = [src] if isinstance(src, ByteBuffer) else check_buffers(src, offset, length)
+        io = _syscalls.NATIVE_IO
+        if io is not None and not isinstance(src, ByteBuffer):  # plain buffers: one writev
+            n = io.io_gather(fd, bufs, -1, HOW_PIPE, "pipe_write")
+            if n is not NotImplemented:
+                return int(n)
 
         def write_chunk(views: list[memoryview], total: int) -> int:
             try:

@@ -376,8 +376,9 @@ class SocketChannel(SocketHolder):
             if self._output_shut:
                 raise ClosedChannelError("output is shut down")
             io = _syscalls.NATIVE_IO
-            if io is not None and not several:  # one plain buffer: one send, compiled
-                sent = io.io_write(self._fd, bufs[0], -1, HOW_SOCKET, "socket_write")
+            if io is not None:  # plain buffers: one send or sendmsg, compiled
+                sent = (io.io_gather(self._fd, bufs, -1, HOW_SOCKET, "socket_write") if several
+                        else io.io_write(self._fd, bufs[0], -1, HOW_SOCKET, "socket_write"))
                 if sent is not NotImplemented:
                     return int(sent)
             calls = [0]
