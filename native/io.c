@@ -39,9 +39,9 @@ enum {
     IO_COUNT_EMPTY = 8,  /* so is an operation that made no call (nothing to move) */
 };
 
-/* Set by setup(): BufferState, the indirect base (IndirectByteBuffer) whose kinds must
- * ask their memory, the slots' offsets in BufferState, and zcio.metrics's lock and
- * counters. */
+/* Set by setup(): ByteBuffer (typed views share BufferState but count in elements:
+ * never here), the indirect base (IndirectByteBuffer) whose kinds must ask their
+ * memory, the slots' offsets, and zcio.metrics's lock and counters. */
 static PyTypeObject *state_type = NULL, *indirect_type = NULL;
 static PyObject *plain_type = NULL; /* the last type found not indirect: a one-entry cache */
 static Py_ssize_t off_pos, off_lim, off_ro, off_mv;
@@ -70,7 +70,7 @@ exact_index(PyObject *o)
  * a bytearray cannot resize, an mmap cannot close, a pooled slot stays reachable, so
  * not reused, until PyBuffer_Release), with *base (``_mv``'s bytes), *pos and *lim.
  * 1 on success; 0 (no exception) when buf is not a plain buffer this module may
- * touch: not a BufferState, an indirect kind, read-only for a read (``into``),
+ * touch: not a ByteBuffer, an indirect kind, read-only for a read (``into``),
  * released, not flat bytes, or indexes that are not exact ints inside the view. */
 static int
 pin(PyObject *buf, int into, Py_buffer *hold, char **base, Py_ssize_t *pos, Py_ssize_t *lim)
@@ -450,7 +450,7 @@ io_gather(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
     return PyLong_FromSsize_t(r);
 }
 
-/* The offset of slot ``name`` in BufferState, from its member descriptor. */
+/* The offset of slot ``name`` in ByteBuffer's state, from its member descriptor. */
 static int
 slot_offset(PyObject *type, const char *name, Py_ssize_t *off)
 {
@@ -467,7 +467,7 @@ slot_offset(PyObject *type, const char *name, Py_ssize_t *off)
     return ok ? 0 : -1;
 }
 
-/* io_setup(BufferState, IndirectByteBuffer, metrics) */
+/* io_setup(ByteBuffer, IndirectByteBuffer, metrics) */
 static PyObject *
 io_setup(PyObject *mod, PyObject *args)
 {
@@ -500,8 +500,8 @@ io_setup(PyObject *mod, PyObject *args)
 
 static PyMethodDef io_functions[] = {
     {"io_setup", io_setup, METH_VARARGS,
-     "io_setup(BufferState, IndirectByteBuffer, metrics): what read/write need to know "
-     "(the slots, the kinds that must ask their memory, the counters)."},
+     "io_setup(ByteBuffer, IndirectByteBuffer, metrics): what read/write need to know "
+     "(the buffers they take, the kinds that must ask their memory, the counters)."},
     {"io_read", (PyCFunction)(void (*)(void))io_read, METH_FASTCALL,
      "io_read(fd, buf, offset, how, path) -> int | NotImplemented: one read/pread/recv "
      "into buf's [position, limit) (pread at offset >= 0); 0 with no call if no room, 0 "

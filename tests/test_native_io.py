@@ -193,6 +193,25 @@ def test_the_compiled_path_takes_plain_buffers_only(tmp_path: Path, monkeypatch:
         b.release()
 
 
+def test_a_typed_view_is_never_taken_as_bytes(tmp_path: Path) -> None:
+    """Typed views share the buffer state but count in elements: refused both ways."""
+    path = tmp_path / "f"
+    path.write_bytes(bytes(range(32)))
+
+    def trial(forced: bool) -> Any:
+        b = ByteBuffer.allocate_direct(16)
+        view = b.as_int_buffer()
+        with FileChannel.open(path, OpenOption.READ, OpenOption.WRITE) as ch, taking(forced):
+            result = (outcome(lambda: ch.read(view, 0)), outcome(lambda: ch.write(view, 0)),
+                      view.position(), state(b), path.read_bytes())
+        b.release()
+        return result
+
+    results = twins(trial)
+    assert results[0] == results[1]
+    assert results[0][0][0] == "error" and results[0][1][0] == "error"
+
+
 # -- files ------------------------------------------------------------------------------
 
 

@@ -45,7 +45,6 @@ from ._composite import CompositeBuffer
 from ._errors import IllegalArgumentError, IndexOutOfBoundsError
 from ._indirect import IndirectByteBuffer
 from ._metrics import metrics
-from ._state import BufferState
 from ._syscalls import IOV_MAX
 
 __all__ = [
@@ -223,4 +222,4 @@ HOW_PIPE = _how("IO_EAGAIN_ZERO", "IO_COUNT_ERRORS")
 HOW_SOCKET = _how("IO_SOCKET", "IO_EAGAIN_ZERO", "IO_COUNT_ERRORS", "IO_COUNT_EMPTY")
 
 if native is not None:
-    native.io_setup(BufferState, IndirectByteBuffer, metrics)
+    native.io_setup(ByteBuffer, IndirectByteBuffer, metrics)
