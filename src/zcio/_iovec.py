@@ -72,15 +72,20 @@ def check_buffers(bufs: Sequence[ByteBuffer], offset: int, length: int | None) -
     TypeError for a non-integer offset or length, or an element that is no ByteBuffer;
     IndexOutOfBoundsError for a range outside ``bufs``.
     """
-    offset = check_int(offset, "offset")
-    if length is None:
-        length = len(bufs) - offset
-    length = check_int(length, "length")
-    if offset < 0 or length < 0 or offset + length > len(bufs):
-        raise IndexOutOfBoundsError(
-            f"buffers [{offset}, {offset} + {length}) out of bounds for {len(bufs)}"
-        )
-    chosen = list(bufs[offset : offset + length])
+    if type(offset) is int and offset == 0 and length is None and type(bufs) in (list, tuple):
+        chosen = list(bufs)  # the whole list: the common call, no range to check
+    else:
+        offset = check_int(offset, "offset")
+        if length is None:
+            length = len(bufs) - offset
+        length = check_int(length, "length")
+        if offset < 0 or length < 0 or offset + length > len(bufs):
+            raise IndexOutOfBoundsError(
+                f"buffers [{offset}, {offset} + {length}) out of bounds for {len(bufs)}"
+            )
+        chosen = list(bufs[offset : offset + length])
+    if native is not None and native.io_byte_buffers(chosen):  # the loop below, in C
+        return chosen
     for b in chosen:
         if not isinstance(b, ByteBuffer):
             raise TypeError(f"expected ByteBuffer, not {type(b).__name__}")
