@@ -200,7 +200,7 @@ def test_a_typed_view_is_never_taken_as_bytes(tmp_path: Path) -> None:
 
     def trial(forced: bool) -> Any:
         b = ByteBuffer.allocate_direct(16)
-        view = b.as_int_buffer()
+        view: Any = b.as_int_buffer()  # deliberately the wrong type
         with FileChannel.open(path, OpenOption.READ, OpenOption.WRITE) as ch, taking(forced):
             result = (outcome(lambda: ch.read(view, 0)), outcome(lambda: ch.write(view, 0)),
                       view.position(), state(b), path.read_bytes())
