@@ -251,10 +251,10 @@ class FileChannel(Channel):
         if (io is not None and length is None and fd >= 0 and self._readable
                 and not self._direct and _plain_position(position)):
             # one plain buffer: one read/pread, compiled (anything else: NotImplemented)
-            n = io.io_read(fd, dst, -1 if position is None else position, HOW_FILE,
+            n: int = io.io_read(fd, dst, -1 if position is None else position, HOW_FILE,
                            "file_read")
             if n is not NotImplemented:
-                return int(n)
+                return n
         if isinstance(dst, ByteBuffer):
             bufs = [dst]
             if position is not None:  # Java checks the argument before the channel
@@ -301,10 +301,10 @@ class FileChannel(Channel):
         if (io is not None and length is None and fd >= 0 and self._writable
                 and not self._direct and _plain_position(position)):
             # one plain buffer: one write/pwrite, compiled (anything else: NotImplemented)
-            n = io.io_write(fd, src, -1 if position is None else position, HOW_FILE,
+            n: int = io.io_write(fd, src, -1 if position is None else position, HOW_FILE,
                             "file_write")
             if n is not NotImplemented:
-                return int(n)
+                return n
         sys_ = _syscalls.SYS
         if position is not None and isinstance(src, ByteBuffer):  # before the channel
             position = check_position(position, "position")
@@ -329,7 +329,7 @@ class FileChannel(Channel):
         if io is not None and not isinstance(src, ByteBuffer) and not self._direct:
             n = io.io_gather(fd, bufs, -1, HOW_FILE, "file_write")  # plain: one writev
             if n is not NotImplemented:
-                return int(n)
+                return n
         return gather(remaining_pairs(bufs, writable=False), lambda views, total: self._vectored(
             fd, views, None if position is None else position + total, sys_.writev,
             sys_.pwritev, "file_write"))

@@ -151,9 +151,9 @@ class SourceChannel(_PipeEnd):
         fd = self.fileno()
         io = _syscalls.NATIVE_IO
         if io is not None and isinstance(dst, ByteBuffer):  # one plain buffer: compiled
-            n = io.io_read(fd, dst, -1, HOW_PIPE, "pipe_read")
+            n: int = io.io_read(fd, dst, -1, HOW_PIPE, "pipe_read")
             if n is not NotImplemented:
-                return int(n)
+                return n
         bufs = [dst] if isinstance(dst, ByteBuffer) else check_buffers(dst, offset, length)
 
         def read_chunk(views: list[memoryview]) -> int:
@@ -205,9 +205,9 @@ class SinkChannel(_PipeEnd):
         if isinstance(src, ByteBuffer) and not isinstance(src, CompositeBuffer):
             io = _syscalls.NATIVE_IO
             if io is not None:  # one plain buffer: one write, compiled
-                n = io.io_write(fd, src, -1, HOW_PIPE, "pipe_write")
+                n: int = io.io_write(fd, src, -1, HOW_PIPE, "pipe_write")
                 if n is not NotImplemented:
-                    return int(n)
+                    return n
             view = src._rest()
             try:
                 if not view:
@@ -229,7 +229,7 @@ class SinkChannel(_PipeEnd):
         if io is not None and not isinstance(src, ByteBuffer):  # plain buffers: one writev
             n = io.io_gather(fd, bufs, -1, HOW_PIPE, "pipe_write")
             if n is not NotImplemented:
-                return int(n)
+                return n
 
         def write_chunk(views: list[memoryview], total: int) -> int:
             try:

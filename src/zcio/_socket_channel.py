@@ -311,9 +311,9 @@ class SocketChannel(SocketHolder):
                 return -1
             io = _syscalls.NATIVE_IO
             if io is not None and not several:  # one plain buffer: one recv, compiled
-                got = io.io_read(self._fd, bufs[0], -1, HOW_SOCKET, "socket_read")
+                got: int = io.io_read(self._fd, bufs[0], -1, HOW_SOCKET, "socket_read")
                 if got is not NotImplemented:
-                    return int(got)
+                    return got
             calls, n = [0], 0
             recvmsg, recv = _syscalls.SYS.recvmsg_into, _syscalls.SYS.recv_into
 
@@ -377,10 +377,10 @@ class SocketChannel(SocketHolder):
                 raise ClosedChannelError("output is shut down")
             io = _syscalls.NATIVE_IO
             if io is not None:  # plain buffers: one send or sendmsg, compiled
-                sent = (io.io_gather(self._fd, bufs, -1, HOW_SOCKET, "socket_write") if several
+                sent: int = (io.io_gather(self._fd, bufs, -1, HOW_SOCKET, "socket_write") if several
                         else io.io_write(self._fd, bufs[0], -1, HOW_SOCKET, "socket_write"))
                 if sent is not NotImplemented:
-                    return int(sent)
+                    return sent
             calls = [0]
             sys_ = _syscalls.SYS
 
