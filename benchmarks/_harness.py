@@ -95,6 +95,9 @@ class Group:
     cases: list[Case]
     compares: list[Compare]
     cleanup: Callable[[], None] = _nothing
+    #: what a round's loops are timed with: elapsed time, or ``time.thread_time_ns``
+    #: for a CPU figure (the channel_io benchmark's file rows)
+    clock: Callable[[], int] = time.perf_counter_ns
 
 
 # -- ratio rows -------------------------------------------------------------------------
@@ -205,7 +208,7 @@ def run_group(group: Group, rounds: int) -> None:
     """
     cases = group.cases
     rng = random.Random(1729)
-    clock = time.perf_counter_ns
+    clock = group.clock
     order = list(range(len(cases)))
     with _gc_disabled():
         for _ in range(3):

@@ -6,7 +6,7 @@ Run by hand, not by CI::
         [--compare OLD.json]
     .venv/bin/python benchmarks/run_all.py --compare OLD.json NEW.json   # no run
 
-Each benchmark (``buffer_ops``, ``pool``, ``transfer``, ``serve``) runs as its own
+Each benchmark (``buffer_ops``, ``pool``, ``channel_io``, ``transfer``, ``serve``) runs as its own
 subprocess, one after the other, with ``--json`` into a temporary file (and
 ``--quick`` when given).  Their documents are collected into one file,
 ``DIR/results-YYYYmmdd-HHMMSS.json`` (default DIR: ``benchmarks/results/``), with
@@ -72,6 +72,7 @@ class Bench:
 BENCHMARKS: tuple[Bench, ...] = (
     Bench("buffer_ops", "buffer_ops.py"),
     Bench("pool", "pool.py"),
+    Bench("channel_io", "channel_io.py"),
     Bench("transfer", "transfer.py"),
     Bench("serve", "serve.py", needs=("wrk",)),
 )

@@ -1,6 +1,7 @@
 /* zcio._native: the compiled accelerator.  One module, one part per file:
  *   guard.c  every access zcio makes to mapped memory, guarded against SIGBUS
  *   core.c   the buffer index state as a C type and the hot get/put fast paths
+ *   io.c     per-call channel I/O: one buffer, one system call, the GIL released
  *   native.c the module itself
  * Each part adds its functions and types to the module in its init function. */
 #ifndef ZCIO_NATIVE_H
@@ -9,5 +10,6 @@
 
 int zcio_guard_init(PyObject *m);
 int zcio_core_init(PyObject *m);
+int zcio_io_init(PyObject *m);
 
 #endif

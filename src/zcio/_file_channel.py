@@ -26,7 +26,13 @@ from typing import Any, overload
 
 from . import _syscalls
 from ._byte_buffer import ByteBuffer
-from ._channel import Channel, check_position, counting_operation, operation
+from ._channel import (
+    MAX_POSITION,
+    Channel,
+    check_position,
+    counting_operation,
+    operation,
+)
 from ._composite import CompositeBuffer
 from ._errors import (
     AlignmentError,
@@ -36,7 +42,7 @@ from ._errors import (
 )
 from ._file_lock import MAX_LOCK_SIZE, FileLock, acquire
 from ._guard import io_call
-from ._iovec import check_buffers, gather, remaining_pairs, scatter
+from ._iovec import HOW_FILE, check_buffers, gather, remaining_pairs, scatter
 from ._mapped import MapMode, MappedByteBuffer, map_file
 from ._memory import buffer_address
 from ._metrics import metrics
@@ -89,6 +95,13 @@ def _open_flags(options: set[OpenOption]) -> tuple[int, bool, bool]:
     if opt.DIRECT in options:
         flags |= os.O_DIRECT
     return flags, readable, writable
+
+
+def _plain_position(position: object) -> bool:
+    """Whether a read/write may take the compiled path with this ``position``: None, or
+    an exact int that ``check_position`` would accept (anything else is checked, and
+    refused, by the Python path)."""
+    return position is None or (type(position) is int and 0 <= position <= MAX_POSITION)
 
 
 class FileChannel(Channel):
@@ -229,10 +242,19 @@ class FileChannel(Channel):
         Returns the count, 0 if ``dst`` has no room, -1 at end of file (a ``position``
         at or past the end included).  A read-only ``dst``: IllegalArgumentError.
 
-        Syscalls: one ``readv(2)`` or ``preadv(2)`` (``zcio._iovec.scatter``); may read
-        fewer bytes than asked, and 0 on a non-blocking descriptor with nothing to read
-        (EAGAIN).  On error nothing moves.
+        Syscalls: one ``readv(2)`` or ``preadv(2)`` (``zcio._iovec.scatter``; one plain
+        buffer: one ``read(2)``/``pread(2)``, compiled); may read fewer bytes than asked,
+        and 0 on a non-blocking descriptor with nothing to read (EAGAIN).  On error
+        nothing moves.
         """
+        io, fd = _syscalls.NATIVE_IO, self._fd
+        if (io is not None and length is None and fd >= 0 and self._readable
+                and not self._direct and _plain_position(position)):
+            # one plain buffer: one read/pread, compiled (anything else: NotImplemented)
+            n: int = io.io_read(fd, dst, -1 if position is None else position, HOW_FILE,
+                           "file_read")
+            if n is not NotImplemented:
+                return n
         if isinstance(dst, ByteBuffer):
             bufs = [dst]
             if position is not None:  # Java checks the argument before the channel
@@ -275,6 +297,14 @@ class FileChannel(Channel):
         fewer bytes than given (a full disk, a signal).  On error nothing moves, or for a gather
         write, the count so far is returned and the error comes again on the next call.
         """
+        io, fd = _syscalls.NATIVE_IO, self._fd
+        if (io is not None and length is None and fd >= 0 and self._writable
+                and not self._direct and _plain_position(position)):
+            # one plain buffer: one write/pwrite, compiled (anything else: NotImplemented)
+            n: int = io.io_write(fd, src, -1 if position is None else position, HOW_FILE,
+                            "file_write")
+            if n is not NotImplemented:
+                return n
         sys_ = _syscalls.SYS
         if position is not None and isinstance(src, ByteBuffer):  # before the channel
             position = check_position(position, "position")
@@ -296,6 +326,10 @@ class FileChannel(Channel):
             bufs = check_buffers(src, 0 if position is None else position, length)
             position = None
         fd = self._writable_fd()
+        if io is not None and not isinstance(src, ByteBuffer) and not self._direct:
+            n = io.io_gather(fd, bufs, -1, HOW_FILE, "file_write")  # plain: one writev
+            if n is not NotImplemented:
+                return n
         return gather(remaining_pairs(bufs, writable=False), lambda views, total: self._vectored(
             fd, views, None if position is None else position + total, sys_.writev,
             sys_.pwritev, "file_write"))

@@ -20,19 +20,37 @@ Partial transfers (Java's rule, :func:`partial`): a call that moved bytes return
 their count, even if an error struck afterwards (the error comes again on the next
 call); only a call that moved nothing raises.  EAGAIN is never an error here: it ends
 a gather with the count so far (0 if nothing moved) and makes a scatter return 0.
+
+One buffer, one call (compiled).  With the accelerator loaded, a channel's read or
+write of one plain buffer first offers it to ``zcio._native``'s ``io_read`` /
+``io_write`` (``_syscalls.NATIVE_IO``, None while a test's layer is installed): one
+read/pread/recv or write/pwrite/send straight from the buffer's memory, pinned for the
+call, with the GIL released; the position advances by the count, and the call is
+counted in ``zcio.metrics`` as the channel's Python path counts it (``HOW_*``).  It is
+this module's rules for one view and one call, as the loops above apply them: the
+count, 0 for EAGAIN in a read (and in a write with IO_EAGAIN_ZERO), -1 for end of
+stream in a read, 0 with no call when nothing remains; an error raises with no
+position changed.  Anything else (a mapped, composite, released or read-only buffer,
+odd indexes) gives NotImplemented and the channel runs the Python path.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from ._accel import native
 from ._buffer import check_int
 from ._byte_buffer import ByteBuffer
 from ._composite import CompositeBuffer
 from ._errors import IllegalArgumentError, IndexOutOfBoundsError
+from ._indirect import IndirectByteBuffer
+from ._metrics import metrics
 from ._syscalls import IOV_MAX
 
 __all__ = [
+    "HOW_FILE",
+    "HOW_PIPE",
+    "HOW_SOCKET",
     "Pair",
     "advance",
     "check_buffers",
@@ -54,15 +72,20 @@ def check_buffers(bufs: Sequence[ByteBuffer], offset: int, length: int | None) -
     TypeError for a non-integer offset or length, or an element that is no ByteBuffer;
     IndexOutOfBoundsError for a range outside ``bufs``.
     """
-    offset = check_int(offset, "offset")
-    if length is None:
-        length = len(bufs) - offset
-    length = check_int(length, "length")
-    if offset < 0 or length < 0 or offset + length > len(bufs):
-        raise IndexOutOfBoundsError(
-            f"buffers [{offset}, {offset} + {length}) out of bounds for {len(bufs)}"
-        )
-    chosen = list(bufs[offset : offset + length])
+    if type(offset) is int and offset == 0 and length is None and type(bufs) in (list, tuple):
+        chosen = list(bufs)  # the whole list: the common call, no range to check
+    else:
+        offset = check_int(offset, "offset")
+        if length is None:
+            length = len(bufs) - offset
+        length = check_int(length, "length")
+        if offset < 0 or length < 0 or offset + length > len(bufs):
+            raise IndexOutOfBoundsError(
+                f"buffers [{offset}, {offset} + {length}) out of bounds for {len(bufs)}"
+            )
+        chosen = list(bufs[offset : offset + length])
+    if native is not None and native.io_byte_buffers(chosen):  # the loop below, in C
+        return chosen
     for b in chosen:
         if not isinstance(b, ByteBuffer):
             raise TypeError(f"expected ByteBuffer, not {type(b).__name__}")
@@ -184,3 +207,24 @@ def scatter(pairs: Sequence[Pair], call: Callable[[list[memoryview]], int]) -> i
         return -1
     advance(chosen, n)
     return n
+
+
+# -- one buffer, one call: the compiled path ------------------------------------------
+
+
+def _how(*flags: str) -> int:
+    return sum(getattr(native, f) for f in flags) if native is not None else 0
+
+
+#: ``how`` of the native calls, per channel kind, as each one's Python path behaves.
+#: Files: read/pread, write/pwrite; counted when the call succeeds; EAGAIN makes a read
+#: return 0 and a write raise BlockingIOError, as ``FileChannel.write(buf)`` does.
+HOW_FILE = 0
+#: Pipe ends: read, write; EAGAIN gives 0; a failed call is counted too.
+HOW_PIPE = _how("IO_EAGAIN_ZERO", "IO_COUNT_ERRORS")
+#: Sockets: recv, send; EAGAIN gives 0; every operation is counted, even one that
+#: failed or had nothing to move.
+HOW_SOCKET = _how("IO_SOCKET", "IO_EAGAIN_ZERO", "IO_COUNT_ERRORS", "IO_COUNT_EMPTY")
+
+if native is not None:
+    native.io_setup(ByteBuffer, IndirectByteBuffer, metrics)

@@ -30,7 +30,7 @@ from ._channel import counting_operation, operation
 from ._composite import CompositeBuffer
 from ._errors import IllegalArgumentError
 from ._guard import io_call
-from ._iovec import check_buffers, gather, remaining_pairs, scatter
+from ._iovec import HOW_PIPE, check_buffers, gather, remaining_pairs, scatter
 from ._metrics import metrics
 from ._selectable import OP_READ, OP_WRITE, SelectableChannel
 from ._splice import C_INT_MAX, SPLICE_F_GIFT, HasFileno, splice, tee, vmsplice
@@ -149,6 +149,11 @@ class SourceChannel(_PipeEnd):
         error nothing moves and the OSError propagates.
         """
         fd = self.fileno()
+        io = _syscalls.NATIVE_IO
+        if io is not None and isinstance(dst, ByteBuffer):  # one plain buffer: compiled
+            n: int = io.io_read(fd, dst, -1, HOW_PIPE, "pipe_read")
+            if n is not NotImplemented:
+                return n
         bufs = [dst] if isinstance(dst, ByteBuffer) else check_buffers(dst, offset, length)
 
         def read_chunk(views: list[memoryview]) -> int:
@@ -198,21 +203,33 @@ class SinkChannel(_PipeEnd):
         fd = self.fileno()
         sys_ = _syscalls.SYS
         if isinstance(src, ByteBuffer) and not isinstance(src, CompositeBuffer):
+            io = _syscalls.NATIVE_IO
+            if io is not None:  # one plain buffer: one write, compiled
+                n: int = io.io_write(fd, src, -1, HOW_PIPE, "pipe_write")
+                if n is not NotImplemented:
+                    return n
             view = src._rest()
             try:
                 if not view:
                     return 0
                 try:
                     n = io_call(retry, sys_.write, fd, view)
-                except BlockingIOError:
+                except OSError as e:  # a call that moved nothing is counted, as in a gather
                     metrics.record("pipe_write")
-                    return 0
+                    if isinstance(e, BlockingIOError):
+                        return 0
+                    raise
             finally:
                 view.release()
             metrics.record("pipe_write", user_bytes=n)
             src._pos += n
             return n
         bufs = [src] if isinstance(src, ByteBuffer) else check_buffers(src, offset, length)
+        io = _syscalls.NATIVE_IO
+        if io is not None and not isinstance(src, ByteBuffer):  # plain buffers: one writev
+            n = io.io_gather(fd, bufs, -1, HOW_PIPE, "pipe_write")
+            if n is not NotImplemented:
+                return n
 
         def write_chunk(views: list[memoryview], total: int) -> int:
             try:

@@ -49,7 +49,7 @@ from ._errors import (
     NotYetConnectedError,
 )
 from ._guard import io_call
-from ._iovec import check_buffers, gather, remaining_pairs, scatter
+from ._iovec import HOW_SOCKET, check_buffers, gather, remaining_pairs, scatter
 from ._metrics import metrics
 from ._selectable import OP_ACCEPT, OP_CONNECT, OP_READ, OP_WRITE
 from ._shared import SharedByteBuffer, receive_buffer, send_buffer
@@ -309,6 +309,11 @@ class SocketChannel(SocketHolder):
             if self._input_shut:
                 metrics.record("socket_read", syscalls=0)
                 return -1
+            io = _syscalls.NATIVE_IO
+            if io is not None and not several:  # one plain buffer: one recv, compiled
+                got: int = io.io_read(self._fd, bufs[0], -1, HOW_SOCKET, "socket_read")
+                if got is not NotImplemented:
+                    return got
             calls, n = [0], 0
             recvmsg, recv = _syscalls.SYS.recvmsg_into, _syscalls.SYS.recv_into
 
@@ -370,6 +375,12 @@ class SocketChannel(SocketHolder):
             sock = self._check_connected()
             if self._output_shut:
                 raise ClosedChannelError("output is shut down")
+            io = _syscalls.NATIVE_IO
+            if io is not None:  # plain buffers: one send or sendmsg, compiled
+                sent: int = (io.io_gather(self._fd, bufs, -1, HOW_SOCKET, "socket_write") if several
+                        else io.io_write(self._fd, bufs[0], -1, HOW_SOCKET, "socket_write"))
+                if sent is not NotImplemented:
+                    return sent
             calls = [0]
             sys_ = _syscalls.SYS
 

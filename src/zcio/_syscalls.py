@@ -27,6 +27,8 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from ._accel import native as _native
+
 if TYPE_CHECKING:
     from ._types import Buffer as BytesLike
 
@@ -310,16 +312,25 @@ class Syscalls:
 
 SYS = Syscalls()
 
+#: The compiled per-call I/O (``zcio._native``'s ``io_read``/``io_write``, set up by
+#: ``zcio._iovec``), or None.  The one rule for it: it runs only while ``SYS`` is the
+#: default layer.  ``override`` sets it to None for its block, so a test's layer sees
+#: every kernel call (the channels then take the Python path through ``SYS``); without
+#: the accelerator (or with ``ZCIO_PURE_PYTHON=1``) it is always None.
+NATIVE_IO: Any = _native
+
 
 @contextmanager
 def override(layer: Syscalls) -> Iterator[Syscalls]:
-    """Use ``layer`` for every kernel call zcio makes inside the block (tests only)."""
-    global SYS
+    """Use ``layer`` for every kernel call zcio makes inside the block (tests only);
+    the compiled I/O path is off meanwhile (``NATIVE_IO``)."""
+    global SYS, NATIVE_IO
     saved, SYS = SYS, layer
+    saved_io, NATIVE_IO = NATIVE_IO, None
     try:
         yield layer
     finally:
-        SYS = saved
+        SYS, NATIVE_IO = saved, saved_io
 
 
 # fcntl sealing (Linux 3.17; F_SEAL_FUTURE_WRITE 5.1): the values of <linux/fcntl.h>,

@@ -1,0 +1,589 @@
+/* zcio._native, per-call channel I/O: one buffer, one system call, the GIL released.
+ *
+ * read(fd, buf, offset, how, path) and write(fd, buf, offset, how, path) are the inner
+ * loop of FileChannel.read/write(buf[, position]), SocketChannel.read/write(buf) and
+ * the pipe ends' read/write(buf) for the common case: one plain contiguous ByteBuffer
+ * (not a mapped or composite kind, its memoryview ``_mv`` alive, exact int indexes).
+ * Anything else returns NotImplemented before touching anything, and the caller runs
+ * the Python path (zcio._iovec), which stays the reference: the two give the same
+ * counts, positions, errors and metrics (tests/test_native_io.py holds them to it).
+ *
+ * Memory safety: the memory is pinned for the whole call by an export of the object
+ * under the buffer's memoryview, as the Python path's ``_mv[pos:lim]`` slice pins it:
+ * a concurrent release() of the buffer revokes ``_mv`` but cannot free, unmap, resize
+ * or hand back the storage (a pooled slot stays reachable) until the call returned.  Indexes are read with the GIL
+ * held before the call; the position moves by what the kernel moved, after it.
+ *
+ * Errors: as the Python functions the reference calls (os.write, sock.send...): EINTR
+ * runs the signal handlers (PyErr_CheckSignals) and retries, unless a handler raised;
+ * any other failure raises the OSError subclass for errno, nothing moved.  ``how``
+ * says which call and what EAGAIN means (IO_SOCKET, IO_EAGAIN_ZERO) and whether a
+ * failed call, or an operation with nothing to move, is counted in zcio.metrics
+ * (IO_COUNT_ERRORS, IO_COUNT_EMPTY), as each channel's Python path counts them.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+#include <errno.h>
+#include <unistd.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <limits.h>
+#include <string.h>
+
+#include "native.h"
+
+enum {
+    IO_SOCKET = 1,       /* send/recv; else write/pwrite, read/pread */
+    IO_EAGAIN_ZERO = 2,  /* EAGAIN: return 0 (a gather's rule); else BlockingIOError */
+    IO_COUNT_ERRORS = 4, /* a failed call is counted in the metrics too */
+    IO_COUNT_EMPTY = 8,  /* so is an operation that made no call (nothing to move) */
+};
+
+/* Set by setup(): ByteBuffer (typed views share BufferState but count in elements:
+ * never here), the indirect base (IndirectByteBuffer) whose kinds must ask their
+ * memory, the slots' offsets, and zcio.metrics's lock and counters. */
+static PyTypeObject *state_type = NULL, *indirect_type = NULL;
+static PyObject *plain_type = NULL; /* the last type found not indirect: a one-entry cache */
+static Py_ssize_t off_pos, off_lim, off_ro, off_mv;
+static PyObject *metrics_lock = NULL, *metrics_counts = NULL, *metrics_record = NULL;
+
+/* A socket gather of at most COALESCE_MAX bytes in parts of COALESCE_PART bytes or
+ * less on average is copied into one block and sent with one send(). */
+#define COALESCE_MAX (64 * 1024)
+#define COALESCE_PART 512
+
+#define SLOT(o, off) (*(PyObject **)((char *)(o) + (off)))
+
+/* transfer()'s answers besides a count: no call made (nothing remains, no room), the
+ * call would block (EAGAIN with IO_EAGAIN_ZERO), an exception, not a plain buffer. */
+enum { T_NOTHING = -1, T_AGAIN = -2, T_ERROR = -3, T_NOT_PLAIN = -4 };
+
+static inline Py_ssize_t
+exact_index(PyObject *o)
+{
+    if (o == NULL || !PyLong_CheckExact(o))
+        return -1;
+    Py_ssize_t v = PyLong_AsSsize_t(o);
+    if (v == -1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return -1;
+    }
+    return v;
+}
+
+/* Pin buf's memory into *hold (an export of the object under its memoryview ``_mv``:
+ * a bytearray cannot resize, an mmap cannot close, a pooled slot stays reachable, so
+ * not reused, until PyBuffer_Release), with *base (``_mv``'s bytes), *pos and *lim.
+ * 1 on success; 0 (no exception) when buf is not a plain buffer this module may
+ * touch: not a ByteBuffer, an indirect kind, read-only for a read (``into``),
+ * released, not flat bytes, or indexes that are not exact ints inside the view. */
+static int
+pin(PyObject *buf, int into, Py_buffer *hold, char **base, Py_ssize_t *pos, Py_ssize_t *lim)
+{
+    PyTypeObject *t = Py_TYPE(buf);
+    if (state_type == NULL)
+        return 0;
+    if ((PyObject *)t != plain_type) {
+        if (!PyType_IsSubtype(t, state_type) || PyType_IsSubtype(t, indirect_type))
+            return 0;
+        Py_XSETREF(plain_type, Py_NewRef((PyObject *)t)); /* held: never a stale address */
+    }
+    if (into && SLOT(buf, off_ro) != Py_False)
+        return 0;
+    PyObject *mv = SLOT(buf, off_mv);
+    if (mv == NULL || !PyMemoryView_Check(mv))
+        return 0;
+    PyMemoryViewObject *m = (PyMemoryViewObject *)mv;
+    if ((m->flags & _Py_MEMORYVIEW_RELEASED) || (m->mbuf->flags & _Py_MANAGED_BUFFER_RELEASED)
+        || m->mbuf->master.obj == NULL)
+        return 0;
+    Py_buffer *v = &m->view;
+    if ((into && v->readonly) || v->itemsize != 1 || v->ndim > 1
+        || (v->ndim == 1 && v->strides && v->strides[0] != 1))
+        return 0;
+    Py_ssize_t p = exact_index(SLOT(buf, off_pos)), l = exact_index(SLOT(buf, off_lim));
+    if (p < 0 || l < p || l > v->len)
+        return 0;
+    /* ``_mv``'s bytes lie in this object's memory, which its own export has kept in
+     * place since ``_mv`` was made; this one keeps it there until the call is over.
+     * No hold: the caller copies the bytes before it lets go of the GIL. */
+    if (hold != NULL && PyObject_GetBuffer(m->mbuf->master.obj, hold, PyBUF_SIMPLE) < 0) {
+        PyErr_Clear();
+        return 0;
+    }
+    *base = (char *)v->buf;
+    *pos = p;
+    *lim = l;
+    return 1;
+}
+
+/* Add one operation of ``syscalls`` calls and ``user_bytes`` to metrics[path], as
+ * Metrics.record does.  Every update of the counters holds the metrics lock, and the
+ * GIL is held here from the check to the last store: with the lock free, no update is
+ * half done and none can start, so the counters are added to directly; otherwise (or
+ * for a path not counted yet) record() itself runs. */
+static int
+count(PyObject *path, Py_ssize_t syscalls, Py_ssize_t user_bytes)
+{
+    PyObject *c = PyDict_GetItemWithError(metrics_counts, path); /* borrowed */
+    if (c == NULL && PyErr_Occurred())
+        return -1;
+    if (c != NULL && PyList_CheckExact(c) && PyList_GET_SIZE(c) == 4) {
+        static PyObject *locked = NULL;
+        if (locked == NULL && (locked = PyUnicode_InternFromString("locked")) == NULL)
+            return -1;
+        PyObject *held = PyObject_CallMethodNoArgs(metrics_lock, locked);
+        if (held == NULL)
+            return -1;
+        int busy = PyObject_IsTrue(held);
+        Py_DECREF(held);
+        if (busy < 0)
+            return -1;
+        if (!busy) {
+            Py_ssize_t add[4] = {1, syscalls, 0, user_bytes};
+            PyObject *sums[4] = {NULL, NULL, NULL, NULL};
+            for (int i = 0; i < 4; i++) {
+                PyObject *d = PyLong_FromSsize_t(add[i]);
+                sums[i] = d ? PyNumber_Add(PyList_GET_ITEM(c, i), d) : NULL;
+                Py_XDECREF(d);
+                if (sums[i] == NULL) {
+                    for (int j = 0; j < i; j++)
+                        Py_DECREF(sums[j]);
+                    return -1;
+                }
+            }
+            for (int i = 0; i < 4; i++)
+                PyList_SetItem(c, i, sums[i]); /* steals; no Python code runs */
+            return 0;
+        }
+    }
+    PyObject *r = PyObject_CallFunction(metrics_record, "Onnn", path, syscalls,
+                                        (Py_ssize_t)0, user_bytes);
+    Py_XDECREF(r);
+    return r == NULL ? -1 : 0;
+}
+
+/* count() for a call that failed, keeping the exception it raised (or the one count
+ * raised, if it failed itself). */
+static void
+count_failed(PyObject *path)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    PyObject *exc = PyErr_GetRaisedException();
+    if (count(path, 1, 0) < 0)
+        Py_XDECREF(exc);
+    else
+        PyErr_SetRaisedException(exc);
+#else
+    PyObject *t, *v, *tb;
+    PyErr_Fetch(&t, &v, &tb);
+    if (count(path, 1, 0) < 0) {
+        Py_XDECREF(t);
+        Py_XDECREF(v);
+        Py_XDECREF(tb);
+    } else {
+        PyErr_Restore(t, v, tb);
+    }
+#endif
+}
+
+/* position += n (the position as it is now, as ``_pos += n`` does). */
+static int
+advance(PyObject *buf, Py_ssize_t n)
+{
+    PyObject *d = PyLong_FromSsize_t(n);
+    if (d == NULL)
+        return -1;
+    PyObject *p = SLOT(buf, off_pos);
+    PyObject *np = p ? PyNumber_Add(p, d) : NULL;
+    Py_DECREF(d);
+    if (np == NULL) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_AttributeError, "_pos");
+        return -1;
+    }
+    Py_XSETREF(SLOT(buf, off_pos), np);
+    return 0;
+}
+
+/* One call moving [pos, lim) of buf; ``into``: a read.  Returns the count (>= 0) or
+ * one of the T_ answers. */
+static Py_ssize_t
+transfer(int fd, PyObject *buf, long long offset, int how, PyObject *path, int into)
+{
+    char *base;
+    Py_ssize_t pos, lim;
+    Py_buffer hold;
+    if (!pin(buf, into, &hold, &base, &pos, &lim))
+        return T_NOT_PLAIN;
+    Py_ssize_t want = lim - pos, r;
+    char *p = base + pos;
+    int err;
+    if (want == 0) { /* nothing remains, or no room: no call */
+        PyBuffer_Release(&hold);
+        if ((how & IO_COUNT_EMPTY) && count(path, 0, 0) < 0)
+            return T_ERROR;
+        return T_NOTHING;
+    }
+    for (;;) {
+        Py_BEGIN_ALLOW_THREADS
+        if (how & IO_SOCKET)
+            r = into ? recv(fd, p, (size_t)want, 0) : send(fd, p, (size_t)want, 0);
+        else if (offset < 0)
+            r = into ? read(fd, p, (size_t)want) : write(fd, p, (size_t)want);
+        else
+            r = into ? pread(fd, p, (size_t)want, (off_t)offset)
+                     : pwrite(fd, p, (size_t)want, (off_t)offset);
+        err = errno;
+        Py_END_ALLOW_THREADS
+        if (r >= 0 || err != EINTR)
+            break;
+        if (PyErr_CheckSignals() < 0) { /* a handler raised: the call fails with it */
+            PyBuffer_Release(&hold);
+            if (how & IO_COUNT_ERRORS)
+                count_failed(path);
+            return T_ERROR;
+        }
+    }
+    PyBuffer_Release(&hold);
+    if (r < 0) {
+        if ((err == EAGAIN || err == EWOULDBLOCK) && (how & IO_EAGAIN_ZERO)) {
+            if ((how & IO_COUNT_ERRORS) && count(path, 1, 0) < 0)
+                return T_ERROR;
+            return T_AGAIN;
+        }
+        errno = err;
+        PyErr_SetFromErrno(PyExc_OSError);
+        if (how & IO_COUNT_ERRORS)
+            count_failed(path);
+        return T_ERROR;
+    }
+    if (count(path, 1, r) < 0)
+        return T_ERROR;
+    if (r > 0 && advance(buf, r) < 0)
+        return T_ERROR;
+    return r;
+}
+
+/* One gather call for a list of plain buffers: writev/pwritev, or sendmsg, of every
+ * buffer's [position, limit) in order (at most IOV_MAX with bytes left); positions then
+ * advance buffer by buffer by what the kernel took (zcio._iovec.advance).  The count
+ * or a T_ answer; T_NOT_PLAIN, before anything moved, for any buffer not plain, or
+ * more than IOV_MAX of them with bytes left (the Python loop chunks those). */
+static Py_ssize_t
+gather(int fd, PyObject *list, long long offset, int how, PyObject *path)
+{
+    Py_ssize_t n = PyList_GET_SIZE(list), used = 0, r = 0, i;
+    int err = 0;
+    Py_ssize_t room = n ? n : 1;
+    PyObject **owner = PyMem_Malloc(room * sizeof(PyObject *)); /* held: the list may change */
+    Py_buffer *holds = PyMem_Malloc(room * sizeof(Py_buffer));
+    struct iovec *iov = PyMem_Malloc(room * sizeof(struct iovec));
+    Py_ssize_t *len = PyMem_Malloc(room * sizeof(Py_ssize_t));
+    if (owner == NULL || holds == NULL || iov == NULL || len == NULL) {
+        PyMem_Free(owner);
+        PyMem_Free(holds);
+        PyMem_Free(iov);
+        PyMem_Free(len);
+        PyErr_NoMemory();
+        return T_ERROR;
+    }
+    Py_ssize_t pinned = 0, owned = 0, answer;
+    size_t total = 0;
+    for (i = 0; i < n; i++) { /* every buffer checked before anything is touched */
+        char *base;
+        Py_ssize_t pos, lim;
+        owner[owned++] = Py_NewRef(PyList_GET_ITEM(list, i));
+        if (!pin(owner[i], 0, NULL, &base, &pos, &lim)) {
+            answer = T_NOT_PLAIN;
+            goto done;
+        }
+        len[i] = lim - pos;
+        if (len[i]) {
+            if (used == IOV_MAX) {
+                answer = T_NOT_PLAIN;
+                goto done;
+            }
+            iov[used].iov_base = base + pos;
+            iov[used++].iov_len = (size_t)len[i];
+            total += (size_t)len[i];
+        }
+    }
+    if (used == 0) {
+        answer = (how & IO_COUNT_EMPTY) && count(path, 0, 0) < 0 ? T_ERROR : T_NOTHING;
+        goto done;
+    }
+    /* Small parts to a socket: one copy into one block and one send() cost the TCP
+     * stack less than a sendmsg of many short iovecs (measured: 64 x 128 B, a bare
+     * sendmsg 1.2x join+send).  The bytes, the count and the positions are the same.
+     * The copy is made with the GIL held, so nothing can release the memory under it
+     * and no pin is needed; otherwise every buffer is pinned for the call. */
+    char *joined = NULL;
+    if ((how & IO_SOCKET) && used > 1 && total <= COALESCE_MAX
+        && total / (size_t)used <= COALESCE_PART && (joined = PyMem_Malloc(total)) != NULL) {
+        char *q = joined;
+        for (i = 0; i < used; i++) {
+            memcpy(q, iov[i].iov_base, iov[i].iov_len);
+            q += iov[i].iov_len;
+        }
+    } else {
+        for (i = 0; i < n; i++, pinned++) {
+            char *base;
+            Py_ssize_t pos, lim;
+            if (!pin(owner[i], 0, &holds[i], &base, &pos, &lim)) {
+                answer = T_NOT_PLAIN; /* cannot happen: checked above, GIL held since */
+                goto done;
+            }
+        }
+    }
+    for (;;) {
+        Py_BEGIN_ALLOW_THREADS
+        if (joined != NULL) {
+            r = send(fd, joined, total, 0);
+        } else if (how & IO_SOCKET) {
+            struct msghdr msg = {0};
+            msg.msg_iov = iov;
+            msg.msg_iovlen = (size_t)used;
+            r = sendmsg(fd, &msg, 0);
+        } else if (offset < 0) {
+            r = writev(fd, iov, (int)used);
+        } else {
+            r = pwritev(fd, iov, (int)used, (off_t)offset);
+        }
+        err = errno;
+        Py_END_ALLOW_THREADS
+        if (r >= 0 || err != EINTR)
+            break;
+        if (PyErr_CheckSignals() < 0) {
+            PyMem_Free(joined);
+            if (how & IO_COUNT_ERRORS)
+                count_failed(path);
+            answer = T_ERROR;
+            goto done;
+        }
+    }
+    PyMem_Free(joined);
+    if (r < 0) {
+        if ((err == EAGAIN || err == EWOULDBLOCK) && (how & IO_EAGAIN_ZERO)) {
+            answer = (how & IO_COUNT_ERRORS) && count(path, 1, 0) < 0 ? T_ERROR : T_AGAIN;
+            goto done;
+        }
+        errno = err;
+        PyErr_SetFromErrno(PyExc_OSError);
+        if (how & IO_COUNT_ERRORS)
+            count_failed(path);
+        answer = T_ERROR;
+        goto done;
+    }
+    answer = r;
+    if (count(path, 1, r) < 0) {
+        answer = T_ERROR;
+        goto done;
+    }
+    for (i = 0, n = r; i < owned && n > 0; i++) { /* view by view, in order */
+        Py_ssize_t step = len[i] < n ? len[i] : n;
+        if (step && advance(owner[i], step) < 0) {
+            answer = T_ERROR;
+            break;
+        }
+        n -= step;
+    }
+done:
+    for (i = 0; i < pinned; i++)
+        PyBuffer_Release(&holds[i]);
+    for (i = 0; i < owned; i++)
+        Py_DECREF(owner[i]);
+    PyMem_Free(owner);
+    PyMem_Free(holds);
+    PyMem_Free(iov);
+    PyMem_Free(len);
+    return answer;
+}
+
+static int
+as_int(PyObject *o, int *v)
+{
+    long x = PyLong_AsLong(o);
+    if (x == -1 && PyErr_Occurred())
+        return -1;
+    if (x < INT_MIN || x > INT_MAX) {
+        PyErr_SetString(PyExc_OverflowError, "out of the C int range");
+        return -1;
+    }
+    *v = (int)x;
+    return 0;
+}
+
+static int
+parse(PyObject *const *args, Py_ssize_t nargs, int *fd, long long *offset, int *how,
+      PyObject **path)
+{
+    if (nargs != 5 || !PyUnicode_CheckExact(args[4])) {
+        PyErr_SetString(PyExc_TypeError, "expected (fd, buffer, offset, how, path: str)");
+        return -1;
+    }
+    if (as_int(args[0], fd) < 0)
+        return -1;
+    *offset = PyLong_AsLongLong(args[2]);
+    if (*offset == -1 && PyErr_Occurred())
+        return -1;
+    if (as_int(args[3], how) < 0)
+        return -1;
+    *path = args[4];
+    return 0;
+}
+
+static PyObject *
+io_write(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+{
+    int fd, how;
+    long long offset;
+    PyObject *path;
+    if (parse(args, nargs, &fd, &offset, &how, &path) < 0)
+        return NULL;
+    Py_ssize_t r = transfer(fd, args[1], offset, how, path, 0);
+    switch (r) {
+    case T_NOT_PLAIN: Py_RETURN_NOTIMPLEMENTED;
+    case T_ERROR: return NULL;
+    case T_NOTHING: case T_AGAIN: r = 0; break;
+    default: break;
+    }
+    return PyLong_FromSsize_t(r);
+}
+
+static PyObject *
+io_read(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+{
+    int fd, how;
+    long long offset;
+    PyObject *path;
+    if (parse(args, nargs, &fd, &offset, &how, &path) < 0)
+        return NULL;
+    Py_ssize_t r = transfer(fd, args[1], offset, how | IO_EAGAIN_ZERO, path, 1);
+    switch (r) {
+    case T_NOT_PLAIN: Py_RETURN_NOTIMPLEMENTED;
+    case T_ERROR: return NULL;
+    case T_NOTHING: case T_AGAIN: r = 0; break;
+    case 0: r = -1; break; /* end of file or stream */
+    default: break;
+    }
+    return PyLong_FromSsize_t(r);
+}
+
+static PyObject *
+io_gather(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+{
+    int fd, how;
+    long long offset;
+    PyObject *path;
+    if (parse(args, nargs, &fd, &offset, &how, &path) < 0)
+        return NULL;
+    if (!PyList_CheckExact(args[1]))
+        Py_RETURN_NOTIMPLEMENTED;
+    Py_ssize_t r = gather(fd, args[1], offset, how | IO_EAGAIN_ZERO, path);
+    switch (r) {
+    case T_NOT_PLAIN: Py_RETURN_NOTIMPLEMENTED;
+    case T_ERROR: return NULL;
+    case T_NOTHING: case T_AGAIN: r = 0; break;
+    default: break;
+    }
+    return PyLong_FromSsize_t(r);
+}
+
+/* io_byte_buffers(list) -> bool: whether every element is a ByteBuffer (the check of
+ * zcio._iovec.check_buffers, without a Python loop). */
+static PyObject *
+io_byte_buffers(PyObject *mod, PyObject *list)
+{
+    if (!PyList_CheckExact(list) || state_type == NULL) {
+        PyErr_SetString(PyExc_TypeError, "io_byte_buffers(list) after io_setup()");
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(list); i++)
+        if (!PyObject_TypeCheck(PyList_GET_ITEM(list, i), state_type))
+            Py_RETURN_FALSE;
+    Py_RETURN_TRUE;
+}
+
+/* The offset of slot ``name`` in ByteBuffer's state, from its member descriptor. */
+static int
+slot_offset(PyObject *type, const char *name, Py_ssize_t *off)
+{
+    PyObject *d = PyObject_GetAttrString(type, name);
+    if (d == NULL)
+        return -1;
+    int ok = Py_IS_TYPE(d, &PyMemberDescr_Type)
+             && ((PyMemberDescrObject *)d)->d_member->type == T_OBJECT_EX;
+    if (ok)
+        *off = ((PyMemberDescrObject *)d)->d_member->offset;
+    Py_DECREF(d);
+    if (!ok)
+        PyErr_Format(PyExc_TypeError, "io_setup(): %s is not an object slot", name);
+    return ok ? 0 : -1;
+}
+
+/* io_setup(ByteBuffer, IndirectByteBuffer, metrics) */
+static PyObject *
+io_setup(PyObject *mod, PyObject *args)
+{
+    PyObject *state, *indirect, *metrics;
+    if (!PyArg_ParseTuple(args, "O!O!O", &PyType_Type, &state, &PyType_Type, &indirect,
+                          &metrics))
+        return NULL;
+    if (slot_offset(state, "_pos", &off_pos) < 0 || slot_offset(state, "_lim", &off_lim) < 0
+        || slot_offset(state, "_ro", &off_ro) < 0 || slot_offset(state, "_mv", &off_mv) < 0)
+        return NULL;
+    PyObject *lock = PyObject_GetAttrString(metrics, "_lock");
+    PyObject *counts = lock ? PyObject_GetAttrString(metrics, "_counts") : NULL;
+    PyObject *record = counts ? PyObject_GetAttrString(metrics, "record") : NULL;
+    if (record == NULL || !PyDict_CheckExact(counts)) {
+        Py_XDECREF(lock);
+        Py_XDECREF(counts);
+        Py_XDECREF(record);
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_TypeError, "io_setup(): metrics._counts is not a dict");
+        return NULL;
+    }
+    Py_XSETREF(metrics_lock, lock);
+    Py_XSETREF(metrics_counts, counts);
+    Py_XSETREF(metrics_record, record);
+    Py_XSETREF(indirect_type, (PyTypeObject *)Py_NewRef(indirect));
+    Py_XSETREF(state_type, (PyTypeObject *)Py_NewRef(state));
+    Py_CLEAR(plain_type);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef io_functions[] = {
+    {"io_setup", io_setup, METH_VARARGS,
+     "io_setup(ByteBuffer, IndirectByteBuffer, metrics): what read/write need to know "
+     "(the buffers they take, the kinds that must ask their memory, the counters)."},
+    {"io_read", (PyCFunction)(void (*)(void))io_read, METH_FASTCALL,
+     "io_read(fd, buf, offset, how, path) -> int | NotImplemented: one read/pread/recv "
+     "into buf's [position, limit) (pread at offset >= 0); 0 with no call if no room, 0 "
+     "on EAGAIN, -1 at end of file or stream, else the count, position advanced."},
+    {"io_write", (PyCFunction)(void (*)(void))io_write, METH_FASTCALL,
+     "io_write(fd, buf, offset, how, path) -> int | NotImplemented: one "
+     "write/pwrite/send of buf's [position, limit) (pwrite at offset >= 0); 0 with no "
+     "call if nothing remains, 0 on EAGAIN with IO_EAGAIN_ZERO, else the count, "
+     "position advanced."},
+    {"io_byte_buffers", io_byte_buffers, METH_O,
+     "io_byte_buffers(list) -> bool: whether every element is a ByteBuffer."},
+    {"io_gather", (PyCFunction)(void (*)(void))io_gather, METH_FASTCALL,
+     "io_gather(fd, [buf, ...], offset, how, path) -> int | NotImplemented: one "
+     "writev/pwritev/sendmsg of every buffer's [position, limit) in order (at most "
+     "IOV_MAX with bytes left); positions advance buffer by buffer by the count; 0 on "
+     "EAGAIN or with nothing left (no call)."},
+    {NULL},
+};
+
+int
+zcio_io_init(PyObject *m)
+{
+    if (PyModule_AddIntConstant(m, "IO_SOCKET", IO_SOCKET) < 0
+        || PyModule_AddIntConstant(m, "IO_EAGAIN_ZERO", IO_EAGAIN_ZERO) < 0
+        || PyModule_AddIntConstant(m, "IO_COUNT_ERRORS", IO_COUNT_ERRORS) < 0
+        || PyModule_AddIntConstant(m, "IO_COUNT_EMPTY", IO_COUNT_EMPTY) < 0)
+        return -1;
+    return PyModule_AddFunctions(m, io_functions);
+}

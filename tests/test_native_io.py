@@ -1,0 +1,638 @@
+"""The compiled per-call I/O (``zcio._native`` io_read/io_write) against the Python path.
+
+Each differential test runs the same call twice on twin buffers and twin descriptors:
+once as the channel runs it (the compiled path, when the accelerator is loaded) and once
+inside ``_syscalls.override`` of a default layer, which forces the Python path through
+``SYS`` (the one rule: a test's layer sees every call).  Counts, positions, limits, the
+bytes moved, the file's or peer's bytes, the errors and the metrics must all agree.
+
+The race tests hold for both paths (and run in the pure-Python pass too): a channel
+closed, or a buffer released, while a write is blocked in the kernel.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import zcio
+from zcio import (
+    AsynchronousCloseError,
+    ByteBuffer,
+    ClosedChannelError,
+    FileChannel,
+    IllegalArgumentError,
+    OpenOption,
+    Pipe,
+    SocketChannel,
+    _syscalls,
+)
+from zcio._metrics import PathStats, metrics
+
+native_only = pytest.mark.skipif(
+    _syscalls.NATIVE_IO is None,
+    reason="zcio._native is not loaded (pure Python): the Python path is the only one")
+
+SETTINGS = settings(max_examples=40, deadline=None,
+                    suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+KINDS = ["heap", "direct", "wrapped", "slice", "pooled"]
+
+
+def make(kind: str, data: bytes, pos: int, lim: int) -> ByteBuffer:
+    """A buffer of ``kind`` holding ``data`` with the given position and limit."""
+    n = len(data)
+    if kind == "heap":
+        b = ByteBuffer.allocate(n)
+    elif kind == "direct":
+        b = ByteBuffer.allocate_direct(n)
+    elif kind == "wrapped":
+        return ByteBuffer.wrap(bytearray(data)).limit(lim).position(pos)
+    elif kind == "pooled":
+        b = zcio.PooledAllocator.default().allocate(n)
+    else:  # a slice of a larger direct buffer, offset by 3 (its release frees both)
+        b = ByteBuffer.allocate_direct(n + 5).position(3).limit(3 + n).slice()
+    b.put(0, data)
+    return b.limit(lim).position(pos)
+
+
+def state(b: ByteBuffer) -> tuple[int, int, bytes]:
+    """Position, limit and every byte of the buffer's capacity."""
+    whole = b.duplicate().clear()
+    out = bytearray(whole.remaining())
+    whole.get(out)
+    return b.position(), b.limit(), bytes(out)
+
+
+def dispose(*bufs: ByteBuffer) -> None:
+    for b in bufs:
+        b.release()
+
+
+def outcome(fn: Callable[[], int]) -> tuple[str, Any]:
+    """("ok", count) or ("error", (type, errno)): what a call did, comparably."""
+    try:
+        return "ok", fn()
+    except OSError as e:
+        return "error", (type(e), e.errno)
+    except Exception as e:
+        return "error", (type(e), None)
+
+
+@contextmanager
+def python_path() -> Iterator[None]:
+    """Force the Python path: a layer that is not the default one turns NATIVE_IO off."""
+    with _syscalls.override(_syscalls.Syscalls()):
+        assert _syscalls.NATIVE_IO is None
+        yield
+
+
+@contextmanager
+def taking(forced: bool) -> Iterator[None]:
+    """The Python path if ``forced``, else the channel's own choice (compiled)."""
+    if forced:
+        with python_path():
+            yield
+    else:
+        yield
+
+
+T = TypeVar("T")
+
+
+def twins(trial: Callable[[bool], T]) -> list[T]:
+    """``trial`` run on the compiled path, then on the Python path."""
+    return [trial(False), trial(True)]
+
+
+def counters(path: str) -> PathStats:
+    return metrics.path(path)
+
+
+def delta(path: str, fn: Callable[[], tuple[str, Any]]) -> tuple[tuple[str, Any], PathStats]:
+    before = counters(path)
+    out = fn()
+    return out, counters(path) - before
+
+
+class Spy:
+    """A stand-in for NATIVE_IO that counts the calls the compiled path handled."""
+
+    def __init__(self, real: Any) -> None:
+        self.real, self.handled = real, 0
+
+    def __getattr__(self, name: str) -> Any:
+        fn = getattr(self.real, name)
+
+        def call(*args: Any) -> Any:
+            r = fn(*args)
+            if r is not NotImplemented:
+                self.handled += 1
+            return r
+
+        return call
+
+
+# -- the rule: a test's layer sees every call ---------------------------------------------
+
+
+def test_override_turns_the_compiled_path_off_and_back_on() -> None:
+    before = _syscalls.NATIVE_IO
+    with _syscalls.override(_syscalls.Syscalls()):
+        assert _syscalls.NATIVE_IO is None
+    assert _syscalls.NATIVE_IO is before
+
+
+def test_an_installed_layer_sees_a_single_buffer_write(tmp_path: Path) -> None:
+    seen: list[str] = []
+
+    class Layer(_syscalls.Syscalls):
+        def pwrite(self, fd: int, buf: memoryview, offset: int) -> int:
+            seen.append("pwrite")
+            return super().pwrite(fd, buf, offset)
+
+    with FileChannel.open(tmp_path / "f", OpenOption.WRITE, OpenOption.CREATE) as ch:
+        b = ByteBuffer.allocate_direct(8)
+        with _syscalls.override(Layer()):
+            assert ch.write(b, 0) == 8
+        b.release()
+    assert seen == ["pwrite"]
+
+
+@native_only
+def test_the_compiled_path_takes_plain_buffers_only(tmp_path: Path, monkeypatch: Any) -> None:
+    spy = Spy(_syscalls.NATIVE_IO)
+    monkeypatch.setattr(_syscalls, "NATIVE_IO", spy)
+    path = tmp_path / "f"
+    path.write_bytes(bytes(range(64)))
+    with FileChannel.open(path, OpenOption.READ, OpenOption.WRITE) as ch:
+        b = ByteBuffer.allocate_direct(16)
+        assert ch.read(b, 0) == 16 and spy.handled == 1
+        m = ch.map(zcio.MapMode.READ_WRITE, 0, 16)
+        assert ch.read(m, 16) == 16 and spy.handled == 1  # mapped: the Python path
+        ro = ByteBuffer.allocate(4).as_read_only_buffer()
+        with pytest.raises(IllegalArgumentError):
+            ch.read(ro, 0)
+        assert spy.handled == 1
+        assert ch.write(b.flip(), 32) == 16 and spy.handled == 2
+        m.release()
+        b.release()
+
+
+def test_a_typed_view_is_never_taken_as_bytes(tmp_path: Path) -> None:
+    """Typed views share the buffer state but count in elements: refused both ways."""
+    path = tmp_path / "f"
+    path.write_bytes(bytes(range(32)))
+
+    def trial(forced: bool) -> Any:
+        b = ByteBuffer.allocate_direct(16)
+        view: Any = b.as_int_buffer()  # deliberately the wrong type
+        with FileChannel.open(path, OpenOption.READ, OpenOption.WRITE) as ch, taking(forced):
+            result = (outcome(lambda: ch.read(view, 0)), outcome(lambda: ch.write(view, 0)),
+                      view.position(), state(b), path.read_bytes())
+        b.release()
+        return result
+
+    results = twins(trial)
+    assert results[0] == results[1]
+    assert results[0][0][0] == "error" and results[0][1][0] == "error"
+
+
+# -- files ------------------------------------------------------------------------------
+
+
+@native_only
+@SETTINGS
+@given(kind=st.sampled_from(KINDS), data=st.binary(min_size=0, max_size=48),
+       cut=st.data(), at=st.one_of(st.none(), st.integers(0, 80)),
+       file_size=st.integers(0, 64), writing=st.booleans())
+def test_file_read_write_match_the_python_path(
+        tmp_path: Path, kind: str, data: bytes, cut: st.DataObject, at: int | None,
+        file_size: int, writing: bool) -> None:
+    lim = cut.draw(st.integers(0, len(data)))
+    pos = cut.draw(st.integers(0, lim))
+    content = bytes((7 * i + 1) & 0xFF for i in range(file_size))
+
+    def trial(forced: bool) -> Any:
+        path = tmp_path / f"f{int(forced)}"
+        path.write_bytes(content)
+        b = make(kind, data, pos, lim)
+        with FileChannel.open(path, OpenOption.READ, OpenOption.WRITE) as ch:
+            ch.position(5 if file_size >= 5 else 0)
+
+            def call() -> tuple[str, Any]:
+                op = ch.write if writing else ch.read
+                return outcome(lambda: op(b) if at is None else op(b, at))
+
+            name = "file_write" if writing else "file_read"
+            with taking(forced):
+                out, d = delta(name, call)
+            result = (out, d, state(b), ch.position(), path.read_bytes())
+        dispose(b)
+        return result
+
+    results = twins(trial)
+    assert results[0] == results[1]
+
+
+@native_only
+def test_file_errors_match(tmp_path: Path) -> None:
+    path = tmp_path / "f"
+    path.write_bytes(b"x" * 32)
+
+    def trial(forced: bool) -> Any:
+        fd = os.open(path, os.O_RDWR)
+        ch = FileChannel(fd, True, True, owns_fd=False)
+        os.close(fd)  # EBADF behind the channel's back (nothing opens in between)
+        b = ByteBuffer.allocate_direct(8)
+
+        def calls() -> list[tuple[str, Any]]:
+            return [outcome(lambda: ch.read(b, 0)), outcome(lambda: ch.write(b, 0)),
+                    outcome(lambda: ch.read(b)), outcome(lambda: ch.write(b))]
+
+        with taking(forced):
+            got = calls()
+        ch.close()
+        closed = [outcome(lambda: ch.read(b, 0)), outcome(lambda: ch.write(b))]
+        result = (got, closed, state(b))
+        b.release()
+        return result
+
+    results = twins(trial)
+    assert results[0] == results[1]
+    got, closed, _ = results[0]
+    assert got[0] == ("error", (OSError, errno.EBADF))
+    assert closed == [("error", (ClosedChannelError, None))] * 2
+
+
+# -- sockets ----------------------------------------------------------------------------
+
+
+def _pair(sndbuf: int | None = None) -> tuple[socket.socket, socket.socket]:
+    a, b = socket.socketpair()
+    if sndbuf is not None:
+        a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
+    return a, b
+
+
+@native_only
+@SETTINGS
+@given(kind=st.sampled_from(KINDS), data=st.binary(min_size=0, max_size=48), cut=st.data(),
+       incoming=st.binary(min_size=0, max_size=64), shut=st.booleans())
+def test_socket_read_write_match_the_python_path(
+        kind: str, data: bytes, cut: st.DataObject, incoming: bytes, shut: bool) -> None:
+    lim = cut.draw(st.integers(0, len(data)))
+    pos = cut.draw(st.integers(0, lim))
+    def trial(forced: bool) -> Any:
+        a, peer = _pair()
+        ch = SocketChannel.from_socket(a)
+        ch.configure_blocking(False)
+        w, r = make(kind, data, pos, lim), make(kind, data, pos, lim)
+        if incoming:
+            peer.sendall(incoming)
+        if shut:
+            peer.shutdown(socket.SHUT_WR)
+
+        def calls() -> list[Any]:
+            return [delta("socket_write", lambda: outcome(lambda: ch.write(w))),
+                    delta("socket_read", lambda: outcome(lambda: ch.read(r)))]
+
+        with taking(forced):
+            got = calls()
+        peer.setblocking(False)
+        try:
+            arrived = peer.recv(1 << 16)
+        except BlockingIOError:
+            arrived = b""
+        result = (got, state(w), state(r), arrived)
+        ch.close()
+        peer.close()
+        dispose(w, r)
+        return result
+
+    results = twins(trial)
+    assert results[0] == results[1]
+
+
+@native_only
+@pytest.mark.parametrize("kind", KINDS)
+def test_short_writes_then_eagain_on_a_full_socket(kind: str) -> None:
+    size = 1 << 18
+    payload = bytes((i * 31) & 0xFF for i in range(size))
+
+    def trial(forced: bool) -> None:
+        a, peer = _pair(sndbuf=4096)
+        ch = SocketChannel.from_socket(a)
+        ch.configure_blocking(False)
+        b = make(kind, payload, 0, size)
+        counts = []
+
+        def fill() -> None:
+            while True:
+                n = ch.write(b)
+                counts.append(n)
+                if n == 0:
+                    return
+
+        with taking(forced):
+            fill()
+        moved = sum(counts)
+        assert 0 < counts[0] < size  # a short write: positions say exactly what moved
+        assert b.position() == moved and b.limit() == size
+        got = bytearray()
+        peer.setblocking(False)
+        while True:
+            try:
+                chunk = peer.recv(1 << 16)
+            except BlockingIOError:
+                break
+            got += chunk
+        assert bytes(got) == payload[:moved]
+        ch.close()
+        peer.close()
+        b.release()
+
+    trial(False)
+    trial(True)
+
+
+@native_only
+def test_socket_errors_match() -> None:
+    def trial(forced: bool) -> Any:
+        a, peer = _pair()
+        ch = SocketChannel.from_socket(a)
+        peer.close()
+        b = ByteBuffer.allocate_direct(8)
+        with taking(forced):
+            got = delta("socket_write", lambda: outcome(lambda: ch.write(b)))
+        result = (got, state(b))
+        ch.close()
+        b.release()
+        return result
+
+    results = twins(trial)
+    assert results[0] == results[1]
+    assert results[0][0][0] == ("error", (BrokenPipeError, errno.EPIPE))
+
+
+# -- pipes ------------------------------------------------------------------------------
+
+
+@native_only
+@SETTINGS
+@given(kind=st.sampled_from(KINDS), data=st.binary(min_size=0, max_size=48), cut=st.data(),
+       room=st.integers(0, 40), close_sink=st.booleans())
+def test_pipe_read_write_match_the_python_path(
+        kind: str, data: bytes, cut: st.DataObject, room: int, close_sink: bool) -> None:
+    lim = cut.draw(st.integers(0, len(data)))
+    pos = cut.draw(st.integers(0, lim))
+    def trial(forced: bool) -> Any:
+        p = Pipe.open()
+        p.source().configure_blocking(False)
+        p.sink().configure_blocking(False)
+        w, r = make(kind, data, pos, lim), make(kind, bytes(room), 0, room)
+
+        def calls() -> list[Any]:
+            out = [delta("pipe_write", lambda: outcome(lambda: p.sink().write(w)))]
+            if close_sink:
+                p.sink().close()
+            out.append(delta("pipe_read", lambda: outcome(lambda: p.source().read(r))))
+            out.append(delta("pipe_read", lambda: outcome(lambda: p.source().read(r))))
+            return out
+
+        with taking(forced):
+            got = calls()
+        result = (got, state(w), state(r))
+        p.close()
+        dispose(w, r)
+        return result
+
+    results = twins(trial)
+    assert results[0] == results[1]
+
+
+@native_only
+def test_pipe_write_after_the_read_end_closed_is_epipe_both_ways() -> None:
+    def trial(forced: bool) -> Any:
+        p = Pipe.open()
+        p.source().close()
+        b = ByteBuffer.allocate_direct(8)
+        with taking(forced):
+            got = delta("pipe_write", lambda: outcome(lambda: p.sink().write(b)))
+        result = (got, state(b))
+        p.close()
+        b.release()
+        return result
+
+    results = twins(trial)
+    assert results[0] == results[1]
+    assert results[0][0][0] == ("error", (BrokenPipeError, errno.EPIPE))
+
+
+# -- gather writes: several buffers, one call ----------------------------------------------
+
+BUFS = st.lists(st.tuples(st.sampled_from(KINDS), st.binary(min_size=0, max_size=24),
+                          st.integers(0, 24), st.integers(0, 24)), min_size=0, max_size=6)
+
+
+def make_all(specs: list[tuple[str, bytes, int, int]]) -> list[ByteBuffer]:
+    out = []
+    for kind, data, a, b in specs:
+        lim = min(max(a, b), len(data))
+        out.append(make(kind, data, min(a, b, lim), lim))
+    return out
+
+
+@native_only
+@SETTINGS
+@given(specs=BUFS, target=st.sampled_from(["socket", "file", "pipe"]))
+def test_gather_writes_match_the_python_path(
+        tmp_path: Path, specs: list[tuple[str, bytes, int, int]], target: str) -> None:
+    def trial(forced: bool) -> Any:
+        bufs = make_all(specs)
+        if target == "socket":
+            a, peer = _pair()
+            ch: Any = SocketChannel.from_socket(a)
+            name, drain = "socket_write", peer.fileno()
+        elif target == "pipe":
+            ch = p = Pipe.open()
+            name, drain = "pipe_write", p.source().fileno()
+        else:
+            path = tmp_path / f"g{int(forced)}"
+            path.write_bytes(b"")
+            ch = FileChannel.open(path, OpenOption.READ, OpenOption.WRITE)
+            name, drain = "file_write", -1
+        writer = p.sink() if target == "pipe" else ch
+        with taking(forced):
+            out, d = delta(name, lambda: outcome(lambda: writer.write(bufs)))
+        if drain >= 0:
+            os.set_blocking(drain, False)
+            try:
+                arrived = os.read(drain, 1 << 16)
+            except BlockingIOError:
+                arrived = b""
+        else:
+            arrived = path.read_bytes()
+        result = (out, d, [state(b) for b in bufs], arrived)
+        ch.close()
+        if target == "socket":
+            peer.close()
+        dispose(*bufs)
+        return result
+
+    results = twins(trial)
+    assert results[0] == results[1]
+
+
+@native_only
+def test_a_short_gather_write_moves_positions_buffer_by_buffer() -> None:
+    part = 1 << 15
+    payload = [bytes([i + 1]) * part for i in range(8)]
+
+    def trial(forced: bool) -> tuple[int, list[int]]:
+        a, peer = _pair(sndbuf=4096)
+        ch = SocketChannel.from_socket(a)
+        ch.configure_blocking(False)
+        bufs = [make("direct", d, 0, part) for d in payload]
+        with taking(forced):
+            n = ch.write(bufs)
+            again = []
+            while True:  # until the socket is full: then 0, nothing moved
+                m = ch.write(bufs)
+                again.append(m)
+                if m == 0:
+                    break
+        moved = n + sum(again)
+        assert 0 < n < part * 8
+        positions = [b.position() for b in bufs]
+        expect = [min(part, max(0, moved - i * part)) for i in range(8)]
+        assert positions == expect
+        got = bytearray()
+        peer.setblocking(False)
+        while True:
+            try:
+                got += peer.recv(1 << 16)
+            except BlockingIOError:
+                break
+        assert bytes(got) == b"".join(payload)[:moved]
+        ch.close()
+        peer.close()
+        dispose(*bufs)
+        return moved, positions
+
+    twins(trial)
+
+
+@native_only
+def test_gather_of_a_composite_or_mapped_buffer_takes_the_python_path(
+        tmp_path: Path, monkeypatch: Any) -> None:
+    spy = Spy(_syscalls.NATIVE_IO)
+    monkeypatch.setattr(_syscalls, "NATIVE_IO", spy)
+    path = tmp_path / "m"
+    path.write_bytes(b"m" * 16)
+    with FileChannel.open(path, OpenOption.READ, OpenOption.WRITE) as src, \
+            FileChannel.open(tmp_path / "out", OpenOption.WRITE, OpenOption.CREATE) as ch:
+        m = src.map(zcio.MapMode.READ_ONLY, 0, 16)
+        b = ByteBuffer.allocate_direct(4)
+        assert ch.write([b, m]) == 20 and spy.handled == 0
+        b.clear()
+        assert ch.write([b]) == 4 and spy.handled == 1
+        m.release()
+        b.release()
+    assert (tmp_path / "out").read_bytes() == bytes(4) + b"m" * 16 + bytes(4)
+
+
+# -- races: close and release while a write is blocked ------------------------------------
+
+
+def _blocked_writer(ch: SocketChannel, b: ByteBuffer) -> tuple[threading.Thread, list[Any]]:
+    out: list[Any] = []
+
+    def run() -> None:
+        try:
+            out.append(ch.write(b))
+        except BaseException as e:
+            out.append(e)
+
+    t = threading.Thread(target=run)
+    t.start()
+    return t, out
+
+
+def _wait_blocked(t: threading.Thread, seconds: float = 0.3) -> None:
+    time.sleep(seconds)
+    assert t.is_alive(), "the write did not block"
+
+
+def test_close_while_a_write_blocks_raises_and_never_writes_elsewhere(tmp_path: Path) -> None:
+    size = 1 << 20
+    a, peer = _pair(sndbuf=4096)
+    ch = SocketChannel.from_socket(a)
+    b = ByteBuffer.allocate_direct(size)
+    t, out = _blocked_writer(ch, b)
+    _wait_blocked(t)
+    number = ch.fileno()
+    ch.close()
+    # Files opened now cannot get the writer's descriptor number while it is inside.
+    files = [open(tmp_path / f"f{i}", "wb") for i in range(4)]  # noqa: SIM115
+    t.join(10)
+    assert not t.is_alive()
+    for f in files:
+        f.close()
+    assert all((tmp_path / f"f{i}").stat().st_size == 0 for i in range(4))
+    (err,) = out
+    assert isinstance(err, AsynchronousCloseError), err
+    assert err.moved == b.position() and 0 < err.moved < size
+    assert number >= 0
+    peer.close()
+    b.release()
+
+
+_RELEASE_RACE = textwrap.dedent("""
+    import socket, threading, time
+    from zcio import ByteBuffer, SocketChannel
+    size = 1 << 20
+    payload = bytes((i * 7 + 3) & 0xFF for i in range(size))
+    a, peer = socket.socketpair()
+    a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    ch = SocketChannel.from_socket(a)
+    b = ByteBuffer.allocate_direct(size).put(payload).flip()
+    out = []
+    t = threading.Thread(target=lambda: out.append(ch.write(b)))
+    t.start()
+    time.sleep(0.3)
+    assert t.is_alive()
+    b.release()  # the memory stays pinned under the blocked send
+    time.sleep(0.1)
+    got = bytearray()
+    while len(got) < size:
+        got += peer.recv(1 << 16)
+    t.join(10)
+    assert out == [size], out
+    assert bytes(got) == payload, "the bytes sent changed under release()"
+    ch.close(); peer.close()
+    print("ok")
+""")
+
+
+def test_release_while_a_write_blocks_keeps_the_memory_until_it_returns() -> None:
+    """In a subprocess: a use after free would crash the interpreter."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+    r = subprocess.run([sys.executable, "-c", _RELEASE_RACE], capture_output=True,
+                       text=True, timeout=60, env=env)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
