@@ -29,7 +29,9 @@ for the next turn on a ready list, behind every other connection.  A response th
 takes long to make (a listing of a large directory, see ``_listing``) is made a slice
 of about a millisecond per turn; if the client goes meanwhile, the work is dropped.
 Socket reads and writes are counted in ``zcio.metrics`` as ``socket_read`` and
-``socket_write``; every socket call (accept, recv, send, sendmsg, shutdown) goes through
+``socket_write``, added once per turn of the loop (the counts are per call, as
+elsewhere; only their publication is batched, so no lock is taken per request); every
+socket call (accept, recv, send, sendmsg, shutdown) goes through
 ``zcio._syscalls.SYS``.
 
 Out of file descriptors (EMFILE, ENFILE), in ``accept`` or when a request opens its file:
@@ -117,6 +119,8 @@ class Loop(Accepting):
         self._fd_episode = 0  # connections refused or closed for want of descriptors
         self._fd_short_at = 0.0  # when descriptors last ran out
         self._reserve = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
+        # socket calls and their bytes this turn, published to zcio.metrics per turn
+        self._reads = self._read_bytes = self._writes = self._written = 0
         ticks = [t for t in (self.timeouts.idle, self.timeouts.request, self.timeouts.send)
                  if t > 0]
         self._tick = min(1.0, max(0.02, min(ticks, default=1.0) / 4))
@@ -179,14 +183,27 @@ class Loop(Accepting):
             if now >= next_sweep:
                 self._sweep()
                 next_sweep = now + self._tick
+            if self._reads or self._writes:
+                self._count()
             if log is not None:
                 log = self._flush_log(log)
             if self._draining and (not conns or now >= self._drain_deadline):
                 break
         for conn in list(conns.values()):
             self._close(conn)
+        self._count()
         if log is not None:
             self._flush_log(log)
+
+    def _count(self) -> None:
+        """Publish this turn's socket calls to ``zcio.metrics``."""
+        if self._reads:
+            metrics.record("socket_read", syscalls=self._reads, user_bytes=self._read_bytes,
+                           operations=self._reads)
+        if self._writes:
+            metrics.record("socket_write", syscalls=self._writes, user_bytes=self._written,
+                           operations=self._writes)
+        self._reads = self._read_bytes = self._writes = self._written = 0
 
     def _guarded(self, step: Callable[[Conn], None], conn: Conn) -> None:
         try:
@@ -242,7 +259,8 @@ class Loop(Accepting):
         except OSError:
             self._close(conn)
             return
-        metrics.record("socket_read", user_bytes=n)
+        self._reads += 1
+        self._read_bytes += n
         if n:
             conn.proto.receive_data(self._view[:n])
         else:
@@ -292,17 +310,20 @@ class Loop(Accepting):
         less than OUT_CAP waits to go out; how many were made."""
         proto, out, responder = conn.proto, conn.out, self.responder
         made = 0
+        logged = self.access_log is not None
         while (made < budget and conn.body is None and conn.pending is None
-               and not conn.closing and sum(map(len, out)) < OUT_CAP):
+               and not conn.closing and (not out or sum(map(len, out)) < OUT_CAP)):
             event = proto.next_event()
-            if isinstance(event, Request):
+            if type(event) is Request:
                 keep_alive = event.keep_alive and not self._draining
-                line = request_line(event.method, event.target, event.version)
+                line = request_line(event.method, event.target, event.version) if logged else ""
                 try:
                     response = responder.respond(event, self._date, keep_alive)
                 except Exception:
                     _log.exception("zcio serve: %r failed", event)
                     response = responder.error(500, self._date, False)
+                if response.later is not None and not logged:  # for its error log
+                    line = request_line(event.method, event.target, event.version)
             elif isinstance(event, RequestError):
                 line = "-"
                 response = responder.error(event.status, self._date, False)
@@ -376,7 +397,8 @@ class Loop(Accepting):
             except OSError:
                 self._close(conn)
                 return False
-            metrics.record("socket_write", user_bytes=n)
+            self._writes += 1
+            self._written += n
             while n:
                 first = out[0]
                 if n >= len(first):
