@@ -154,8 +154,8 @@ class Responder:
         target = req.target
         cut = target.find(b"?")
         key = target if cut < 0 else target[:cut]
-        encodings = (accepted_encodings(req.headers.get(b"accept-encoding"))
-                     if self.precompressed else ())
+        field = req.headers.get(b"accept-encoding")
+        encodings = accepted_encodings(field) if field and self.precompressed else ()
         if not encodings:  # the fast path: a cached small file, one stat
             rep = self.cache.get((key, None))
             if rep is not None:

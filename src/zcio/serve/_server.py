@@ -62,7 +62,6 @@ import select
 import socket
 import time
 from collections import deque
-from collections.abc import Callable
 from email.utils import formatdate
 
 from .. import _syscalls
@@ -118,9 +117,11 @@ class Loop(Accepting):
         self._accepting = False
         self._fd_episode = 0  # connections refused or closed for want of descriptors
         self._fd_short_at = 0.0  # when descriptors last ran out
+        self._starved = False  # the last _produce stopped for want of data
         self._reserve = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
         # socket calls and their bytes this turn, published to zcio.metrics per turn
         self._reads = self._read_bytes = self._writes = self._written = 0
+        self._idle = self.timeouts.idle
         ticks = [t for t in (self.timeouts.idle, self.timeouts.request, self.timeouts.send)
                  if t > 0]
         self._tick = min(1.0, max(0.02, min(ticks, default=1.0) / 4))
@@ -169,11 +170,15 @@ class Loop(Accepting):
             for fd, _ in events:
                 conn = conns.get(fd)
                 if conn is not None:
-                    if conn.events == OUT:
-                        self._guarded(drive, conn)
-                    elif conn.events == IN:
-                        self._guarded(read, conn)
-                    # else: on the ready list (a hang-up shows when it is driven)
+                    step = conn.events
+                    if step:  # else: on the ready list (a hang-up shows when driven)
+                        try:
+                            if step == IN:
+                                read(conn)
+                            else:
+                                drive(conn)
+                        except Exception:
+                            self._failed(conn)
                 elif fd == listen_fd and self._accepting:
                     self._accept()
                 elif fd == wake_fd:
@@ -205,12 +210,11 @@ class Loop(Accepting):
                            operations=self._writes)
         self._reads = self._read_bytes = self._writes = self._written = 0
 
-    def _guarded(self, step: Callable[[Conn], None], conn: Conn) -> None:
-        try:
-            step(conn)
-        except Exception:  # never let one connection stop the server
-            _log.exception("zcio serve: connection from %s failed", conn.peer)
-            self._close(conn)
+    def _failed(self, conn: Conn) -> None:
+        """Log the exception being handled and close ``conn``: never let one connection
+        stop the server."""
+        _log.exception("zcio serve: connection from %s failed", conn.peer)
+        self._close(conn)
 
     def _run_ready(self) -> None:
         """Drive each connection that was on the ready list when this turn began."""
@@ -219,7 +223,10 @@ class Loop(Accepting):
             conn = ready.popleft()
             conn.ready = False
             if conns.get(conn.fd) is conn:
-                self._guarded(self._drive, conn)
+                try:
+                    self._drive(conn)
+                except Exception:
+                    self._failed(conn)
 
     def _later(self, conn: Conn) -> None:
         """Stop reading ``conn`` and drive it again next turn, after the others."""
@@ -261,16 +268,14 @@ class Loop(Accepting):
             return
         self._reads += 1
         self._read_bytes += n
-        if n:
-            conn.proto.receive_data(self._view[:n])
-        else:
-            conn.proto.receive_data(b"")
+        conn.proto.receive_data(self._view[:n] if n else b"")
         self._drive(conn)
 
     def _drive(self, conn: Conn) -> None:
         """Write what is queued, make the next responses, until blocked, idle or out of
         this turn's share (then the connection waits on the ready list)."""
         budget = _TURN_RESPONSES
+        starved = False  # the parser has nothing more: once written, wait for input
         while True:
             if (conn.out or conn.body is not None) and not self._write(conn):
                 return
@@ -282,6 +287,8 @@ class Loop(Accepting):
                     self._later(conn)
                     return
                 continue
+            if starved:
+                break
             if budget <= 0:
                 self._later(conn)
                 return
@@ -292,6 +299,7 @@ class Loop(Accepting):
                     return
                 break
             budget -= made
+            starved = self._starved
         # Nothing to write: wait for (the rest of) a request.
         if conn.proto.in_request:
             if conn.started is None:
@@ -302,8 +310,9 @@ class Loop(Accepting):
             return
         else:
             conn.started = None
-            conn.deadline = self._now + self.timeouts.idle
-        self._set_events(conn, IN)
+            conn.deadline = self._now + self._idle
+        if conn.events != IN:
+            self._set_events(conn, IN)
 
     def _produce(self, conn: Conn, budget: int) -> int:
         """Make responses for the requests parsed so far, at most ``budget``, while
@@ -311,6 +320,7 @@ class Loop(Accepting):
         proto, out, responder = conn.proto, conn.out, self.responder
         made = 0
         logged = self.access_log is not None
+        self._starved = False
         while (made < budget and conn.body is None and conn.pending is None
                and not conn.closing and (not out or sum(map(len, out)) < OUT_CAP)):
             event = proto.next_event()
@@ -332,6 +342,7 @@ class Loop(Accepting):
                 made += 1
                 continue
             elif event is NEED_DATA:
+                self._starved = True
                 break
             else:  # CLOSED: the peer is done and so is every request
                 conn.closing = True
