@@ -66,13 +66,14 @@ def test_what_the_shortcut_does_not_take_is_answered_as_before(www: Path) -> Non
     try:
         responder = Responder(root, FileCache())
         _get(responder, DATE1)
-        _get(responder, DATE1)  # the buffer exists now
+        hit = _wire(_get(responder, DATE1))  # the buffer exists now
         head = _get(responder, DATE1, method=b"HEAD")
         closing = _get(responder, DATE1, keep_alive=False)
         old = _get(responder, DATE1, version="1.0")
         ranged = _get(responder, DATE1, fields={b"range": b"bytes=1-3"})
         etag = _split(_wire(head))[0].split(b"ETag: ")[1].split(b"\r\n")[0]
         not_modified = _get(responder, DATE1, fields={b"if-none-match": etag})
+        after = _get(responder, DATE1)
     finally:
         root.close()
     assert head.status == 200 and head.body == b"" and head.length == 0
@@ -81,6 +82,7 @@ def test_what_the_shortcut_does_not_take_is_answered_as_before(www: Path) -> Non
     assert old.head.endswith(b"Connection: keep-alive\r\n\r\n") and old.body == SMALL
     assert ranged.status == 206 and bytes(ranged.body) == SMALL[1:4]
     assert not_modified.status == 304 and not_modified.body == b""
+    assert _wire(after) == hit  # none of them changed the shared one
 
 
 def test_a_changed_file_is_not_answered_from_the_old_buffer(www: Path) -> None:

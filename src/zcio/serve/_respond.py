@@ -52,8 +52,10 @@ class Response:
     is set, the response is not ready: ``later`` is a generator that does a bounded
     piece of the work per ``next()`` and returns the real Response (a listing being
     built); closing it abandons the work and frees what it holds.  ``length`` is
-    the body's size for the access log.  A cached small file's 200 to a GET comes as
-    one buffer: ``head`` holds the body too, ``body`` is empty, ``length`` is set.
+    the body's size for the access log.  A cached small file's 200 to a keep-alive
+    HTTP/1.1 GET comes as one buffer (``head`` holds the body too, ``body`` is empty,
+    ``length`` is set), the same Response for every such request in a second: the
+    I/O layer only reads a Response.
     """
 
     __slots__ = ("status", "head", "body", "fd", "offset", "count", "path",
@@ -252,11 +254,11 @@ class Responder:
                 and req.version == "1.1":  # the common case: one cached buffer
             wire = rep.wire
             if wire is None or wire[0] != date:
-                wire = rep.wire = (date, response_head(200, date, rep.fields_200, True)
-                                   + rep.body)
-            response = Response(200, wire[1], b"", True)
-            response.length = rep.size
-            return response
+                response = Response(200, response_head(200, date, rep.fields_200, True)
+                                    + rep.body, b"", True)
+                response.length = rep.size
+                wire = rep.wire = (date, response)
+            return wire[1]
         if status == 200:
             head = response_head(200, date, rep.fields_200, keep_alive)
         elif status == 206:
