@@ -31,6 +31,10 @@ import mimetypes
 import os
 import stat
 from email.utils import formatdate
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._respond import Response
 
 __all__ = ["content_type", "accepted_encodings", "Representation", "FileCache",
            "ENCODINGS"]
@@ -102,11 +106,14 @@ class Representation:
     ``fields`` holds Content-Type, Last-Modified, ETag, Accept-Ranges and, for a
     precompressed sibling, Content-Encoding and Vary, each line ending in CRLF;
     ``fields_200`` adds Content-Length; ``fields_304`` keeps the validators and Vary.
-    ``body`` is the file's bytes when it is small enough to cache, else None.
+    ``body`` is the file's bytes when it is small enough to cache, else None; ``wire``
+    the date and the Response (head and body in one buffer) of a 200 to a keep-alive
+    HTTP/1.1 GET, made by the first such request in each second and shared by the
+    others in it (nobody changes a Response once made).
     """
 
     __slots__ = ("rel", "full_path", "st", "key", "size", "mtime", "etag", "fields",
-                 "fields_200", "fields_304", "body", "encoding", "dir_key")
+                 "fields_200", "fields_304", "body", "encoding", "dir_key", "wire")
 
     def __init__(self, rel: str, full_path: str, st: os.stat_result, type_name: str,
                  encoding: bytes | None) -> None:
@@ -128,6 +135,7 @@ class Representation:
         self.fields_304 = validators + vary
         self.fields_200 = self.fields + b"Content-Length: %d\r\n" % self.size
         self.body: bytes | None = None
+        self.wire: tuple[bytes, Response] | None = None
         #: For an identity entry: its directory's (inode, mtime) when no precompressed
         #: sibling was found there; while it holds, none was added (see dir_key()).
         self.dir_key: tuple[int, int] | None = None

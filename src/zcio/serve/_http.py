@@ -19,7 +19,16 @@ as soon as its head is complete, without waiting for the body: 405 or 413, then 
 An HTTP/0.9 request line (no version) is refused at once with 505; llhttp would
 otherwise wait for a header section that such a client never sends.
 
-Parsing is done by llhttp (Node.js's parser, through ``httptools``), never by hand.
+Parsing is done by llhttp (Node.js's parser, through ``httptools``), with one shortcut:
+the common request, whole in one read (what a browser or a benchmark sends for a file),
+is matched by one regular expression, :data:`_SIMPLE`, that accepts a strict subset of
+what llhttp accepts: ``GET`` or ``HEAD`` of an origin-form target of RFC 3986
+characters over ``HTTP/1.1``, header fields of token names and visible-ASCII values,
+a single ``Host``, no field repeated, and none of the fields that frame a body or
+change the connection (``Content-Length``, ``Transfer-Encoding``, ``Connection``,
+``Upgrade``, ``Expect``), within the limits.  It makes the same :class:`Request` that
+llhttp's callbacks would (a test holds the two to that), without the five callbacks;
+anything else, or anything over a limit, goes to llhttp, which answers it as before.
 Pipelined requests come out one by one, in order.  After a request that ends the
 connection (``Connection: close``, HTTP/1.0 without keep-alive, an upgrade) or after an
 error, further bytes are ignored: nothing the peer sends can reach the file layer
@@ -37,6 +46,7 @@ Responses: :func:`response_head` encodes a status line and header fields.
 
 from __future__ import annotations
 
+import re
 from collections import deque
 from dataclasses import dataclass
 
@@ -110,6 +120,18 @@ class RequestError:
 
 Event = Request | RequestError | _Sentinel
 
+_TCHAR = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]"
+#: One whole simple request (see the module docstring): method, target, header fields.
+_SIMPLE = re.compile(
+    rb"(GET|HEAD) (/[A-Za-z0-9\-._~!$&'()*+,;=:@/%?]*) HTTP/1\.1\r\n"
+    rb"((?:" + _TCHAR + rb"+: ?[\x21-\x7e](?:[ \x21-\x7e]*[\x21-\x7e])?\r\n)*)\r\n")
+_FIELD = re.compile(rb"(" + _TCHAR + rb"+): ?([^\r]*)\r\n")
+#: Fields that leave the simple request to llhttp: they frame a body or change the
+#: connection.
+_NOT_SIMPLE = frozenset((b"content-length", b"transfer-encoding", b"connection",
+                         b"upgrade", b"expect"))
+_SIMPLE_MAX = 8192  # bytes: a longer read goes to llhttp
+
 
 class _Refused(Exception):
     """Raised from a parser callback to stop llhttp; carries the answer."""
@@ -157,6 +179,8 @@ class ServerConnection:
         if not data:
             self._eof = True
             return
+        if not self.in_request and len(data) <= _SIMPLE_MAX and self._simple(data):
+            return
         if self._in_head:  # llhttp may buffer a partial header: count every byte
             self._head_bytes += len(data)
             lim = self.limits
@@ -187,6 +211,31 @@ class ServerConnection:
                 and b"\n" in bytes(data)):
             # The request line ended without a version: HTTP/0.9 (see the docstring).
             self._fail(505, "HTTP/0.9 is not supported")
+
+    def _simple(self, data: bytes | bytearray | memoryview) -> bool:
+        """Take ``data`` as one simple request (see the module docstring) if it is
+        one, within the limits: True when its Request is queued; False and nothing
+        changed otherwise (llhttp is at a message boundary, as before)."""
+        m = _SIMPLE.fullmatch(data)
+        if m is None:
+            return False
+        method, target, fields = m.groups()
+        lim = self.limits
+        if len(target) > lim.max_target:
+            return False
+        headers: dict[bytes, bytes] = {}
+        size = 0
+        for name, value in _FIELD.findall(fields):
+            name = name.lower()
+            if name in headers or name in _NOT_SIMPLE:
+                return False
+            headers[name] = value
+            size += len(name) + len(value) + 4
+        if (b"host" not in headers or size > lim.max_header_bytes
+                or len(headers) > lim.max_headers):
+            return False
+        self._events.append(Request(method, target, "1.1", headers, True))
+        return True
 
     def _fail(self, status: int, detail: str) -> None:
         self._events.append(RequestError(status, detail))

@@ -29,7 +29,9 @@ for the next turn on a ready list, behind every other connection.  A response th
 takes long to make (a listing of a large directory, see ``_listing``) is made a slice
 of about a millisecond per turn; if the client goes meanwhile, the work is dropped.
 Socket reads and writes are counted in ``zcio.metrics`` as ``socket_read`` and
-``socket_write``; every socket call (accept, recv, send, sendmsg, shutdown) goes through
+``socket_write``, added once per turn of the loop (the counts are per call, as
+elsewhere; only their publication is batched, so no lock is taken per request); every
+socket call (accept, recv, send, sendmsg, shutdown) goes through
 ``zcio._syscalls.SYS``.
 
 Out of file descriptors (EMFILE, ENFILE), in ``accept`` or when a request opens its file:
@@ -60,7 +62,6 @@ import select
 import socket
 import time
 from collections import deque
-from collections.abc import Callable
 from email.utils import formatdate
 
 from .. import _syscalls
@@ -116,7 +117,11 @@ class Loop(Accepting):
         self._accepting = False
         self._fd_episode = 0  # connections refused or closed for want of descriptors
         self._fd_short_at = 0.0  # when descriptors last ran out
+        self._starved = False  # the last _produce stopped for want of data
         self._reserve = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
+        # socket calls and their bytes this turn, published to zcio.metrics per turn
+        self._reads = self._read_bytes = self._writes = self._written = 0
+        self._idle = self.timeouts.idle
         ticks = [t for t in (self.timeouts.idle, self.timeouts.request, self.timeouts.send)
                  if t > 0]
         self._tick = min(1.0, max(0.02, min(ticks, default=1.0) / 4))
@@ -165,11 +170,15 @@ class Loop(Accepting):
             for fd, _ in events:
                 conn = conns.get(fd)
                 if conn is not None:
-                    if conn.events == OUT:
-                        self._guarded(drive, conn)
-                    elif conn.events == IN:
-                        self._guarded(read, conn)
-                    # else: on the ready list (a hang-up shows when it is driven)
+                    step = conn.events
+                    if step:  # else: on the ready list (a hang-up shows when driven)
+                        try:
+                            if step == IN:
+                                read(conn)
+                            else:
+                                drive(conn)
+                        except Exception:
+                            self._failed(conn)
                 elif fd == listen_fd and self._accepting:
                     self._accept()
                 elif fd == wake_fd:
@@ -179,21 +188,33 @@ class Loop(Accepting):
             if now >= next_sweep:
                 self._sweep()
                 next_sweep = now + self._tick
+            if self._reads or self._writes:
+                self._count()
             if log is not None:
                 log = self._flush_log(log)
             if self._draining and (not conns or now >= self._drain_deadline):
                 break
         for conn in list(conns.values()):
             self._close(conn)
+        self._count()
         if log is not None:
             self._flush_log(log)
 
-    def _guarded(self, step: Callable[[Conn], None], conn: Conn) -> None:
-        try:
-            step(conn)
-        except Exception:  # never let one connection stop the server
-            _log.exception("zcio serve: connection from %s failed", conn.peer)
-            self._close(conn)
+    def _count(self) -> None:
+        """Publish this turn's socket calls to ``zcio.metrics``."""
+        if self._reads:
+            metrics.record("socket_read", syscalls=self._reads, user_bytes=self._read_bytes,
+                           operations=self._reads)
+        if self._writes:
+            metrics.record("socket_write", syscalls=self._writes, user_bytes=self._written,
+                           operations=self._writes)
+        self._reads = self._read_bytes = self._writes = self._written = 0
+
+    def _failed(self, conn: Conn) -> None:
+        """Log the exception being handled and close ``conn``: never let one connection
+        stop the server."""
+        _log.exception("zcio serve: connection from %s failed", conn.peer)
+        self._close(conn)
 
     def _run_ready(self) -> None:
         """Drive each connection that was on the ready list when this turn began."""
@@ -202,7 +223,10 @@ class Loop(Accepting):
             conn = ready.popleft()
             conn.ready = False
             if conns.get(conn.fd) is conn:
-                self._guarded(self._drive, conn)
+                try:
+                    self._drive(conn)
+                except Exception:
+                    self._failed(conn)
 
     def _later(self, conn: Conn) -> None:
         """Stop reading ``conn`` and drive it again next turn, after the others."""
@@ -242,17 +266,16 @@ class Loop(Accepting):
         except OSError:
             self._close(conn)
             return
-        metrics.record("socket_read", user_bytes=n)
-        if n:
-            conn.proto.receive_data(self._view[:n])
-        else:
-            conn.proto.receive_data(b"")
+        self._reads += 1
+        self._read_bytes += n
+        conn.proto.receive_data(self._view[:n] if n else b"")
         self._drive(conn)
 
     def _drive(self, conn: Conn) -> None:
         """Write what is queued, make the next responses, until blocked, idle or out of
         this turn's share (then the connection waits on the ready list)."""
         budget = _TURN_RESPONSES
+        starved = False  # the parser has nothing more: once written, wait for input
         while True:
             if (conn.out or conn.body is not None) and not self._write(conn):
                 return
@@ -264,6 +287,8 @@ class Loop(Accepting):
                     self._later(conn)
                     return
                 continue
+            if starved:
+                break
             if budget <= 0:
                 self._later(conn)
                 return
@@ -274,6 +299,7 @@ class Loop(Accepting):
                     return
                 break
             budget -= made
+            starved = self._starved
         # Nothing to write: wait for (the rest of) a request.
         if conn.proto.in_request:
             if conn.started is None:
@@ -284,25 +310,30 @@ class Loop(Accepting):
             return
         else:
             conn.started = None
-            conn.deadline = self._now + self.timeouts.idle
-        self._set_events(conn, IN)
+            conn.deadline = self._now + self._idle
+        if conn.events != IN:
+            self._set_events(conn, IN)
 
     def _produce(self, conn: Conn, budget: int) -> int:
         """Make responses for the requests parsed so far, at most ``budget``, while
         less than OUT_CAP waits to go out; how many were made."""
         proto, out, responder = conn.proto, conn.out, self.responder
         made = 0
+        logged = self.access_log is not None
+        self._starved = False
         while (made < budget and conn.body is None and conn.pending is None
-               and not conn.closing and sum(map(len, out)) < OUT_CAP):
+               and not conn.closing and (not out or sum(map(len, out)) < OUT_CAP)):
             event = proto.next_event()
-            if isinstance(event, Request):
+            if type(event) is Request:
                 keep_alive = event.keep_alive and not self._draining
-                line = request_line(event.method, event.target, event.version)
+                line = request_line(event.method, event.target, event.version) if logged else ""
                 try:
                     response = responder.respond(event, self._date, keep_alive)
                 except Exception:
                     _log.exception("zcio serve: %r failed", event)
                     response = responder.error(500, self._date, False)
+                if response.later is not None and not logged:  # for its error log
+                    line = request_line(event.method, event.target, event.version)
             elif isinstance(event, RequestError):
                 line = "-"
                 response = responder.error(event.status, self._date, False)
@@ -311,6 +342,7 @@ class Loop(Accepting):
                 made += 1
                 continue
             elif event is NEED_DATA:
+                self._starved = True
                 break
             else:  # CLOSED: the peer is done and so is every request
                 conn.closing = True
@@ -376,7 +408,8 @@ class Loop(Accepting):
             except OSError:
                 self._close(conn)
                 return False
-            metrics.record("socket_write", user_bytes=n)
+            self._writes += 1
+            self._written += n
             while n:
                 first = out[0]
                 if n >= len(first):
