@@ -4,17 +4,24 @@ Run by hand, not by CI::
 
     .venv/bin/python benchmarks/share.py [--quick] [--rounds N] [--json PATH]
 
-One child process, started once (untimed), connected by a Unix socket pair.  One
-operation hands it a 256 MiB buffer and waits for its answer: the child gets at the
-bytes its way, reads the first and the last byte, releases what it got and replies
-with those two bytes and the copies zcio's pickling made in it (``zcio.metrics``, path
-``pickle_copy``).  The cases, all in one group (interleaved rounds, medians, ratios of
-the same run, as ``_harness`` does; default 10 rounds: one plain pickle takes ~1 s):
+One child process, started once (untimed), connected by a Unix socket pair.  A timed
+loop first tells the child which case and how many hand-offs follow (one 21-byte
+command, the same for every case, once per loop); then each hand-off is one message
+from the parent and one answer from the child, which gets at the bytes its way, reads
+the first and the last byte, releases what it got and replies with those two bytes and
+the copies zcio's pickling made in it (``zcio.metrics``, path ``pickle_copy``).  The
+cases, all in one group (interleaved rounds, medians, ratios of the same run, as
+``_harness`` does; default 10 rounds: one plain pickle takes ~1 s):
 
-* ``fd passing``: a ``ByteBuffer.allocate_shared`` buffer, ``SocketChannel.send_buffer``
-  (its descriptor over SCM_RIGHTS); the child ``receive_buffer()``s (maps it).
+* ``fd passing``: a ``ByteBuffer.allocate_shared`` buffer; the message is
+  ``SocketChannel.send_buffer`` (a 48-byte header with the descriptor attached,
+  SCM_RIGHTS); the child ``receive_buffer()``s it (recvmsg, F_GET_SEALS, fstat, mmap)
+  and ``release()``s it (munmap, close).
 * ``shared_memory``: a ``multiprocessing.shared_memory.SharedMemory`` block holding the
-  bytes; its name is sent and the child attaches (shm_open + mmap).  The anchor.
+  bytes; the message is its name; the child attaches by name (shm_open, fstat, mmap)
+  and ``close()``s (munmap, close), without the resource tracker (``track=False`` on
+  3.13, the same by hand before: the parent owns the block).  The anchor.  Like with
+  like: one message each way per hand-off, one mapping made and unmapped in the child.
 * ``pickle 5 out of band``: a direct buffer, ``pickle.dumps(buf, protocol=5,
   buffer_callback=...)``, the stream and the frame sent over the socket; the child
   reads the frame into a fresh ``bytearray`` and ``pickle.loads(..., buffers=...)``
@@ -38,6 +45,7 @@ import struct
 import subprocess
 import sys
 from collections.abc import Sequence
+from functools import partial
 from multiprocessing import shared_memory
 from typing import Any
 
@@ -54,7 +62,7 @@ DEFAULT_ROUNDS, QUICK_ROUNDS = 10, 2
 MAPS = 25  # zero-copy hand-offs per timed loop
 GOAL_VS_PICKLE = 100.0  # fd passing at least this much faster than plain pickle
 GOAL_VS_SHM = 1.1  # ... and at most this much slower than shared_memory
-_HEAD = struct.Struct("<cQQ")  # command, stream length, frame length
+_HEAD = struct.Struct("<cIQQ")  # command, hand-offs, name/stream length, frame length
 _ANSWER = struct.Struct("<BBQ")  # first byte, last byte, zcio copies made
 
 
@@ -75,6 +83,7 @@ def _copies() -> int:
 
 def child(fd: int) -> None:
     """Serve hand-offs on the socket ``fd`` until told to stop (or the parent goes)."""
+    _untrack_attached_shared_memory()
     sock = socket.socket(fileno=fd)
     ch = SocketChannel.from_socket(sock)
     head = bytearray(_HEAD.size)
@@ -83,45 +92,66 @@ def child(fd: int) -> None:
             _recv_exactly(sock, memoryview(head))
         except EOFError:
             return
-        cmd, n_stream, n_frame = _HEAD.unpack(head)
-        before = _copies()
-        if cmd == b"F":
-            got = ch.receive_buffer()
-            assert got is not None
-            first, last = got.get_unsigned_byte(0), got.get_unsigned_byte(got.limit() - 1)
-            got.release()
-        elif cmd == b"S":
-            name = bytearray(n_stream)
-            _recv_exactly(sock, memoryview(name))
-            shm = _attach(name.decode())
-            first, last = shm.buf[0], shm.buf[SIZE - 1]
-            shm.close()
-        elif cmd in (b"P", b"O"):
-            stream = bytearray(n_stream)
-            _recv_exactly(sock, memoryview(stream))
-            frames = []
-            if n_frame:
-                frame = bytearray(n_frame)
-                _recv_exactly(sock, memoryview(frame))
-                frames.append(frame)
-            buf = pickle.loads(stream, buffers=frames)
-            first, last = buf.get_unsigned_byte(0), buf.get_unsigned_byte(buf.limit() - 1)
-            buf.release()
-            del stream, frames
-        else:
+        cmd, count, n_stream, n_frame = _HEAD.unpack(head)
+        if cmd not in _SERVE:
             return
-        sock.sendall(_ANSWER.pack(first, last, _copies() - before))
+        for _ in range(count):
+            before = _copies()
+            first, last = _SERVE[cmd](sock, ch, n_stream, n_frame)
+            sock.sendall(_ANSWER.pack(first, last, _copies() - before))
 
 
-def _attach(name: str) -> shared_memory.SharedMemory:
-    """Attach without registering with the resource tracker (the parent owns it)."""
-    if sys.version_info >= (3, 13):
-        return shared_memory.SharedMemory(name, track=False)
-    from multiprocessing import resource_tracker
+def _take_fd(sock: socket.socket, ch: SocketChannel, n_name: int,
+             n_frame: int) -> tuple[int, int]:
+    got = ch.receive_buffer()
+    assert got is not None
+    first, last = got.get_unsigned_byte(0), got.get_unsigned_byte(got.limit() - 1)
+    got.release()
+    return first, last
 
-    shm = shared_memory.SharedMemory(name)
-    resource_tracker.unregister(shm._name, "shared_memory")  # type: ignore[attr-defined]
-    return shm
+
+def _take_shm(sock: socket.socket, ch: SocketChannel, n_name: int,
+              n_frame: int) -> tuple[int, int]:
+    name = bytearray(n_name)
+    _recv_exactly(sock, memoryview(name))
+    shm = shared_memory.SharedMemory(name.decode(), **_ATTACH)
+    first, last = shm.buf[0], shm.buf[SIZE - 1]
+    shm.close()
+    return first, last
+
+
+def _take_pickle(sock: socket.socket, ch: SocketChannel, n_stream: int,
+                 n_frame: int) -> tuple[int, int]:
+    stream = bytearray(n_stream)
+    _recv_exactly(sock, memoryview(stream))
+    frames = []
+    if n_frame:
+        frame = bytearray(n_frame)
+        _recv_exactly(sock, memoryview(frame))
+        frames.append(frame)
+    buf = pickle.loads(stream, buffers=frames)
+    first, last = buf.get_unsigned_byte(0), buf.get_unsigned_byte(buf.limit() - 1)
+    buf.release()
+    return first, last
+
+
+_SERVE = {b"F": _take_fd, b"S": _take_shm, b"P": _take_pickle}
+#: Attach without the resource tracker: the parent owns the block.
+_ATTACH: dict[str, Any] = {"track": False} if sys.version_info >= (3, 13) else {}
+
+
+def _untrack_attached_shared_memory() -> None:
+    """Before 3.13, attaching registers the block with the resource tracker (two pipe
+    writes and a wake-up of the tracker per attach, and an unlink at exit); the child
+    creates none, so it skips registration as ``track=False`` does."""
+    if sys.version_info < (3, 13):
+        from multiprocessing import resource_tracker
+
+        def register(name: str, rtype: str) -> None:
+            if rtype != "shared_memory":
+                raise AssertionError(f"the benchmark child registered a {rtype}")
+
+        resource_tracker.register = register
 
 
 # -- the parent -------------------------------------------------------------------------
@@ -156,33 +186,36 @@ class _Handoff:
             raise AssertionError(f"{copies} copies, at most {copies_at_most} expected")
         return int(copies)
 
-    def fd_passing(self) -> None:
-        self.sock.sendall(_HEAD.pack(b"F", 0, 0))
-        self.ch.send_buffer(self.shared)
-        self.expect(0)
+    def fd_passing(self, n: int) -> None:
+        self.sock.sendall(_HEAD.pack(b"F", n, 0, 0))
+        for _ in range(n):
+            self.ch.send_buffer(self.shared)
+            self.expect(0)
 
-    def shared_memory(self) -> None:
+    def shared_memory(self, n: int) -> None:
         name = self.shm.name.encode()
-        self.sock.sendall(_HEAD.pack(b"S", len(name), 0) + name)
-        self.expect(0)
+        self.sock.sendall(_HEAD.pack(b"S", n, len(name), 0))
+        for _ in range(n):
+            self.sock.sendall(name)
+            self.expect(0)
 
     def pickle5(self) -> None:
         frames: list[pickle.PickleBuffer] = []
         stream = pickle.dumps(self.direct, protocol=5, buffer_callback=frames.append)
         (frame,) = frames
         with frame.raw() as view:
-            self.sock.sendall(_HEAD.pack(b"O", len(stream), view.nbytes) + stream)
+            self.sock.sendall(_HEAD.pack(b"P", 1, len(stream), view.nbytes) + stream)
             self.sock.sendall(view)
         self.pickle5_copies.add(self.expect(1))
 
     def plain_pickle(self) -> None:
         stream = pickle.dumps(self.direct, protocol=4)
-        self.sock.sendall(_HEAD.pack(b"P", len(stream), 0))
+        self.sock.sendall(_HEAD.pack(b"P", 1, len(stream), 0))
         self.sock.sendall(stream)
         self.expect(1)  # in the child: into allocate_direct (the dump's bytes() is ours)
 
     def close(self) -> None:
-        self.sock.sendall(_HEAD.pack(b"Q", 0, 0))
+        self.sock.sendall(_HEAD.pack(b"Q", 0, 0, 0))
         self.proc.wait(timeout=60)
         self.ch.close()
         self.shared.release()
@@ -202,14 +235,6 @@ def _handoff() -> _Handoff:
     return _state[0]
 
 
-def _repeat(fn: Any, n: int) -> Any:
-    def run() -> None:
-        for _ in range(n):
-            fn()
-
-    return run
-
-
 FD, SHM = "fd passing (send_buffer)", "shared_memory (attach by name)"
 PICKLE5, PLAIN = "pickle 5 out of band", "plain pickle (protocol 4)"
 
@@ -218,15 +243,15 @@ def zero_copy_group() -> Group:
     """The two zero-copy hand-offs, MAPS per timed loop: sub-millisecond each, so one
     preemption of the child would otherwise be the whole sample."""
     h = _handoff()
-    cases = [Case(FD, MAPS, _repeat(h.fd_passing, MAPS)),
-             Case(SHM, MAPS, _repeat(h.shared_memory, MAPS))]
+    cases = [Case(FD, MAPS, partial(h.fd_passing, MAPS)),
+             Case(SHM, MAPS, partial(h.shared_memory, MAPS))]
     return Group(f"hand a {SIZE // MIB} MiB buffer to another process: zero-copy ways",
                  cases, [Compare(FD, SHM, "time", GOAL_VS_SHM)])
 
 
 def copying_group() -> Group:
     h = _handoff()
-    cases = [Case(FD, 1, h.fd_passing), Case(PICKLE5, 1, h.pickle5),
+    cases = [Case(FD, 1, partial(h.fd_passing, 1)), Case(PICKLE5, 1, h.pickle5),
              Case(PLAIN, 1, h.plain_pickle)]
     compares = [Compare(FD, PLAIN, "speed", GOAL_VS_PICKLE),
                 Compare(PICKLE5, PLAIN, "speed")]
