@@ -11,7 +11,7 @@ from the parent and one answer from the child, which gets at the bytes its way, 
 the first and the last byte, releases what it got and replies with those two bytes and
 the copies zcio's pickling made in it (``zcio.metrics``, path ``pickle_copy``).  The
 cases, all in one group (interleaved rounds, medians, ratios of the same run, as
-``_harness`` does; default 10 rounds: one plain pickle takes ~1 s):
+``_harness`` does; default 30 rounds: one plain pickle takes ~1 s, the run ~3 min):
 
 * ``fd passing``: a ``ByteBuffer.allocate_shared`` buffer; the message is
   ``SocketChannel.send_buffer`` (a 48-byte header with the descriptor attached,
@@ -35,15 +35,24 @@ of shared_memory; pickle 5 makes at most one copy (checked on every answer).
 A second group, if ``distributed`` is installed: Dask ``scatter`` then ``gather`` of a
 64 MiB zcio direct buffer against the same bytes as ``bytes``, on a LocalCluster of one
 worker process (information: both travel as pickle-5 frames).
+
+``--dask-comm [--rounds N]`` instead measures whether a ``zcio://`` Dask comm could pay
+(issue 14: build it only if it beats ``tcp://`` by 1.2x in throughput or 0.8x in CPU):
+Dask's own ``tcp://`` comm against the floor any TCP comm has, a blocking ``sendall``
+of the frame and ``recv_into`` a fresh numpy array in another process, 64 MiB numpy
+frames, wall time and the CPU of both processes per frame (see benchmarks/README.md).
 """
 
 from __future__ import annotations
 
+import os
 import pickle
+import random
 import socket
 import struct
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from functools import partial
 from multiprocessing import shared_memory
@@ -58,8 +67,8 @@ from zcio._pickling import COPY_PATH
 MIB = 1 << 20
 SIZE = 256 * MIB
 DASK_SIZE = 64 * MIB
-DEFAULT_ROUNDS, QUICK_ROUNDS = 10, 2
-MAPS = 25  # zero-copy hand-offs per timed loop
+DEFAULT_ROUNDS, QUICK_ROUNDS = 30, 2
+MAPS = 10  # zero-copy hand-offs per timed loop (~1 ms: under a time slice)
 GOAL_VS_PICKLE = 100.0  # fd passing at least this much faster than plain pickle
 GOAL_VS_SHM = 1.1  # ... and at most this much slower than shared_memory
 _HEAD = struct.Struct("<cIQQ")  # command, hand-offs, name/stream length, frame length
@@ -294,6 +303,130 @@ def dask_group() -> Group:
     return Group(title, cases, [Compare("zcio direct buffer", "bytes", "time")], cleanup)
 
 
+# -- should zcio offer a zcio:// Dask comm? (--dask-comm) --------------------------------
+
+COMM_SIZE = 64 * MIB
+_CPU = struct.Struct("<d")  # the serving process's CPU seconds since its last answer
+
+
+def _raw_server(port_fd: int) -> None:
+    """The floor of any comm: receive each 64 MiB frame into a fresh numpy array with
+    ``recv_into`` (the array becomes the object, as in a comm), answer with the CPU
+    this process spent since its previous answer (all of it on that frame)."""
+    import numpy as np
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    os.write(port_fd, f"{listener.getsockname()[1]}".encode())
+    os.close(port_fd)  # the parent reads to the end
+    conn, _ = listener.accept()
+    listener.close()
+    last = time.process_time()
+    while True:
+        frame = np.empty(COMM_SIZE, np.uint8)
+        try:
+            _recv_exactly(conn, memoryview(frame))
+        except (EOFError, ConnectionError):
+            return
+        now = time.process_time()
+        conn.sendall(_CPU.pack(now - last))
+        last = now
+
+
+def _dask_server(port_fd: int) -> None:
+    """The same through Dask's own tcp:// comm (tornado streams, frames read into a
+    preallocated buffer, the numpy array deserialised over it)."""
+    import asyncio
+
+    from distributed.comm import listen
+
+    async def serve() -> None:
+        done = asyncio.Event()
+
+        async def handle(comm: Any) -> None:
+            last = time.process_time()
+            while True:
+                try:
+                    msg = await comm.read()
+                except Exception:  # the parent closed the comm
+                    break
+                assert len(msg["x"]) == COMM_SIZE
+                now = time.process_time()
+                await comm.write({"cpu": now - last})
+                last = now
+            done.set()
+
+        listener = listen("tcp://127.0.0.1:0", handle, deserialize=True)
+        await listener.start()
+        os.write(port_fd, listener.contact_address.encode())
+        os.close(port_fd)  # the parent reads to the end
+        await done.wait()
+        listener.stop()
+
+    asyncio.run(serve())
+
+
+def _spawn(role: str) -> tuple[subprocess.Popen[bytes], str]:
+    r, w = os.pipe()
+    proc = subprocess.Popen([sys.executable, __file__, role, str(w)], pass_fds=[w])
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        return proc, f.read().decode()
+
+
+def dask_comm(rounds: int) -> int:
+    """Dask's tcp:// comm against the socket floor a ``zcio://`` comm could reach, one
+    64 MiB numpy frame at a time to another process on this host: wall time and the CPU
+    of both processes per frame, interleaved rounds, medians, the first round dropped
+    (connection and first-touch warm-up).  Issue 14 asks for a zcio:// comm only if it
+    beats tcp:// by 1.2x in throughput or 0.8x in CPU."""
+    import asyncio
+    from statistics import median
+
+    import numpy as np
+    from distributed.comm import connect
+    from distributed.protocol import to_serialize
+
+    data = np.random.default_rng(0).integers(0, 256, COMM_SIZE, dtype=np.uint8)
+    raw_proc, port = _spawn("--child-raw-server")
+    dask_proc, address = _spawn("--child-dask-server")
+    raw = socket.create_connection(("127.0.0.1", int(port)))
+    answer = bytearray(_CPU.size)
+    samples: dict[str, list[tuple[float, float]]] = {"tcp://": [], "socket floor": []}
+
+    async def run() -> None:
+        comm = await connect(address, deserialize=True)
+        for r in range(rounds + 1):
+            for name in random.sample(list(samples), 2):
+                t, cpu = time.perf_counter(), time.process_time()
+                if name == "socket floor":  # blocking calls: nothing else runs meanwhile
+                    raw.sendall(memoryview(data))
+                    _recv_exactly(raw, memoryview(answer))
+                    theirs = float(_CPU.unpack(answer)[0])
+                else:
+                    await comm.write({"x": to_serialize(data)})
+                    theirs = float((await comm.read())["cpu"])
+                wall, ours = time.perf_counter() - t, time.process_time() - cpu
+                if r:
+                    samples[name].append((wall, ours + theirs))
+        await comm.close()
+
+    asyncio.run(run())
+    raw.close()
+    for proc in (raw_proc, dask_proc):
+        proc.wait(timeout=60)
+    med = {k: (median(w for w, _ in v), median(c for _, c in v)) for k, v in samples.items()}
+    for name, (wall, cpu) in med.items():
+        print(f"{name:13s} 64 MiB frame: {wall * 1e3:6.1f} ms "
+              f"({COMM_SIZE / wall / MIB:5.0f} MiB/s), CPU of both processes {cpu * 1e3:5.1f} ms")
+    (dw, dc), (fw, fc) = med["tcp://"], med["socket floor"]
+    print(f"socket floor against tcp://: {dw / fw:.2f}x the throughput (goal for a zcio:// "
+          f"comm: >= 1.2x), {fc / dc:.2f}x the CPU (goal: <= 0.8x); {rounds} rounds, "
+          f"load {os.getloadavg()[0]:.1f}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     # options "--quick", "--rounds", "--json" (as every benchmark script)
     args = list(sys.argv[1:] if argv is None else argv)
@@ -314,4 +447,11 @@ if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "--child":
         child(int(sys.argv[2]))
         sys.exit(0)
+    if len(sys.argv) == 3 and sys.argv[1] in ("--child-raw-server", "--child-dask-server"):
+        (_raw_server if sys.argv[1] == "--child-raw-server" else _dask_server)(int(sys.argv[2]))
+        sys.exit(0)
+    if "--dask-comm" in sys.argv[1:]:
+        args = sys.argv[1:]
+        n = int(args[args.index("--rounds") + 1]) if "--rounds" in args else 15
+        sys.exit(dask_comm(n))
     sys.exit(main())
