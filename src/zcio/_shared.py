@@ -127,7 +127,6 @@ _ANCILLARY = socket.CMSG_SPACE(4 * array.array("i").itemsize)
 _MSG_CMSG_CLOEXEC, _MSG_CTRUNC = int(socket.MSG_CMSG_CLOEXEC), int(socket.MSG_CTRUNC)
 _SOL_SOCKET, _SCM_RIGHTS = int(socket.SOL_SOCKET), int(socket.SCM_RIGHTS)
 _FD = struct.Struct("=i")
-_FD_SIZE = _FD.size
 #: Why descriptors cannot pass here (fixed at import, as zcio._syscalls' probes are).
 _NO_SCM_RIGHTS = _syscalls.unavailability_cause("scm_rights")
 
@@ -155,9 +154,7 @@ class SharedMemory(DirectMemory):
         _register_reducer()
         length = len(mm)
         used = round_to_pages(length)  # what the kernel maps
-        base = memoryview(mm)
-        if size != length:
-            base = base[:size]
+        base = memoryview(mm) if size == length else memoryview(mm)[:size]
         SHARED.add(size, used)
         self._mmap = mm
         self._fd = [fd]
@@ -347,10 +344,9 @@ def _checked_adopt(fd: int, header: bytes) -> SharedByteBuffer:
     if not pos <= lim <= cap or off + cap > sys.maxsize:
         raise HandoffError(f"bad indexes: offset {off}, capacity {cap}, position {pos}, "
                            f"limit {lim}")
-    # A memfd is the only file that can carry F_SEAL_SHRINK: F_GET_SEALS fails on
-    # anything but shmem, and a tmpfs or hugetlbfs file is born with F_SEAL_SEAL, so
-    # it never gets another seal.  And a file sealed against shrinking keeps at least
-    # the size fstat sees now: no readlink of /proc/self/fd needed.
+    # Only a memfd can carry F_SEAL_SHRINK (F_GET_SEALS fails on non-shmem files; tmpfs
+    # and hugetlbfs files are born F_SEAL_SEAL), and the seal keeps the size fstat sees
+    # from shrinking: no readlink of /proc/self/fd needed.
     sys_ = _syscalls.SYS
     try:
         seals = sys_.get_seals(fd)
@@ -363,10 +359,7 @@ def _checked_adopt(fd: int, header: bytes) -> SharedByteBuffer:
                            "(SIGBUS)")
     if claimed & ~seals:
         raise HandoffError(f"seals {sorted(_names(claimed & ~seals))} stated but not set")
-    try:
-        st = sys_.fstat(fd)
-    except OSError as e:  # pragma: no cover - F_GET_SEALS just worked on it
-        raise HandoffError(f"cannot inspect the descriptor received: {e}") from e
+    st = sys_.fstat(fd)  # cannot fail: F_GET_SEALS just worked on the descriptor
     if not stat.S_ISREG(st.st_mode):  # pragma: no cover - only shmem files have seals
         raise HandoffError("the descriptor received is not a memfd")
     need = max(off + cap, 1)
@@ -432,7 +425,7 @@ def _received_fds(ancillary: list[tuple[int, int, bytes]]) -> tuple[list[int], b
     """Every descriptor in the ancillary data, and whether anything else came."""
     if len(ancillary) == 1:  # the usual message: one SCM_RIGHTS item, one descriptor
         level, kind, data = ancillary[0]
-        if level == _SOL_SOCKET and kind == _SCM_RIGHTS and len(data) == _FD_SIZE:
+        if level == _SOL_SOCKET and kind == _SCM_RIGHTS and len(data) == _FD.size:
             return [_FD.unpack(data)[0]], False
     fds: list[int] = []
     other = False
