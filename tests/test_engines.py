@@ -6,8 +6,10 @@ process (``zcio.metrics``, path ``pickle_copy``).  What the engines hand back de
 the count, and these tests pin it:
 
 * Dask scatter to a worker: writable frames, so a heap buffer loads with no copy, a
-  direct one with one (``allocate_direct``); gathered back, the client receives
-  read-only frames: one copy for a writable buffer, none for a read-only one.
+  direct one with one (``allocate_direct``); a mapping is copied once on dump (through
+  the SIGBUS guard) and loads as heap over that copy with none: one copy per block,
+  whatever the kind.  Gathered back, the client receives read-only frames: one copy
+  for a writable buffer, none for a read-only one.
 * Ray put/get: the object store hands out read-only shared memory, so a read-only heap
   buffer loads with no copy (over the store's memory), a writable or direct one with one.
 
@@ -26,7 +28,14 @@ from typing import Any
 import pytest
 
 import zcio
-from zcio import ByteBuffer, CompositeBuffer, PooledAllocator, metrics
+from zcio import (
+    ByteBuffer,
+    CompositeBuffer,
+    FileChannel,
+    MapMode,
+    PooledAllocator,
+    metrics,
+)
 from zcio._pickling import COPY_PATH
 
 pytestmark = [pytest.mark.slow, pytest.mark.engines]
@@ -50,6 +59,20 @@ def content(n: int, seed: int) -> bytes:
 def describe(buf: ByteBuffer) -> tuple[str, bool, bool, bytes]:
     """What arrived: its class, directness, read-only flag and bytes."""
     return type(buf).__name__, buf.is_direct(), buf.is_read_only(), bytes(buf)
+
+
+def _is_mapped(buf: ByteBuffer) -> bool:
+    from zcio._mapped import MappedMemory
+
+    return isinstance(buf._mem, MappedMemory)
+
+
+def arrives_as(buf: ByteBuffer) -> tuple[str, bool, bool, bytes]:
+    """What a pickle of ``buf`` loads as: the same, but a mapping loads as a heap
+    ByteBuffer over the copy its dump made."""
+    if _is_mapped(buf):
+        return "ByteBuffer", False, buf.is_read_only(), bytes(buf)
+    return describe(buf)
 
 
 def fill(buf: ByteBuffer, value: int) -> ByteBuffer:
@@ -78,10 +101,23 @@ def made(kind: str) -> tuple[ByteBuffer, int]:
         half = content(N, 5)[: N // 2]
         return CompositeBuffer.of(ByteBuffer.wrap(bytearray(half)),
                                   ByteBuffer.allocate_direct(N // 2).put(0, half)), 1
+    if kind == "mapped":  # copied on dump, loaded over that copy: none on load
+        fd = os.memfd_create("zcio-test-engines")  # a file the test leaves nothing of
+        try:
+            os.write(fd, content(N, 6))
+            with FileChannel.from_fd(fd) as fc:
+                return fc.map(MapMode.READ_WRITE, 0, N), 0
+        finally:
+            os.close(fd)
     raise AssertionError(kind)
 
 
-KINDS = ["heap", "read-only", "direct", "pooled", "composite"]
+def dump_copies(buf: ByteBuffer) -> int:
+    """Copies zcio makes dumping ``buf``: one per mapping (through the SIGBUS guard)."""
+    return sum(1 for p in _blocks(buf) if _is_mapped(p))
+
+
+KINDS = ["heap", "read-only", "direct", "pooled", "composite", "mapped"]
 
 
 @pytest.fixture(autouse=True)
@@ -134,22 +170,27 @@ def _delta(after: tuple[int, int], before: tuple[int, int]) -> tuple[int, int]:
 @pytest.mark.parametrize("kind", KINDS)
 def test_dask_scatter_task_gather(dask_client: Any, kind: str) -> None:
     buf, load_copies = made(kind)
-    expected = describe(buf)
+    expected = arrives_as(buf)
     remote_before, local_before = _worker_copies(dask_client), copies()
     future = dask_client.scatter(buf, direct=True, hash=False)
-    assert _delta(copies(), local_before) == (0, 0), "scatter copied in the client"
+    dumped = _delta(copies(), local_before)
+    assert dumped == (dump_copies(buf), buf.remaining() if dump_copies(buf) else 0), (
+        "scatter copied in the client more than a mapping's guarded read")
     arrived = dask_client.submit(describe, future, pure=False).result()
-    assert arrived == (type(buf).__name__, *expected[1:])
+    assert arrived == expected
     n, nbytes = _delta(_worker_copies(dask_client), remote_before)
     assert n == load_copies  # the worker loaded it: no copy, or one per direct block
     assert nbytes == (0 if load_copies == 0 else
                       sum(p.remaining() for p in _blocks(buf) if p.is_direct()))
+    assert dumped[0] + n <= len(_blocks(buf)), "more than one copy of a block"
     local_before = copies()
     back = future.result()
     assert describe(back) == expected
     gathered = _delta(copies(), local_before)[0]
-    # the client receives read-only frames: one copy per writable or direct block
-    assert gathered == sum(1 for p in _blocks(buf) if p.is_direct() or not p.is_read_only())
+    # the client receives read-only frames: one copy per writable or direct block (what
+    # the worker holds: a mapping arrived there as heap)
+    assert gathered == sum(1 for p in _blocks(buf)
+                           if (p.is_direct() and not _is_mapped(p)) or not p.is_read_only())
     del future
     back.release()
     buf.release()
@@ -207,17 +248,19 @@ def ray_load(refs: list[Any]) -> tuple[tuple[str, bool, bool, bytes], tuple[int,
 
 def _ray_expected_copies(buf: ByteBuffer) -> int:
     # the object store hands out read-only memory: a copy for a writable or direct block
-    return sum(1 for p in _blocks(buf) if p.is_direct() or not p.is_read_only())
+    # (a mapping loads as heap: a copy only if writable)
+    return sum(1 for p in _blocks(buf)
+               if (p.is_direct() and not _is_mapped(p)) or not p.is_read_only())
 
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_ray_put_get_and_remote_task(ray_module: Any, kind: str) -> None:
     ray = ray_module
     buf, _ = made(kind)
-    expected = describe(buf)
+    expected = arrives_as(buf)
     before = copies()
     ref = ray.put(buf)
-    assert _delta(copies(), before) == (0, 0), "ray.put copied in zcio"
+    assert _delta(copies(), before)[0] == dump_copies(buf), "ray.put copied in zcio"
     before = copies()
     got = ray.get(ref)
     assert describe(got) == expected

@@ -267,6 +267,8 @@ def _garbage_cases() -> dict[str, tuple[bytes, str]]:
         "memfd too small": (_header(cap=8192, lim=8192), "memfd"),
         "offset past the end": (_header(off=4096, cap=1, lim=1), "memfd"),
         "memfd not sealed against shrinking": (_header(), "unsealed memfd"),
+        "memfd that cannot be sealed": (_header(), "sealing not allowed"),
+        "a tmpfs file (shmem, as a memfd)": (_header(), "tmpfs file"),
         "seals stated but not set": (_header(seals=SEAL_WRITE), "memfd"),
     }
 
@@ -286,6 +288,17 @@ def test_garbage_from_the_peer_is_a_handoff_error_and_leaks_no_descriptor(
         ours.append(_memfd(4096))
     if kind == "unsealed memfd":
         ours.append(_memfd(4096, seals=0))
+    if kind == "sealing not allowed":  # born with F_SEAL_SEAL: never sealed against shrink
+        fd = os.memfd_create("garbage", os.MFD_CLOEXEC)
+        os.ftruncate(fd, 4096)
+        ours.append(fd)
+    if kind == "tmpfs file":
+        if not os.path.isdir("/dev/shm"):
+            pytest.skip("no /dev/shm here")
+        path = Path(f"/dev/shm/zcio-test-garbage-{os.getpid()}")
+        path.write_bytes(bytes(4096))
+        ours.append(os.open(path, os.O_RDWR | os.O_CLOEXEC))
+        path.unlink()
     if kind == "file":
         path = tmp_path / "f"
         path.write_bytes(bytes(4096))
@@ -392,6 +405,25 @@ def test_seal_future_write_keeps_the_writer_and_hands_out_read_only(
             assert got.is_read_only() and got.get_int(0) == 8
             buf.put_int(0, 9)
             assert got.get_int(0) == 9  # the writer's later writes show through
+
+
+def test_a_seal_added_by_the_receiver_binds_the_next_hand_off(
+        pair: tuple[SocketChannel, SocketChannel]) -> None:
+    """The sender states the seals it knows of; the receiver trusts the file's own."""
+    a, b = pair
+    with ByteBuffer.allocate_shared(4096) as buf:
+        a.send_buffer(buf)
+        got = b.receive_buffer()
+        assert got is not None
+        with got:
+            assert not got.is_read_only()
+            got.seal(future_write=True)  # on the receiving side: the sender is not told
+        assert "future_write" in buf.seals()
+        a.send_buffer(buf)
+        again = b.receive_buffer()
+        assert again is not None
+        with again:
+            assert again.is_read_only() and "future_write" in again.seals()
 
 
 def test_final_seal_then_any_seal_is_a_seal_violation() -> None:

@@ -21,9 +21,12 @@ copies zcio makes:
   one copy (anonymous memory cannot adopt bytes it did not map).  A shared buffer
   too: a pickle cannot carry its descriptor (multiprocessing's pickler passes it by
   descriptor instead, see ``zcio._shared``).
-* mapped: direct.  The file and its mapping belong to this process; the bytes are read
-  once through zcio's SIGBUS guard on dump (a pickler reads a PickleBuffer unguarded,
-  and a truncated file would kill the process), then loaded as direct: two copies.
+* mapped: heap.  The file and its mapping belong to this process, and a pickler reads
+  a PickleBuffer unguarded (a truncated file would kill the process with SIGBUS), so
+  the bytes are copied once through zcio's SIGBUS guard on dump, into a ``bytearray``
+  (``bytes`` if read-only), and the loaded buffer is a heap buffer over that copy as
+  it arrives: one copy.  (Loading it as direct memory would copy it a second time;
+  ``is_direct()`` is the one property that does not survive the trip.)
 * pooled: a buffer of the loading process's ``PooledAllocator.default()`` (a slot is
   process-local; the kind, strict reference count and return on release, is kept):
   one copy.
@@ -31,7 +34,13 @@ copies zcio makes:
   ``[position, limit)``, each loaded by its own kind (empty parts are not carried).
 * typed view: the same view class, order and read-only flag over a ByteBuffer loaded
   from the carried bytes; a view of a composite carries a copy of its span (no single
-  block holds it), loaded as heap or direct.
+  block holds it), made on dump and loaded as heap over it: one copy.
+
+So the protocol-5 path copies each block at most once, between the dump and the load:
+never for heap memory, once for direct and pooled memory (on load), once for a mapping
+or a typed view of a composite (on dump).  The one exception is the transport's: a
+writable buffer whose bytes come back read-only (``bytes``) must be copied on load to
+be writable, and the heap rule above adds that copy.
 
 Every copy zcio makes here is counted in ``zcio.metrics`` under ``"pickle_copy"``
 (``operations``: copies, ``user_bytes``: bytes copied); allocations made on load show
@@ -49,7 +58,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._byte_buffer import ByteBuffer
 from ._composite import CompositeBuffer, CompositeMemory
-from ._guard import read as _guarded_read
+from ._guard import copy as _guarded_copy
 from ._mapped import MappedMemory
 from ._memory import HeapMemory, Memory
 from ._metrics import metrics
@@ -102,22 +111,40 @@ def _bytes_of(buf: ByteBuffer, protocol: int) -> tuple[Any, str]:
 
 def _payload(mem: Memory, start: int, stop: int, ro: bool, protocol: int) -> tuple[Any, str]:
     """Bytes ``[start, stop)`` of ``mem`` for the pickle, and the kind to load them as."""
+    if isinstance(mem, (CompositeMemory, MappedMemory)):
+        # No single block (a typed view of a composite), or one a pickler must not read
+        # unguarded (a mapping): copied here, loaded as heap over the copy.
+        return _pickled(_copy_of(mem, start, stop, ro), protocol), _HEAP
     kind = _POOLED if isinstance(mem, PooledMemory) else _DIRECT if mem.direct else _HEAP
-    data: Any
-    if isinstance(mem, CompositeMemory):  # a typed view of a composite: no single block
-        data = mem.read(start, stop - start)
-        _count_copy(len(data))
-    elif isinstance(mem, MappedMemory):  # read through the guard, loaded as direct
-        data = _guarded_read(mem.view(start, stop, True))
-        _count_copy(len(data))
+    return _pickled(mem.view(start, stop, ro), protocol), kind
+
+
+def _copy_of(mem: Memory, start: int, stop: int, ro: bool) -> bytes | bytearray:
+    """Bytes ``[start, stop)`` of ``mem`` copied once through the SIGBUS guard: ``bytes``
+    for a read-only buffer, else a ``bytearray``, so that the loaded buffer can be made
+    writable over it without a second copy (pickle loads an in-band writable
+    PickleBuffer as a bytearray)."""
+    n = stop - start
+    if ro:
+        data: bytes | bytearray = mem.read(start, n)
     else:
-        data = mem.view(start, stop, ro)
+        data = bytearray(n)
+        at = 0
+        for seg in mem.segments(start, n):
+            _guarded_copy(data, at, seg, 0, len(seg))
+            at += len(seg)
+    _count_copy(n)
+    return data
+
+
+def _pickled(data: Any, protocol: int) -> Any:
+    """``data`` as carried: a PickleBuffer from protocol 5, else bytes (copied)."""
     if protocol >= 5:
-        return pickle.PickleBuffer(data), kind
+        return pickle.PickleBuffer(data)
     if isinstance(data, memoryview):
         data = data.tobytes()
         _count_copy(len(data))
-    return data, kind
+    return data
 
 
 def _load(payload: Any, kind: str, ro: bool) -> ByteBuffer:

@@ -123,6 +123,12 @@ _VERSION = 1
 _READ_ONLY, _LITTLE_ENDIAN = 1, 2
 #: Room for a few descriptors, so that a peer sending several is caught, not truncated.
 _ANCILLARY = socket.CMSG_SPACE(4 * array.array("i").itemsize)
+# Plain ints: socket's MsgFlag members cost an enum operation per use (~2 us per message).
+_MSG_CMSG_CLOEXEC, _MSG_CTRUNC = int(socket.MSG_CMSG_CLOEXEC), int(socket.MSG_CTRUNC)
+_SOL_SOCKET, _SCM_RIGHTS = int(socket.SOL_SOCKET), int(socket.SCM_RIGHTS)
+_FD = struct.Struct("=i")
+#: Why descriptors cannot pass here (fixed at import, as zcio._syscalls' probes are).
+_NO_SCM_RIGHTS = _syscalls.unavailability_cause("scm_rights")
 
 
 def _unshare(fd: list[int], size: int, used: int) -> None:
@@ -142,15 +148,18 @@ class SharedMemory(DirectMemory):
     last view is gone (deferred, as for direct memory, while the user holds an export).
     """
 
-    __slots__ = ("_fd",)
+    __slots__ = ("_fd", "seals")
 
-    def __init__(self, mm: mmap.mmap, size: int, fd: int) -> None:
+    def __init__(self, mm: mmap.mmap, size: int, fd: int, seals: int) -> None:
         _register_reducer()
-        used = round_to_pages(len(mm))  # what the kernel maps
-        base = memoryview(mm)[:size]
+        length = len(mm)
+        used = round_to_pages(length)  # what the kernel maps
+        base = memoryview(mm) if size == length else memoryview(mm)[:size]
         SHARED.add(size, used)
         self._mmap = mm
         self._fd = [fd]
+        #: Seals known to be set (seals are never removed: a subset of the file's).
+        self.seals = seals
         Memory.__init__(self, base)
         self._address = -1
         # The cleaner holds only what it frees: the descriptor's cell and the numbers.
@@ -246,6 +255,7 @@ class SharedByteBuffer(ByteBuffer):
         if not write:
             if bits:
                 _add_seals(mem.fileno(), bits)
+                mem.seals |= bits
             return self
         if mem.refcnt != 1:
             raise IllegalStateError(
@@ -261,7 +271,7 @@ class SharedByteBuffer(ByteBuffer):
             # counts as writable, even a read-only one; one made after cannot write.
             _add_seals(fd, F_SEAL_WRITE | bits)
             ro = _map(fd, length, readonly=True)
-            new = SharedMemory(ro, mem.size, fd)
+            new = SharedMemory(ro, mem.size, fd, mem.seals | F_SEAL_WRITE | bits)
         except BaseException:
             if ro is not None:
                 ro.close()
@@ -290,7 +300,7 @@ def allocate_shared(capacity: int, name: str | None = None) -> SharedByteBuffer:
         sys_.ftruncate(fd, used)
         sys_.add_seals(fd, F_SEAL_SHRINK | F_SEAL_GROW)
         mm = _map(fd, used, readonly=False)
-        mem = SharedMemory(mm, capacity, fd)
+        mem = SharedMemory(mm, capacity, fd, F_SEAL_SHRINK | F_SEAL_GROW)
     except BaseException:
         if mm is not None:
             mm.close()
@@ -302,11 +312,13 @@ def allocate_shared(capacity: int, name: str | None = None) -> SharedByteBuffer:
 # -- the hand-off message -----------------------------------------------------------
 
 
-def _header(buf: SharedByteBuffer, fd: int) -> bytes:
+def _header(buf: SharedByteBuffer, mem: SharedMemory) -> bytes:
+    """The message for ``buf``.  It states the seals this process knows are set (no
+    ``F_GET_SEALS``: seals are never removed, so they are all still set; any added
+    elsewhere the receiver reads from the file)."""
     flags = (_READ_ONLY if buf._ro else 0) | (
         _LITTLE_ENDIAN if buf._order is ByteOrder.LITTLE_ENDIAN else 0)
-    seals = _syscalls.SYS.get_seals(fd)
-    return _HEADER.pack(_MAGIC, _VERSION, flags, seals, buf._off, buf._cap,
+    return _HEADER.pack(_MAGIC, _VERSION, flags, mem.seals, buf._off, buf._cap,
                         buf._pos, buf._lim)
 
 
@@ -332,33 +344,34 @@ def _checked_adopt(fd: int, header: bytes) -> SharedByteBuffer:
     if not pos <= lim <= cap or off + cap > sys.maxsize:
         raise HandoffError(f"bad indexes: offset {off}, capacity {cap}, position {pos}, "
                            f"limit {lim}")
+    # Only a memfd can carry F_SEAL_SHRINK (F_GET_SEALS fails on non-shmem files; tmpfs
+    # and hugetlbfs files are born F_SEAL_SEAL), and the seal keeps the size fstat sees
+    # from shrinking: no readlink of /proc/self/fd needed.
     sys_ = _syscalls.SYS
-    try:
-        what = sys_.fd_path(fd)
-        st = sys_.fstat(fd)
-    except OSError as e:
-        raise HandoffError(f"cannot inspect the descriptor received: {e}") from e
-    if not what.startswith("/memfd:") or not stat.S_ISREG(st.st_mode):
-        raise HandoffError(f"the descriptor received is not a memfd: {what}")
-    need = max(off + cap, 1)
-    if st.st_size < need:
-        raise HandoffError(f"memfd of {st.st_size} bytes, {need} stated")
     try:
         seals = sys_.get_seals(fd)
     except OSError as e:
-        raise HandoffError(f"cannot read the memfd's seals: {e}") from e
+        raise HandoffError(f"the descriptor received is not a memfd (F_GET_SEALS: "
+                           f"{e.strerror})") from e
     if not seals & F_SEAL_SHRINK:
-        raise HandoffError("memfd not sealed against shrinking: its owner could truncate "
-                           "it under the mapping (SIGBUS)")
+        raise HandoffError("the descriptor received is not a memfd sealed against "
+                           "shrinking: its owner could truncate it under the mapping "
+                           "(SIGBUS)")
     if claimed & ~seals:
         raise HandoffError(f"seals {sorted(_names(claimed & ~seals))} stated but not set")
+    st = sys_.fstat(fd)  # cannot fail: F_GET_SEALS just worked on the descriptor
+    if not stat.S_ISREG(st.st_mode):  # pragma: no cover - only shmem files have seals
+        raise HandoffError("the descriptor received is not a memfd")
+    need = max(off + cap, 1)
+    if st.st_size < need:
+        raise HandoffError(f"memfd of {st.st_size} bytes, {need} stated")
     readonly = bool(flags & _READ_ONLY or seals & _NO_WRITES)
     try:
         mm = _map(fd, need, readonly)
     except (OSError, ValueError) as e:
         raise HandoffError(f"cannot map the memfd received: {e}") from e
     try:
-        mem = SharedMemory(mm, off + cap, fd)
+        mem = SharedMemory(mm, off + cap, fd, seals)
     except BaseException:
         mm.close()
         raise
@@ -370,12 +383,13 @@ def _checked_adopt(fd: int, header: bytes) -> SharedByteBuffer:
 
 def _unix_socket(channel: SocketChannel) -> socket.socket:
     sock = channel._check_connected()
-    if sock.family != socket.AF_UNIX:
+    family = super(socket.socket, sock).family  # an int: the property makes an enum
+    if family != socket.AF_UNIX:
         raise UnsupportedOperationError(
             "descriptors pass only over a Unix socket, not family "
-            f"{socket.AddressFamily(sock.family).name}")
-    if not _syscalls.is_available("scm_rights"):
-        raise UnsupportedOperationError(_syscalls.unavailability_cause("scm_rights"))
+            f"{socket.AddressFamily(family).name}")
+    if _NO_SCM_RIGHTS is not None:
+        raise UnsupportedOperationError(_NO_SCM_RIGHTS)
     return sock
 
 
@@ -393,7 +407,7 @@ def send_buffer(channel: SocketChannel, buf: SharedByteBuffer) -> bool:
         calls = 0
         try:
             fd = mem.fileno()
-            data = _header(buf, fd)
+            data = _header(buf, mem)
             calls = 1
             n = _syscalls.retry(_syscalls.SYS.sendmsg_fds, sock, data, [fd])
         except BlockingIOError:
@@ -409,6 +423,10 @@ def send_buffer(channel: SocketChannel, buf: SharedByteBuffer) -> bool:
 
 def _received_fds(ancillary: list[tuple[int, int, bytes]]) -> tuple[list[int], bool]:
     """Every descriptor in the ancillary data, and whether anything else came."""
+    if len(ancillary) == 1:  # the usual message: one SCM_RIGHTS item, one descriptor
+        level, kind, data = ancillary[0]
+        if level == _SOL_SOCKET and kind == _SCM_RIGHTS and len(data) == _FD.size:
+            return [_FD.unpack(data)[0]], False
     fds: list[int] = []
     other = False
     for level, kind, data in ancillary:
@@ -429,7 +447,7 @@ def receive_buffer(channel: SocketChannel) -> SharedByteBuffer | None:
             raise EndOfStreamError("input is shut down")
         try:
             data, anc, flags, _ = _syscalls.retry(
-                _syscalls.SYS.recvmsg, sock, _HEADER.size, _ANCILLARY, socket.MSG_CMSG_CLOEXEC)
+                _syscalls.SYS.recvmsg, sock, _HEADER.size, _ANCILLARY, _MSG_CMSG_CLOEXEC)
         except BlockingIOError:
             return None
         finally:
@@ -438,7 +456,7 @@ def receive_buffer(channel: SocketChannel) -> SharedByteBuffer | None:
     try:
         if not data and not fds:
             raise EndOfStreamError("the peer closed the connection")
-        if other or flags & socket.MSG_CTRUNC:
+        if other or flags & _MSG_CTRUNC:
             raise HandoffError("unexpected ancillary data with the header")
         if len(fds) != 1:
             raise HandoffError(f"{len(fds) or 'no'} descriptors with the header, 1 expected")
@@ -463,7 +481,7 @@ def _reduce(buf: SharedByteBuffer) -> tuple[Any, tuple[Any, bytes]]:
 
     mem = buf._shared()
     fd = mem.fileno()
-    return _rebuild, (DupFd(fd), _header(buf, fd))
+    return _rebuild, (DupFd(fd), _header(buf, mem))
 
 
 _registered = False
