@@ -411,8 +411,8 @@ class SocketChannel(SocketHolder):
         ReleasedBufferError if ``buf`` is released; ClosedChannelError after
         ``shutdown_output()``.  Do not interleave with a ``write()`` in progress.
 
-        Syscalls: ``fcntl(F_GET_SEALS)``, then one ``sendmsg(2)`` of a 48-byte header
-        with the descriptor attached (``SCM_RIGHTS``), queued whole or not at all.  On
+        Syscalls: one ``sendmsg(2)`` of a 48-byte header (stating the seals this process
+        knows of; the receiver reads the real ones) with the descriptor attached (``SCM_RIGHTS``), queued whole or not at all.  On
         an error (BrokenPipeError...) nothing was sent and the builtin OSError
         propagates.
         """
@@ -432,8 +432,8 @@ class SocketChannel(SocketHolder):
         given up, as it is out of step.
 
         Syscalls: one ``recvmsg(2)`` of the header with room for a few descriptors
-        (``MSG_CMSG_CLOEXEC``); then ``readlink`` of ``/proc/self/fd/N``, ``fstat``,
-        ``fcntl(F_GET_SEALS)`` and ``mmap(MAP_SHARED)`` of the descriptor, which
+        (``MSG_CMSG_CLOEXEC``); then ``fcntl(F_GET_SEALS)`` (only a memfd can carry the
+        shrink seal), ``fstat`` and ``mmap(MAP_SHARED)`` of the descriptor, which
         stays open with the mapping until ``release()`` (closed at once on an error).
         """
         return receive_buffer(self)

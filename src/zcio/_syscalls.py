@@ -295,11 +295,6 @@ class Syscalls:
         """``fstat(2)``."""
         return os.fstat(fd)
 
-    def fd_path(self, fd: int) -> str:
-        """``readlink("/proc/self/fd/N")``: what the kernel calls the open file
-        (``/memfd:NAME (deleted)``, ``pipe:[INODE]``, a path...)."""
-        return os.readlink(f"/proc/self/fd/{fd}")
-
     def get_seals(self, fd: int) -> int:
         """``fcntl(F_GET_SEALS)``: the file's seals; EINVAL if it cannot be sealed."""
         return fcntl.fcntl(fd, F_GET_SEALS)
