@@ -9,5 +9,6 @@
 
 int zcio_guard_init(PyObject *m);
 int zcio_core_init(PyObject *m);
+int zcio_pool_init(PyObject *m); /* pool.c: pooled allocate and retain/release in C */
 
 #endif
