@@ -451,8 +451,9 @@ recycle(PyObject *alloc, PyObject *slot, PyObject *size)
      * as Py_REFCNT does here with ours held. */
     base_refs = exact_size(SLOT(slot, o_base_refs));
     klass = exact_size(SLOT(slot, o_klass));
-    if (PyErr_Occurred() || base_refs < 0 || klass < 0 || klass >= cached
-        || Py_REFCNT(arr) > base_refs)
+    int reachable = Py_REFCNT(arr) > base_refs;
+    Py_CLEAR(arr); /* before the Python path, which counts the references again */
+    if (PyErr_Occurred() || base_refs < 0 || klass < 0 || klass >= cached || reachable)
         goto slow;
     lists = Py_XNewRef(SLOT(cache, o_lists));
     counts = Py_XNewRef(SLOT(cache, o_counts));
