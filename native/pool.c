@@ -8,7 +8,7 @@
  * own tells that a memoryview can still reach the slot), with no ctypes format string to
  * build and no cast on each allocation.
  *
- * accelerate_pool() installs four fast paths, each keeping the Python method it
+ * accelerate_pool() installs five fast paths, each keeping the Python method it
  * replaces as its reference and slow path (zcio._pool.POOL_REFERENCE):
  *
  *   PooledAllocator.allocate(capacity): a pooled size from this thread's cache, leak
@@ -24,6 +24,7 @@
  *     Any error (double release, retain at zero, overflow), other memory kinds, a sampled
  *     buffer, or the arena path run the Python methods.
  *
+ *   Buffer.__exit__: the with block's release, through the release fast path.
  *   PooledMemory.__del__: returns at once for released memory; a leak runs Python's.
  *
  * Thread safety: the GIL is held from each check to the change it guards, so no other
@@ -115,7 +116,7 @@ static PyObject *level_disabled, *level_paranoid;
 static PyObject *rc_locked;                 /* _RC_LOCK.locked */
 static PyObject *fixed_names, *fixed_values; /* ByteBuffer slots every new buffer shares */
 static Py_ssize_t *fixed_offsets;
-static PyObject *ref_allocate, *ref_release, *ref_retain;
+static PyObject *ref_allocate, *ref_release, *ref_retain, *ref_exit;
 
 /* Slot offsets, found from the classes' member descriptors (Python __slots__ and the
  * C fields of BufferState alike). */
@@ -544,6 +545,23 @@ fail:
     return NULL;
 }
 
+/* Buffer.__exit__: release the with block's reference (none left: nothing to do). */
+static PyObject *
+buffer_exit(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kw)
+{
+    Py_ssize_t n;
+    PyObject *mem = fast_memory(self, NULL, 0, kw, &n);
+    if (mem == NULL || exact_size(SLOT(mem, o_refcnt)) < 0)
+        return reference(ref_exit, self, args, nargs, kw);
+    if (exact_size(SLOT(mem, o_refcnt)) > 0) {
+        PyObject *r = buffer_release(self, NULL, 0, NULL);
+        if (r == NULL)
+            return NULL;
+        Py_DECREF(r);
+    }
+    Py_RETURN_NONE;
+}
+
 /* PooledMemory.__del__: nothing to do once released (the slot went back); a buffer
  * collected unreleased (a leak) runs the Python method. */
 static PyObject *
@@ -565,6 +583,8 @@ static PyMethodDef pool_methods[] = {
     {"retain", (PyCFunction)(void (*)(void))buffer_retain, METH_FASTCALL | METH_KEYWORDS,
      NULL},
     {"__del__", (PyCFunction)(void (*)(void))memory_del, METH_FASTCALL | METH_KEYWORDS,
+     NULL},
+    {"__exit__", (PyCFunction)(void (*)(void))buffer_exit, METH_FASTCALL | METH_KEYWORDS,
      NULL},
 };
 
@@ -685,7 +705,8 @@ pool_accelerate(PyObject *mod, PyObject *args)
     if (install(ac, &pool_methods[0], &ref_allocate, docs) < 0
         || install(base, &pool_methods[1], &ref_release, docs) < 0
         || install(base, &pool_methods[2], &ref_retain, docs) < 0
-        || install(mc, &pool_methods[3], &ref_del, docs) < 0)
+        || install(mc, &pool_methods[3], &ref_del, docs) < 0
+        || install(base, &pool_methods[4], &ref_exit, docs) < 0)
         return NULL;
     Py_RETURN_NONE;
 }

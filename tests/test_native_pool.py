@@ -62,6 +62,7 @@ def _ref(name: str, default: Callable[..., Any]) -> Callable[..., Any]:
 REF_ALLOCATE = _ref("allocate", PooledAllocator.allocate)
 REF_RELEASE = _ref("release", Buffer.release)
 REF_RETAIN = _ref("retain", Buffer.retain)
+REF_EXIT = _ref("__exit__", Buffer.__exit__)
 
 
 def _outcome(fn: Callable[[], Any]) -> tuple[str, Any]:
@@ -141,6 +142,15 @@ class PoolMachine(RuleBasedStateMachine):
             assert out[1] == (twin.refcnt == 0)
         else:
             assert n < 1 or n is True or n > twin.refcnt, (out, n, twin.refcnt)
+
+    @rule(twin=twins, which=st.integers(0, 3))
+    def with_block(self, twin: Twin, which: int) -> None:
+        """A ``with`` block's end: one release, nothing once the count is zero."""
+        fast, ref = twin.pairs[which % len(twin.pairs)]
+        with fast:
+            pass
+        REF_EXIT(ref, None, None, None)
+        twin.refcnt = max(twin.refcnt - 1, 0)
 
     @rule(twin=twins, how=st.sampled_from(["slice", "duplicate", "read_only", "ints"]))
     def derive(self, twin: Twin, how: str) -> None:
@@ -337,7 +347,7 @@ def test_an_unsampled_leak_gives_its_slot_back_silently(
 
 @native_only
 def test_the_fast_paths_are_installed_with_their_references() -> None:
-    assert set(POOL_REFERENCE) == {"allocate", "release", "retain", "__del__"}
+    assert set(POOL_REFERENCE) == {"allocate", "release", "retain", "__del__", "__exit__"}
     assert PooledAllocator.__dict__["allocate"] is not POOL_REFERENCE["allocate"]
     assert type(PooledAllocator.__dict__["allocate"]).__name__ == "method_descriptor"
     assert (PooledAllocator.allocate.__doc__ or "").startswith(

@@ -479,13 +479,14 @@ POOL_REFERENCE: dict[str, Any] = {}
 def _accelerate() -> None:
     """Hand the hot path of pooled allocation and of retain/release to ``zcio._native``
     (``native/pool.c``): ``PooledAllocator.allocate`` for a slot in this thread's cache
-    with no leak sampling due, ``Buffer.release``/``retain`` on pooled memory with no
-    leak record.  Everything else (a new slab, the arena, oversize, sampling, errors,
+    with no leak sampling due; ``Buffer.release``/``retain``/``__exit__`` on pooled
+    memory with no leak record; ``PooledMemory.__del__`` of released memory.  Everything else (a new slab, the arena, oversize, sampling, errors,
     other memory kinds) runs the Python methods, kept in ``POOL_REFERENCE``."""
     if native is None:
         return
     POOL_REFERENCE.update(allocate=PooledAllocator.allocate, release=Buffer.release,
-                          retain=Buffer.retain, __del__=PooledMemory.__del__)
+                          retain=Buffer.retain, __del__=PooledMemory.__del__,
+                          __exit__=Buffer.__exit__)
     docs = {name: f"{text_signature(fn)}\n--\n\n{inspect.getdoc(fn)}"
             for name, fn in POOL_REFERENCE.items()}
     # The slots every new pooled buffer shares, as ByteBuffer._make sets them.
