@@ -446,27 +446,6 @@ v_get(State *s, PyObject *const *args, Py_ssize_t nargs, PyObject *kw)
     return r;
 }
 
-/* *v = the value of a small exact int (one machine word: every index, most values); 0
- * when o is not one.  Reads the int's own storage, with no call: it sits on v_put's
- * path, which must cost no more than a memoryview's item store. */
-static inline int
-small_int(PyObject *o, long long *v)
-{
-    if (!PyLong_CheckExact(o))
-        return 0;
-#if PY_VERSION_HEX >= 0x030C0000
-    if (!PyUnstable_Long_IsCompact((PyLongObject *)o))
-        return 0;
-    *v = PyUnstable_Long_CompactValue((PyLongObject *)o);
-#else
-    Py_ssize_t n = Py_SIZE(o);
-    if (n < -1 || n > 1)
-        return 0;
-    *v = (long long)n * (long long)((PyLongObject *)o)->ob_digit[0];
-#endif
-    return 1;
-}
-
 /* put(v) / put(i, v) of one element; every other form goes to TypedBuffer.put.  Small
  * ints in a kind's signed range are stored at once; any other value goes through unbox
  * (which takes the same ints, and sends the rest to the reference). */

@@ -175,18 +175,12 @@ reference(PyObject *ref, PyObject *self, PyObject *const *args, Py_ssize_t nargs
     return r;
 }
 
-/* A Py_ssize_t from an exact int object; -1 (no exception) otherwise. */
+/* A Py_ssize_t from a small exact int (small_int); -1 for anything else. */
 static inline Py_ssize_t
 exact_size(PyObject *o)
 {
-    if (o == NULL || !PyLong_CheckExact(o))
-        return -1;
-    Py_ssize_t v = PyLong_AsSsize_t(o);
-    if (v == -1 && PyErr_Occurred()) {
-        PyErr_Clear();
-        return -1;
-    }
-    return v;
+    long long v;
+    return (o != NULL && small_int(o, &v)) ? (Py_ssize_t)v : -1;
 }
 
 /* An attribute of an instance's __dict__ as a size, or -1 (no exception). */

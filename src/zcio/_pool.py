@@ -471,32 +471,28 @@ def _class_sizes(chunk_size: int) -> list[int]:
     return sizes[: size_class(chunk_size)[0] + 1]
 
 
-#: The Python methods the compiled pool replaced, by name: the reference and slow path
-#: of each (empty when pure Python runs).
+#: The Python methods the compiled pool replaced: its reference and slow paths.
 POOL_REFERENCE: dict[str, Any] = {}
 
 
 def _accelerate() -> None:
-    """Hand the hot path of pooled allocation and of retain/release to ``zcio._native``
-    (``native/pool.c``): ``PooledAllocator.allocate`` for a slot in this thread's cache
-    with no leak sampling due; ``Buffer.release``/``retain``/``__exit__`` on pooled
-    memory with no leak record; ``PooledMemory.__del__`` of released memory.  Everything else (a new slab, the arena, oversize, sampling, errors,
-    other memory kinds) runs the Python methods, kept in ``POOL_REFERENCE``."""
+    """Hand the pool's hot path to ``zcio._native`` (``native/pool.c``): ``allocate``
+    from this thread's cache when no leak sample is due; ``Buffer.release``, ``retain``
+    and ``__exit__`` on pooled memory with no leak record; ``PooledMemory.__del__`` once
+    released.  Everything else runs the Python methods, kept in ``POOL_REFERENCE``."""
     if native is None:
         return
     POOL_REFERENCE.update(allocate=PooledAllocator.allocate, release=Buffer.release,
-                          retain=Buffer.retain, __del__=PooledMemory.__del__,
-                          __exit__=Buffer.__exit__)
+                          retain=Buffer.retain, __exit__=Buffer.__exit__,
+                          __del__=PooledMemory.__del__)
     docs = {name: f"{text_signature(fn)}\n--\n\n{inspect.getdoc(fn)}"
-            for name, fn in POOL_REFERENCE.items()}
-    # The slots every new pooled buffer shares, as ByteBuffer._make sets them.
-    proto = ByteBuffer._make(HeapMemory(bytearray()), 0, 0, 0, 0)
+            for name, fn in POOL_REFERENCE.items() if fn.__doc__}
+    proto = ByteBuffer._make(HeapMemory(bytearray()), 0, 0, 0, 0)  # what _make sets
     fixed = {name: getattr(proto, name)
              for name in ("_off", "_pos", "_mark", "_ro", "_order", "_c", "_i32")}
     native.accelerate_pool(PooledAllocator, PooledMemory, Buffer, ByteBuffer, _Slot,
-                           _ThreadCache, fixed, _leak,
-                           _leak.LeakLevel.DISABLED, _leak.LeakLevel.PARANOID, _RC_LOCK,
-                           docs)
+                           _ThreadCache, fixed, _leak, _leak.LeakLevel.DISABLED,
+                           _leak.LeakLevel.PARANOID, _RC_LOCK, docs)
 
 
 _accelerate()
