@@ -343,6 +343,29 @@ def test_an_unsampled_leak_gives_its_slot_back_silently(
     assert _figures(pool) == [(0, 0, 0), (0, 0, 0)]
 
 
+def test_slots_of_leaked_buffers_are_lent_again_after_their_slabs_are_trimmed(
+        leak_level: Any) -> None:
+    """Many buffers collected unreleased wait in quarantine (their own views still reach
+    their slots while __del__ runs); the next allocation drains it, which can unmap an
+    emptied slab.  The allocation then goes on with a live slot, never one of that slab
+    (a regression: _take popped from the free list _unmap had just replaced)."""
+    leak_level(LeakLevel.DISABLED)
+    pool = PooledAllocator(chunk_size=CHUNK, cache_size=1000, name="native-pool-drain")
+    per_slab = CHUNK // 4096
+    bufs = [pool.allocate(4096) for _ in range(5 * per_slab)]
+    del bufs
+    gc.collect()
+    again = [pool.allocate(4096) for _ in range(5 * per_slab)]
+    for i, b in enumerate(again):
+        b.put(0, bytes([i % 256]))
+    assert [b.get(0) for b in again] == [i % 256 for i in range(len(again))]
+    assert len({b.address() for b in again}) == len(again)
+    for b in again:
+        b.release()
+    pool.trim()
+    assert _figures(pool) == [(0, 0, 0), (0, 0, 0)]
+
+
 # -- the compiled parts themselves -----------------------------------------------------------
 
 

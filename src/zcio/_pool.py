@@ -376,7 +376,7 @@ class PooledAllocator:
         """Unmap an entirely free slab (lock held); kept if its memory is still held."""
         keep = [s for s in self._free[index] if s.slab is not slab]
         if slab.unmap():
-            self._free[index] = keep
+            self._free[index][:] = keep  # in place: _take may hold this list
             self._slabs[index].remove(slab)
 
     def _reclaim(self) -> None:
