@@ -304,42 +304,49 @@ pool_allocate(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject 
     Py_ssize_t n;
     if (!PyList_CheckExact(free) || (n = PyList_GET_SIZE(free)) == 0)
         goto slow; /* the arena: its lock, perhaps a new slab */
-    /* Every object that can fail to be made is made before the slot leaves the list. */
-    PyObject *last = PyList_GET_ITEM(free, n - 1), *arr;
-    if (Py_TYPE(last) != slot_type || (arr = SLOT(last, o_arr)) == NULL)
+    /* Take the slot first, as the Python path does: making objects can run the garbage
+     * collector, whose finalizers may give slots back to this very list. */
+    PyObject *arr;
+    slot = PyList_GET_ITEM(free, n - 1);
+    if (Py_TYPE(slot) != slot_type || (arr = SLOT(slot, o_arr)) == NULL) {
+        slot = NULL;
         goto slow;
+    }
+    Py_SET_SIZE((PyVarObject *)free, n - 1); /* list.pop(): its reference becomes ours */
+    Py_INCREF(free); /* held while the collector may run */
+    if (cd != NULL) /* an existing key: no allocation, cannot fail */
+        PyDict_SetItem(leak_dict, s_countdown, cd);
+    Py_INCREF(arr);
     PyObject *mv = PyMemoryView_FromObject(arr);
-    if (mv == NULL)
-        goto fail;
+    Py_DECREF(arr);
     PyObject *size = PyLong_FromSsize_t(cap), *views = PyList_New(0);
     PyObject *pr = PyLong_FromLong(8), *one = PyLong_FromLong(1), *none = PyLong_FromLong(-1);
     mem = memory_type->tp_alloc(memory_type, 0);
-    if (size == NULL || views == NULL || pr == NULL || one == NULL || none == NULL
-        || mem == NULL) {
-        Py_DECREF(mv);
+    if (mv == NULL || size == NULL || views == NULL || pr == NULL || one == NULL
+        || none == NULL || mem == NULL) {
+        Py_XDECREF(mv);
         Py_XDECREF(size);
         Py_XDECREF(views);
         Py_XDECREF(pr);
         Py_XDECREF(one);
         Py_XDECREF(none);
-        if (mem != NULL) { /* no slot yet: its __del__ finds nothing to give back */
+        if (mem != NULL) { /* holds no slot: its __del__ finds nothing to give back */
             SLOT(mem, o_slot) = Py_NewRef(Py_None);
             SLOT(mem, o_released) = Py_NewRef(Py_True);
         }
+        (void)PyList_Append(free, slot); /* the slot back (error kept unless this fails) */
+        Py_DECREF(free);
+        Py_CLEAR(slot);
         goto fail;
     }
-    slot = PyList_GET_ITEM(free, n - 1); /* the list's reference becomes ours */
-    Py_SET_SIZE((PyVarObject *)free, n - 1);
-    if (cd != NULL) /* an existing key: no allocation, cannot fail */
-        PyDict_SetItem(leak_dict, s_countdown, cd);
+    Py_DECREF(free);
     SLOT(mem, o_base) = mv;
     SLOT(mem, o_views) = views;
     SLOT(mem, o_prune) = pr;
     SLOT(mem, o_released) = Py_NewRef(Py_False);
     SLOT(mem, o_size) = Py_NewRef(size);
     SLOT(mem, o_refcnt) = one;
-    SLOT(mem, o_slot) = slot;
-    slot = NULL;
+    SLOT(mem, o_slot) = slot; /* ours: handed over */
     SLOT(mem, o_alloc) = Py_NewRef(self);
     SLOT(mem, o_record) = Py_NewRef(Py_None);
     SLOT(mem, o_address) = none;
