@@ -163,8 +163,10 @@ static PyObject *
 reference(PyObject *ref, PyObject *self, PyObject *const *args, Py_ssize_t nargs,
           PyObject *kw)
 {
-    if (kw == NULL && nargs <= 1) {
-        PyObject *stack[2] = {self, nargs ? args[0] : NULL};
+    if (kw == NULL && nargs <= 3) { /* every form the fast paths are called with */
+        PyObject *stack[4] = {self};
+        for (Py_ssize_t i = 0; i < nargs; i++)
+            stack[i + 1] = args[i];
         return PyObject_Vectorcall(ref, stack, nargs + 1, NULL);
     }
     PyObject *bound = PyMethod_New(ref, self);
