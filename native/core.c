@@ -446,40 +446,38 @@ v_get(State *s, PyObject *const *args, Py_ssize_t nargs, PyObject *kw)
     return r;
 }
 
-/* put(v) / put(i, v) of one element; every other form goes to TypedBuffer.put. */
+/* put(v) / put(i, v) of one element; every other form goes to TypedBuffer.put.  Small
+ * ints in a kind's signed range are stored at once; any other value goes through unbox
+ * (which takes the same ints, and sends the rest to the reference). */
 static PyObject *
 v_put(State *s, PyObject *const *args, Py_ssize_t nargs, PyObject *kw)
 {
     int k, big, size;
-    Py_ssize_t len, i;
+    Py_ssize_t len;
+    long long i, lim, x;
     char *base;
     uint64_t raw;
     if (kw != NULL || nargs < 1 || nargs > 2 || s->ro != Py_False || (k = view_kind(s)) < 0
-        || (big = is_big(s)) < 0 || (base = view_memory(s, &len, 1)) == NULL)
+        || (big = is_big(s)) < 0 || (base = view_memory(s, &len, 1)) == NULL
+        || s->lim == NULL || !small_int(s->lim, &lim))
         return slow_ref(view_put_ref, (PyObject *)s, args, nargs, kw);
     size = k_size[k];
     PyObject *value = args[nargs - 1];
-    Py_ssize_t lim = index_value(s->lim);
-    if (lim < 0)
-        return slow_ref(view_put_ref, (PyObject *)s, args, nargs, kw);
     if (nargs == 1) {
-        i = index_value(s->pos);
-        if (i < 0 || i >= lim)
+        if (s->pos == NULL || !small_int(s->pos, &i))
             return slow_ref(view_put_ref, (PyObject *)s, args, nargs, kw);
-    } else {
-        if (!PyLong_CheckExact(args[0]))
-            return slow_ref(view_put_ref, (PyObject *)s, args, nargs, kw);
-        i = PyLong_AsSsize_t(args[0]);
-        if (i == -1 && PyErr_Occurred()) {
-            PyErr_Clear();
-            return slow_ref(view_put_ref, (PyObject *)s, args, nargs, kw);
-        }
-        if (i < 0 || i >= lim)
-            return slow_ref(view_put_ref, (PyObject *)s, args, nargs, kw);
-    }
-    if (i > (len - size) / size || !unbox(k, value, &raw))
+    } else if (!small_int(args[0], &i)) {
         return slow_ref(view_put_ref, (PyObject *)s, args, nargs, kw);
-    if (nargs == 1 && set_position(s, i + 1) < 0)
+    }
+    if (i < 0 || i >= lim || i > (len - size) / size)
+        return slow_ref(view_put_ref, (PyObject *)s, args, nargs, kw);
+    if ((k == K_SHORT || k == K_INT || k == K_LONG) && small_int(value, &x)
+        && (k == K_LONG || (k == K_INT ? x >= INT32_MIN && x <= INT32_MAX
+                                       : x >= INT16_MIN && x <= INT16_MAX)))
+        raw = (uint64_t)x;
+    else if (!unbox(k, value, &raw))
+        return slow_ref(view_put_ref, (PyObject *)s, args, nargs, kw);
+    if (nargs == 1 && set_position(s, (Py_ssize_t)i + 1) < 0)
         return NULL;
     store_bytes(base + i * size, size, big, raw);
     return Py_NewRef((PyObject *)s);

@@ -59,17 +59,15 @@ static PyObject *metrics_lock = NULL, *metrics_counts = NULL, *metrics_record = 
  * call would block (EAGAIN with IO_EAGAIN_ZERO), an exception, not a plain buffer. */
 enum { T_NOTHING = -1, T_AGAIN = -2, T_ERROR = -3, T_NOT_PLAIN = -4 };
 
+/* A non-negative index held as a small exact int (native.h's small_int), or -1: a
+ * larger one (over 2**30 on 3.11) takes the Python path. */
 static inline Py_ssize_t
 exact_index(PyObject *o)
 {
-    if (o == NULL || !PyLong_CheckExact(o))
+    long long v;
+    if (o == NULL || !small_int(o, &v) || v < 0 || v > PY_SSIZE_T_MAX)
         return -1;
-    Py_ssize_t v = PyLong_AsSsize_t(o);
-    if (v == -1 && PyErr_Occurred()) {
-        PyErr_Clear();
-        return -1;
-    }
-    return v;
+    return (Py_ssize_t)v;
 }
 
 /* Pin buf's memory into *hold (an export of the object under its memoryview ``_mv``:

@@ -15,8 +15,8 @@ PyInit__native(void)
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)
         return NULL;
-    if (zcio_guard_init(m) < 0 || zcio_core_init(m) < 0
-        || zcio_io_init(m) < 0) {
+    if (zcio_guard_init(m) < 0 || zcio_core_init(m) < 0 || zcio_io_init(m) < 0
+        || zcio_pool_init(m) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -25,6 +25,7 @@ another slab of the class has room).
 from __future__ import annotations
 
 import ctypes
+import inspect
 import mmap
 import sys
 import threading
@@ -33,11 +34,12 @@ from collections import deque
 from typing import Any
 
 from . import _leak
-from ._buffer import check_int
+from ._accel import native, text_signature
+from ._buffer import Buffer, check_int
 from ._byte_buffer import ByteBuffer, check_capacity
 from ._direct import BufferPoolInfo, register_pool_source, reserve_direct, unreserve_direct
 from ._errors import IllegalArgumentError
-from ._memory import DirectMemory, Memory, buffer_address
+from ._memory import _RC_LOCK, DirectMemory, HeapMemory, Memory, buffer_address
 
 __all__ = ["PooledAllocator", "size_class", "slab_length"]
 
@@ -138,9 +140,14 @@ class _Slot:
         self.export(slab.mm)
 
     def export(self, mm: mmap.mmap) -> None:
-        """(Re)create the slot's own exporter over its bytes of the slab."""
-        self.arr: Any = (ctypes.c_char * self.slab.size).from_buffer(
-            mm, self.index * self.slab.size)
+        """(Re)create the slot's own exporter over its bytes of the slab: a ctypes
+        array, or the compiled accelerator's ``SlotExport`` (flat bytes, no format
+        string to build per allocation), each holding an export of the slab."""
+        size = self.slab.size
+        if native is None:
+            self.arr: Any = (ctypes.c_char * size).from_buffer(mm, self.index * size)
+        else:
+            self.arr = native.SlotExport(mm, self.index * size, size)
         self.base_refs = sys.getrefcount(self.arr)
 
     def reachable(self) -> bool:
@@ -369,7 +376,7 @@ class PooledAllocator:
         """Unmap an entirely free slab (lock held); kept if its memory is still held."""
         keep = [s for s in self._free[index] if s.slab is not slab]
         if slab.unmap():
-            self._free[index] = keep
+            self._free[index][:] = keep  # in place: _take may hold this list
             self._slabs[index].remove(slab)
 
     def _reclaim(self) -> None:
@@ -462,3 +469,30 @@ def _class_sizes(chunk_size: int) -> list[int]:
         sizes.extend(base + q * step for q in range(1, 5))
         k += 1
     return sizes[: size_class(chunk_size)[0] + 1]
+
+
+#: The Python methods the compiled pool replaced: its reference and slow paths.
+POOL_REFERENCE: dict[str, Any] = {}
+
+
+def _accelerate() -> None:
+    """Hand the pool's hot path to ``zcio._native`` (``native/pool.c``): ``allocate``
+    from this thread's cache when no leak sample is due; ``Buffer.release``, ``retain``
+    and ``__exit__`` on pooled memory with no leak record; ``PooledMemory.__del__`` once
+    released.  Everything else runs the Python methods, kept in ``POOL_REFERENCE``."""
+    if native is None:
+        return
+    POOL_REFERENCE.update(allocate=PooledAllocator.allocate, release=Buffer.release,
+                          retain=Buffer.retain, __exit__=Buffer.__exit__,
+                          __del__=PooledMemory.__del__)
+    docs = {name: f"{text_signature(fn)}\n--\n\n{inspect.getdoc(fn)}"
+            for name, fn in POOL_REFERENCE.items() if fn.__doc__}
+    proto = ByteBuffer._make(HeapMemory(bytearray()), 0, 0, 0, 0)  # what _make sets
+    fixed = {name: getattr(proto, name)
+             for name in ("_off", "_pos", "_mark", "_ro", "_order", "_c", "_i32")}
+    native.accelerate_pool(PooledAllocator, PooledMemory, Buffer, ByteBuffer, _Slot,
+                           _ThreadCache, fixed, _leak, _leak.LeakLevel.DISABLED,
+                           _leak.LeakLevel.PARANOID, _RC_LOCK, docs)
+
+
+_accelerate()
