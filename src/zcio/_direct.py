@@ -27,6 +27,7 @@ import threading
 import time
 import warnings
 import weakref
+from collections import deque
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -87,7 +88,16 @@ class BufferPoolInfo:
 
 
 class _Pool:
-    """Counters of one pool; every change happens under the pool's lock."""
+    """Counters of one pool; every change happens under the pool's lock.
+
+    Removals come from finalizers (``weakref.finalize`` of a mapping), which the garbage
+    collector may run in the middle of any Python code of any thread, including code
+    of this class holding the lock (3.12+ collect at any bytecode boundary): a
+    finalizer that waited for the lock would wait for its own thread forever.  So
+    :meth:`remove` never waits: it queues the removal and applies the queue only if it
+    gets the lock at once; whoever takes the lock next applies it (``_settle``) before
+    reading or changing a figure.  Every figure read under the lock is exact.
+    """
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -95,24 +105,40 @@ class _Pool:
         self.total_capacity = 0
         self.memory_used = 0
         self.lock = threading.Lock()
+        self._removed: deque[tuple[int, int]] = deque()  # append/popleft: atomic
 
     def add(self, capacity: int, used: int) -> None:
         with self.lock:
             self._add_locked(capacity, used)
 
     def _add_locked(self, capacity: int, used: int) -> None:
+        self._settle()
         self.count += 1
         self.total_capacity += capacity
         self.memory_used += used
 
-    def remove(self, capacity: int, used: int) -> None:
-        with self.lock:
+    def _settle(self) -> None:
+        """Apply the queued removals (the lock held)."""
+        removed = self._removed
+        while removed:
+            capacity, used = removed.popleft()
             self.count -= 1
             self.total_capacity -= capacity
             self.memory_used -= used
 
+    def remove(self, capacity: int, used: int) -> None:
+        """Count one buffer of ``capacity`` (``used``) bytes out; never waits (see the
+        class docstring)."""
+        self._removed.append((capacity, used))
+        if self.lock.acquire(blocking=False):
+            try:
+                self._settle()
+            finally:
+                self.lock.release()
+
     def snapshot(self) -> BufferPoolInfo:
         with self.lock:
+            self._settle()
             return BufferPoolInfo(self.name, self.count, self.total_capacity, self.memory_used)
 
 
@@ -159,6 +185,7 @@ def set_max_direct_memory(n: int | str) -> None:
 
 def _try_reserve(capacity: int, used: int) -> bool:
     with DIRECT.lock:
+        DIRECT._settle()
         if DIRECT.memory_used + used > _max_direct:
             return False
         DIRECT._add_locked(capacity, used)
