@@ -508,7 +508,8 @@ def _run_truncated(path: Path, index: int) -> tuple[int, list[str]]:
     return child.returncode, out.split("\n")
 
 
-@pytest.mark.skipif(not _guard.available(), reason="the SIGBUS guard (zcio._native) is not in use here")
+@pytest.mark.skipif(not _guard.available(),
+                    reason="the SIGBUS guard (zcio._native) is not in use here")
 def test_touching_a_page_past_a_truncated_end_raises_mapped_region_error(path: Path) -> None:
     """Observed (Linux 6.x, ext4): after another process truncates the file to
     ``PAGE + 10`` bytes, reading byte ``2 * PAGE`` of a 3-page READ_ONLY mapping (a page

@@ -141,7 +141,8 @@ def test_pure_python_mode_imports_and_works() -> None:
 
 # -- the C functions against their pure-Python twins -----------------------------------------
 
-C_AND_PURE = pytest.mark.skipif(not _guard.available(), reason="the SIGBUS guard (zcio._native) is not in use")
+C_AND_PURE = pytest.mark.skipif(not _guard.available(),
+                                reason="the SIGBUS guard (zcio._native) is not in use")
 
 
 @C_AND_PURE

@@ -412,9 +412,9 @@ class SocketChannel(SocketHolder):
         ``shutdown_output()``.  Do not interleave with a ``write()`` in progress.
 
         Syscalls: one ``sendmsg(2)`` of a 48-byte header (stating the seals this process
-        knows of; the receiver reads the real ones) with the descriptor attached (``SCM_RIGHTS``), queued whole or not at all.  On
-        an error (BrokenPipeError...) nothing was sent and the builtin OSError
-        propagates.
+        knows of; the receiver reads the real ones) with the descriptor attached
+        (``SCM_RIGHTS``), queued whole or not at all.  On an error (BrokenPipeError...)
+        nothing was sent and the builtin OSError propagates.
         """
         return send_buffer(self, buf)
 
