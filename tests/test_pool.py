@@ -479,6 +479,41 @@ def test_a_dead_thread_s_cache_goes_back_to_the_arena(make_pool: MakePool) -> No
     assert mapped(pool) == 0
 
 
+@isolated
+def test_a_dead_thread_s_cache_never_waits_for_the_lock(make_pool: MakePool) -> None:
+    """A dead thread's cache is given back wherever its last reference goes: the
+    thread's own teardown, or the garbage collector at any allocation, also while some
+    thread holds the allocator's lock.  Its finalizer must not wait for that lock (the
+    thread would never finish, or a thread would wait for itself); its slots and counts
+    are folded in the next time the lock is taken."""
+    pool = make_pool()
+    handed: list[ByteBuffer] = []
+    may_exit = threading.Event()
+
+    def work() -> None:
+        bufs = [pool.allocate(300) for _ in range(3)]
+        for b in bufs[1:]:
+            b.release()  # two slots in this thread's cache
+        handed.append(bufs[0])  # one still live, released by the main thread
+        may_exit.wait(30)
+
+    t = threading.Thread(target=work)
+    t.start()
+    with pool._lock:
+        may_exit.set()
+        t.join(10)
+        finished = not t.is_alive()
+    t.join(30)
+    assert finished, "the dying thread waited for the allocator's lock"
+    gc.collect()
+    assert cached(pool) == 0
+    assert live(pool) == (1, 300)  # the dead thread's count, folded in
+    handed[0].release()
+    assert live(pool) == (0, 0)
+    pool.trim()
+    assert mapped(pool) == 0
+
+
 def test_release_in_another_thread(make_pool: MakePool) -> None:
     pool = make_pool()
     bufs = [pool.allocate(64) for _ in range(5)]

@@ -259,6 +259,7 @@ class PooledAllocator:
         self._slabs: list[list[_Slab]] = [[] for _ in self._sizes]
         self._quarantine: list[_Slot] = []
         self._collected: deque[_Slot] = deque()  # from __del__ without the lock
+        self._orphaned: deque[tuple[int, int]] = deque()  # dead caches' counts, likewise
         self._local = threading.local()
         self._caches: weakref.WeakSet[_ThreadCache] = weakref.WeakSet()
         self._live = self._live_bytes = 0
@@ -407,10 +408,27 @@ class PooledAllocator:
             else:
                 self._give_back(slot.klass, slot)
 
-    def _absorb(self, lists: list[list[_Slot]], counts: list[int] | None = None) -> None:
+    def _absorb(self, lists: list[list[_Slot]], counts: list[int] | None = None,
+                collected: bool = False) -> None:
         """A thread's cache emptied (or died): its slots go back to the arena, and a dead
-        thread's counts into the allocator's own."""
-        with self._lock:
+        thread's counts into the allocator's own.
+
+        ``collected``: called from a dead cache's finalizer, which can run wherever its
+        last reference goes (a thread's teardown, the garbage collector at any
+        allocation, also while this very thread holds the lock): then, if the lock is
+        taken, the slots go to ``_collected`` and the counts to ``_orphaned`` without
+        it, folded in the next time the lock is taken for them (as ``_recycle`` does).
+        """
+        if collected and not self._lock.acquire(blocking=False):
+            for slots in lists:
+                self._collected.extend(slots)  # deque.extend of a list: atomic
+                slots.clear()
+            if counts is not None:
+                self._orphaned.append((counts[0], counts[1]))
+            return
+        if not collected:
+            self._lock.acquire()
+        try:
             for index, slots in enumerate(lists):
                 for slot in slots:
                     self._give_back(index, slot)
@@ -418,6 +436,17 @@ class PooledAllocator:
             if counts is not None:
                 self._live += counts[0]
                 self._live_bytes += counts[1]
+            self._fold_orphans()
+        finally:
+            self._lock.release()
+
+    def _fold_orphans(self) -> None:
+        """Add the counts of caches that died while the lock was taken (lock held)."""
+        orphaned = self._orphaned
+        while orphaned:
+            count, nbytes = orphaned.popleft()
+            self._live += count
+            self._live_bytes += nbytes
 
     # -- trimming and accounting -------------------------------------------------------
 
@@ -435,6 +464,7 @@ class PooledAllocator:
     def pool_infos(self) -> list[BufferPoolInfo]:
         """This allocator as BufferPoolInfo entries: live buffers, and thread caches."""
         with self._lock:
+            self._fold_orphans()
             mapped = sum(s.length for slabs in self._slabs for s in slabs)
             caches = list(self._caches)
             cached = [slot for c in caches for lst in c.lists for slot in lst]
@@ -454,10 +484,11 @@ class PooledAllocator:
 
 def _absorb_into(ref: weakref.ref[PooledAllocator], lists: list[list[_Slot]],
                  counts: list[int]) -> None:
-    """A dead thread's cache: give its slots and counts back, if the allocator lives."""
+    """A dead thread's cache: give its slots and counts back, if the allocator lives;
+    never waits for the allocator's lock (see ``_absorb``)."""
     alloc = ref()
     if alloc is not None:
-        alloc._absorb(lists, counts)
+        alloc._absorb(lists, counts, collected=True)
 
 
 def _class_sizes(chunk_size: int) -> list[int]:
