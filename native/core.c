@@ -378,17 +378,7 @@ slow_ref(PyObject *f, PyObject *self, PyObject *const *args, Py_ssize_t nargs, P
         PyErr_SetString(PyExc_RuntimeError, "zcio._native: accelerate() was not called");
         return NULL;
     }
-    PyObject *small[8], **stack = small;
-    Py_ssize_t n = nargs + (kw ? PyTuple_GET_SIZE(kw) : 0);
-    if (n + 1 > 8 && (stack = PyMem_Malloc((n + 1) * sizeof(PyObject *))) == NULL)
-        return PyErr_NoMemory();
-    stack[0] = self;
-    for (Py_ssize_t i = 0; i < n; i++)
-        stack[i + 1] = args[i];
-    PyObject *r = PyObject_Vectorcall(f, stack, nargs + 1, kw);
-    if (stack != small)
-        PyMem_Free(stack);
-    return r;
+    return call_reference(f, self, args, nargs, kw);
 }
 
 /* The element kind of a view instance, or -1 (a class this module was not told of). */
@@ -402,36 +392,23 @@ view_kind(State *s)
     return -1;
 }
 
-/* get() / get(i) of one element; every other form goes to TypedBuffer.get. */
+/* get() / get(i) of one element; every other form goes to TypedBuffer.get.  Indexes
+ * are read as small ints (native.h), as v_put reads them. */
 static PyObject *
 v_get(State *s, PyObject *const *args, Py_ssize_t nargs, PyObject *kw)
 {
     int k, big, size;
-    Py_ssize_t len, i;
+    Py_ssize_t len;
+    long long i, lim;
     char *base;
+    int relative = nargs == 0 || args[0] == Py_None;
     if (kw != NULL || nargs > 1 || (k = view_kind(s)) < 0 || (big = is_big(s)) < 0
-        || (base = view_memory(s, &len, 0)) == NULL)
+        || (base = view_memory(s, &len, 0)) == NULL || s->lim == NULL
+        || !small_int(s->lim, &lim)
+        || !(relative ? s->pos != NULL && small_int(s->pos, &i) : small_int(args[0], &i)))
         return slow_ref(view_get_ref, (PyObject *)s, args, nargs, kw);
     size = k_size[k];
-    Py_ssize_t lim = index_value(s->lim);
-    if (lim < 0)
-        return slow_ref(view_get_ref, (PyObject *)s, args, nargs, kw);
-    if (nargs == 0 || args[0] == Py_None) {
-        i = index_value(s->pos);
-        if (i < 0 || i >= lim)
-            return slow_ref(view_get_ref, (PyObject *)s, args, nargs, kw);
-    } else {
-        if (!PyLong_CheckExact(args[0]))
-            return slow_ref(view_get_ref, (PyObject *)s, args, nargs, kw);
-        i = PyLong_AsSsize_t(args[0]);
-        if (i == -1 && PyErr_Occurred()) {
-            PyErr_Clear();
-            return slow_ref(view_get_ref, (PyObject *)s, args, nargs, kw);
-        }
-        if (i < 0 || i >= lim)
-            return slow_ref(view_get_ref, (PyObject *)s, args, nargs, kw);
-    }
-    if (i > (len - size) / size)
+    if (i < 0 || i >= lim || i > (len - size) / size)
         return slow_ref(view_get_ref, (PyObject *)s, args, nargs, kw);
     PyObject *r = box(k, load_bytes(base + i * size, size, big));
     if (r == NULL) {
@@ -439,7 +416,7 @@ v_get(State *s, PyObject *const *args, Py_ssize_t nargs, PyObject *kw)
             return NULL;
         return slow_ref(view_get_ref, (PyObject *)s, args, nargs, kw); /* a float NaN */
     }
-    if ((nargs == 0 || args[0] == Py_None) && set_position(s, i + 1) < 0) {
+    if (relative && set_position(s, (Py_ssize_t)i + 1) < 0) {
         Py_DECREF(r);
         return NULL;
     }

@@ -33,12 +33,6 @@
 
 #include "native.h"
 
-enum {
-    IO_SOCKET = 1,       /* send/recv; else write/pwrite, read/pread */
-    IO_EAGAIN_ZERO = 2,  /* EAGAIN: return 0 (a gather's rule); else BlockingIOError */
-    IO_COUNT_ERRORS = 4, /* a failed call is counted in the metrics too */
-    IO_COUNT_EMPTY = 8,  /* so is an operation that made no call (nothing to move) */
-};
 
 /* Set by setup(): ByteBuffer (typed views share BufferState but count in elements:
  * never here), the indirect base (IndirectByteBuffer) whose kinds must ask their
@@ -46,7 +40,7 @@ enum {
 static PyTypeObject *state_type = NULL, *indirect_type = NULL;
 static PyObject *plain_type = NULL; /* the last type found not indirect: a one-entry cache */
 static Py_ssize_t off_pos, off_lim, off_ro, off_mv;
-static PyObject *metrics_lock = NULL, *metrics_counts = NULL, *metrics_record = NULL;
+static PyObject *metrics_locked = NULL, *metrics_counts = NULL, *metrics_record = NULL;
 
 /* A socket gather of at most COALESCE_MAX bytes in parts of COALESCE_PART bytes or
  * less on average is copied into one block and sent with one send(). */
@@ -55,9 +49,6 @@ static PyObject *metrics_lock = NULL, *metrics_counts = NULL, *metrics_record = 
 
 #define SLOT(o, off) (*(PyObject **)((char *)(o) + (off)))
 
-/* transfer()'s answers besides a count: no call made (nothing remains, no room), the
- * call would block (EAGAIN with IO_EAGAIN_ZERO), an exception, not a plain buffer. */
-enum { T_NOTHING = -1, T_AGAIN = -2, T_ERROR = -3, T_NOT_PLAIN = -4 };
 
 /* A non-negative index held as a small exact int (native.h's small_int), or -1: a
  * larger one (over 2**30 on 3.11) takes the Python path. */
@@ -128,10 +119,7 @@ count(PyObject *path, Py_ssize_t syscalls, Py_ssize_t user_bytes)
     if (c == NULL && PyErr_Occurred())
         return -1;
     if (c != NULL && PyList_CheckExact(c) && PyList_GET_SIZE(c) == 4) {
-        static PyObject *locked = NULL;
-        if (locked == NULL && (locked = PyUnicode_InternFromString("locked")) == NULL)
-            return -1;
-        PyObject *held = PyObject_CallMethodNoArgs(metrics_lock, locked);
+        PyObject *held = PyObject_CallNoArgs(metrics_locked);
         if (held == NULL)
             return -1;
         int busy = PyObject_IsTrue(held);
@@ -142,9 +130,21 @@ count(PyObject *path, Py_ssize_t syscalls, Py_ssize_t user_bytes)
             Py_ssize_t add[4] = {1, syscalls, 0, user_bytes};
             PyObject *sums[4] = {NULL, NULL, NULL, NULL};
             for (int i = 0; i < 4; i++) {
-                PyObject *d = PyLong_FromSsize_t(add[i]);
-                sums[i] = d ? PyNumber_Add(PyList_GET_ITEM(c, i), d) : NULL;
-                Py_XDECREF(d);
+                PyObject *old = PyList_GET_ITEM(c, i);
+                long long v;
+                if (add[i] == 0) { /* nothing to add: the same object */
+                    sums[i] = Py_NewRef(old);
+                    continue;
+                }
+                int over = 0;
+                v = PyLong_CheckExact(old) ? PyLong_AsLongLongAndOverflow(old, &over) : -1;
+                if (!over && v >= 0 && v < ((long long)1 << 62)) {
+                    sums[i] = PyLong_FromLongLong(v + add[i]); /* the usual case: no add */
+                } else {
+                    PyObject *d = PyLong_FromSsize_t(add[i]);
+                    sums[i] = d ? PyNumber_Add(old, d) : NULL;
+                    Py_XDECREF(d);
+                }
                 if (sums[i] == NULL) {
                     for (int j = 0; j < i; j++)
                         Py_DECREF(sums[j]);
@@ -167,33 +167,29 @@ count(PyObject *path, Py_ssize_t syscalls, Py_ssize_t user_bytes)
 static void
 count_failed(PyObject *path)
 {
-#if PY_VERSION_HEX >= 0x030C0000
-    PyObject *exc = PyErr_GetRaisedException();
+    PyObject *exc = raised_exception();
     if (count(path, 1, 0) < 0)
         Py_XDECREF(exc);
     else
-        PyErr_SetRaisedException(exc);
-#else
-    PyObject *t, *v, *tb;
-    PyErr_Fetch(&t, &v, &tb);
-    if (count(path, 1, 0) < 0) {
-        Py_XDECREF(t);
-        Py_XDECREF(v);
-        Py_XDECREF(tb);
-    } else {
-        PyErr_Restore(t, v, tb);
-    }
-#endif
+        set_raised_exception(exc);
 }
 
 /* position += n (the position as it is now, as ``_pos += n`` does). */
 static int
 advance(PyObject *buf, Py_ssize_t n)
 {
+    PyObject *p = SLOT(buf, off_pos);
+    long long v;
+    if (p != NULL && small_int(p, &v) && v >= 0 && v <= PY_SSIZE_T_MAX - n) {
+        PyObject *np = PyLong_FromSsize_t((Py_ssize_t)v + n); /* the usual case: no add */
+        if (np == NULL)
+            return -1;
+        Py_SETREF(SLOT(buf, off_pos), np);
+        return 0;
+    }
     PyObject *d = PyLong_FromSsize_t(n);
     if (d == NULL)
         return -1;
-    PyObject *p = SLOT(buf, off_pos);
     PyObject *np = p ? PyNumber_Add(p, d) : NULL;
     Py_DECREF(d);
     if (np == NULL) {
@@ -206,9 +202,9 @@ advance(PyObject *buf, Py_ssize_t n)
 }
 
 /* One call moving [pos, lim) of buf; ``into``: a read.  Returns the count (>= 0) or
- * one of the T_ answers. */
-static Py_ssize_t
-transfer(int fd, PyObject *buf, long long offset, int how, PyObject *path, int into)
+ * one of the T_ answers (native.h). */
+Py_ssize_t
+zcio_io_transfer(int fd, PyObject *buf, long long offset, int how, PyObject *path, int into)
 {
     char *base;
     Py_ssize_t pos, lim;
@@ -269,8 +265,8 @@ transfer(int fd, PyObject *buf, long long offset, int how, PyObject *path, int i
  * advance buffer by buffer by what the kernel took (zcio._iovec.advance).  The count
  * or a T_ answer; T_NOT_PLAIN, before anything moved, for any buffer not plain, or
  * more than IOV_MAX of them with bytes left (the Python loop chunks those). */
-static Py_ssize_t
-gather(int fd, PyObject *list, long long offset, int how, PyObject *path)
+Py_ssize_t
+zcio_io_gather(int fd, PyObject *list, long long offset, int how, PyObject *path)
 {
     Py_ssize_t n = PyList_GET_SIZE(list), used = 0, r = 0, i;
     int err = 0;
@@ -440,7 +436,7 @@ io_write(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
     PyObject *path;
     if (parse(args, nargs, &fd, &offset, &how, &path) < 0)
         return NULL;
-    Py_ssize_t r = transfer(fd, args[1], offset, how, path, 0);
+    Py_ssize_t r = zcio_io_transfer(fd, args[1], offset, how, path, 0);
     switch (r) {
     case T_NOT_PLAIN: Py_RETURN_NOTIMPLEMENTED;
     case T_ERROR: return NULL;
@@ -458,7 +454,7 @@ io_read(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
     PyObject *path;
     if (parse(args, nargs, &fd, &offset, &how, &path) < 0)
         return NULL;
-    Py_ssize_t r = transfer(fd, args[1], offset, how | IO_EAGAIN_ZERO, path, 1);
+    Py_ssize_t r = zcio_io_transfer(fd, args[1], offset, how | IO_EAGAIN_ZERO, path, 1);
     switch (r) {
     case T_NOT_PLAIN: Py_RETURN_NOTIMPLEMENTED;
     case T_ERROR: return NULL;
@@ -479,7 +475,7 @@ io_gather(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     if (!PyList_CheckExact(args[1]))
         Py_RETURN_NOTIMPLEMENTED;
-    Py_ssize_t r = gather(fd, args[1], offset, how | IO_EAGAIN_ZERO, path);
+    Py_ssize_t r = zcio_io_gather(fd, args[1], offset, how | IO_EAGAIN_ZERO, path);
     switch (r) {
     case T_NOT_PLAIN: Py_RETURN_NOTIMPLEMENTED;
     case T_ERROR: return NULL;
@@ -532,7 +528,9 @@ io_setup(PyObject *mod, PyObject *args)
     if (slot_offset(state, "_pos", &off_pos) < 0 || slot_offset(state, "_lim", &off_lim) < 0
         || slot_offset(state, "_ro", &off_ro) < 0 || slot_offset(state, "_mv", &off_mv) < 0)
         return NULL;
-    PyObject *lock = PyObject_GetAttrString(metrics, "_lock");
+    PyObject *mlock = PyObject_GetAttrString(metrics, "_lock");
+    PyObject *lock = mlock ? PyObject_GetAttrString(mlock, "locked") : NULL;
+    Py_XDECREF(mlock);
     PyObject *counts = lock ? PyObject_GetAttrString(metrics, "_counts") : NULL;
     PyObject *record = counts ? PyObject_GetAttrString(metrics, "record") : NULL;
     if (record == NULL || !PyDict_CheckExact(counts)) {
@@ -543,7 +541,7 @@ io_setup(PyObject *mod, PyObject *args)
             PyErr_SetString(PyExc_TypeError, "io_setup(): metrics._counts is not a dict");
         return NULL;
     }
-    Py_XSETREF(metrics_lock, lock);
+    Py_XSETREF(metrics_locked, lock);
     Py_XSETREF(metrics_counts, counts);
     Py_XSETREF(metrics_record, record);
     Py_XSETREF(indirect_type, (PyTypeObject *)Py_NewRef(indirect));

@@ -3,6 +3,7 @@
  *   core.c   the buffer index state as a C type and the hot get/put fast paths
  *   io.c     per-call channel I/O: one buffer, one system call, the GIL released
  *   pool.c   pooled allocate, retain and release
+ *   chan.c   the channels' read/write of one buffer: io.c's call, the whole method
  *   native.c the module itself
  * Each part adds its functions and types to the module in its init function. */
 #ifndef ZCIO_NATIVE_H
@@ -13,6 +14,26 @@ int zcio_guard_init(PyObject *m);
 int zcio_core_init(PyObject *m);
 int zcio_io_init(PyObject *m);
 int zcio_pool_init(PyObject *m);
+int zcio_chan_init(PyObject *m);
+
+/* io.c's calls, also the compiled channel operations' (chan.c). */
+enum {
+    IO_SOCKET = 1,       /* send/recv; else write/pwrite, read/pread */
+    IO_EAGAIN_ZERO = 2,  /* EAGAIN: return 0 (a gather's rule); else BlockingIOError */
+    IO_COUNT_ERRORS = 4, /* a failed call is counted in the metrics too */
+    IO_COUNT_EMPTY = 8,  /* so is an operation that made no call (nothing to move) */
+};
+/* Their answers besides a count: no call made (nothing remains, no room), the call
+ * would block (EAGAIN with IO_EAGAIN_ZERO), an exception, not a plain buffer (nothing
+ * touched: the caller takes the Python path). */
+enum { T_NOTHING = -1, T_AGAIN = -2, T_ERROR = -3, T_NOT_PLAIN = -4 };
+/* One read (``into``) or write of a plain buffer's [position, limit); one gather write
+ * of a list of plain buffers.  ``offset`` >= 0: pread/pwrite(v) there.  ``path``: the
+ * zcio.metrics entry counted. */
+Py_ssize_t zcio_io_transfer(int fd, PyObject *buf, long long offset, int how,
+                            PyObject *path, int into);
+Py_ssize_t zcio_io_gather(int fd, PyObject *list, long long offset, int how,
+                          PyObject *path);
 
 /* Shared by the parts. */
 /* *v = the value of a small exact int (one machine word: every index, most values); 0
@@ -34,6 +55,57 @@ small_int(PyObject *o, long long *v)
     *v = (long long)n * (long long)((PyLongObject *)o)->ob_digit[0];
 #endif
     return 1;
+}
+
+/* The exception being raised, taken out (a new reference, NULL if none), and put back:
+ * PyErr_GetRaisedException/PyErr_SetRaisedException, also on 3.11. */
+static inline PyObject *
+raised_exception(void)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    return PyErr_GetRaisedException();
+#else
+    PyObject *t, *v, *tb;
+    PyErr_Fetch(&t, &v, &tb);
+    if (t == NULL)
+        return NULL;
+    PyErr_NormalizeException(&t, &v, &tb);
+    if (tb != NULL && v != NULL)
+        PyException_SetTraceback(v, tb);
+    Py_XDECREF(t);
+    Py_XDECREF(tb);
+    return v;
+#endif
+}
+
+static inline void
+set_raised_exception(PyObject *exc) /* steals exc */
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    PyErr_SetRaisedException(exc);
+#else
+    PyErr_Restore(Py_NewRef((PyObject *)Py_TYPE(exc)), exc, PyException_GetTraceback(exc));
+#endif
+}
+
+/* The Python method ref called as ref(self, *args, **kwnames-args), as a METH_FASTCALL |
+ * METH_KEYWORDS method received them: every fast path's way to its reference. */
+static inline PyObject *
+call_reference(PyObject *ref, PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+               PyObject *kwnames)
+{
+    if (kwnames == NULL && nargs <= 3) { /* every form the fast paths are called with */
+        PyObject *stack[4] = {self};
+        for (Py_ssize_t i = 0; i < nargs; i++)
+            stack[i + 1] = args[i];
+        return PyObject_Vectorcall(ref, stack, nargs + 1, NULL);
+    }
+    PyObject *bound = PyMethod_New(ref, self);
+    if (bound == NULL)
+        return NULL;
+    PyObject *r = PyObject_Vectorcall(bound, args, nargs, kwnames);
+    Py_DECREF(bound);
+    return r;
 }
 
 #endif

@@ -158,25 +158,6 @@ slot_offset(PyTypeObject *t, const char *name)
     return ((PyMemberDescrObject *)d)->d_member->offset;
 }
 
-/* The reference method ref called as ref(self, *args, **kw): every slow path. */
-static PyObject *
-reference(PyObject *ref, PyObject *self, PyObject *const *args, Py_ssize_t nargs,
-          PyObject *kw)
-{
-    if (kw == NULL && nargs <= 3) { /* every form the fast paths are called with */
-        PyObject *stack[4] = {self};
-        for (Py_ssize_t i = 0; i < nargs; i++)
-            stack[i + 1] = args[i];
-        return PyObject_Vectorcall(ref, stack, nargs + 1, NULL);
-    }
-    PyObject *bound = PyMethod_New(ref, self);
-    if (bound == NULL)
-        return NULL;
-    PyObject *r = PyObject_Vectorcall(bound, args, nargs, kw);
-    Py_DECREF(bound);
-    return r;
-}
-
 /* A Py_ssize_t from a small exact int (small_int); -1 for anything else. */
 static inline Py_ssize_t
 exact_size(PyObject *o)
@@ -384,7 +365,7 @@ slow:
     Py_XDECREF(lists);
     Py_XDECREF(counts);
     Py_XDECREF(cd);
-    return reference(ref_allocate, self, args, nargs, kw);
+    return call_reference(ref_allocate, self, args, nargs, kw);
 fail:
     Py_XDECREF(dict);
     Py_XDECREF(cache);
@@ -421,12 +402,12 @@ buffer_retain(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject 
     PyObject *mem = fast_memory(self, args, nargs, kw, &n);
     if (mem == NULL || (rc = exact_size(SLOT(mem, o_refcnt))) <= 0
         || n > (Py_ssize_t)0x7FFFFFFF - rc)
-        return reference(ref_retain, self, args, nargs, kw);
+        return call_reference(ref_retain, self, args, nargs, kw);
     int locked = counts_locked();
     if (locked < 0)
         return NULL;
     if (locked)
-        return reference(ref_retain, self, args, nargs, kw);
+        return call_reference(ref_retain, self, args, nargs, kw);
     PyObject *v = PyLong_FromSsize_t(rc + n);
     if (v == NULL)
         return NULL;
@@ -501,12 +482,12 @@ buffer_release(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject
     Py_ssize_t n, rc;
     PyObject *mem = fast_memory(self, args, nargs, kw, &n);
     if (mem == NULL || (rc = exact_size(SLOT(mem, o_refcnt))) < n)
-        return reference(ref_release, self, args, nargs, kw); /* raises past zero */
+        return call_reference(ref_release, self, args, nargs, kw); /* raises past zero */
     int locked = counts_locked();
     if (locked < 0)
         return NULL;
     if (locked)
-        return reference(ref_release, self, args, nargs, kw);
+        return call_reference(ref_release, self, args, nargs, kw);
     PyObject *v = PyLong_FromSsize_t(rc - n);
     if (v == NULL)
         return NULL;
@@ -555,7 +536,7 @@ buffer_exit(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *k
     Py_ssize_t n;
     PyObject *mem = fast_memory(self, NULL, 0, kw, &n);
     if (mem == NULL || exact_size(SLOT(mem, o_refcnt)) < 0)
-        return reference(ref_exit, self, args, nargs, kw);
+        return call_reference(ref_exit, self, args, nargs, kw);
     if (exact_size(SLOT(mem, o_refcnt)) > 0) {
         PyObject *r = buffer_release(self, NULL, 0, NULL);
         if (r == NULL)
@@ -573,7 +554,7 @@ memory_del(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kw
     PyObject *slot = SLOT(self, o_slot), *released = SLOT(self, o_released);
     if (kw == NULL && nargs == 0 && (slot == Py_None || released == Py_True))
         Py_RETURN_NONE;
-    return reference(ref_del, self, args, nargs, kw);
+    return call_reference(ref_del, self, args, nargs, kw);
 }
 
 /* -- installing ------------------------------------------------------------------------- */

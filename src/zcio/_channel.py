@@ -35,6 +35,7 @@ gather and scatter loops every channel uses.
 from __future__ import annotations
 
 import functools
+import inspect
 import os
 import socket
 import threading
@@ -42,7 +43,8 @@ import warnings
 from collections.abc import Callable
 from typing import Any, Self, TypeVar, cast
 
-from . import _wakeup
+from . import _syscalls, _wakeup
+from ._accel import native, text_signature
 from ._buffer import check_int
 from ._errors import (
     AsynchronousCloseError,
@@ -57,6 +59,9 @@ __all__ = [
     "operation",
     "counting_operation",
     "check_position",
+    "closed_during",
+    "accelerate",
+    "CHANNEL_REFERENCE",
 ]
 
 #: The largest file offset: off_t is signed 64-bit (Java's Long.MAX_VALUE).
@@ -131,6 +136,11 @@ class Channel:
         The last operation to leave a pre-closed channel closes the descriptor.
         """
         self._users.remove(_get_ident())
+        return self._left()
+
+    def _left(self) -> bool:
+        """What ``_end`` does once the entry is gone: finish a pre-close if this was the
+        last operation inside; True if the channel is closed."""
         if self._closing_fd >= 0:
             self._finish_close()
         return self._fd < 0
@@ -231,6 +241,19 @@ def _wrap(method: F, counts: bool) -> F:
     return cast(F, op)
 
 
+def closed_during(channel: Channel, what: str, result: object,
+                  error: BaseException | None) -> None:
+    """The compiled operations' way out (``native/chan.c``), taken when the channel was
+    closed, or is closing, once the operation has left the registry: ``_wrap``'s rule
+    for a counting operation.  Finishes a pre-close; if the channel is closed, raises
+    AsynchronousCloseError with the count moved (from ``error`` if given); otherwise
+    returns, and the operation returns ``result`` or raises ``error``."""
+    if channel._left():
+        if error is not None:
+            raise AsynchronousCloseError(what, moved_by(None, error)) from error
+        raise AsynchronousCloseError(what, moved_by(result, None))
+
+
 def operation(method: F) -> F:
     """Run a method that uses the channel's descriptor inside the in-flight registry.
 
@@ -311,3 +334,30 @@ def check_position(value: object, what: str) -> int:
     if v > MAX_POSITION:
         raise IllegalArgumentError(f"{what} {v} > 2**63 - 1")
     return v
+
+
+#: The Python methods the compiled channel operations replaced (``native/chan.c``):
+#: their reference and slow path, by (class, method name).
+CHANNEL_REFERENCE: dict[tuple[type[Channel], str], Callable[..., Any]] = {}
+
+
+def accelerate(cls: type[Channel], name: str, path: str, *, what: str, into: bool,
+               how: int, max_args: int = 1, gather: bool = False, lock: str | None = None,
+               state: dict[str, object] | None = None) -> None:
+    """Make ``cls.<name>`` one C method (``zcio._native``, ``native/chan.c``) for the
+    common call: one plain buffer (with ``gather``, also a list of them), positional
+    arguments only (at most ``max_args``; a second one is a file position), the
+    channel's type exactly ``cls``, the instance attributes in ``state`` holding
+    exactly those objects, the ``lock`` attribute's lock free.  It does what the
+    Python method does for that call: counting_operation's registry, io.c's one system
+    call counted under ``path``, AsynchronousCloseError named ``what``; anything else
+    runs the Python method, kept in :data:`CHANNEL_REFERENCE`.  Without the
+    accelerator, nothing changes."""
+    if native is None:
+        return
+    ref = cls.__dict__[name]
+    CHANNEL_REFERENCE[(cls, name)] = ref
+    doc = f"{text_signature(ref)}\n--\n\n{inspect.getdoc(ref)}"
+    native.accelerate_channel(path, cls, name, what, into, how, max_args, gather, lock,
+                              tuple((state or {}).items()), closed_during,
+                              vars(_syscalls), doc)

@@ -29,6 +29,7 @@ from ._byte_buffer import ByteBuffer
 from ._channel import (
     MAX_POSITION,
     Channel,
+    accelerate,
     check_position,
     counting_operation,
     operation,
@@ -484,3 +485,10 @@ class FileChannel(Channel):
     def __repr__(self) -> str:
         state = f"fd={self._fd}" if self._fd >= 0 else "closed"
         return f"zcio.FileChannel[{self._path or 'fd'} {state}]"
+
+
+# read/write(buf[, position]) of one plain buffer, compiled whole (native/chan.c).
+for _name, _path, _flag in (("read", "file_read", "_readable"),
+                            ("write", "file_write", "_writable")):
+    accelerate(FileChannel, _name, _path, what=f"FileChannel.{_name}", into=_name == "read",
+               how=HOW_FILE, max_args=2, state={_flag: True, "_direct": False})

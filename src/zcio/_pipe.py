@@ -26,7 +26,7 @@ from typing import Any, Self, overload
 from . import _syscalls
 from ._buffer import check_int
 from ._byte_buffer import ByteBuffer
-from ._channel import counting_operation, operation
+from ._channel import accelerate, counting_operation, operation
 from ._composite import CompositeBuffer
 from ._errors import IllegalArgumentError
 from ._guard import io_call
@@ -314,3 +314,10 @@ class Pipe:
 
     def __repr__(self) -> str:
         return f"zcio.Pipe[source={self._source!r} sink={self._sink!r}]"
+
+
+# read(buf) and write(buf | [bufs]) of plain buffers, compiled whole (native/chan.c).
+accelerate(SourceChannel, "read", "pipe_read", what="SourceChannel.read", into=True,
+           how=HOW_PIPE)
+accelerate(SinkChannel, "write", "pipe_write", what="SinkChannel.write", into=False,
+           how=HOW_PIPE, gather=True)

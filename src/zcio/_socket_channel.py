@@ -38,7 +38,7 @@ from typing import Self, overload
 from . import _syscalls
 from ._buffer import check_int
 from ._byte_buffer import ByteBuffer
-from ._channel import counting_operation, operation
+from ._channel import accelerate, counting_operation, operation
 from ._errors import (
     AlreadyBoundError,
     AlreadyConnectedError,
@@ -519,3 +519,11 @@ class ServerSocketChannel(SocketHolder):
             except BaseException:
                 sock.close()
                 raise
+
+
+# read(buf) and write(buf | [bufs]) of plain buffers, compiled whole (native/chan.c).
+accelerate(SocketChannel, "read", "socket_read", what="SocketChannel._read", into=True,
+           how=HOW_SOCKET, lock="_read_lock", state={"_state": _CONNECTED, "_input_shut": False})
+accelerate(SocketChannel, "write", "socket_write", what="SocketChannel._write", into=False,
+           how=HOW_SOCKET, gather=True, lock="_write_lock",
+           state={"_state": _CONNECTED, "_output_shut": False})
