@@ -31,7 +31,7 @@ from typing import Literal
 import _harness
 from _harness import Case, Compare, Group
 
-from zcio import ByteBuffer
+from zcio import ByteBuffer, ByteOrder
 
 KIB = 1 << 10
 MIB = 1 << 20
@@ -146,6 +146,75 @@ def _int_group(direct: bool, op: Literal["get", "put"], sz: Sizes) -> Group:
         buf.release()
 
     return Group(f"{op}_int over {INT_BUF // KIB} KiB, {kind}", cases, compares, cleanup)
+
+
+# -- typed views: IntBuffer get/put ---------------------------------------------------
+
+
+def _view_group(op: Literal["get", "put"], sz: Sizes) -> Group:
+    """An IntBuffer view of a little-endian direct buffer against indexing a
+    ``memoryview.cast("i")`` of the same memory (native order: the same ints)."""
+    buf = ByteBuffer.allocate_direct(INT_BUF).order(ByteOrder.LITTLE_ENDIAN)
+    view = buf.as_int_buffer()
+    mv = buf.memoryview()
+    ints = mv.cast("i")
+    passes, count = sz.int_passes, INT_BUF // 4
+    ops = count * passes
+
+    def view_get_rel() -> None:
+        rewind, get = view.rewind, view.get
+        for _ in range(passes):
+            rewind()
+            for _ in range(count):
+                get()
+
+    def view_get_abs() -> None:
+        get = view.get
+        for _ in range(passes):
+            for i in range(count):
+                get(i)
+
+    def cast_get() -> None:
+        m = ints
+        for _ in range(passes):
+            for i in range(count):
+                m[i]
+
+    def view_put_rel() -> None:
+        clear, put, v = view.clear, view.put, VALUE
+        for _ in range(passes):
+            clear()
+            for _ in range(count):
+                put(v)
+
+    def view_put_abs() -> None:
+        put, v = view.put, VALUE
+        for _ in range(passes):
+            for i in range(count):
+                put(i, v)
+
+    def cast_put() -> None:
+        m, v = ints, VALUE
+        for _ in range(passes):
+            for i in range(count):
+                m[i] = v
+
+    anchor = f"memoryview.cast('i'){'[i]' if op == 'get' else '[i] = v'}"
+    if op == "get":
+        rel, ab, funcs = "IntBuffer.get()", "IntBuffer.get(i)", [view_get_rel, view_get_abs]
+    else:
+        rel, ab, funcs = "IntBuffer.put(v)", "IntBuffer.put(i, v)", [view_put_rel, view_put_abs]
+    cases = [Case(rel, ops, funcs[0]), Case(ab, ops, funcs[1]),
+             Case(anchor, ops, cast_get if op == "get" else cast_put)]
+    compares = [Compare(rel, anchor, "time", 1.0), Compare(ab, anchor, "time", 1.0)]
+
+    def cleanup() -> None:
+        ints.release()
+        mv.release()
+        buf.release()
+
+    return Group(f"typed view {op} over {INT_BUF // KIB} KiB (IntBuffer, little-endian)",
+                 cases, compares, cleanup)
 
 
 # -- bulk put / get -------------------------------------------------------------------
@@ -271,6 +340,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         lambda: _int_group(True, "get", sz),
         lambda: _int_group(False, "put", sz),
         lambda: _int_group(True, "put", sz),
+        lambda: _view_group("get", sz),
+        lambda: _view_group("put", sz),
         lambda: _bulk_group(False, sz),
         lambda: _bulk_group(True, sz),
         lambda: _alloc_group(sz),
