@@ -33,6 +33,7 @@ import math
 import os
 import platform
 import random
+import socket
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -132,6 +133,19 @@ class Ratio(TypedDict):
     met: bool | None
     paired_ratio: float | None
     note: str
+
+
+def loopback_pair() -> tuple[socket.socket, socket.socket]:
+    """A connected TCP loopback pair (client, peer) as the socket benchmarks use it:
+    Nagle off, 1 MiB send and receive buffers on both ends."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        client = socket.create_connection(server.getsockname())
+        peer, _ = server.accept()
+    for s in (client, peer):
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    return client, peer
 
 
 def meets(ratio: float, op: str, goal: float) -> bool:

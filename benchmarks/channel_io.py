@@ -26,7 +26,6 @@ own set of buffers, one per call, as a program sending or reading several would.
 from __future__ import annotations
 
 import os
-import socket
 import sys
 import tempfile
 import time
@@ -45,17 +44,6 @@ GOAL_SOCKET = 1.1
 GOAL_FILE = 1.2
 
 
-def _loopback() -> tuple[socket.socket, socket.socket]:
-    with socket.create_server(("127.0.0.1", 0)) as server:
-        client = socket.create_connection(server.getsockname())
-        peer, _ = server.accept()
-    for s in (client, peer):
-        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-    return client, peer
-
-
 def _buffers(k: int, size: int) -> tuple[list[ByteBuffer], list[memoryview]]:
     """k direct buffers of ``size`` random bytes, and a memoryview of each one's memory."""
     bufs = [ByteBuffer.allocate_direct(size).put(os.urandom(size)).clear() for _ in range(k)]
@@ -63,7 +51,7 @@ def _buffers(k: int, size: int) -> tuple[list[ByteBuffer], list[memoryview]]:
 
 
 def socket_group(k: int = CALLS) -> Group:
-    client, peer = _loopback()
+    client, peer = _harness.loopback_pair()
     ch = SocketChannel.from_socket(client)
     bufs, views = _buffers(k, SOCKET_SIZE)
     sink = bytearray(SOCKET_SIZE)

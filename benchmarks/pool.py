@@ -23,7 +23,6 @@ Nothing is subtracted: loop overhead stays in every case (same loop shape everyw
 from __future__ import annotations
 
 import os
-import socket
 import sys
 from collections.abc import Callable, Sequence
 
@@ -128,19 +127,8 @@ def alloc_group(k: int = ALLOCS) -> Group:
 # -- 2. gather write of 64 small buffers ----------------------------------------------------
 
 
-def _loopback() -> tuple[socket.socket, socket.socket]:
-    with socket.create_server(("127.0.0.1", 0)) as server:
-        client = socket.create_connection(server.getsockname())
-        peer, _ = server.accept()
-    for s in (client, peer):
-        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-    return client, peer
-
-
 def gather_group(k: int = WRITES) -> Group:
-    client, peer = _loopback()
+    client, peer = _harness.loopback_pair()
     ch = SocketChannel.from_socket(client)
     pool = PooledAllocator.default()
     total = PARTS * PART

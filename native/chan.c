@@ -163,8 +163,8 @@ call(Op *op, PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *
     else
         r = zcio_io_transfer((int)fd, buf, offset, op->into ? op->how | IO_EAGAIN_ZERO
                                                             : op->how, op->path, op->into);
-    if (r >= 0 || r == T_NOTHING || r == T_AGAIN)
-        result = PyLong_FromSsize_t(r == 0 && op->into ? -1 : r < 0 ? 0 : r);
+    if (r != T_NOT_PLAIN && r != T_ERROR)
+        result = zcio_io_answer(r, op->into);
 
 out:
     {

@@ -428,41 +428,47 @@ parse(PyObject *const *args, Py_ssize_t nargs, int *fd, long long *offset, int *
     return 0;
 }
 
-static PyObject *
-io_write(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+/* What io.c's calls answer Python, from a transfer's or a gather's result: the count;
+ * 0 when no call was made or it met EAGAIN; for a read, -1 at end of file or stream (a
+ * count of 0); NotImplemented for a buffer this module does not take; NULL with the
+ * exception. */
+PyObject *
+zcio_io_answer(Py_ssize_t r, int into)
 {
-    int fd, how;
-    long long offset;
-    PyObject *path;
-    if (parse(args, nargs, &fd, &offset, &how, &path) < 0)
-        return NULL;
-    Py_ssize_t r = zcio_io_transfer(fd, args[1], offset, how, path, 0);
     switch (r) {
     case T_NOT_PLAIN: Py_RETURN_NOTIMPLEMENTED;
     case T_ERROR: return NULL;
     case T_NOTHING: case T_AGAIN: r = 0; break;
+    case 0: r = into ? -1 : 0; break;
     default: break;
     }
     return PyLong_FromSsize_t(r);
 }
 
+/* io_read / io_write: one call for one buffer (a read: EAGAIN gives 0). */
 static PyObject *
-io_read(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+one_call(PyObject *const *args, Py_ssize_t nargs, int into)
 {
     int fd, how;
     long long offset;
     PyObject *path;
     if (parse(args, nargs, &fd, &offset, &how, &path) < 0)
         return NULL;
-    Py_ssize_t r = zcio_io_transfer(fd, args[1], offset, how | IO_EAGAIN_ZERO, path, 1);
-    switch (r) {
-    case T_NOT_PLAIN: Py_RETURN_NOTIMPLEMENTED;
-    case T_ERROR: return NULL;
-    case T_NOTHING: case T_AGAIN: r = 0; break;
-    case 0: r = -1; break; /* end of file or stream */
-    default: break;
-    }
-    return PyLong_FromSsize_t(r);
+    return zcio_io_answer(zcio_io_transfer(fd, args[1], offset,
+                                           into ? how | IO_EAGAIN_ZERO : how, path, into),
+                          into);
+}
+
+static PyObject *
+io_write(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+{
+    return one_call(args, nargs, 0);
+}
+
+static PyObject *
+io_read(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+{
+    return one_call(args, nargs, 1);
 }
 
 static PyObject *
@@ -475,14 +481,7 @@ io_gather(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     if (!PyList_CheckExact(args[1]))
         Py_RETURN_NOTIMPLEMENTED;
-    Py_ssize_t r = zcio_io_gather(fd, args[1], offset, how | IO_EAGAIN_ZERO, path);
-    switch (r) {
-    case T_NOT_PLAIN: Py_RETURN_NOTIMPLEMENTED;
-    case T_ERROR: return NULL;
-    case T_NOTHING: case T_AGAIN: r = 0; break;
-    default: break;
-    }
-    return PyLong_FromSsize_t(r);
+    return zcio_io_answer(zcio_io_gather(fd, args[1], offset, how | IO_EAGAIN_ZERO, path), 0);
 }
 
 /* io_byte_buffers(list) -> bool: whether every element is a ByteBuffer (the check of

@@ -34,6 +34,9 @@ Py_ssize_t zcio_io_transfer(int fd, PyObject *buf, long long offset, int how,
                             PyObject *path, int into);
 Py_ssize_t zcio_io_gather(int fd, PyObject *list, long long offset, int how,
                           PyObject *path);
+/* Their result as Python sees it: the count (a read's 0 is -1, end of file; no call or
+ * EAGAIN is 0), NotImplemented for T_NOT_PLAIN, NULL for T_ERROR. */
+PyObject *zcio_io_answer(Py_ssize_t r, int into);
 
 /* Shared by the parts. */
 /* *v = the value of a small exact int (one machine word: every index, most values); 0

@@ -61,7 +61,7 @@ from ._errors import (
     NonWritableChannelError,
 )
 from ._indirect import IndirectByteBuffer
-from ._memory import Memory, buffer_address
+from ._memory import Memory, buffer_address, unmap
 from ._metrics import metrics
 
 if TYPE_CHECKING:
@@ -156,15 +156,10 @@ class MappedMemory(Memory):
 
     def _free(self) -> None:
         mm, self._mmap = self._mmap, None
-        if mm is None:
+        if unmap(mm):
+            if mm is not None:
+                metrics.record("file_map", syscalls=1, operations=0)
             self._finalizer()
-            return
-        try:
-            mm.close()  # munmap; refused while an exported view is alive
-        except BufferError:
-            return  # deferred until that view is gone; accounting stays until then
-        metrics.record("file_map", syscalls=1, operations=0)
-        self._finalizer()
 
 
 class MappedByteBuffer(IndirectByteBuffer):

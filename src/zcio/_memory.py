@@ -38,7 +38,7 @@ from ._errors import IllegalArgumentError, IllegalReferenceCountError, ReleasedB
 if TYPE_CHECKING:
     from ._types import Buffer
 
-__all__ = ["Memory", "HeapMemory", "DirectMemory", "buffer_address"]
+__all__ = ["Memory", "HeapMemory", "DirectMemory", "buffer_address", "unmap"]
 
 _RC_LOCK = threading.Lock()  # reference counts change atomically, as Netty's
 _MAX_REFCNT = (1 << 31) - 1  # Netty's refCnt is a Java int
@@ -291,6 +291,20 @@ def _unmap_accounting(capacity: int, used: int) -> None:
     unreserve_direct(capacity, used)
 
 
+def unmap(mm: mmap.mmap | None) -> bool:
+    """Close (munmap) a direct or mapped block's mmap: True once it is gone (or there
+    was none), False while a view the user holds (an export) keeps it mapped.  Then the
+    mmap unmaps itself when that view dies, and the block's finalizer (its accounting)
+    runs then, not now."""
+    if mm is None:
+        return True
+    try:
+        mm.close()
+    except BufferError:
+        return False
+    return True
+
+
 class DirectMemory(Memory):
     """Off-heap memory: a private anonymous mapping, page-aligned and zero-filled.
 
@@ -332,11 +346,5 @@ class DirectMemory(Memory):
 
     def _free(self) -> None:
         mm, self._mmap = self._mmap, None
-        if mm is None:
+        if unmap(mm):
             self._finalizer()
-            return
-        try:
-            mm.close()  # munmap; refused while a view the user holds is alive
-        except BufferError:
-            return  # deferred: the mmap unmaps (and the cleaner runs) when that view dies
-        self._finalizer()
