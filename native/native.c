@@ -16,7 +16,8 @@ PyInit__native(void)
     if (m == NULL)
         return NULL;
     if (zcio_guard_init(m) < 0 || zcio_core_init(m) < 0 || zcio_io_init(m) < 0
-        || zcio_pool_init(m) < 0 || zcio_chan_init(m) < 0) {
+        || zcio_pool_init(m) < 0 || zcio_chan_init(m) < 0
+        || zcio_serve_init(m) < 0) {
         Py_DECREF(m);
         return NULL;
     }

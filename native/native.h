@@ -4,6 +4,7 @@
  *   io.c     per-call channel I/O: one buffer, one system call, the GIL released
  *   pool.c   pooled allocate, retain and release
  *   chan.c   the channels' read/write of one buffer: io.c's call, the whole method
+ *   serve.c  zcio serve's cached hit: one read answered by one send
  *   native.c the module itself
  * Each part adds its functions and types to the module in its init function. */
 #ifndef ZCIO_NATIVE_H
@@ -15,6 +16,7 @@ int zcio_core_init(PyObject *m);
 int zcio_io_init(PyObject *m);
 int zcio_pool_init(PyObject *m);
 int zcio_chan_init(PyObject *m);
+int zcio_serve_init(PyObject *m);
 
 /* io.c's calls, also the compiled channel operations' (chan.c). */
 enum {

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import http.client
 import os
+import random
 import shutil
 import socket
 import time
@@ -214,3 +215,22 @@ def wait_until(predicate: Callable[[], bool], timeout: float = TIMEOUT) -> bool:
             return True
         time.sleep(0.01)
     return predicate()
+
+
+MUTATION_BYTES = b"GET HEAD/1.:\r\n\t Hostx-%?#\x00\x7f\xff" + bytes(range(0x21, 0x7F, 5))
+
+
+def mutated(rng: random.Random, base: bytes) -> bytes:
+    """``base`` with one to three bytes deleted, inserted or replaced (from
+    MUTATION_BYTES, near what HTTP parsers trip on)."""
+    data = bytearray(base)
+    for _ in range(rng.randint(1, 3)):
+        i = rng.randrange(len(data) + 1)
+        op = rng.randrange(3)
+        if op == 0 and i < len(data):
+            del data[i]
+        elif op == 1:
+            data[i:i] = bytes([rng.choice(MUTATION_BYTES)])
+        elif i < len(data):
+            data[i] = rng.choice(MUTATION_BYTES)
+    return bytes(data)

@@ -161,6 +161,13 @@ class FileServer:
         return loop.requests if loop is not None else 0
 
     @property
+    def hits(self) -> int:
+        """Of :attr:`requests`, those the compiled hit path answered (``workers=1``):
+        0 without ``zcio._native`` (see ``zcio.serve._server``)."""
+        loop = self._loop
+        return loop.hits if loop is not None else 0
+
+    @property
     def connections(self) -> int:
         """Connections open in this process's loop now (``workers=1``)."""
         loop = self._loop

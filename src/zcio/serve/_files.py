@@ -188,6 +188,12 @@ class FileCache:
         """Bytes of file content held."""
         return self._bytes
 
+    @property
+    def entries(self) -> dict[tuple[bytes, bytes | None], Representation]:
+        """The entries themselves, for the compiled hit path (``native/serve.c``),
+        which only reads them: the same dict for the cache's life."""
+        return self._entries
+
     def get(self, key: tuple[bytes, bytes | None]) -> Representation | None:
         """The entry for ``key`` if its file is unchanged (one ``stat``), else None."""
         rep = self._entries.get(key)

@@ -170,6 +170,11 @@ class ServerConnection:
     def done(self) -> bool:
         return self._done or self._eof
 
+    def at_rest(self) -> bool:
+        """Between requests, with nothing received that is not taken: the next bytes
+        begin a request (and may be one simple request, see ``_simple``)."""
+        return not (self.in_request or self._events or self._done or self._eof)
+
     # -- input -------------------------------------------------------------------------
 
     def receive_data(self, data: bytes | bytearray | memoryview) -> None:

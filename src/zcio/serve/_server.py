@@ -21,6 +21,16 @@ complete request's response in order, and writes:
   that shrinks below the announced length ends the body early (sendfile returns 0),
   and the connection is closed, so the client sees the short body; the server goes on.
 
+The compiled hit path: with ``zcio._native`` in use, a read on a connection at rest
+(nothing queued, pending or half-parsed) is one call to ``serve_hit``
+(``native/serve.c``): it reads and, when the bytes are exactly one simple GET of a
+cached small file whose response was made this second, sends that response (its stat
+check included); anything else is handed to the parser as any read.  It takes only
+what the Python path answers the same way, byte for byte (``_answered`` then does to
+the counts, deadlines and queue what the Python path does); it is off while a test's
+syscall layer is in (``_syscalls.NATIVE_IO``), while an access log is kept and during a
+stop.  ``hits`` counts its answers.
+
 Fairness: no connection holds the loop for long.  Reading (and so parsing) stops while
 responses wait unsent (backpressure: a client that does not read cannot make the server
 buffer more); responses are made only while less than 64 KiB waits to go out on that
@@ -60,15 +70,17 @@ import logging
 import os
 import select
 import socket
+import sys
 import time
 from collections import deque
 from email.utils import formatdate
 
-from .. import _syscalls
+from .. import _accel, _syscalls
 from .._metrics import metrics
 from ._accepting import Accepting
 from ._access_log import AccessLog, request_line
 from ._conn import IN, OUT, Body, Conn, Timeouts
+from ._files import FileCache
 from ._http import (
     CONTINUE,
     CONTINUE_LINE,
@@ -122,6 +134,20 @@ class Loop(Accepting):
         # socket calls and their bytes this turn, published to zcio.metrics per turn
         self._reads = self._read_bytes = self._writes = self._written = 0
         self._idle = self.timeouts.idle
+        #: The compiled hit path (``zcio._native.serve_hit``), where it answers exactly
+        #: as the Python path would: the stock Responder and FileCache, paths that
+        #: encode as UTF-8.  It runs per read only while no test syscall layer is in,
+        #: no access log is kept, no stop is under way and the connection is at rest.
+        native = _accel.native
+        cache = responder.cache
+        self._hit = (native.serve_hit if native is not None and type(responder) is Responder
+                     and type(cache) is FileCache and sys.getfilesystemencoding() == "utf-8"
+                     else None)
+        self._entries = cache.entries
+        lim = self.limits
+        self._hit_limits = (lim.max_target, lim.max_header_bytes, lim.max_headers,
+                            responder.precompressed)
+        self.hits = 0  # requests the compiled hit path answered
         ticks = [t for t in (self.timeouts.idle, self.timeouts.request, self.timeouts.send)
                  if t > 0]
         self._tick = min(1.0, max(0.02, min(ticks, default=1.0) / 4))
@@ -259,17 +285,55 @@ class Loop(Accepting):
     # -- reading and responding -------------------------------------------------------
 
     def _read(self, conn: Conn) -> None:
-        try:
-            n = _syscalls.SYS.recv_into(conn.sock, self._view)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            self._close(conn)
-            return
+        hit = self._hit
+        if (hit is not None and _syscalls.NATIVE_IO is not None and self.access_log is None
+                and not self._draining and not conn.out and conn.body is None
+                and conn.pending is None and not conn.closing and conn.proto.at_rest()):
+            try:
+                got = hit(conn.fd, self._buf, self._entries, self._date, self._hit_limits)
+            except OSError:
+                self._close(conn)
+                return
+            if type(got) is tuple:
+                self._answered(conn, *got)
+                return
+            if got < 0:  # EAGAIN, EINTR
+                return
+            n = got
+        else:
+            try:
+                n = _syscalls.SYS.recv_into(conn.sock, self._view)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                self._close(conn)
+                return
         self._reads += 1
         self._read_bytes += n
         conn.proto.receive_data(self._view[:n] if n else b"")
         self._drive(conn)
+
+    def _answered(self, conn: Conn, n: int, head: bytes, sent: int) -> None:
+        """Account for a request the compiled hit path answered (see ``_hit``): what
+        the Python path does for the same request after its read, to every count,
+        deadline and queue.  ``sent``: what of ``head`` went out, -1 for a failed send."""
+        self._reads += 1
+        self._read_bytes += n
+        self.requests += 1
+        self.hits += 1
+        conn.served = True
+        if sent < 0:  # as after a failed send in _write
+            self._close(conn)
+            return
+        if sent:
+            self._writes += 1
+            self._written += sent
+        if sent < len(head):
+            conn.out.append(memoryview(head)[sent:] if sent else head)
+            self._want_write(conn)
+            return
+        conn.started = None
+        conn.deadline = self._now + self._idle
 
     def _drive(self, conn: Conn) -> None:
         """Write what is queued, make the next responses, until blocked, idle or out of
