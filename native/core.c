@@ -61,11 +61,13 @@ index_value(PyObject *o)
     return v;
 }
 
+PyObject *zcio_index_ints[INDEX_INTS]; /* see index_int (native.h) */
+
 /* position = v; -1 with an exception if the int cannot be made. */
 static inline int
 set_position(State *s, Py_ssize_t v)
 {
-    PyObject *o = PyLong_FromSsize_t(v);
+    PyObject *o = index_int(v);
     if (o == NULL)
         return -1;
     Py_SETREF(s->pos, o);

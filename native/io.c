@@ -181,7 +181,7 @@ advance(PyObject *buf, Py_ssize_t n)
     PyObject *p = SLOT(buf, off_pos);
     long long v;
     if (p != NULL && small_int(p, &v) && v >= 0 && v <= PY_SSIZE_T_MAX - n) {
-        PyObject *np = PyLong_FromSsize_t((Py_ssize_t)v + n); /* the usual case: no add */
+        PyObject *np = index_int((Py_ssize_t)v + n); /* the usual case: no add */
         if (np == NULL)
             return -1;
         Py_SETREF(SLOT(buf, off_pos), np);

@@ -62,6 +62,30 @@ small_int(PyObject *o, long long *v)
     return 1;
 }
 
+/* Index ints: a buffer's position moves by one or a few per call, so a relative
+ * get/put would make (and free) one int per call past CPython's small ints (256).
+ * index_int(v) gives the int v as a new reference, from a table of the ints 0 ..
+ * INDEX_INTS - 1 made once on first use and kept for the process's life (at most
+ * INDEX_INTS ints, about 2 MiB with the table, only as far as indexes reach); others
+ * are made as usual.  Ints are immutable: sharing one is invisible to Python.  The
+ * GIL guards the table. */
+#define INDEX_INTS (1 << 16)
+extern PyObject *zcio_index_ints[INDEX_INTS];
+
+static inline PyObject *
+index_int(Py_ssize_t v)
+{
+    if (v < 0 || v >= INDEX_INTS)
+        return PyLong_FromSsize_t(v);
+    PyObject *o = zcio_index_ints[v];
+    if (o == NULL) {
+        if ((o = PyLong_FromSsize_t(v)) == NULL)
+            return NULL;
+        zcio_index_ints[v] = o;
+    }
+    return Py_NewRef(o);
+}
+
 /* The exception being raised, taken out (a new reference, NULL if none), and put back:
  * PyErr_GetRaisedException/PyErr_SetRaisedException, also on 3.11. */
 static inline PyObject *

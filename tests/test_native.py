@@ -239,3 +239,36 @@ def test_views_over_mapped_memory_ask_the_memory(tmp_path: Any) -> None:
         assert v._mv is None
         assert v.get(1) == 0x04050607
         m.release()
+
+
+def test_positions_across_the_index_int_table() -> None:
+    """Positions below 65536 come from the compiled core's table of index ints, those
+    above are made as usual (native.h index_int): relative gets and puts, and a
+    channel's advance, walk across the edge with the same positions and values."""
+    edge = 1 << 16
+    data = bytes(range(256)) * ((edge * 4 + 64) // 256 + 1)
+    buf = ByteBuffer.allocate_direct(len(data)).put(data).clear()
+    try:
+        buf.position(edge - 6)
+        for _ in range(4):
+            at = buf.position()
+            assert buf.get_int() == struct.unpack_from(">i", data, at)[0]
+            assert buf.position() == at + 4
+        assert buf.position() == edge + 10
+        ints = buf.clear().as_int_buffer().position(edge - 2)
+        for k in range(4):
+            assert ints.get() == struct.unpack_from(">i", data, (edge - 2 + k) * 4)[0]
+        assert ints.position() == edge + 2
+        ints.position(edge - 1).put(7).put(8)
+        assert ints.position() == edge + 1 and ints.get(edge - 1) == 7 and ints.get(edge) == 8
+        pipe = zcio.Pipe.open()
+        try:
+            src = ByteBuffer.wrap(bytearray(data)).position(edge - 3).limit(edge + 3)
+            assert pipe.sink().write(src) == 6 and src.position() == edge + 3
+            sink = ByteBuffer.allocate(edge + 8).position(edge - 1)
+            assert pipe.source().read(sink) == 6 and sink.position() == edge + 5
+        finally:
+            pipe.sink().close()
+            pipe.source().close()
+    finally:
+        buf.release()
