@@ -23,7 +23,6 @@ then, so the pools always tell the truth about mapped memory.
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import mmap
 import struct
@@ -38,7 +37,7 @@ from ._errors import IllegalArgumentError, IllegalReferenceCountError, ReleasedB
 if TYPE_CHECKING:
     from ._types import Buffer
 
-__all__ = ["Memory", "HeapMemory", "DirectMemory", "buffer_address", "unmap"]
+__all__ = ["Memory", "HeapMemory", "DirectMemory", "buffer_address", "unmap", "revoke"]
 
 _RC_LOCK = threading.Lock()  # reference counts change atomically, as Netty's
 _MAX_REFCNT = (1 << 31) - 1  # Netty's refCnt is a Java int
@@ -242,8 +241,7 @@ class Memory:
         soon as the consumer lets go, instead of whenever it is collected, finishes a
         release it deferred at once.  Never raises: CPython calls it while releasing.
         """
-        with contextlib.suppress(BufferError):  # exported further still: stays alive
-            view.release()
+        revoke(view)  # exported further still: stays alive
         if self.released:
             self._reclaim()
 
@@ -259,18 +257,27 @@ class Memory:
         """Record an access (``"slice()"``...) for the leak detector; plain: nothing."""
 
     def _revoke(self) -> None:
-        with contextlib.suppress(BufferError):  # exported further: stays valid, alive
-            self._base.release()
+        revoke(self._base)
         views, self._views = self._views, []
         for ref in views:
             mv = ref()
-            if mv is None:
-                continue
-            with contextlib.suppress(BufferError):  # exported further: stays valid, alive
-                mv.release()
+            if mv is not None:
+                revoke(mv)
 
     def _free(self) -> None:
         """Free the storage if nothing can reach it any more (heap: nothing to do)."""
+
+
+def revoke(mv: memoryview) -> bool:
+    """Release ``mv``: True once revoked; False when it was exported further (a slice
+    the user made, a numpy array over it), and so stays valid and keeps its memory
+    alive.  A function, not ``contextlib.suppress``: it runs for every view at every
+    release, where that context manager cost more than the release itself."""
+    try:
+        mv.release()
+    except BufferError:
+        return False
+    return True
 
 
 class HeapMemory(Memory):

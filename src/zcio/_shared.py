@@ -48,7 +48,6 @@ import errno
 import mmap
 import os
 import socket
-import stat
 import struct
 import sys
 import weakref
@@ -359,16 +358,16 @@ def _checked_adopt(fd: int, header: bytes) -> SharedByteBuffer:
                            "(SIGBUS)")
     if claimed & ~seals:
         raise HandoffError(f"seals {sorted(_names(claimed & ~seals))} stated but not set")
-    st = sys_.fstat(fd)  # cannot fail: F_GET_SEALS just worked on the descriptor
-    if not stat.S_ISREG(st.st_mode):  # pragma: no cover - only shmem files have seals
-        raise HandoffError("the descriptor received is not a memfd")
+    # The size: CPython's mmap fstats the file and refuses a length past its end
+    # (ValueError); one fstat, not two, on the way that works.
     need = max(off + cap, 1)
-    if st.st_size < need:
-        raise HandoffError(f"memfd of {st.st_size} bytes, {need} stated")
     readonly = bool(flags & _READ_ONLY or seals & _NO_WRITES)
     try:
         mm = _map(fd, need, readonly)
     except (OSError, ValueError) as e:
+        size = sys_.fstat(fd).st_size  # cannot fail: F_GET_SEALS worked on it
+        if size < need:
+            raise HandoffError(f"memfd of {size} bytes, {need} stated") from e
         raise HandoffError(f"cannot map the memfd received: {e}") from e
     try:
         mem = SharedMemory(mm, off + cap, fd, seals)

@@ -433,7 +433,8 @@ class SocketChannel(SocketHolder):
 
         Syscalls: one ``recvmsg(2)`` of the header with room for a few descriptors
         (``MSG_CMSG_CLOEXEC``); then ``fcntl(F_GET_SEALS)`` (only a memfd can carry the
-        shrink seal), ``fstat`` and ``mmap(MAP_SHARED)`` of the descriptor, which
+        shrink seal) and ``mmap(MAP_SHARED)`` of the descriptor (CPython's mmap checks
+        the size with ``fstat`` and keeps a duplicate descriptor), which
         stays open with the mapping until ``release()`` (closed at once on an error).
         """
         return receive_buffer(self)
