@@ -1,6 +1,6 @@
 """Shared fixtures: every test must leave direct memory, mappings and fds as it found them.
 
-Also what several test files use: ``gc_frozen`` (speed), ``mk`` (buffers released after
+Also what several test files use: ``mk`` (buffers released after
 the test) and ``server`` (a ServerSocketChannel on loopback).
 """
 
@@ -34,8 +34,17 @@ def _pool_usage() -> list[tuple[str, int, int, int]]:
 
 
 @pytest.fixture(autouse=True)
-def leak_check() -> Iterator[None]:
-    """After each test: direct and mapped pools back to zero, no fd left open, cap restored."""
+def leak_check(_gc_unfreeze_at_end: None) -> Iterator[None]:
+    """After each test: direct and mapped pools back to zero, no fd left open, cap restored.
+
+    Speed: the objects that exist before the test (pytest's items and reports, the
+    previous tests' hypothesis data) are frozen out of the collector's sight, so the
+    ``gc.collect()`` after the test scans only what the test made; with ~19,000 tests
+    a full collection each took most of the suite's time in setup and teardown.  The
+    previous test's check collected everything collectable, and nothing the test makes
+    is frozen, so the check still sees every buffer it leaked.  The module's objects are
+    unfrozen when its tests are done."""
+    gc.freeze()
     cap = zcio.max_direct_memory()
     fds = _open_fds()
     yield
@@ -54,14 +63,6 @@ def _gc_unfreeze_at_end() -> Iterator[None]:
     gc.unfreeze()
 
 
-@pytest.fixture
-def gc_frozen(_gc_unfreeze_at_end: None) -> None:
-    """Speed only: move the objects that exist before a test (pytest's items and reports)
-    out of the collector's sight, so the leak check's ``gc.collect()`` after the test scans
-    only what the test made.  The leak check collected everything collectable after the
-    previous test, and buffers made by this test are never frozen, so it sees them all.
-    Everything is unfrozen when the module's tests are done."""
-    gc.freeze()
 
 
 @pytest.fixture

@@ -42,9 +42,6 @@ from zcio import (
     InvalidMarkError,
 )
 
-pytestmark = pytest.mark.usefixtures("gc_frozen")
-
-
 # == 4. bulk get and put ==================================================================
 
 DESTINATIONS: dict[str, Callable[[int], Any]] = {

@@ -39,9 +39,6 @@ from zcio import (
     ByteBuffer,
 )
 
-pytestmark = pytest.mark.usefixtures("gc_frozen")
-
-
 # == 7. derived buffers ====================================================================
 
 

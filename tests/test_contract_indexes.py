@@ -29,9 +29,6 @@ from zcio import (
     InvalidMarkError,
 )
 
-pytestmark = pytest.mark.usefixtures("gc_frozen")
-
-
 # == 1. index rules ======================================================================
 
 

@@ -42,9 +42,6 @@ from zcio import (
     ZcioError,
 )
 
-pytestmark = pytest.mark.usefixtures("gc_frozen")
-
-
 # == 11. release ===========================================================================
 
 READS: list[tuple[str, Call]] = [

@@ -39,9 +39,6 @@ from zcio import (
     ByteOrder,
 )
 
-pytestmark = pytest.mark.usefixtures("gc_frozen")
-
-
 # == 3. multi-byte values ==================================================================
 
 

@@ -46,9 +46,6 @@ from zcio import (
     TypedBuffer,
 )
 
-pytestmark = pytest.mark.usefixtures("gc_frozen")
-
-
 # == 13. typed views =======================================================================
 
 
