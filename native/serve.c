@@ -261,16 +261,20 @@ serve_hit(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_ValueError, "serve_hit: not a file descriptor");
         return NULL;
     }
-    PyObject *buf = args[1];
-    char *p = PyByteArray_AS_STRING(buf);
-    size_t cap = (size_t)PyByteArray_GET_SIZE(buf);
+    /* An export of the bytearray for the call: nothing can resize it (and free its
+     * bytes) while the GIL is released around the recv, or while the key is read. */
+    Py_buffer view;
+    if (PyObject_GetBuffer(args[1], &view, PyBUF_WRITABLE) < 0)
+        return NULL;
+    char *p = view.buf;
     Py_ssize_t n;
     int err;
     Py_BEGIN_ALLOW_THREADS
-    n = recv((int)fd, p, cap, 0);
+    n = recv((int)fd, p, (size_t)view.len, 0);
     err = errno;
     Py_END_ALLOW_THREADS
     if (n < 0) {
+        PyBuffer_Release(&view);
         if (err == EAGAIN || err == EWOULDBLOCK || err == EINTR)
             return PyLong_FromLong(-1);
         errno = err;
@@ -278,9 +282,10 @@ serve_hit(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     const char *key;
     Py_ssize_t key_len;
-    if (!simple_get(p, n, &lim, &key, &key_len))
-        return PyLong_FromSsize_t(n);
-    PyObject *head = cached_head(args[2], key, key_len, args[3]);
+    PyObject *head = NULL;
+    if (simple_get(p, n, &lim, &key, &key_len))
+        head = cached_head(args[2], key, key_len, args[3]);
+    PyBuffer_Release(&view);
     if (head == NULL)
         return PyLong_FromSsize_t(n);
     Py_ssize_t sent;

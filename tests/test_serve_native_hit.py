@@ -333,6 +333,33 @@ def test_nothing_to_read_and_a_bad_descriptor(responder: Responder) -> None:
         b.close()
 
 
+def test_the_buffer_is_held_only_during_the_call(responder: Responder) -> None:
+    """serve_hit holds an export of the bytearray while it reads into it (so nothing
+    can resize it under the recv) and lets go on every way out."""
+    for data, peer_closed in ((COMMON, False), (b"GET /missing HTTP/1.1\r\n", False),
+                              (b"", False), (b"", True)):
+        a, b = socket.socketpair()
+        try:
+            b.setblocking(False)
+            if data:
+                a.sendall(data)
+            if peer_closed:
+                a.close()
+            ba = bytearray(4096)
+            native.serve_hit(b.fileno(), ba, responder.cache.entries, DATE,
+                             _limits_of(responder, Limits()))
+            ba.extend(b"x")  # BufferError if an export were left behind
+            fd = b.detach()
+            os.close(fd)
+            with pytest.raises(OSError):
+                native.serve_hit(fd, ba, responder.cache.entries, DATE,
+                                 _limits_of(responder, Limits()))
+            ba.extend(b"y")
+        finally:
+            a.close()
+            b.close()
+
+
 def test_the_loop_queues_what_did_not_go_out(responder: Responder) -> None:
     listener = socket.socket()
     a, b = socket.socketpair()
