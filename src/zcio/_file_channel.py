@@ -488,7 +488,7 @@ class FileChannel(Channel):
 
 
 # read/write(buf[, position]) of one plain buffer, compiled whole (native/chan.c).
-for _name, _path, _flag in (("read", "file_read", "_readable"),
-                            ("write", "file_write", "_writable")):
-    accelerate(FileChannel, _name, _path, what=f"FileChannel.{_name}", into=_name == "read",
-               how=HOW_FILE, max_args=2, state={_flag: True, "_direct": False})
+accelerate(FileChannel, "read", "file_read", what="FileChannel.read", into=True,
+           how=HOW_FILE, max_args=2, state={"_readable": True, "_direct": False})
+accelerate(FileChannel, "write", "file_write", what="FileChannel.write", into=False,
+           how=HOW_FILE, max_args=2, state={"_writable": True, "_direct": False})
