@@ -410,7 +410,7 @@ v_get(State *s, PyObject *const *args, Py_ssize_t nargs, PyObject *kw)
         || !(relative ? s->pos != NULL && small_int(s->pos, &i) : small_int(args[0], &i)))
         return slow_ref(view_get_ref, (PyObject *)s, args, nargs, kw);
     size = k_size[k];
-    if (i < 0 || i >= lim || i > (len - size) / size)
+    if (i < 0 || i >= lim || i * size > len - size) /* i: one 30-bit digit, no overflow */
         return slow_ref(view_get_ref, (PyObject *)s, args, nargs, kw);
     PyObject *r = box(k, load_bytes(base + i * size, size, big));
     if (r == NULL) {
@@ -448,7 +448,7 @@ v_put(State *s, PyObject *const *args, Py_ssize_t nargs, PyObject *kw)
     } else if (!small_int(args[0], &i)) {
         return slow_ref(view_put_ref, (PyObject *)s, args, nargs, kw);
     }
-    if (i < 0 || i >= lim || i > (len - size) / size)
+    if (i < 0 || i >= lim || i * size > len - size) /* i: one 30-bit digit, no overflow */
         return slow_ref(view_put_ref, (PyObject *)s, args, nargs, kw);
     if ((k == K_SHORT || k == K_INT || k == K_LONG) && small_int(value, &x)
         && (k == K_LONG || (k == K_INT ? x >= INT32_MIN && x <= INT32_MAX
