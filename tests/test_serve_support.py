@@ -184,6 +184,10 @@ class _Unclosable:
     def close(self) -> None:
         pass
 
+    def flush(self) -> None:
+        """Nothing to flush on a reader; and a response collected after the Reader
+        closed the real file (3.13's HTTPResponse.close flushes) must not fail."""
+
 
 def read_response(s: socket.socket, method: str = "GET") -> http.client.HTTPResponse:
     """Parse one response from ``s`` (nothing may follow it: see Reader for that)."""
