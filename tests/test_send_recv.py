@@ -29,6 +29,7 @@ from zcio import (
     TransferFailed,
     send_file,
 )
+from zcio._recv import RECV_PATHS
 
 __all__ = ["dest"]  # the fixture, re-exported for pytest
 
@@ -221,3 +222,37 @@ def test_an_unclosed_receiver_warns_and_frees_its_descriptors(dest: Path) -> Non
     with pytest.warns(ResourceWarning, match="unclosed FileReceiver"):
         del receiver
         gc.collect()
+
+
+@pytest.mark.parametrize("path", RECV_PATHS)
+def test_close_returns_with_the_sessions_scratch_given_back(tmp_path: Path, dest: Path,
+                                                           path: str) -> None:
+    """A session thread gives back its splice pipe and relay buffer before close() can
+    see it end, not at the thread's teardown, which may come after close() returned.
+    The session thread is held just after it says it is done."""
+    src = _file(tmp_path / "s.bin", 3 * MiB + 5)
+    fds = set(os.listdir("/proc/self/fd"))
+    direct = zcio.buffer_pools()[0].count
+    receiver = FileReceiver(str(dest), path=path)  # type: ignore[arg-type]
+    done, go_on = threading.Event(), threading.Event()
+    leave = receiver._leave
+
+    def held_leave(ch: zcio.SocketChannel | None) -> None:
+        leave(ch)
+        if ch is not None and threading.current_thread().name.startswith("zcio-recv"):
+            done.set()
+            go_on.wait(WAIT)
+
+    receiver._leave = held_leave  # type: ignore[method-assign]
+    thread = threading.Thread(target=receiver.serve_forever, daemon=True)
+    thread.start()
+    try:
+        send_file(str(src), receiver.address)
+        assert done.wait(WAIT)
+        receiver.close()  # the session said it is done; its thread is still held
+        assert set(os.listdir("/proc/self/fd")) == fds  # no splice pipe left open
+        assert zcio.buffer_pools()[0].count == direct  # no relay buffer still counted
+    finally:
+        go_on.set()
+        receiver.close()
+        thread.join(WAIT)

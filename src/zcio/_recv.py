@@ -35,6 +35,7 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
+from . import _scratch
 from ._byte_buffer import ByteBuffer
 from ._dest_dir import (
     DestDir,
@@ -388,6 +389,7 @@ class FileReceiver:
             if on_result is not None:
                 on_result(result)
         finally:
+            _scratch.release_thread()  # before close() can see this session end
             self._slots.release()
             self._leave(ch)
 

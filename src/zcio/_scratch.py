@@ -24,8 +24,8 @@ import weakref
 from ._byte_buffer import ByteBuffer
 from ._direct import parse_size
 
-__all__ = ["temporary_buffer", "give_back", "splice_pipe", "discard_pipe", "clear",
-           "CHUNK", "ScratchPipe"]
+__all__ = ["temporary_buffer", "give_back", "splice_pipe", "discard_pipe", "release_thread",
+           "clear", "CHUNK", "ScratchPipe"]
 
 #: Default size of one read/write relay step and of the splice pipe.
 CHUNK = 1 << 20
@@ -109,6 +109,20 @@ def discard_pipe() -> None:
     _local.pipe = None
     if pipe is not None:
         pipe.close()
+
+
+def release_thread() -> None:
+    """Close this thread's pipe and release its cached buffer now.
+
+    For a thread about to end whose end someone waits for by other means (a session
+    thread of ``FileReceiver``, whose ``close()`` returns once the session says it is
+    done): left to the thread-local's teardown, they would outlive that wait.
+    """
+    discard_pipe()
+    buf: ByteBuffer | None = getattr(_local, "buffer", None)
+    _local.buffer = None
+    if buf is not None:
+        buf.release()
 
 
 def clear() -> None:
