@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ._errors import IllegalArgumentError, OutOfDirectMemoryError
+from ._fork import fork_safe
 
 __all__ = [
     "BufferPoolInfo",
@@ -104,7 +105,7 @@ class _Pool:
         self.count = 0
         self.total_capacity = 0
         self.memory_used = 0
-        self.lock = threading.Lock()
+        self.lock = fork_safe(threading.Lock())
         self._removed: deque[tuple[int, int]] = deque()  # append/popleft: atomic
 
     def add(self, capacity: int, used: int) -> None:

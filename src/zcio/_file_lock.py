@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 from ._buffer import check_int
 from ._errors import IllegalArgumentError, OverlappingFileLockError
+from ._fork import fork_safe
 
 if TYPE_CHECKING:
     from ._file_channel import FileChannel
@@ -32,7 +33,7 @@ MAX_LOCK_SIZE = (1 << 63) - 1
 # off_t l_len, pid_t l_pid (must be 0 for OFD locks), padded to 32 bytes.
 _FLOCK = struct.Struct("hhqqi4x")
 
-_table_lock = threading.Lock()
+_table_lock = fork_safe(threading.Lock())
 _held: dict[tuple[int, int], list[FileLock]] = {}
 
 

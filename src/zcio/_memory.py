@@ -33,13 +33,14 @@ from typing import TYPE_CHECKING, Any
 from . import _guard
 from ._direct import PAGE_SIZE, reserve_direct, round_to_pages, unreserve_direct
 from ._errors import IllegalArgumentError, IllegalReferenceCountError, ReleasedBufferError
+from ._fork import fork_safe
 
 if TYPE_CHECKING:
     from ._types import Buffer
 
 __all__ = ["Memory", "HeapMemory", "DirectMemory", "buffer_address", "unmap", "revoke"]
 
-_RC_LOCK = threading.Lock()  # reference counts change atomically, as Netty's
+_RC_LOCK = fork_safe(threading.Lock())  # reference counts change atomically, as Netty's
 _MAX_REFCNT = (1 << 31) - 1  # Netty's refCnt is a Java int
 
 

@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from ._buffer import check_int
+from ._fork import fork_safe
 
 __all__ = ["PathStats", "Metrics", "metrics", "Measurement", "measure"]
 
@@ -57,7 +58,7 @@ class Metrics:
     """Process-wide counters per path; thread-safe."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = fork_safe(threading.Lock())
         self._counts: dict[str, list[int]] = {}
 
     def record(

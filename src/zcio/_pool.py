@@ -39,6 +39,7 @@ from ._buffer import Buffer, check_int
 from ._byte_buffer import ByteBuffer, check_capacity
 from ._direct import BufferPoolInfo, register_pool_source, reserve_direct, unreserve_direct
 from ._errors import IllegalArgumentError
+from ._fork import fork_safe
 from ._memory import _RC_LOCK, DirectMemory, HeapMemory, Memory, buffer_address
 
 __all__ = ["PooledAllocator", "size_class", "slab_length"]
@@ -235,7 +236,7 @@ class PooledAllocator:
     """Pooled direct ByteBuffers with reference counts; see the module docstring."""
 
     _default: PooledAllocator | None = None
-    _default_lock = threading.Lock()
+    _default_lock = fork_safe(threading.Lock())
 
     def __init__(self, chunk_size: int = 4 << 20, max_cached_capacity: int = 1 << 20,
                  cache_size: int = 64, name: str = "pooled") -> None:
@@ -254,7 +255,7 @@ class PooledAllocator:
         self.cache_size = cache_size
         self._sizes = _class_sizes(chunk_size)
         self._cached_classes = size_class(self.max_cached_capacity)[0] + 1
-        self._lock = threading.Lock()
+        self._lock = fork_safe(threading.Lock())
         self._free: list[list[_Slot]] = [[] for _ in self._sizes]
         self._slabs: list[list[_Slab]] = [[] for _ in self._sizes]
         self._quarantine: list[_Slot] = []

@@ -23,6 +23,7 @@ import weakref
 
 from ._byte_buffer import ByteBuffer
 from ._direct import parse_size
+from ._fork import fork_safe
 
 __all__ = ["temporary_buffer", "give_back", "splice_pipe", "discard_pipe", "release_thread",
            "clear", "CHUNK", "ScratchPipe"]
@@ -65,7 +66,7 @@ _local = threading.local()
 # which that thread checks before each use: it never touches a reused fd number.
 _pipes: weakref.WeakSet[ScratchPipe] = weakref.WeakSet()
 _buffers: weakref.WeakValueDictionary[int, ByteBuffer] = weakref.WeakValueDictionary()
-_registry_lock = threading.Lock()
+_registry_lock = fork_safe(threading.Lock())
 
 
 def temporary_buffer(size: int) -> ByteBuffer:
