@@ -34,6 +34,7 @@
 #include <Python.h>
 #include <errno.h>
 #include <limits.h>
+#include <stdint.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -106,7 +107,11 @@ simple_get(const char *p, Py_ssize_t n, const Limits *lim, const char **key,
     *key_len = q == NULL ? target_len : q - (p + start);
     i += 11;
 
+    /* Each field's name: where, how long, and a hash of it without case, so that the
+     * search for a repeated name compares two numbers per pair, whatever a client puts
+     * in its names (a full comparison only on equal hashes). */
     Py_ssize_t names[MAX_FIELDS], lens[MAX_FIELDS];
+    uint64_t hashes[MAX_FIELDS];
     int count = 0, host = 0;
     long long size = 0;
     while (1) {
@@ -115,8 +120,11 @@ simple_get(const char *p, Py_ssize_t n, const Limits *lim, const char **key,
             break;
         }
         Py_ssize_t name = i;
-        while (i < n && is_tchar[(unsigned char)p[i]])
-            i++;
+        uint64_t hash = 14695981039346656037ULL; /* FNV-1a */
+        while (i < n && is_tchar[(unsigned char)p[i]]) {
+            unsigned char c = (unsigned char)p[i++];
+            hash = (hash ^ (c >= 'A' && c <= 'Z' ? c | 0x20 : c)) * 1099511628211ULL;
+        }
         Py_ssize_t name_len = i - name;
         if (name_len == 0 || i >= n || p[i] != ':')
             return 0;
@@ -141,10 +149,12 @@ simple_get(const char *p, Py_ssize_t n, const Limits *lim, const char **key,
             || (lim->precompressed && name_is(f, name_len, "accept-encoding")))
             return 0;
         for (int k = 0; k < count; k++)
-            if (lens[k] == name_len && same_name(p + names[k], f, name_len))
+            if (hashes[k] == hash && lens[k] == name_len
+                && same_name(p + names[k], f, name_len))
                 return 0;
         host |= name_is(f, name_len, "host");
         names[count] = name;
+        hashes[count] = hash;
         lens[count++] = name_len;
         size += name_len + value_len + 4;
     }
