@@ -488,17 +488,19 @@ def test_a_dead_thread_s_cache_never_waits_for_the_lock(make_pool: MakePool) -> 
     are folded in the next time the lock is taken."""
     pool = make_pool()
     handed: list[ByteBuffer] = []
-    may_exit = threading.Event()
+    ready, may_exit = threading.Event(), threading.Event()
 
     def work() -> None:
         bufs = [pool.allocate(300) for _ in range(3)]
         for b in bufs[1:]:
             b.release()  # two slots in this thread's cache
         handed.append(bufs[0])  # one still live, released by the main thread
+        ready.set()
         may_exit.wait(30)
 
     t = threading.Thread(target=work)
     t.start()
+    assert ready.wait(30)  # done allocating: the lock is taken only for its exit
     with pool._lock:
         may_exit.set()
         t.join(10)
@@ -923,6 +925,40 @@ def test_threaded_stress_never_uses_memory_twice(make_pool: MakePool, cache_size
     assert mapped(pool) == 0
     assert direct() == before
     assert elapsed < 60  # a bound against pathologies; typical runs take a few seconds
+
+
+def test_a_leak_collected_in_a_thread_without_a_cache_does_not_deadlock() -> None:
+    """The same, in a thread with no cache of that allocator (one that never used it,
+    or one being torn down, whose cache is already gone): giving the slot back must
+    not make it a cache, which takes the lock.  The count goes out through the
+    allocator's parked counts, as a dead cache's does."""
+    code = textwrap.dedent("""
+        import gc, threading, warnings
+        import zcio
+        warnings.simplefilter("ignore")
+        zcio.set_leak_detection(zcio.LeakLevel.DISABLED)
+        pool = zcio.PooledAllocator()
+        buf = pool.allocate(1000)
+        cycle = [buf]
+        cycle.append(cycle)
+        del buf, cycle
+
+        def other():  # never allocated from pool: no cache
+            with pool._lock:
+                gc.collect()  # runs the leaked buffer's __del__ here
+
+        t = threading.Thread(target=other)
+        t.start()
+        t.join()
+        live, _ = pool.pool_infos()
+        assert (live.count, live.total_capacity) == (0, 0), live
+        pool.trim()
+        assert pool.allocate(1000).release()
+        print("ok")
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
 
 
 def test_a_leak_collected_while_this_thread_holds_the_lock_does_not_deadlock() -> None:

@@ -340,16 +340,22 @@ class PooledAllocator:
         waited): then the slot goes to ``_collected`` without the lock, and into
         quarantine (which checks it again) the next time the lock is taken for it.
         """
-        cache = self._cache()
-        counts = cache.counts
-        counts[0] -= 1
-        counts[1] -= capacity
+        # A collected slot never makes this thread a cache: that takes the lock (and a
+        # dying thread, whose cache is already gone, would only orphan a new one).  It
+        # is counted out through _orphaned, as a dead cache's counts are.
+        cache = getattr(self._local, "cache", None) if collected else self._cache()
         index = slot.klass
-        if not slot.reachable() and index < self._cached_classes:
-            lists = cache.lists[index]
-            if len(lists) < self.cache_size:
-                lists.append(slot)
-                return
+        if cache is None:
+            self._orphaned.append((-1, -capacity))  # deque.append: atomic
+        else:
+            counts = cache.counts
+            counts[0] -= 1
+            counts[1] -= capacity
+            if not slot.reachable() and index < self._cached_classes:
+                lists = cache.lists[index]
+                if len(lists) < self.cache_size:
+                    lists.append(slot)
+                    return
         if collected:
             if not self._lock.acquire(blocking=False):
                 self._collected.append(slot)  # deque.append: atomic
