@@ -323,24 +323,112 @@ put_value(State *s, int k, int m, PyObject *const *args, Py_ssize_t nargs, PyObj
     return Py_NewRef((PyObject *)s);
 }
 
-/* get() / get(i) of one byte; anything else (bulk forms) goes to the reference. */
+/* The bytes of a flat bytes-like object (exact bytes, bytearray or memoryview: one
+ * dimension, C-contiguous, not released; writable if ``writing``), or NULL (no
+ * exception) for anything else, which the reference takes: its own checks and errors,
+ * buffers (put(src_buffer) moves their position), other exporters.  Valid while the
+ * GIL is held and no Python code runs. */
+static inline char *
+flat_bytes(PyObject *o, int writing, Py_ssize_t *len)
+{
+    if (PyBytes_CheckExact(o)) {
+        if (writing)
+            return NULL;
+        *len = PyBytes_GET_SIZE(o);
+        return PyBytes_AS_STRING(o);
+    }
+    if (PyByteArray_CheckExact(o)) {
+        *len = PyByteArray_GET_SIZE(o);
+        return PyByteArray_AS_STRING(o);
+    }
+    if (PyMemoryView_Check(o)) { /* memoryview cannot be subclassed */
+        PyMemoryViewObject *m = (PyMemoryViewObject *)o;
+        if ((m->flags & _Py_MEMORYVIEW_RELEASED) || (m->mbuf->flags & _Py_MANAGED_BUFFER_RELEASED))
+            return NULL;
+        Py_buffer *v = &m->view;
+        /* C-contiguous as the memoryview itself tells consumers (an empty strided
+         * view is not, though nothing lies between its bytes) */
+        if ((writing && v->readonly) || v->ndim != 1 || !(m->flags & _Py_MEMORYVIEW_C))
+            return NULL;
+        *len = v->len;
+        return (char *)v->buf;
+    }
+    return NULL;
+}
+
+/* An optional offset or length argument: *v = its value (0 <= v), or dflt for None
+ * or an absent one; 0 for anything else (the reference raises, or converts). */
+static inline int
+bulk_arg(PyObject *const *args, Py_ssize_t nargs, Py_ssize_t at, long long dflt,
+         long long *v)
+{
+    if (at >= nargs || args[at] == Py_None) {
+        *v = dflt;
+        return 1;
+    }
+    return small_int(args[at], v) && *v >= 0;
+}
+
+/* The bulk forms of get and put between this buffer and a flat bytes-like object
+ * (flat_bytes): get(dst[, offset[, length]]), get(index, dst[, offset[, length]]) and
+ * the same for put(src, ...).  Copies ``length`` bytes (default: the rest of the
+ * object after ``offset``) with one memmove (overlap allowed: the reference copies
+ * one view pair the same way); a relative call moves the position past them, an
+ * absolute one changes no index.  Any other case, error or not, goes to the reference
+ * untouched (fallback[m]), which checks in Java's order. */
+static PyObject *
+bulk(State *s, int put, int m, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    Py_ssize_t len, olen;
+    long long index = -1, offset, length, start, lim;
+    char *base, *obj;
+    int absolute = PyLong_CheckExact(args[0]);
+    if (kwnames != NULL || nargs > 3 + absolute || nargs < 1 + absolute
+        || (put && s->ro != Py_False) || (base = plain_memory(s, &len, put)) == NULL
+        || (obj = flat_bytes(args[absolute], !put, &olen)) == NULL
+        || s->lim == NULL || !small_int(s->lim, &lim)
+        || !bulk_arg(args, nargs, 1 + absolute, 0, &offset) || offset > olen
+        || !bulk_arg(args, nargs, 2 + absolute, olen - offset, &length)
+        || length > olen - offset)
+        return slow(m, (PyObject *)s, args, nargs, kwnames);
+    if (absolute) {
+        if (!small_int(args[0], &index) || index < 0)
+            return slow(m, (PyObject *)s, args, nargs, kwnames);
+        start = index;
+    } else if (s->pos == NULL || !small_int(s->pos, &start)) {
+        return slow(m, (PyObject *)s, args, nargs, kwnames);
+    }
+    if (length > lim - start || length > len - start)
+        return slow(m, (PyObject *)s, args, nargs, kwnames);
+    if (!absolute && set_position(s, (Py_ssize_t)(start + length)) < 0)
+        return NULL;
+    if (put)
+        memmove(base + start, obj + offset, (size_t)length);
+    else
+        memmove(obj + offset, base + start, (size_t)length);
+    return Py_NewRef((PyObject *)s);
+}
+
+/* get() / get(i) of one byte; the bulk forms of a flat bytes-like destination (bulk);
+ * anything else goes to the reference. */
 static PyObject *
 s_get(State *s, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
-    if (nargs > 1)
-        return slow(M_GET, (PyObject *)s, args, nargs, kwnames);
-    if (nargs == 1 && !PyLong_CheckExact(args[0]))
-        return slow(M_GET, (PyObject *)s, args, nargs, kwnames);
-    return get_value(s, K_BYTE, M_GET, args, nargs, kwnames);
+    if (nargs == 0 || (nargs == 1 && PyLong_CheckExact(args[0])))
+        return get_value(s, K_BYTE, M_GET, args, nargs, kwnames);
+    return bulk(s, 0, M_GET, args, nargs, kwnames);
 }
 
+/* put(v) / put(i, v) of one byte; the bulk forms of a flat bytes-like source (bulk);
+ * anything else goes to the reference. */
 static PyObject *
 s_put(State *s, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
-    if (nargs == 0 || !PyLong_CheckExact(args[0])
-        || (nargs == 2 && !PyLong_CheckExact(args[1])) || nargs > 2)
+    if (nargs == 0 || nargs > 4)
         return slow(M_PUT, (PyObject *)s, args, nargs, kwnames);
-    return put_value(s, K_BYTE, M_PUT, args, nargs, kwnames);
+    if (PyLong_CheckExact(args[0]) && (nargs == 1 || (nargs == 2 && PyLong_CheckExact(args[1]))))
+        return put_value(s, K_BYTE, M_PUT, args, nargs, kwnames);
+    return bulk(s, 1, M_PUT, args, nargs, kwnames);
 }
 
 #define GETTER(name, K, M) \
