@@ -64,7 +64,7 @@ index_value(PyObject *o)
 PyObject *zcio_index_ints[INDEX_INTS]; /* see index_int (native.h) */
 
 /* position = v; -1 with an exception if the int cannot be made. */
-static inline int
+static inline __attribute__((always_inline)) int
 set_position(State *s, Py_ssize_t v)
 {
     PyObject *o = index_int(v);
@@ -173,17 +173,18 @@ store_bytes(char *p, int n, int big, uint64_t v)
 
 /* The Python value of kind k from raw bits, or NULL with no exception to ask the
  * reference (a float NaN: its bits are rebuilt there, as Java's intBitsToFloat). */
-static PyObject *
+static inline __attribute__((always_inline)) PyObject *
 box(int k, uint64_t raw)
 {
+    int64_t v;
     switch (k) {
-    case K_BYTE: return PyLong_FromLong((int8_t)raw);
+    case K_BYTE: v = (int8_t)raw; break;
     case K_CHAR: return PyUnicode_FromOrdinal((int)(uint16_t)raw);
-    case K_SHORT: return PyLong_FromLong((int16_t)raw);
-    case K_USHORT: return PyLong_FromLong((uint16_t)raw);
-    case K_INT: return PyLong_FromLong((int32_t)raw);
-    case K_UINT: return PyLong_FromUnsignedLong((uint32_t)raw);
-    case K_LONG: return PyLong_FromLongLong((int64_t)raw);
+    case K_SHORT: v = (int16_t)raw; break;
+    case K_USHORT: v = (uint16_t)raw; break;
+    case K_INT: v = (int32_t)raw; break;
+    case K_UINT: v = (uint32_t)raw; break;
+    case K_LONG: v = (int64_t)raw; break;
     case K_FLOAT: {
         uint32_t b = (uint32_t)raw; float f; memcpy(&f, &b, 4);
         if (f != f) return NULL;
@@ -194,6 +195,8 @@ box(int k, uint64_t raw)
         return PyFloat_FromDouble(d);
     }
     }
+    /* an int: from the index table when it holds it (native.h; as an index) */
+    return v >= 0 && v < INDEX_INTS ? index_int((Py_ssize_t)v) : PyLong_FromLongLong(v);
 }
 
 /* The bits of value v for kind k, 1 on success; 0 (no exception) to ask the reference:
@@ -472,13 +475,20 @@ slow_ref(PyObject *f, PyObject *self, PyObject *const *args, Py_ssize_t nargs, P
 }
 
 /* The element kind of a view instance, or -1 (a class this module was not told of). */
+static PyObject *last_view_type = NULL; /* a one-entry cache (held by view_types) */
+static int last_view_kind = -1;
+
 static inline int
 view_kind(State *s)
 {
     PyObject *t = (PyObject *)Py_TYPE(s);
+    if (t == last_view_type)
+        return last_view_kind;
     for (int i = 0; i < n_views; i++)
-        if (view_types[i] == t)
-            return view_kinds[i];
+        if (view_types[i] == t) {
+            last_view_type = t;
+            return last_view_kind = view_kinds[i];
+        }
     return -1;
 }
 
@@ -581,6 +591,7 @@ core_accelerate_views(PyObject *mod, PyObject *args)
         return NULL;
     }
     n_views = 0;
+    last_view_type = NULL;
     while (PyDict_Next(classes, &pos, &key, &value)) {
         const char *code = PyUnicode_AsUTF8(value);
         int k = code ? kind_of_code(code) : -1;

@@ -66,11 +66,12 @@ small_int(PyObject *o, long long *v)
  * get/put would make (and free) one int per call past CPython's small ints (256).
  * index_int(v) gives the int v as a new reference, from a table of the ints 0 ..
  * INDEX_INTS - 1 made once on first use and kept for the process's life (at most
- * INDEX_INTS ints, about 2 MiB with the table, only as far as indexes reach); others
- * are made as usual.  Ints are immutable: sharing one is invisible to Python.  The
- * GIL guards the table. */
+ * INDEX_INTS ints, about 2 MiB with the table, only as far as indexes and the typed
+ * gets' values reach: core.c's box takes small non-negative values from it too);
+ * others are made as usual.  Ints are immutable: sharing one is invisible to Python.
+ * The GIL guards the table. */
 #define INDEX_INTS (1 << 16)
-extern PyObject *zcio_index_ints[INDEX_INTS];
+extern PyObject *zcio_index_ints[INDEX_INTS] __attribute__((visibility("hidden"))); /* no GOT load */
 
 static inline PyObject *
 index_int(Py_ssize_t v)
