@@ -46,6 +46,8 @@ static PyObject *metrics_locked = NULL, *metrics_counts = NULL, *metrics_record 
  * less on average is copied into one block and sent with one send(). */
 #define COALESCE_MAX (64 * 1024)
 #define COALESCE_PART 512
+/* A gather of at most this many buffers keeps its arrays on the stack. */
+#define GATHER_STACK 64
 
 #define SLOT(o, off) (*(PyObject **)((char *)(o) + (off)))
 
@@ -84,8 +86,12 @@ pin(PyObject *buf, int into, Py_buffer *hold, char **base, Py_ssize_t *pos, Py_s
     if (mv == NULL || !PyMemoryView_Check(mv))
         return 0;
     PyMemoryViewObject *m = (PyMemoryViewObject *)mv;
-    if ((m->flags & _Py_MEMORYVIEW_RELEASED) || (m->mbuf->flags & _Py_MANAGED_BUFFER_RELEASED)
-        || m->mbuf->master.obj == NULL)
+    /* A view not released keeps its managed buffer's export count above zero, so
+     * that buffer is not released either: its flags are read only to pin it (one
+     * cache line less per buffer in a gather's check). */
+    if ((m->flags & _Py_MEMORYVIEW_RELEASED)
+        || (hold != NULL && ((m->mbuf->flags & _Py_MANAGED_BUFFER_RELEASED)
+                             || m->mbuf->master.obj == NULL)))
         return 0;
     Py_buffer *v = &m->view;
     if ((into && v->readonly) || v->itemsize != 1 || v->ndim > 1
@@ -270,16 +276,22 @@ zcio_io_gather(int fd, PyObject *list, long long offset, int how, PyObject *path
 {
     Py_ssize_t n = PyList_GET_SIZE(list), used = 0, r = 0, i;
     int err = 0;
-    Py_ssize_t room = n ? n : 1;
-    PyObject **owner = PyMem_Malloc(room * sizeof(PyObject *)); /* held: the list may change */
-    Py_buffer *holds = PyMem_Malloc(room * sizeof(Py_buffer));
-    struct iovec *iov = PyMem_Malloc(room * sizeof(struct iovec));
-    Py_ssize_t *len = PyMem_Malloc(room * sizeof(Py_ssize_t));
-    if (owner == NULL || holds == NULL || iov == NULL || len == NULL) {
-        PyMem_Free(owner);
-        PyMem_Free(holds);
-        PyMem_Free(iov);
-        PyMem_Free(len);
+    /* Up to GATHER_STACK buffers, the arrays live on the stack (2 KiB); the holds only
+     * where the buffers are pinned (not coalesced). */
+    PyObject *owner_s[GATHER_STACK];
+    struct iovec iov_s[GATHER_STACK];
+    Py_ssize_t len_s[GATHER_STACK];
+    int heap = n > GATHER_STACK;
+    PyObject **owner = heap ? PyMem_Malloc(n * sizeof(PyObject *)) : owner_s; /* held: the list may change */
+    struct iovec *iov = heap ? PyMem_Malloc(n * sizeof(struct iovec)) : iov_s;
+    Py_ssize_t *len = heap ? PyMem_Malloc(n * sizeof(Py_ssize_t)) : len_s;
+    Py_buffer *holds = NULL;
+    if (owner == NULL || iov == NULL || len == NULL) {
+        if (heap) {
+            PyMem_Free(owner);
+            PyMem_Free(iov);
+            PyMem_Free(len);
+        }
         PyErr_NoMemory();
         return T_ERROR;
     }
@@ -322,6 +334,11 @@ zcio_io_gather(int fd, PyObject *list, long long offset, int how, PyObject *path
             q += iov[i].iov_len;
         }
     } else {
+        if ((holds = PyMem_Malloc((n ? n : 1) * sizeof(Py_buffer))) == NULL) {
+            PyErr_NoMemory();
+            answer = T_ERROR;
+            goto done;
+        }
         for (i = 0; i < n; i++, pinned++) {
             char *base;
             Py_ssize_t pos, lim;
@@ -388,10 +405,12 @@ done:
         PyBuffer_Release(&holds[i]);
     for (i = 0; i < owned; i++)
         Py_DECREF(owner[i]);
-    PyMem_Free(owner);
     PyMem_Free(holds);
-    PyMem_Free(iov);
-    PyMem_Free(len);
+    if (heap) {
+        PyMem_Free(owner);
+        PyMem_Free(iov);
+        PyMem_Free(len);
+    }
     return answer;
 }
 
