@@ -18,7 +18,10 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -337,6 +340,62 @@ def test_a_foreign_memfd_that_is_well_formed_is_accepted() -> None:
             assert bytes(got) == b"from elsewhere"
     a.close()
     os.close(fd)
+
+
+# -- a close during a hand-off -------------------------------------------------------
+
+
+@contextmanager
+def taking(python: bool) -> Iterator[None]:
+    """The Python path if ``python`` (a layer that is not the default one turns
+    NATIVE_IO off), else the channel's own choice (compiled, when loaded)."""
+    if python:
+        with _syscalls.override(_syscalls.Syscalls()):
+            assert _syscalls.NATIVE_IO is None
+            yield
+    else:
+        yield
+
+
+@pytest.mark.parametrize("python", [False, True], ids=["compiled", "python"])
+def test_a_close_during_receive_wakes_it_and_misdirects_no_descriptor(python: bool) -> None:
+    """The receive runs in the channel's in-flight registry: a close wakes it (shutdown)
+    and keeps its descriptor number pointing at a dead socket until it has left, so
+    sockets opened meanwhile (likely to get the closed number) keep their messages."""
+    fds = open_fds()
+    with ByteBuffer.allocate_shared(64) as buf, taking(python):
+        for _ in range(10):
+            a, b = socket.socketpair()
+            ch = SocketChannel.from_socket(b)
+            ended: list[object] = []
+
+            def receive(ch: SocketChannel = ch, ended: list[object] = ended) -> None:
+                try:
+                    ended.append(ch.receive_buffer())
+                except Exception as e:
+                    ended.append(e)
+
+            t = threading.Thread(target=receive, daemon=True)  # a failure must not hang
+            t.start()
+            inside = time.monotonic() + 1
+            while not ch._users and time.monotonic() < inside:  # registered, then blocked
+                time.sleep(0.0005)
+            time.sleep(0.002)
+            ch.close()
+            others = [socket.socketpair() for _ in range(3)]
+            for x, _ in others:
+                with SocketChannel.from_socket(x) as sender:
+                    sender.send_buffer(buf)
+            t.join(10)
+            assert not t.is_alive()
+            assert len(ended) == 1 and isinstance(ended[0], zcio.AsynchronousCloseError)
+            for _, y in others:
+                with SocketChannel.from_socket(y) as receiver:
+                    got = receiver.receive_buffer()
+                    assert got is not None and got.capacity() == 64
+                    got.release()
+            a.close()
+    assert open_fds() == fds
 
 
 # -- seals ---------------------------------------------------------------------------
