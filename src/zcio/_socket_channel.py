@@ -416,8 +416,9 @@ class SocketChannel(SocketHolder):
 
         Syscalls: one ``sendmsg(2)`` of a 48-byte header (stating the seals this process
         knows of; the receiver reads the real ones) with the descriptor attached
-        (``SCM_RIGHTS``), queued whole or not at all.  On an error (BrokenPipeError...)
-        nothing was sent and the builtin OSError propagates.
+        (``SCM_RIGHTS``), queued whole or not at all, made in C where ``zcio._native``
+        is in use (``native/share.c``).  On an error (BrokenPipeError...) nothing was
+        sent and the builtin OSError propagates.
         """
         return send_buffer(self, buf)
 
@@ -440,9 +441,11 @@ class SocketChannel(SocketHolder):
 
         Syscalls: one ``recvmsg(2)`` of the header with room for a few descriptors
         (``MSG_CMSG_CLOEXEC``); then ``fcntl(F_GET_SEALS)`` (only a memfd can carry the
-        shrink seal) and ``mmap(MAP_SHARED)`` of the descriptor (CPython's mmap checks
-        the size with ``fstat`` and keeps a duplicate descriptor), which
-        stays open with the mapping until ``release()`` (closed at once on an error).
+        shrink seal), ``fstat`` (the size) and ``mmap(MAP_SHARED)`` of the descriptor,
+        which stays open with the mapping until ``release()`` (closed at once on an
+        error).  Where ``zcio._native`` is in use these are made in C
+        (``native/share.c``); the pure-Python path maps with CPython's mmap, which also
+        keeps a duplicate of the descriptor.
         """
         return receive_buffer(self)
 
