@@ -168,6 +168,17 @@ count(PyObject *path, Py_ssize_t syscalls, Py_ssize_t user_bytes)
     return r == NULL ? -1 : 0;
 }
 
+/* count() for the other parts (native.h); io_setup() must have run. */
+int
+zcio_io_count(PyObject *path, Py_ssize_t syscalls, Py_ssize_t user_bytes)
+{
+    if (metrics_counts == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "zcio._native: io_setup() has not run");
+        return -1;
+    }
+    return count(path, syscalls, user_bytes);
+}
+
 /* count() for a call that failed, keeping the exception it raised (or the one count
  * raised, if it failed itself). */
 static void

@@ -5,6 +5,7 @@
  *   pool.c   pooled allocate, retain and release
  *   chan.c   the channels' read/write of one buffer: io.c's call, the whole method
  *   serve.c  zcio serve's cached hit: one read answered by one send
+ *   share.c  the shared-buffer hand-off's system calls: one sendmsg, one recvmsg
  *   native.c the module itself
  * Each part adds its functions and types to the module in its init function. */
 #ifndef ZCIO_NATIVE_H
@@ -17,6 +18,7 @@ int zcio_io_init(PyObject *m);
 int zcio_pool_init(PyObject *m);
 int zcio_chan_init(PyObject *m);
 int zcio_serve_init(PyObject *m);
+int zcio_share_init(PyObject *m);
 
 /* io.c's calls, also the compiled channel operations' (chan.c). */
 enum {
@@ -36,6 +38,9 @@ Py_ssize_t zcio_io_transfer(int fd, PyObject *buf, long long offset, int how,
                             PyObject *path, int into);
 Py_ssize_t zcio_io_gather(int fd, PyObject *list, long long offset, int how,
                           PyObject *path);
+/* Add one operation of ``syscalls`` calls and ``user_bytes`` to zcio.metrics[path], as
+ * Metrics.record does (io.c; io_setup() must have run); -1 with an exception. */
+int zcio_io_count(PyObject *path, Py_ssize_t syscalls, Py_ssize_t user_bytes);
 /* Their result as Python sees it: the count (a read's 0 is -1, end of file; no call or
  * EAGAIN is 0), NotImplemented for T_NOT_PLAIN, NULL for T_ERROR. */
 PyObject *zcio_io_answer(Py_ssize_t r, int into);

@@ -18,8 +18,12 @@ import socket
 import struct
 import subprocess
 import sys
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -270,22 +274,22 @@ def _garbage_cases() -> dict[str, tuple[bytes, str]]:
         "memfd that cannot be sealed": (_header(), "sealing not allowed"),
         "a tmpfs file (shmem, as a memfd)": (_header(), "tmpfs file"),
         "seals stated but not set": (_header(seals=SEAL_WRITE), "memfd"),
+        "truncated ancillary data": (_header(), "six memfds"),
     }
 
 
 GARBAGE = _garbage_cases()
 
 
-@pytest.mark.parametrize("case", list(GARBAGE))
-def test_garbage_from_the_peer_is_a_handoff_error_and_leaks_no_descriptor(
-        case: str, tmp_path: Path) -> None:
-    data, kind = GARBAGE[case]
-    a, b = socket.socketpair()
-    ours: list[int] = []  # what the sender side opened, closed by us after sending
+def _sender_descriptors(kind: str, a: socket.socket, tmp_path: Path) -> list[int]:
+    """Open what the sender attaches for ``kind`` (the caller closes them after sending)."""
+    ours: list[int] = []
     if kind in ("memfd", "two memfds"):
         ours.append(_memfd(4096))
     if kind == "two memfds":
         ours.append(_memfd(4096))
+    if kind == "six memfds":  # more than the receiver has room for: MSG_CTRUNC
+        ours.extend(_memfd(4096) for _ in range(6))
     if kind == "unsealed memfd":
         ours.append(_memfd(4096, seals=0))
     if kind == "sealing not allowed":  # born with F_SEAL_SEAL: never sealed against shrink
@@ -307,6 +311,15 @@ def test_garbage_from_the_peer_is_a_handoff_error_and_leaks_no_descriptor(
         ours.extend(os.pipe())
     if kind == "socket":
         ours.append(os.dup(a.fileno()))
+    return ours
+
+
+@pytest.mark.parametrize("case", list(GARBAGE))
+def test_garbage_from_the_peer_is_a_handoff_error_and_leaks_no_descriptor(
+        case: str, tmp_path: Path) -> None:
+    data, kind = GARBAGE[case]
+    a, b = socket.socketpair()
+    ours = _sender_descriptors(kind, a, tmp_path)  # closed by us after sending
     fds = open_fds()
     with SocketChannel.from_socket(b) as ch:
         _send_raw(a, data, ours[:1] if kind == "pipe" else ours)
@@ -336,6 +349,192 @@ def test_a_foreign_memfd_that_is_well_formed_is_accepted() -> None:
         with got:
             assert bytes(got) == b"from elsewhere"
     a.close()
+    os.close(fd)
+
+
+# -- the compiled hand-off (native/share.c) against the Python path -------------------
+
+native_only = pytest.mark.skipif(
+    _syscalls.NATIVE_IO is None,
+    reason="zcio._native is not loaded (pure Python): the Python path is the only one")
+
+
+@contextmanager
+def taking(python: bool) -> Iterator[None]:
+    """The Python path if ``python`` (a layer that is not the default one turns
+    NATIVE_IO off), else the channel's own choice (compiled, when loaded)."""
+    if python:
+        with _syscalls.override(_syscalls.Syscalls()):
+            assert _syscalls.NATIVE_IO is None
+            yield
+    else:
+        yield
+
+
+#: Every way a receive can end besides GARBAGE's: (header, what the sender attaches).
+OTHER_ENDS = {
+    "a good hand-off": (_header(cap=14, pos=2, lim=10, seals=SEAL_SHRINK), "memfd"),
+    "the peer closed": (b"", "closed"),
+    "other ancillary data (credentials)": (_header(), "memfd, credentials"),
+}
+
+
+def _receive_outcome(case: str, python: bool, tmp_path: Path) -> tuple[Any, ...]:
+    """What one receive of ``case`` did, comparably: the buffer's state or the error's
+    type and text; descriptors left open; the shared pool; the metrics counted."""
+    data, kind = GARBAGE[case] if case in GARBAGE else OTHER_ENDS[case]
+    a, b = socket.socketpair()
+    if "credentials" in kind:
+        b.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+    ours = _sender_descriptors(kind.split(",")[0], a, tmp_path)
+    fds = open_fds()
+    before = zcio.metrics.path("shared_receive")
+    with SocketChannel.from_socket(b) as ch:
+        if kind == "closed":
+            a.close()
+        else:
+            _send_raw(a, data, ours[:1] if kind == "pipe" else ours)
+        with taking(python):
+            try:
+                got = ch.receive_buffer()
+            except Exception as e:
+                result: Any = (type(e), str(e))
+            else:
+                assert got is not None
+                result = (got.position(), got.limit(), got.capacity(), got.is_read_only(),
+                          got.order(), got.seals(), shared_pool().count)
+                got.release()
+        leaked = open_fds() - fds
+        counted = zcio.metrics.path("shared_receive") - before
+    a.close()
+    for fd in ours:
+        os.close(fd)
+    return result, leaked, shared_pool().count, counted.operations, counted.syscalls
+
+
+@native_only
+@pytest.mark.parametrize("case", [*GARBAGE, *OTHER_ENDS])
+def test_the_compiled_receive_ends_as_the_python_one(case: str, tmp_path: Path) -> None:
+    compiled = _receive_outcome(case, False, tmp_path)
+    assert compiled == _receive_outcome(case, True, tmp_path)
+    assert compiled[1:] == (set(), 0, 1, 1)  # nothing left open or counted, one call
+
+
+@native_only
+def test_the_compiled_send_counts_as_the_python_one(
+        pair: tuple[SocketChannel, SocketChannel]) -> None:
+    a, b = pair
+    with ByteBuffer.allocate_shared(64) as buf:
+        for python in (False, True):
+            before = zcio.metrics.path("shared_send")
+            with taking(python):
+                assert a.send_buffer(buf) is True
+            sent = zcio.metrics.path("shared_send") - before
+            assert (sent.operations, sent.syscalls) == (1, 1)
+            got = b.receive_buffer()
+            assert got is not None
+            got.release()
+
+
+def test_a_test_layer_sees_every_call_of_a_hand_off(
+        pair: tuple[SocketChannel, SocketChannel]) -> None:
+    calls: list[str] = []
+
+    class Logged(_syscalls.Syscalls):
+        def sendmsg_fds(self, sock: socket.socket, data: bytes, fds: Sequence[int]) -> int:
+            calls.append("sendmsg_fds")
+            return super().sendmsg_fds(sock, data, fds)
+
+        def recvmsg(self, sock: socket.socket, bufsize: int, ancbufsize: int = 0,
+                    flags: int = 0) -> tuple[bytes, list[tuple[int, int, bytes]], int, Any]:
+            calls.append("recvmsg")
+            return super().recvmsg(sock, bufsize, ancbufsize, flags)
+
+        def get_seals(self, fd: int) -> int:
+            calls.append("get_seals")
+            return super().get_seals(fd)
+
+    a, b = pair
+    with ByteBuffer.allocate_shared(64) as buf, _syscalls.override(Logged()):
+        a.send_buffer(buf)
+        got = b.receive_buffer()
+        assert got is not None
+        got.release()
+    assert calls == ["sendmsg_fds", "recvmsg", "get_seals"]
+
+
+@pytest.mark.parametrize("python", [False, True], ids=["compiled", "python"])
+def test_a_close_during_receive_wakes_it_and_misdirects_no_descriptor(python: bool) -> None:
+    """The receive runs in the channel's in-flight registry: a close wakes it (shutdown)
+    and keeps its descriptor number pointing at a dead socket until it has left, so
+    sockets opened meanwhile (likely to get the closed number) keep their messages."""
+    fds = open_fds()
+    with ByteBuffer.allocate_shared(64) as buf, taking(python):
+        for _ in range(10):
+            a, b = socket.socketpair()
+            ch = SocketChannel.from_socket(b)
+            ended: list[object] = []
+
+            def receive(ch: SocketChannel = ch, ended: list[object] = ended) -> None:
+                try:
+                    ended.append(ch.receive_buffer())
+                except Exception as e:
+                    ended.append(e)
+
+            t = threading.Thread(target=receive, daemon=True)  # a failure must not hang
+            t.start()
+            inside = time.monotonic() + 1
+            while not ch._users and time.monotonic() < inside:  # registered, then blocked
+                time.sleep(0.0005)
+            time.sleep(0.002)
+            ch.close()
+            others = [socket.socketpair() for _ in range(3)]
+            for x, _ in others:
+                with SocketChannel.from_socket(x) as sender:
+                    sender.send_buffer(buf)
+            t.join(10)
+            assert not t.is_alive()
+            assert len(ended) == 1 and isinstance(ended[0], zcio.AsynchronousCloseError)
+            for _, y in others:
+                with SocketChannel.from_socket(y) as receiver:
+                    got = receiver.receive_buffer()
+                    assert got is not None and got.capacity() == 64
+                    got.release()
+            a.close()
+    assert open_fds() == fds
+
+
+@native_only
+def test_shared_map_exports_refuses_close_while_exported_and_cleans_once() -> None:
+    SharedMap = _syscalls.NATIVE_IO.SharedMap
+    fd = _memfd(8192)
+    with pytest.raises(ValueError, match="greater than file size"):
+        SharedMap(fd, 8193, False)
+    cleaned: list[tuple[int, str]] = []
+    m = SharedMap(fd, 8192, False)
+    m.set_cleaner(lambda *args: cleaned.append(args), 1, "x")
+    assert len(m) == 8192 and not m.closed
+    view = memoryview(m)
+    view[0:3] = b"abc"
+    assert os.pread(fd, 3, 0) == b"abc"  # MAP_SHARED: the file's pages
+    with pytest.raises(BufferError):
+        m.close()
+    assert cleaned == []
+    view.release()
+    m.close()
+    m.close()  # again: nothing
+    assert m.closed and cleaned == [(1, "x")]
+    with pytest.raises(ValueError):
+        memoryview(m)
+    ro = SharedMap(fd, 4096, True)
+    assert memoryview(ro).readonly
+    with pytest.raises(TypeError, match="read-only"):
+        memoryview(ro)[0:1] = b"z"
+    kept = memoryview(ro)[0:3]  # held past the map's last reference
+    del ro
+    gc.collect()
+    assert bytes(kept) == b"abc"  # still mapped: the view keeps the map alive
+    kept.release()
     os.close(fd)
 
 
@@ -483,7 +682,8 @@ def test_a_child_killed_while_holding_the_buffer_leaks_nothing_in_the_parent(
     out = _run_child("kill", pure=pure)
     assert out["exitcode"] == -9
     assert out["seen"] == 42 and out["tail"] == 7  # the parent's buffer is still good
-    assert out["holding"] == out["after_kill"] == [[1, 1 << 20, 1 << 20], 2, 1]
+    # memfd descriptors: ours, and CPython's mmap keeps a duplicate (native's SharedMap none)
+    assert out["holding"] == out["after_kill"] == [[1, 1 << 20, 1 << 20], 2 if pure else 1, 1]
     assert out["before"] == out["after"] == NOTHING_LEFT
 
 

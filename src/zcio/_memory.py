@@ -28,6 +28,7 @@ import mmap
 import struct
 import threading
 import weakref
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from . import _guard
@@ -322,6 +323,8 @@ class DirectMemory(Memory):
 
     direct = True
     __slots__ = ("_mmap", "_finalizer", "_address")
+    #: Unmaps and gives back the accounting, once: a ``weakref.finalize`` of the mmap.
+    _finalizer: Callable[[], object]
 
     def __init__(self, capacity: int) -> None:
         used = round_to_pages(capacity) if capacity else 0
@@ -341,8 +344,9 @@ class DirectMemory(Memory):
         self._address = -1  # looked up on first use: only alignment and O_DIRECT need it
         # The cleaner holds only the numbers it gives back, never the memory object.
         target: object = mm if mm is not None else self
-        self._finalizer = weakref.finalize(target, _unmap_accounting, capacity, used)
-        self._finalizer.atexit = False
+        finalizer = weakref.finalize(target, _unmap_accounting, capacity, used)
+        finalizer.atexit = False
+        self._finalizer = finalizer
 
     def address(self) -> int:
         if self.released:

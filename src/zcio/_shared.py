@@ -80,6 +80,10 @@ from ._syscalls import (
 if TYPE_CHECKING:
     from ._socket_channel import SocketChannel
 
+#: A mapping SharedMemory holds: CPython's mmap or zcio._native.SharedMap (the same
+#: buffer protocol, ``len()`` and ``close()``; the latter also ``set_cleaner``).
+Mapping = Any
+
 __all__ = [
     "EndOfStreamError",
     "HandoffError",
@@ -126,6 +130,8 @@ _ANCILLARY = socket.CMSG_SPACE(4 * array.array("i").itemsize)
 _MSG_CMSG_CLOEXEC, _MSG_CTRUNC = int(socket.MSG_CMSG_CLOEXEC), int(socket.MSG_CTRUNC)
 _SOL_SOCKET, _SCM_RIGHTS = int(socket.SOL_SOCKET), int(socket.SCM_RIGHTS)
 _FD = struct.Struct("=i")
+#: The zcio.metrics paths of the two calls.
+_SEND_PATH, _RECEIVE_PATH = "shared_send", "shared_receive"
 #: Why descriptors cannot pass here (fixed at import, as zcio._syscalls' probes are).
 _NO_SCM_RIGHTS = _syscalls.unavailability_cause("scm_rights")
 
@@ -139,9 +145,12 @@ def _unshare(fd: list[int], size: int, used: int) -> None:
 
 
 class SharedMemory(DirectMemory):
-    """This process's ``MAP_SHARED`` mapping of a memfd and a descriptor of it (CPython's
-    ``mmap`` keeps a second one, private); counted in the ``shared`` pool.  Takes over
-    ``fd``, which is closed with the mapping.
+    """This process's ``MAP_SHARED`` mapping of a memfd and a descriptor of it, counted
+    in the ``shared`` pool.  Takes over ``fd``, which is closed with the mapping.
+
+    The mapping is a ``zcio._native.SharedMap`` (see :func:`_map`), which runs the
+    cleaner itself when it unmaps, or CPython's ``mmap`` (which keeps a second, private
+    descriptor), cleaned by a ``weakref.finalize`` of it.
 
     Syscalls: ``mmap(MAP_SHARED)`` (by the caller), ``munmap`` and ``close`` when the
     last view is gone (deferred, as for direct memory, while the user holds an export).
@@ -149,7 +158,7 @@ class SharedMemory(DirectMemory):
 
     __slots__ = ("_fd", "seals")
 
-    def __init__(self, mm: mmap.mmap, size: int, fd: int, seals: int) -> None:
+    def __init__(self, mm: Mapping, size: int, fd: int, seals: int) -> None:
         _register_reducer()
         length = len(mm)
         used = round_to_pages(length)  # what the kernel maps
@@ -162,8 +171,13 @@ class SharedMemory(DirectMemory):
         Memory.__init__(self, base)
         self._address = -1
         # The cleaner holds only what it frees: the descriptor's cell and the numbers.
-        self._finalizer = weakref.finalize(mm, partial(_unshare, self._fd), size, used)
-        self._finalizer.atexit = False
+        if isinstance(mm, mmap.mmap):
+            finalizer = weakref.finalize(mm, partial(_unshare, self._fd), size, used)
+            finalizer.atexit = False
+            self._finalizer = finalizer
+        else:
+            mm.set_cleaner(_unshare, self._fd, size, used)
+            self._finalizer = _cleaned
 
     def fileno(self) -> int:
         """The memfd's descriptor (ReleasedBufferError after release)."""
@@ -172,7 +186,21 @@ class SharedMemory(DirectMemory):
         return self._fd[0]
 
 
-def _map(fd: int, length: int, readonly: bool) -> mmap.mmap:
+def _cleaned() -> None:
+    """A SharedMap's finalizer: nothing, its ``close()`` ran the cleaner."""
+
+
+def _map(fd: int, length: int, readonly: bool) -> Mapping:
+    """A ``MAP_SHARED`` mapping of ``fd``'s first ``length`` bytes: the compiled
+    ``SharedMap`` while ``_syscalls.NATIVE_IO`` is set (no duplicate descriptor to make
+    and close), else CPython's ``mmap``.  Both check the size with ``fstat`` first
+    (ValueError if the file is shorter) and refuse ``close()`` while exported.
+
+    Syscalls: ``fstat``, ``mmap(MAP_SHARED)`` (CPython's mmap: also ``dup``).
+    """
+    if _syscalls.NATIVE_IO is not None:
+        mapping: Mapping = _syscalls.NATIVE_IO.SharedMap(fd, length, readonly)
+        return mapping
     # Access modes, not prot: CPython exports a PROT_READ mapping as writable otherwise.
     return mmap.mmap(fd, length, access=mmap.ACCESS_READ if readonly else mmap.ACCESS_WRITE)
 
@@ -321,18 +349,19 @@ def _header(buf: SharedByteBuffer, mem: SharedMemory) -> bytes:
                         buf._pos, buf._lim)
 
 
-def _adopt(fd: int, header: bytes) -> SharedByteBuffer:
+def _adopt(fd: int, header: bytes, seals: int | None = None) -> SharedByteBuffer:
     """A buffer over the memfd ``fd`` as ``header`` describes it, after checking that
     ``fd`` really is one, big enough and sealed against shrinking; HandoffError else.
+    ``seals``: its ``F_GET_SEALS`` already asked (``-errno`` if that failed), or None.
     Takes ``fd`` over: it is closed on error, and with the buffer's memory otherwise."""
     try:
-        return _checked_adopt(fd, header)
+        return _checked_adopt(fd, header, seals)
     except BaseException:
         os.close(fd)
         raise
 
 
-def _checked_adopt(fd: int, header: bytes) -> SharedByteBuffer:
+def _checked_adopt(fd: int, header: bytes, known: int | None) -> SharedByteBuffer:
     if len(header) != _HEADER.size:
         raise HandoffError(f"short header: {len(header)} of {_HEADER.size} bytes")
     magic, version, flags, claimed, off, cap, pos, lim = _HEADER.unpack(header)
@@ -348,7 +377,12 @@ def _checked_adopt(fd: int, header: bytes) -> SharedByteBuffer:
     # from shrinking: no readlink of /proc/self/fd needed.
     sys_ = _syscalls.SYS
     try:
-        seals = sys_.get_seals(fd)
+        if known is None:
+            seals = sys_.get_seals(fd)
+        elif known < 0:
+            raise OSError(-known, os.strerror(-known))
+        else:
+            seals = known
     except OSError as e:
         raise HandoffError(f"the descriptor received is not a memfd (F_GET_SEALS: "
                            f"{e.strerror})") from e
@@ -380,7 +414,9 @@ def _checked_adopt(fd: int, header: bytes) -> SharedByteBuffer:
     return buf
 
 
-def _unix_socket(channel: SocketChannel) -> socket.socket:
+def _unix_socket(channel: SocketChannel) -> tuple[socket.socket, int]:
+    """The channel's connected Unix socket and its descriptor (read once: the caller
+    runs inside the channel's in-flight registry, so the number stays the channel's)."""
     sock = channel._check_connected()
     family = super(socket.socket, sock).family  # an int: the property makes an enum
     if family != socket.AF_UNIX:
@@ -389,35 +425,58 @@ def _unix_socket(channel: SocketChannel) -> socket.socket:
             f"{socket.AddressFamily(family).name}")
     if _NO_SCM_RIGHTS is not None:
         raise UnsupportedOperationError(_NO_SCM_RIGHTS)
-    return sock
+    return sock, channel.fileno()
 
 
 def send_buffer(channel: SocketChannel, buf: SharedByteBuffer) -> bool:
-    """See ``SocketChannel.send_buffer``."""
+    """See ``SocketChannel.send_buffer``: the compiled ``sendmsg`` (``native/share.c``)
+    while ``_syscalls.NATIVE_IO`` is set, else ``Syscalls.sendmsg_fds``."""
     if not isinstance(buf, SharedByteBuffer):
         raise TypeError("send_buffer() needs a buffer from ByteBuffer.allocate_shared(), "
                         f"not {type(buf).__name__}")
     mem = buf._shared()
     with channel._write_lock:
-        sock = _unix_socket(channel)
+        sock, sock_fd = _unix_socket(channel)
         if channel._output_shut:
             raise ClosedChannelError("output is shut down")
         mem.retain()  # a concurrent release() cannot close the descriptor under us
-        calls = 0
         try:
             fd = mem.fileno()
             data = _header(buf, mem)
-            calls = 1
-            n = _syscalls.retry(_syscalls.SYS.sendmsg_fds, sock, data, [fd])
+            native = _syscalls.NATIVE_IO
+            if native is not None:  # counted inside, as _sendmsg counts
+                n = native.share_send(sock_fd, data, fd, _SEND_PATH)
+            else:
+                n = _sendmsg(sock, data, fd)
         except BlockingIOError:
             return False
         finally:
             mem.release()
-            metrics.record("shared_send", syscalls=calls)
     if n != len(data):  # pragma: no cover - AF_UNIX queues a small message whole
         raise HandoffError(f"only {n} of {len(data)} header bytes sent: the stream is "
                            "out of step")
     return True
+
+
+def _sendmsg(sock: socket.socket, data: bytes, fd: int) -> int:
+    """``Syscalls.sendmsg_fds`` of one hand-off message, counted (whatever the outcome)."""
+    try:
+        return _syscalls.retry(_syscalls.SYS.sendmsg_fds, sock, data, [fd])
+    finally:
+        metrics.record(_SEND_PATH)
+
+
+def _recvmsg(sock: socket.socket) -> tuple[bytes, list[int], bool, int]:
+    """``Syscalls.recvmsg`` of one hand-off message, counted (whatever the outcome):
+    the header's bytes, every descriptor received, whether other ancillary data came,
+    the message's flags."""
+    try:
+        data, anc, flags, _ = _syscalls.retry(
+            _syscalls.SYS.recvmsg, sock, _HEADER.size, _ANCILLARY, _MSG_CMSG_CLOEXEC)
+    finally:
+        metrics.record(_RECEIVE_PATH)
+    fds, other = _received_fds(anc)
+    return data, fds, other, flags
 
 
 def _received_fds(ancillary: list[tuple[int, int, bytes]]) -> tuple[list[int], bool]:
@@ -439,19 +498,23 @@ def _received_fds(ancillary: list[tuple[int, int, bytes]]) -> tuple[list[int], b
 
 
 def receive_buffer(channel: SocketChannel) -> SharedByteBuffer | None:
-    """See ``SocketChannel.receive_buffer``."""
+    """See ``SocketChannel.receive_buffer``: the compiled ``recvmsg`` and
+    ``F_GET_SEALS`` (``native/share.c``) while ``_syscalls.NATIVE_IO`` is set, else
+    ``Syscalls.recvmsg`` (and ``get_seals`` in :func:`_adopt`)."""
     with channel._read_lock:
-        sock = _unix_socket(channel)
+        sock, sock_fd = _unix_socket(channel)
         if channel._input_shut:
             raise EndOfStreamError("input is shut down")
+        native = _syscalls.NATIVE_IO
+        seals: int | None = None
         try:
-            data, anc, flags, _ = _syscalls.retry(
-                _syscalls.SYS.recvmsg, sock, _HEADER.size, _ANCILLARY, _MSG_CMSG_CLOEXEC)
+            if native is not None:  # counted inside, as _recvmsg counts
+                data, fds, other, flags, seals = native.share_receive(
+                    sock_fd, _HEADER.size, _ANCILLARY, _RECEIVE_PATH)
+            else:
+                data, fds, other, flags = _recvmsg(sock)
         except BlockingIOError:
             return None
-        finally:
-            metrics.record("shared_receive")
-    fds, other = _received_fds(anc)
     try:
         if not data and not fds:
             raise EndOfStreamError("the peer closed the connection")
@@ -463,7 +526,7 @@ def receive_buffer(channel: SocketChannel) -> SharedByteBuffer | None:
         for fd in fds:
             os.close(fd)
         raise
-    return _adopt(fds[0], data)
+    return _adopt(fds[0], data, seals)
 
 
 # -- multiprocessing ----------------------------------------------------------------

@@ -399,6 +399,7 @@ class SocketChannel(SocketHolder):
 
     # -- shared buffers ---------------------------------------------------------------
 
+    @operation
     def send_buffer(self, buf: SharedByteBuffer, /) -> bool:
         """Hand ``buf`` (from ``ByteBuffer.allocate_shared``) to the peer of this Unix
         socket: its descriptor and its indexes, order, read-only flag and seals in one
@@ -409,15 +410,19 @@ class SocketChannel(SocketHolder):
         full (nothing sent: try again when OP_WRITE is ready).  TypeError for any other
         buffer; UnsupportedOperationError on a socket that is not AF_UNIX;
         ReleasedBufferError if ``buf`` is released; ClosedChannelError after
-        ``shutdown_output()``.  Do not interleave with a ``write()`` in progress.
+        ``shutdown_output()``.  Do not interleave with a ``write()`` in progress.  A
+        ``close()`` of the channel meanwhile raises AsynchronousCloseError, as for any
+        operation of a channel.
 
         Syscalls: one ``sendmsg(2)`` of a 48-byte header (stating the seals this process
         knows of; the receiver reads the real ones) with the descriptor attached
-        (``SCM_RIGHTS``), queued whole or not at all.  On an error (BrokenPipeError...)
-        nothing was sent and the builtin OSError propagates.
+        (``SCM_RIGHTS``), queued whole or not at all, made in C where ``zcio._native``
+        is in use (``native/share.c``).  On an error (BrokenPipeError...) nothing was
+        sent and the builtin OSError propagates.
         """
         return send_buffer(self, buf)
 
+    @operation
     def receive_buffer(self) -> SharedByteBuffer | None:
         """Receive a buffer sent with ``send_buffer``: a shared buffer over the same
         memory, with the sender's indexes (no mark), order and read-only flag; read-only
@@ -429,13 +434,18 @@ class SocketChannel(SocketHolder):
         else the peer sent (a short header, a bad magic or version, no descriptor,
         several, one that is not a memfd sealed against shrinking or is smaller than
         stated); every descriptor that came with it is closed, and the stream should be
-        given up, as it is out of step.
+        given up, as it is out of step.  A ``close()`` of the channel from another
+        thread wakes a blocked call, which raises AsynchronousCloseError (the
+        descriptor number stays this channel's until the call has left: nothing is
+        ever received from another socket that got the number).
 
         Syscalls: one ``recvmsg(2)`` of the header with room for a few descriptors
         (``MSG_CMSG_CLOEXEC``); then ``fcntl(F_GET_SEALS)`` (only a memfd can carry the
-        shrink seal) and ``mmap(MAP_SHARED)`` of the descriptor (CPython's mmap checks
-        the size with ``fstat`` and keeps a duplicate descriptor), which
-        stays open with the mapping until ``release()`` (closed at once on an error).
+        shrink seal), ``fstat`` (the size) and ``mmap(MAP_SHARED)`` of the descriptor,
+        which stays open with the mapping until ``release()`` (closed at once on an
+        error).  Where ``zcio._native`` is in use these are made in C
+        (``native/share.c``); the pure-Python path maps with CPython's mmap, which also
+        keeps a duplicate of the descriptor.
         """
         return receive_buffer(self)
 
