@@ -376,9 +376,15 @@ bulk_arg(PyObject *const *args, Py_ssize_t nargs, Py_ssize_t at, long long dflt,
  * (flat_bytes): get(dst[, offset[, length]]), get(index, dst[, offset[, length]]) and
  * the same for put(src, ...).  Copies ``length`` bytes (default: the rest of the
  * object after ``offset``) with one memmove (overlap allowed: the reference copies
- * one view pair the same way); a relative call moves the position past them, an
+ * one view pair the same way); a relative call then moves the position past them, an
  * absolute one changes no index.  Any other case, error or not, goes to the reference
- * untouched (fallback[m]), which checks in Java's order. */
+ * untouched (fallback[m]), which checks in Java's order.
+ *
+ * The memmove runs behind the SIGBUS guard, as the reference's copy does: either side
+ * may be a file mapping (a memoryview of an mmap, or a buffer wrapping one) that
+ * another process truncated.  On a fault the reference makes the call again, which
+ * faults at the same byte and raises its MappedRegionError (the bytes before it
+ * copied twice, the same bytes; no index moved). */
 static PyObject *
 bulk(State *s, int put, int m, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
@@ -403,12 +409,12 @@ bulk(State *s, int put, int m, PyObject *const *args, Py_ssize_t nargs, PyObject
     }
     if (length > lim - start || length > len - start)
         return slow(m, (PyObject *)s, args, nargs, kwnames);
+    void *fault;
+    if (zcio_guarded_move(put ? base + start : obj + offset, put ? obj + offset : base + start,
+                          (size_t)length, &fault) < 0)
+        return slow(m, (PyObject *)s, args, nargs, kwnames);
     if (!absolute && set_position(s, (Py_ssize_t)(start + length)) < 0)
         return NULL;
-    if (put)
-        memmove(base + start, obj + offset, (size_t)length);
-    else
-        memmove(obj + offset, base + start, (size_t)length);
     return Py_NewRef((PyObject *)s);
 }
 

@@ -112,6 +112,13 @@ guarded_move(char *dst, const char *src, size_t n, void **fault)
     return 0;
 }
 
+/* For the other parts (native.h): the guarded memmove, the same call. */
+int
+zcio_guarded_move(char *dst, const char *src, size_t n, void **fault)
+{
+    return guarded_move(dst, src, n, fault);
+}
+
 static __attribute__((noinline)) int
 guarded_mismatch(const unsigned char *a, const unsigned char *b, size_t n,
                  Py_ssize_t *at, void **fault)

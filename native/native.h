@@ -38,6 +38,9 @@ Py_ssize_t zcio_io_transfer(int fd, PyObject *buf, long long offset, int how,
                             PyObject *path, int into);
 Py_ssize_t zcio_io_gather(int fd, PyObject *list, long long offset, int how,
                           PyObject *path);
+/* memmove(dst, src, n) behind the SIGBUS guard (guard.c): 0, or -1 with *fault the
+ * address that faulted (a mapped file truncated under it), no exception set. */
+int zcio_guarded_move(char *dst, const char *src, size_t n, void **fault);
 /* Add one operation of ``syscalls`` calls and ``user_bytes`` to zcio.metrics[path], as
  * Metrics.record does (io.c; io_setup() must have run); -1 with an exception. */
 int zcio_io_count(PyObject *path, Py_ssize_t syscalls, Py_ssize_t user_bytes);

@@ -206,6 +206,36 @@ def _(w: World) -> Callable[[], object]:
 
 
 case("heap.put(i, mapped, off, n)")(lambda w: lambda: w.heap.put(0, w.buf, DEAD, 16))
+
+
+# A plain memoryview of the mapping (not a zcio buffer) as the other side of a heap or
+# direct buffer's bulk get/put: the compiled core copies flat bytes-likes itself.
+
+
+def _dead_view(w: World) -> memoryview:
+    return w.buf.duplicate().clear().position(DEAD - 8).limit(DEAD + 8).memoryview()
+
+
+def _view_cases() -> None:
+    def relative(op: str) -> Case:
+        def prepare(w: World) -> Callable[[], object]:
+            w.heap.clear()
+            view = _dead_view(w)
+            return lambda: getattr(w.heap, op)(view)
+        return prepare
+
+    def absolute(op: str) -> Case:
+        def prepare(w: World) -> Callable[[], object]:
+            view = _dead_view(w)
+            return lambda: getattr(w.direct, op)(0, view, 4, 12)
+        return prepare
+
+    for op in ("put", "get"):
+        CASES[f"heap.{op}(memoryview of mapped)"] = relative(op)
+        CASES[f"direct.{op}(i, memoryview of mapped, off, n)"] = absolute(op)
+
+
+_view_cases()
 case("mapped.put(i, mapped, off, n)")(lambda w: lambda: w.buf.put(0, w.buf, DEAD, 16))
 
 
