@@ -67,6 +67,14 @@ class World:
         a, b = socket.socketpair()
         self.sock, self.peer = SocketChannel.from_socket(a), SocketChannel.from_socket(b)
         self.peer.write(ByteBuffer.wrap(b"s" * 64))
+        # Another library's mappings of the same file, wrapped (ByteBuffer.wrap).
+        self.mm = mmap.mmap(self.ch.fileno(), SIZE)
+        self.wrapped = ByteBuffer.wrap(self.mm)
+        self.wrapped_ints = self.wrapped.as_int_buffer()
+        import numpy as np
+
+        self.np_map = np.memmap(path, mode="r+", shape=(SIZE,))
+        self.wrapped_np = ByteBuffer.wrap(self.np_map)
         os.truncate(path, PAGE + 10)  # as another process could, at any moment
         alive = bytearray(DEAD)  # what the two surviving pages read now
         self.buf.get(0, alive)
@@ -76,15 +84,19 @@ class World:
 
     def indexes(self) -> list[tuple[int, int]]:
         bufs: list[Any] = [self.buf, self.ro, self.private, self.ints, self.doubles,
-                           self.comp, self.comp_ints, self.heap, self.heap_c, self.direct]
+                           self.comp, self.comp_ints, self.heap, self.heap_c, self.direct,
+                           self.wrapped, self.wrapped_ints, self.wrapped_np]
         return [(b.position(), b.limit()) for b in bufs]
 
     def close(self) -> None:
         for b in (self.comp_ints, self.ints, self.doubles):
             b.clear()
         self.comp.release()
-        for m in (self.buf, self.ro, self.private, self.direct):
+        for m in (self.buf, self.ro, self.private, self.direct, self.wrapped,
+                  self.wrapped_np):
             m.release()
+        self.mm.close()
+        del self.np_map
         self.ch.close()
         self.out.close()
         self.sock.close()
@@ -214,6 +226,28 @@ case("heap.put(i, mapped, off, n)")(lambda w: lambda: w.heap.put(0, w.buf, DEAD,
 
 def _dead_view(w: World) -> memoryview:
     return w.buf.duplicate().clear().position(DEAD - 8).limit(DEAD + 8).memoryview()
+
+
+# -- ByteBuffer.wrap of another library's mapping of the file ------------------------------
+
+
+def _wrap_cases() -> None:
+    for name, make in {
+        "wrap(mmap).get_int(i)": lambda w: lambda: w.wrapped.get_int(DEAD),
+        "wrap(mmap).get(i)": lambda w: lambda: w.wrapped.get(DEAD + 3),
+        "wrap(mmap).put_long(i, v)": lambda w: lambda: w.wrapped.put_long(DEAD, 1),
+        "wrap(mmap).get(i, dst)": lambda w: lambda: w.wrapped.get(DEAD - 8, bytearray(16)),
+        "wrap(mmap).put(src)":
+            lambda w: (lambda b: lambda: b.put(b"x"))(w.wrapped.clear().position(DEAD)),
+        "wrap(mmap).as_int_buffer().get(i)":
+            lambda w: lambda: w.wrapped_ints.get(DEAD // 4),
+        "wrap(np.memmap).get_double(i)": lambda w: lambda: w.wrapped_np.get_double(DEAD),
+        "wrap(np.memmap).put(i, v)": lambda w: lambda: w.wrapped_np.put(DEAD, 7),
+    }.items():
+        CASES[name] = make
+
+
+_wrap_cases()
 
 
 def _view_cases() -> None:

@@ -11,6 +11,7 @@ checked against their pure-Python twins, which the pure install runs.
 
 from __future__ import annotations
 
+import gc
 import importlib.util
 import json
 import os
@@ -20,6 +21,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -116,6 +118,73 @@ def test_writing_into_a_hole_on_a_full_file_system_raises(tmp_path: Path) -> Non
                        "put(i,_src)_into_a_hole": "MappedRegionError"}, run.stdout
     assert run.stdout.splitlines()[-1] == "alive"
     assert not os.listdir(where)  # the tmpfs was the namespace's: this is the plain dir
+
+
+def test_wrap_guards_what_may_be_a_file_mapping_and_nothing_else(tmp_path: Path) -> None:
+    """ByteBuffer.wrap (and unpickling a heap buffer over an out-of-band frame) makes
+    the guarded kind exactly for objects whose bytes may lie in a mapped file: the
+    truncated-file cases above show it guarded; here, which objects get it.  Every
+    other object keeps the plain kind and its compiled fast paths."""
+    import array
+    import ctypes
+    import mmap
+    import pickle
+
+    import numpy as np
+
+    from zcio import ByteBuffer
+    from zcio._indirect import IndirectByteBuffer, WrappedMappingByteBuffer
+    from zcio._memory import may_lose_pages
+
+    path = tmp_path / "f"
+    path.write_bytes(bytes(range(256)) * 16)
+    with open(path, "r+b") as f:
+        file_map = mmap.mmap(f.fileno(), 4096)
+    anon = mmap.mmap(-1, 4096)
+    direct = ByteBuffer.allocate_direct(64)
+    memmap = np.memmap(path, mode="r+", shape=(4096,))
+    made: list[Any] = []
+    plain: list[Any] = []
+    guarded: list[Any] = []
+    obj = b = first = None
+    try:
+        plain = [b"abc", bytearray(8), array.array("i", [1, 2]), anon, memoryview(anon)[8:],
+                 memoryview(bytearray(8))[2:], np.zeros(8, np.uint8), np.zeros(8)[2:],
+                 pickle.PickleBuffer(bytearray(4)), direct.memoryview(),
+                 (ctypes.c_char * 8)()]
+        guarded = [file_map, memoryview(file_map)[8:], memmap, memmap[10:],
+                   np.frombuffer(file_map, np.uint8),
+                   (ctypes.c_char * 16).from_buffer(file_map, 32)]  # an unknown exporter
+        for obj in plain:
+            assert not may_lose_pages(obj), obj
+            made.append(ByteBuffer.wrap(obj))
+            assert type(made[-1]) is ByteBuffer, obj
+        for obj in guarded:
+            assert may_lose_pages(obj), obj
+            b = ByteBuffer.wrap(obj)
+            made.append(b)
+            assert type(b) is WrappedMappingByteBuffer and isinstance(b, IndirectByteBuffer)
+            assert b.array() is obj and not b.is_direct() and repr(b).startswith("zcio.Heap")
+            assert type(b.slice()) is WrappedMappingByteBuffer
+            assert b.as_int_buffer()._mv is None  # the view asks the memory too
+        first = made[-len(guarded)]  # over file_map itself
+        assert first.get_int(4) == 0x04050607 and first.put(0, 9).get(0) == 9
+        frames: list[pickle.PickleBuffer] = []
+        stream = pickle.dumps(first, protocol=5, buffer_callback=frames.append)
+        with memoryview(file_map) as frame:  # the frame as if received into a mapped file
+            back = pickle.loads(stream, buffers=[frame])
+            assert type(back) is WrappedMappingByteBuffer and back.get(0) == 9
+            back.release()
+        del frames, back
+    finally:
+        for b in made:
+            b.release()
+        del made, plain, guarded, obj, b, first
+        gc.collect()  # the buffers', numpy's and ctypes' exports
+        direct.release()
+        file_map.close()
+        anon.close()
+        del memmap
 
 
 def test_pure_python_mode_imports_and_works() -> None:

@@ -33,7 +33,7 @@ from ._errors import (
     ReadOnlyBufferError,
     UnsupportedOperationError,
 )
-from ._memory import DirectMemory, HeapMemory, Memory
+from ._memory import DirectMemory, HeapMemory, Memory, WrappedMappingMemory
 from ._order import ByteOrder
 from ._typed import (
     CharBuffer,
@@ -147,11 +147,18 @@ class ByteBuffer(ByteAccess):
         ``offset + length`` (``length`` defaults to the rest), ``array_offset()`` 0.
         A read-only object (``bytes``) gives a read-only buffer.  IndexOutOfBoundsError
         if ``offset``/``length`` do not fit.  While the buffer lives, a ``bytearray``
-        cannot be resized (CPython's buffer-export rule).
+        cannot be resized (CPython's buffer-export rule).  An object whose bytes may lie
+        in a file mapping (an ``mmap`` of a file, a numpy ``memmap``, another
+        exporter's mapped file: ``zcio._memory.may_lose_pages``) gives a buffer that
+        makes every access through the SIGBUS guard, as a ``MappedByteBuffer`` does: a
+        file truncated under it raises MappedRegionError instead of killing the process.
+        Telling costs nothing for ``bytes``, ``bytearray``, ``array``, ``mmap`` and numpy
+        arrays; for an exporter of another kind (an Arrow buffer, ctypes) it costs a
+        read of ``/proc/self/maps`` (about 0.5 ms).
         """
         offset = check_int(offset, "offset")  # before the export pins a bytearray
         length = None if length is None else check_int(length, "length")
-        mem = HeapMemory(array)
+        mem = HeapMemory.of(array)
         cap = mem.size
         length = cap - offset if length is None else length
         try:
@@ -159,7 +166,8 @@ class ByteBuffer(ByteAccess):
         except IndexOutOfBoundsError:
             mem.release()
             raise
-        return cls._make(mem, 0, cap, offset, offset + length, ro=mem.readonly)
+        return heap_class(cls, mem)._make(mem, 0, cap, offset, offset + length,
+                                          ro=mem.readonly)
 
     # -- kind and backing array --------------------------------------------------------
 
@@ -490,3 +498,15 @@ class ByteBuffer(ByteAccess):
         memory alive as any export does (see ``zcio._arrow``).  Needs pyarrow
         (``pip install 'zcio[arrow]'``; MissingDependencyError otherwise)."""
         return to_arrow(self)
+
+
+def heap_class(cls: type[ByteBuffer], mem: HeapMemory) -> type[ByteBuffer]:
+    """The class of a heap buffer over ``mem``: ``cls``, or the guarded kind
+    (``zcio._indirect.WrappedMappingByteBuffer``, every access asking the memory) for
+    a wrapped file mapping."""
+    if isinstance(mem, WrappedMappingMemory):
+        from ._indirect import IndirectByteBuffer, WrappedMappingByteBuffer
+
+        if not issubclass(cls, IndirectByteBuffer):
+            return WrappedMappingByteBuffer
+    return cls

@@ -31,7 +31,7 @@ from ._buffer import is_int
 from ._byte_buffer import ByteBuffer
 from ._order import ByteOrder
 
-__all__ = ["IndirectByteBuffer"]
+__all__ = ["IndirectByteBuffer", "WrappedMappingByteBuffer"]
 
 _U8 = struct.Struct("B")
 
@@ -70,6 +70,15 @@ class IndirectByteBuffer(ByteBuffer):
     def put_int(self, a: int, b: int | None = None, /) -> Self:
         """``put_int(v)`` at position (position += 4) or ``put_int(index, v)``."""
         return self._set_value(self._c.i32, a, b)
+
+
+class WrappedMappingByteBuffer(IndirectByteBuffer):
+    """A heap buffer wrapping an object whose bytes may lie in a file mapping
+    (``ByteBuffer.wrap`` of an ``mmap`` of a file, a numpy ``memmap``...): its memory
+    (``zcio._memory.WrappedMappingMemory``) reads every value through the SIGBUS guard,
+    so a file truncated under it raises MappedRegionError."""
+
+    __slots__ = ()
 
 
 #: The Python methods the compiled fast paths replaced, by name: the reference the

@@ -33,7 +33,9 @@ between a mapped buffer and any other, ``compact``, ``equals``/``compare_to``/
 composites over a mapping, ``load()``, and channel writes from it and reads into it,
 ``vmsplice`` too (the kernel returns EFAULT there, translated in one place,
 ``_guard.io_error``).  A failed get or put moves no index; a failed bulk copy may have
-filled part of its destination.  Not guarded: memory zcio hands out raw,
+filled part of its destination.  ``ByteBuffer.wrap`` of another library's file mapping
+gets the same guard (``zcio._memory.WrappedMappingMemory``).  Not guarded: memory zcio
+hands out raw,
 ``memoryview()`` or numpy over it, which still dies of SIGBUS.  Without the C module
 (no compiler at install, or ``ZCIO_PURE_PYTHON=1``) nothing is guarded; ``zcio info``
 says which.  Locking the file (``lock()``) or agreeing on sizes between processes
@@ -47,9 +49,8 @@ import enum
 import errno
 import mmap
 import os
-import struct
 import weakref
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from . import _guard, _syscalls
 from ._buffer import check_int
@@ -61,7 +62,7 @@ from ._errors import (
     NonWritableChannelError,
 )
 from ._indirect import IndirectByteBuffer
-from ._memory import Memory, buffer_address, unmap
+from ._memory import GuardedMemory, buffer_address, unmap
 from ._metrics import metrics
 
 if TYPE_CHECKING:
@@ -90,11 +91,10 @@ def _unaccount(capacity: int, used: int, counted: bool) -> None:
         MAPPED.remove(capacity, used)
 
 
-class MappedMemory(Memory):
+class MappedMemory(GuardedMemory):
     """A file mapping: ``mmap`` of the page-aligned region around the requested one."""
 
     direct = True
-    plain = False  # every access asks the memory (see Memory.plain)
     __slots__ = ("_mmap", "_finalizer", "_address", "mode", "delta", "reserved")
 
     def __init__(self, fd: int, mode: MapMode, position: int, size: int,
@@ -129,15 +129,6 @@ class MappedMemory(Memory):
         if self.released:
             raise self.released_error()
         return self._address
-
-    def load(self, st: struct.Struct, at: int) -> Any:
-        """The value at ``at``, read through the SIGBUS guard (MappedRegionError)."""
-        if self.released:
-            raise self.released_error()
-        try:
-            return st.unpack(_guard.read(self._base, at, st.size))[0]
-        except ValueError as e:
-            raise self.translate(e) from None
 
     def page_range(self, start: int, stop: int) -> tuple[int, int]:
         """Offsets in the mmap of the pages covering bytes ``[start, stop)`` of the region.

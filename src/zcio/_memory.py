@@ -23,6 +23,7 @@ then, so the pools always tell the truth about mapped memory.
 
 from __future__ import annotations
 
+import array
 import ctypes
 import mmap
 import struct
@@ -39,7 +40,8 @@ from ._fork import fork_safe
 if TYPE_CHECKING:
     from ._types import Buffer
 
-__all__ = ["Memory", "HeapMemory", "DirectMemory", "buffer_address", "unmap", "revoke"]
+__all__ = ["Memory", "GuardedMemory", "HeapMemory", "WrappedMappingMemory", "DirectMemory",
+           "buffer_address", "may_lose_pages", "unmap", "revoke"]
 
 _RC_LOCK = fork_safe(threading.Lock())  # reference counts change atomically, as Netty's
 _MAX_REFCNT = (1 << 31) - 1  # Netty's refCnt is a Java int
@@ -282,6 +284,25 @@ def revoke(mv: memoryview) -> bool:
     return True
 
 
+class GuardedMemory(Memory):
+    """Memory whose pages can be taken away under it: a file mapping, where another
+    process truncating the file makes an access die of SIGBUS.  Every access asks the
+    memory (not ``plain``), and a value is read through the SIGBUS guard (``store``,
+    ``read`` and the bulk copies already are for every kind): MappedRegionError."""
+
+    plain = False
+    __slots__ = ()
+
+    def load(self, st: struct.Struct, at: int) -> Any:
+        """The value at ``at``, read through the SIGBUS guard (MappedRegionError)."""
+        if self.released:
+            raise self.released_error()
+        try:
+            return st.unpack(_guard.read(self._base, at, st.size))[0]
+        except ValueError as e:
+            raise self.translate(e) from None
+
+
 class HeapMemory(Memory):
     """Bytes on the Python heap: a bytearray, or any object wrapped by ``ByteBuffer.wrap``."""
 
@@ -294,6 +315,76 @@ class HeapMemory(Memory):
         self.obj = obj
         self.readonly = mv.readonly
         super().__init__(mv.cast("B") if mv.format != "B" or mv.ndim != 1 else mv)
+
+    @staticmethod
+    def of(obj: Any) -> HeapMemory:
+        """The memory of a wrapped object: guarded (:class:`WrappedMappingMemory`)
+        where its bytes may lie in a file mapping (:func:`may_lose_pages`)."""
+        return (WrappedMappingMemory if may_lose_pages(obj) else HeapMemory)(obj)
+
+
+class WrappedMappingMemory(GuardedMemory, HeapMemory):
+    """A wrapped object whose bytes may be a file mapping (an ``mmap`` of a file, a
+    numpy ``memmap``, an Arrow buffer of a mapped file...): heap memory to the API
+    (``array()`` is the object), behind the SIGBUS guard like a ``MappedByteBuffer``."""
+
+    __slots__ = ()
+
+
+def may_lose_pages(obj: Any) -> bool:
+    """Whether the bytes of ``obj`` may lie in a file mapping (whose owner can take
+    pages away by truncating the file: an access is then SIGBUS).
+
+    ``bytes``, ``bytearray``, ``array.array`` and a numpy array owning its data: no;
+    an ``mmap``: if it maps a file (an anonymous one has none to stat); a memoryview,
+    a PickleBuffer or a numpy array over another object: what that object is; any
+    other exporter: what ``/proc/self/maps`` says of its first byte's mapping (one with
+    an inode is a file's: a regular file, a memfd, ``/dev/shm``); unknown: yes.
+    Syscalls: ``fstat`` for an mmap; ``open``/``read``/``close`` of ``/proc/self/maps``
+    for an exporter of another kind.
+    """
+    for _ in range(64):  # a chain of views over views, bounded
+        kind = type(obj)
+        if kind is bytes or kind is bytearray or kind is array.array:
+            return False
+        if isinstance(obj, mmap.mmap):
+            try:
+                obj.size()  # fstat of its file
+            except (OSError, ValueError):  # anonymous (no file), or closed
+                return False
+            return True
+        if hasattr(kind, "__array_interface__") and hasattr(kind, "base"):  # numpy
+            if obj.base is None:
+                return False  # owns its data: allocated by numpy
+            obj = obj.base
+            continue
+        with memoryview(obj) as mv:
+            inner = mv.obj
+        if inner is None or inner is obj:
+            break
+        obj = inner
+    return _file_backed(obj)
+
+
+def _file_backed(obj: Any) -> bool:
+    """Whether the first byte of ``obj``'s bytes lies in a mapping with an inode."""
+    address = buffer_address(obj)
+    if not address:
+        return False  # empty: no byte to lose
+    try:
+        with open("/proc/self/maps", "rb") as f:  # the kernel writes it as it is read
+            rest = b""
+            while chunk := f.read(65536):
+                lines = (rest + chunk).split(b"\n")
+                rest = lines.pop()
+                for line in lines:
+                    fields = line.split(maxsplit=5)
+                    lo, _, hi = fields[0].partition(b"-")
+                    if int(lo, 16) <= address < int(hi, 16):
+                        return len(fields) > 4 and fields[4] != b"0"
+    except OSError:
+        pass
+    return True  # not found, or cannot tell: guard it
 
 
 def _unmap_accounting(capacity: int, used: int) -> None:

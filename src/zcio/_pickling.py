@@ -56,7 +56,7 @@ from __future__ import annotations
 import pickle
 from typing import TYPE_CHECKING, Any
 
-from ._byte_buffer import ByteBuffer
+from ._byte_buffer import ByteBuffer, heap_class
 from ._composite import CompositeBuffer, CompositeMemory
 from ._guard import copy as _guarded_copy
 from ._mapped import MappedMemory
@@ -152,12 +152,12 @@ def _load(payload: Any, kind: str, ro: bool) -> ByteBuffer:
     if isinstance(payload, pickle.PickleBuffer):
         payload = payload.raw()  # format "B": what array() returns for a heap buffer
     if kind == _HEAP:
-        mem = HeapMemory(payload)
+        mem = HeapMemory.of(payload)  # guarded if the frame lies in a mapped file
         if mem.readonly and not ro:  # a writable buffer cannot be loaded over bytes
             mem.release()
             mem = HeapMemory(bytearray(payload))
             _count_copy(mem.size)
-        return ByteBuffer._make(mem, 0, mem.size, 0, mem.size, ro=ro)
+        return heap_class(ByteBuffer, mem)._make(mem, 0, mem.size, 0, mem.size, ro=ro)
     with memoryview(payload) as view:
         n = view.nbytes
         if kind == _POOLED:
