@@ -5,16 +5,20 @@
  * the channel's checks, a lock for a socket) cost as much again.  accelerate_channel()
  * replaces one such method by a C method doing the same steps for the common call, and
  * keeps the Python method as its reference and slow path
- * (zcio._channel.CHANNEL_REFERENCE).  Six are installed: FileChannel.read/write(buf[,
+ * (zcio._channel.CHANNEL_REFERENCE).  Eight are installed: FileChannel.read/write(buf[,
  * position]), SocketChannel.read(buf) and write(buf | [bufs]), SourceChannel.read(buf),
- * SinkChannel.write(buf | [bufs]).
+ * SinkChannel.write(buf | [bufs]), and SocketChannel.send_buffer(buf) and
+ * receive_buffer(), whose call is share.c's (the hand-off message, and the received
+ * buffer built there) in place of io.c's: an operation, not a counting one, whose
+ * AsynchronousCloseError says 0 moved, as closed_during() makes it for a result that
+ * is not a count.
  *
  * The fast path runs when: the channel's type is exactly the class (a subclass may
  * override what this reads), positional arguments only, zcio._syscalls.NATIVE_IO is
  * set (a test's syscall layer turns it off), the instance attributes named at install
  * time hold exactly the given objects (``_readable`` True, ``_state`` connected...), the
  * descriptor is open, the channel's lock (if any) is free, and io.c takes the buffer
- * (a plain one, or a list of plain ones for a gather).  Anything else calls the
+ * (a plain one, or a list of plain ones for a gather; share.c: see there).  Anything else calls the
  * reference, before anything was registered or moved.
  *
  * Its steps are counting_operation's (zcio._channel._wrap), in the same order: the
@@ -36,9 +40,10 @@
 #include "native.h"
 
 enum { OP_FILE_READ, OP_FILE_WRITE, OP_SOCKET_READ, OP_SOCKET_WRITE, OP_PIPE_READ,
-       OP_PIPE_WRITE, N_OPS };
+       OP_PIPE_WRITE, OP_SHARE_SEND, OP_SHARE_RECEIVE, N_OPS };
 static const char *op_paths[N_OPS] = {"file_read", "file_write", "socket_read",
-                                      "socket_write", "pipe_read", "pipe_write"};
+                                      "socket_write", "pipe_read", "pipe_write",
+                                      "shared_send", "shared_receive"};
 
 typedef struct {
     PyTypeObject *cls;   /* exactly this type takes the fast path */
@@ -100,7 +105,8 @@ unregister(PyObject *users, PyObject *ident)
 static PyObject *
 call(Op *op, PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kw)
 {
-    if (kw != NULL || nargs < 1 || nargs > op->max_args || Py_TYPE(self) != op->cls)
+    if (kw != NULL || nargs < (op->max_args > 0) || nargs > op->max_args
+        || Py_TYPE(self) != op->cls)
         return reference(op, self, args, nargs, kw);
     PyObject *io = PyDict_GetItemWithError(syscalls_dict, s_native_io); /* borrowed */
     if (io == NULL || io == Py_None) {
@@ -110,8 +116,8 @@ call(Op *op, PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *
     long long offset = -1;
     if (nargs == 2 && args[1] != Py_None && !(small_int(args[1], &offset) && offset >= 0))
         return reference(op, self, args, nargs, kw);
-    PyObject *buf = args[0];
-    int several = PyList_CheckExact(buf);
+    PyObject *buf = nargs ? args[0] : NULL;
+    int several = buf != NULL && PyList_CheckExact(buf);
     if (several && !op->gather)
         return reference(op, self, args, nargs, kw);
 
@@ -158,6 +164,12 @@ call(Op *op, PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *
     long long fd = dict_int(dict, s_fd, -1); /* again, once registered */
     if (fd < 0 || fd > INT_MAX)
         goto out; /* closed meanwhile: the reference says so */
+    if (op - ops >= OP_SHARE_SEND) { /* share.c's hand-off: an object, not a count */
+        result = op - ops == OP_SHARE_SEND ? zcio_share_send_op(dict, (int)fd, buf, op->path)
+                                           : zcio_share_receive_op(dict, (int)fd, op->path);
+        r = result != NULL ? 0 : PyErr_Occurred() ? T_ERROR : T_NOT_PLAIN;
+        goto out;
+    }
     if (several)
         r = zcio_io_gather((int)fd, buf, offset, op->how | IO_EAGAIN_ZERO, op->path);
     else
@@ -231,12 +243,15 @@ OP_FUNCTION(2)
 OP_FUNCTION(3)
 OP_FUNCTION(4)
 OP_FUNCTION(5)
+OP_FUNCTION(6)
+OP_FUNCTION(7)
 
 #define OP_DEF(k, name)                                                                \
     {name, (PyCFunction)(void (*)(void))op_##k, METH_FASTCALL | METH_KEYWORDS, NULL}
 static PyMethodDef op_defs[N_OPS] = {
     OP_DEF(0, "read"), OP_DEF(1, "write"), OP_DEF(2, "read"),
     OP_DEF(3, "write"), OP_DEF(4, "read"), OP_DEF(5, "write"),
+    OP_DEF(6, "send_buffer"), OP_DEF(7, "receive_buffer"),
 };
 
 /* accelerate_channel(path, cls, name, what, into, how, max_args, gather, lock, state,
@@ -254,7 +269,8 @@ chan_accelerate(PyObject *mod, PyObject *args)
     int k = 0;
     while (k < N_OPS && strcmp(op_paths[k], path) != 0)
         k++;
-    if (k == N_OPS || strcmp(op_defs[k].ml_name, name) != 0 || max_args < 1 || max_args > 2) {
+    if (k == N_OPS || strcmp(op_defs[k].ml_name, name) != 0 || max_args < 0 || max_args > 2
+        || (max_args == 0) != (k == OP_SHARE_RECEIVE)) {
         PyErr_Format(PyExc_ValueError, "accelerate_channel(): no operation %s as %s", path,
                      name);
         return NULL;

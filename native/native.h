@@ -48,6 +48,23 @@ int zcio_io_count(PyObject *path, Py_ssize_t syscalls, Py_ssize_t user_bytes);
  * EAGAIN is 0), NotImplemented for T_NOT_PLAIN, NULL for T_ERROR. */
 PyObject *zcio_io_answer(Py_ssize_t r, int into);
 
+/* pool.c's, also share.c's: the offset of an object slot of t (a __slots__ entry or a
+ * BufferState field), found from its member descriptor; -1 with TypeError if name is
+ * none.  1 if a Python thread holds zcio._memory._RC_LOCK (is changing a reference
+ * count: the fast paths step aside; also before accelerate_pool() ran), -1 on error. */
+Py_ssize_t zcio_slot_offset(PyTypeObject *t, const char *name);
+int zcio_counts_locked(void);
+/* share.c's: release n references of ``mem`` if it is a shared buffer's memory, as
+ * Memory.release does (at zero: revoke, munmap, close, accounting); NULL with no
+ * exception for the Python path (another kind, a count error, the lock held). */
+PyObject *zcio_share_release(PyObject *mem, Py_ssize_t n);
+/* share.c's hand-off as chan.c's compiled SocketChannel.send_buffer/receive_buffer
+ * run it, registered and locked: ``dict`` the channel's __dict__, ``sock`` its
+ * descriptor.  The result, NULL with an exception, or NULL with none when the call is
+ * not one they take (nothing done: the reference runs). */
+PyObject *zcio_share_send_op(PyObject *dict, int sock, PyObject *buf, PyObject *path);
+PyObject *zcio_share_receive_op(PyObject *dict, int sock, PyObject *path);
+
 /* Shared by the parts. */
 /* *v = the value of a small exact int (one machine word: every index, most values); 0
  * when o is not one.  Reads the int's own storage, with no call: the fast paths'

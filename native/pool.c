@@ -141,8 +141,8 @@ set_slot(PyObject *o, Py_ssize_t off, PyObject *v)
     Py_XDECREF(old);
 }
 
-static Py_ssize_t
-slot_offset(PyTypeObject *t, const char *name)
+Py_ssize_t
+zcio_slot_offset(PyTypeObject *t, const char *name)
 {
     PyObject *key = PyUnicode_InternFromString(name);
     if (key == NULL)
@@ -151,7 +151,7 @@ slot_offset(PyTypeObject *t, const char *name)
     Py_DECREF(key);
     if (d == NULL || !Py_IS_TYPE(d, &PyMemberDescr_Type)
         || ((PyMemberDescrObject *)d)->d_member->type != T_OBJECT_EX) {
-        PyErr_Format(PyExc_TypeError, "accelerate_pool(): %s.%s is not an object slot",
+        PyErr_Format(PyExc_TypeError, "zcio._native: %s.%s is not an object slot",
                      t->tp_name, name);
         return -1;
     }
@@ -227,10 +227,11 @@ count(PyObject *counts, Py_ssize_t dn, Py_ssize_t dbytes)
     return 0;
 }
 
-/* 1 if a Python thread is changing a reference count (the fast paths step aside). */
-static inline int
-counts_locked(void)
+int
+zcio_counts_locked(void)
 {
+    if (rc_locked == NULL) /* accelerate_pool() has not run: the Python path */
+        return 1;
     PyObject *r = PyObject_CallNoArgs(rc_locked);
     if (r == NULL)
         return -1;
@@ -403,7 +404,7 @@ buffer_retain(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject 
     if (mem == NULL || (rc = exact_size(SLOT(mem, o_refcnt))) <= 0
         || n > (Py_ssize_t)0x7FFFFFFF - rc)
         return call_reference(ref_retain, self, args, nargs, kw);
-    int locked = counts_locked();
+    int locked = zcio_counts_locked();
     if (locked < 0)
         return NULL;
     if (locked)
@@ -479,11 +480,17 @@ out:
 static PyObject *
 buffer_release(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kw)
 {
-    Py_ssize_t n, rc;
+    Py_ssize_t n = 0, rc;
     PyObject *mem = fast_memory(self, args, nargs, kw, &n);
+    if (mem == NULL && n >= 1 && (mem = SLOT(self, o_bmem)) != NULL) {
+        PyObject *r = zcio_share_release(mem, n); /* a shared buffer's memory */
+        if (r != NULL || PyErr_Occurred())
+            return r;
+        mem = NULL;
+    }
     if (mem == NULL || (rc = exact_size(SLOT(mem, o_refcnt))) < n)
         return call_reference(ref_release, self, args, nargs, kw); /* raises past zero */
-    int locked = counts_locked();
+    int locked = zcio_counts_locked();
     if (locked < 0)
         return NULL;
     if (locked)
@@ -619,20 +626,25 @@ pool_accelerate(PyObject *mod, PyObject *args)
         return NULL;
     }
     PyTypeObject *m = (PyTypeObject *)mc, *b = (PyTypeObject *)bc;
-    if ((o_base = slot_offset(m, "_base")) < 0 || (o_views = slot_offset(m, "_views")) < 0
-        || (o_prune = slot_offset(m, "_prune_at")) < 0
-        || (o_released = slot_offset(m, "released")) < 0
-        || (o_size = slot_offset(m, "size")) < 0 || (o_refcnt = slot_offset(m, "refcnt")) < 0
-        || (o_slot = slot_offset(m, "_slot")) < 0 || (o_alloc = slot_offset(m, "_alloc")) < 0
-        || (o_record = slot_offset(m, "_record")) < 0
-        || (o_address = slot_offset(m, "_address")) < 0
-        || (o_bmem = slot_offset((PyTypeObject *)base, "_mem")) < 0 || (o_bmv = slot_offset(b, "_mv")) < 0
-        || (o_bcap = slot_offset(b, "_cap")) < 0 || (o_blim = slot_offset(b, "_lim")) < 0
-        || (o_arr = slot_offset((PyTypeObject *)sc, "arr")) < 0
-        || (o_base_refs = slot_offset((PyTypeObject *)sc, "base_refs")) < 0
-        || (o_klass = slot_offset((PyTypeObject *)sc, "klass")) < 0
-        || (o_lists = slot_offset((PyTypeObject *)cc, "lists")) < 0
-        || (o_counts = slot_offset((PyTypeObject *)cc, "counts")) < 0)
+    if ((o_base = zcio_slot_offset(m, "_base")) < 0
+        || (o_views = zcio_slot_offset(m, "_views")) < 0
+        || (o_prune = zcio_slot_offset(m, "_prune_at")) < 0
+        || (o_released = zcio_slot_offset(m, "released")) < 0
+        || (o_size = zcio_slot_offset(m, "size")) < 0
+        || (o_refcnt = zcio_slot_offset(m, "refcnt")) < 0
+        || (o_slot = zcio_slot_offset(m, "_slot")) < 0
+        || (o_alloc = zcio_slot_offset(m, "_alloc")) < 0
+        || (o_record = zcio_slot_offset(m, "_record")) < 0
+        || (o_address = zcio_slot_offset(m, "_address")) < 0
+        || (o_bmem = zcio_slot_offset((PyTypeObject *)base, "_mem")) < 0
+        || (o_bmv = zcio_slot_offset(b, "_mv")) < 0
+        || (o_bcap = zcio_slot_offset(b, "_cap")) < 0
+        || (o_blim = zcio_slot_offset(b, "_lim")) < 0
+        || (o_arr = zcio_slot_offset((PyTypeObject *)sc, "arr")) < 0
+        || (o_base_refs = zcio_slot_offset((PyTypeObject *)sc, "base_refs")) < 0
+        || (o_klass = zcio_slot_offset((PyTypeObject *)sc, "klass")) < 0
+        || (o_lists = zcio_slot_offset((PyTypeObject *)cc, "lists")) < 0
+        || (o_counts = zcio_slot_offset((PyTypeObject *)cc, "counts")) < 0)
         return NULL;
     if (mv_release == NULL
         && (mv_release = PyObject_GetAttrString((PyObject *)&PyMemoryView_Type, "release"))
@@ -657,7 +669,7 @@ pool_accelerate(PyObject *mod, PyObject *args)
     }
     for (Py_ssize_t i = 0; i < nf; i++) {
         const char *name = PyUnicode_AsUTF8(PyTuple_GET_ITEM(tn, i));
-        if (name == NULL || (offs[i] = slot_offset(b, name)) < 0) {
+        if (name == NULL || (offs[i] = zcio_slot_offset(b, name)) < 0) {
             PyMem_Free(offs);
             Py_DECREF(tn);
             Py_DECREF(tv);

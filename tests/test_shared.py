@@ -38,6 +38,7 @@ from zcio import (
     SocketChannel,
     _syscalls,
 )
+from zcio import _shared as zsh
 
 CHILD = str(Path(__file__).with_name("shared_child.py"))
 SRC = str(Path(__file__).resolve().parents[1] / "src")
@@ -536,6 +537,135 @@ def test_shared_map_exports_refuses_close_while_exported_and_cleans_once() -> No
     assert bytes(kept) == b"abc"  # still mapped: the view keeps the map alive
     kept.release()
     os.close(fd)
+
+
+def _slots(buf: SharedByteBuffer) -> tuple[Any, ...]:
+    """Everything a received buffer and its memory hold, comparably (not the numbers
+    of descriptors and addresses)."""
+    mem = buf._mem
+    assert isinstance(mem, zsh.SharedMemory)
+    return (type(buf), type(mem), buf.position(), buf.limit(), buf.capacity(), buf._off,
+            buf._mark, buf.is_read_only(), buf.order(), buf._c, buf._i32, len(buf._mv),
+            buf._mv.readonly, buf.seals(), mem.size, mem.refcnt, mem.released,
+            mem._prune_at, mem._address, [type(r()) for r in mem._views], mem.seals,
+            type(mem._mmap), len(mem._mmap), mem._finalizer, mem._fd[0] >= 0)
+
+
+def _sent_kinds(buf: SharedByteBuffer) -> dict[str, SharedByteBuffer]:
+    return {
+        "whole": buf,
+        "a read-only slice": buf.slice(4096, 2000).position(3).limit(9).as_read_only_buffer(),
+        "little-endian, marked": buf.duplicate().position(5).mark().position(7).order(
+            ByteOrder.LITTLE_ENDIAN),
+        "an empty tail": buf.slice(buf.capacity(), 0),
+    }
+
+
+@native_only
+@pytest.mark.parametrize("kind", ["whole", "a read-only slice", "little-endian, marked",
+                                  "an empty tail", "sealed against future writes"])
+def test_the_compiled_receive_builds_what_the_python_adopt_builds(
+        kind: str, pair: tuple[SocketChannel, SocketChannel]) -> None:
+    a, b = pair
+    with ByteBuffer.allocate_shared(3 * 4096 + 5) as buf:
+        sent = buf.seal(future_write=True) if kind.startswith("sealed") else \
+            _sent_kinds(buf)[kind]
+        fds, pool = open_fds(), shared_pool().count
+        assert type(SocketChannel.__dict__["receive_buffer"]).__name__ == "method_descriptor"
+        assert a.send_buffer(sent) is True
+        got = b.receive_buffer()
+        assert got is not None
+        reference = zsh._adopt(os.dup(buf.fileno()), zsh._header(sent, buf._shared()))
+        assert _slots(got) == _slots(reference)
+        assert shared_pool().count == pool + 2 and len(open_fds() - fds) == 2
+        if got.capacity() and not got.is_read_only():
+            got.put(0, 7)  # seen through the other mapping
+        assert bytes(got.duplicate().clear()) == bytes(reference.duplicate().clear())
+        got.release()
+        reference.release()
+        assert shared_pool().count == pool and open_fds() == fds
+
+
+def _release_outcome(python: bool, how: str, pair: tuple[SocketChannel, SocketChannel],
+                     buf: SharedByteBuffer) -> list[Any]:
+    """What releasing a received buffer ``how`` did, step by step: answers or errors,
+    the shared pool's count and this process's descriptors over the baseline."""
+    from zcio._pool import POOL_REFERENCE
+
+    release = POOL_REFERENCE["release"] if python else SharedByteBuffer.release
+    a, b = pair
+    fds, pool = open_fds(), shared_pool().count
+    a.send_buffer(buf)
+    got = b.receive_buffer()
+    assert got is not None
+    steps: list[Any] = []
+
+    def step(fn: Any, *args: Any) -> None:
+        try:
+            steps.append(fn(*args))
+        except Exception as e:
+            steps.append((type(e), str(e)))
+        steps.append((shared_pool().count - pool, len(open_fds() - fds)))
+
+    view = None
+    if how == "exported":
+        view = got.memoryview()[0:4]  # sliced further: the unmap waits for it
+    if how == "retained":
+        got.retain()
+    if how == "past zero":
+        step(release, got, 2)
+    step(release, got)
+    if how == "retained":
+        step(release, got)
+    step(got.get, 0)  # revoked
+    step(release, got)  # at zero: nothing
+    if view is not None:
+        steps.append(bytes(view))
+        view.release()
+        gc.collect()
+        steps.append((shared_pool().count - pool, len(open_fds() - fds)))
+    return steps
+
+
+@native_only
+@pytest.mark.parametrize("how", ["plain", "exported", "retained", "past zero"])
+def test_the_compiled_release_of_a_received_buffer_ends_as_the_python_one(
+        how: str, pair: tuple[SocketChannel, SocketChannel]) -> None:
+    with ByteBuffer.allocate_shared(4096) as buf:
+        buf.put_int(0, 77)
+        compiled = _release_outcome(False, how, pair, buf)
+        assert compiled == _release_outcome(True, how, pair, buf)
+    assert compiled[-1] == (0, 0)  # the mapping, its descriptor and its count all gone
+
+
+def test_a_received_buffer_collected_unreleased_gives_everything_back(
+        pair: tuple[SocketChannel, SocketChannel]) -> None:
+    a, b = pair
+    with ByteBuffer.allocate_shared(4096) as buf:
+        fds, pool = open_fds(), shared_pool().count
+        a.send_buffer(buf.slice(8, 8))
+        got = b.receive_buffer()
+        assert got is not None and shared_pool().count == pool + 1
+        del got
+        gc.collect()
+        assert shared_pool().count == pool and open_fds() == fds
+
+
+def test_send_leaves_the_reference_count_as_it_found_it(
+        pair: tuple[SocketChannel, SocketChannel]) -> None:
+    a, b = pair
+    a.configure_blocking(False)
+    with ByteBuffer.allocate_shared(64) as buf:
+        buf.retain()
+        assert a.send_buffer(buf) is True and buf.ref_cnt() == 2
+        got = b.receive_buffer()
+        assert got is not None
+        got.release()
+        buf.release()
+        chunk = ByteBuffer.allocate(1 << 16)
+        while a.write(chunk.clear()) > 0:
+            pass
+        assert a.send_buffer(buf) is False and buf.ref_cnt() == 1
 
 
 # -- seals ---------------------------------------------------------------------------

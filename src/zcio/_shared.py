@@ -43,6 +43,7 @@ calls of one file count twice in ``mapped``).
 
 from __future__ import annotations
 
+import _socket
 import array
 import errno
 import mmap
@@ -55,6 +56,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from . import _syscalls
+from ._accel import native
 from ._byte_buffer import ByteBuffer, check_capacity
 from ._direct import PAGE_SIZE, SHARED, round_to_pages
 from ._errors import (
@@ -430,7 +432,9 @@ def _unix_socket(channel: SocketChannel) -> tuple[socket.socket, int]:
 
 def send_buffer(channel: SocketChannel, buf: SharedByteBuffer) -> bool:
     """See ``SocketChannel.send_buffer``: the compiled ``sendmsg`` (``native/share.c``)
-    while ``_syscalls.NATIVE_IO`` is set, else ``Syscalls.sendmsg_fds``."""
+    while ``_syscalls.NATIVE_IO`` is set, else ``Syscalls.sendmsg_fds``.  Where
+    ``zcio._native`` is in use the common call runs compiled whole (``native/chan.c``
+    and ``share.c``); this is its reference and the path of everything else."""
     if not isinstance(buf, SharedByteBuffer):
         raise TypeError("send_buffer() needs a buffer from ByteBuffer.allocate_shared(), "
                         f"not {type(buf).__name__}")
@@ -500,7 +504,9 @@ def _received_fds(ancillary: list[tuple[int, int, bytes]]) -> tuple[list[int], b
 def receive_buffer(channel: SocketChannel) -> SharedByteBuffer | None:
     """See ``SocketChannel.receive_buffer``: the compiled ``recvmsg`` and
     ``F_GET_SEALS`` (``native/share.c``) while ``_syscalls.NATIVE_IO`` is set, else
-    ``Syscalls.recvmsg`` (and ``get_seals`` in :func:`_adopt`)."""
+    ``Syscalls.recvmsg`` (and ``get_seals`` in :func:`_adopt`).  Where ``zcio._native``
+    is in use the common call runs compiled whole (``native/chan.c`` and ``share.c``);
+    this is its reference and the path of everything else."""
     with channel._read_lock:
         sock, sock_fd = _unix_socket(channel)
         if channel._input_shut:
@@ -515,6 +521,17 @@ def receive_buffer(channel: SocketChannel) -> SharedByteBuffer | None:
                 data, fds, other, flags = _recvmsg(sock)
         except BlockingIOError:
             return None
+    return _received(data, fds, other, flags, seals)
+
+
+def _received(data: bytes, fds: list[int], other: bool, flags: int,
+              seals: int | None) -> SharedByteBuffer:
+    """The buffer a hand-off message describes, after its checks (HandoffError,
+    EndOfStreamError): the header's ``data``, every descriptor received (taken over:
+    closed on error), whether other ancillary data came, the message's flags, the lone
+    descriptor's ``F_GET_SEALS`` if asked (see :func:`_adopt`).  The compiled
+    ``receive_buffer`` (``native/share.c``) builds the buffer itself when every check
+    passes, and calls this for anything else."""
     try:
         if not data and not fds:
             raise EndOfStreamError("the peer closed the connection")
@@ -559,3 +576,32 @@ def _register_reducer() -> None:
 
         ForkingPickler.register(SharedByteBuffer, _reduce)
         _registered = True
+
+
+# -- the compiled hand-off --------------------------------------------------------------
+
+
+def _accelerate() -> None:
+    """Tell ``zcio._native`` (``native/share.c``) what the compiled hand-off fills in:
+    the classes whose slots it sets, the byte orders' slot values, the header's layout
+    constants, the cleaner and accounting it calls.  ``SocketChannel`` then installs the
+    compiled ``send_buffer``/``receive_buffer`` (``native/chan.c``), and a shared
+    buffer's ``release()`` runs in C (``native/pool.c``'s ``Buffer.release``).  Without
+    the accelerator, nothing changes."""
+    if native is None:
+        return
+    from ._memory import HeapMemory
+
+    proto = ByteBuffer._make(HeapMemory(bytearray()), 0, 0, 0, 0)  # what _make sets
+    names = ("_mark", "_order", "_c", "_i32")
+    big = {name: getattr(proto, name) for name in names}
+    proto.order(ByteOrder.LITTLE_ENDIAN)
+    little = {name: getattr(proto, name) for name in names}
+    consts = (_HEADER.size, _ANCILLARY, _MAGIC, _VERSION, _READ_ONLY, _LITTLE_ENDIAN,
+              F_SEAL_SHRINK, _NO_WRITES, PAGE_SIZE, ByteOrder.LITTLE_ENDIAN)
+    native.accelerate_share(SharedMemory, SharedByteBuffer, big, little, consts, _unshare,
+                            _cleaned, SHARED.add, SHARED.remove, _received, HandoffError,
+                            globals(), vars(_socket.socket)["family"])
+
+
+_accelerate()

@@ -538,3 +538,12 @@ accelerate(SocketChannel, "read", "socket_read", what="SocketChannel._read", int
 accelerate(SocketChannel, "write", "socket_write", what="SocketChannel._write", into=False,
            how=HOW_SOCKET, gather=True, lock="_write_lock",
            state={"_state": _CONNECTED, "_output_shut": False})
+# send_buffer(buf) and receive_buffer(), the hand-off built in C (native/share.c), where
+# descriptors can pass at all.
+if _syscalls.is_available("scm_rights"):
+    accelerate(SocketChannel, "send_buffer", "shared_send", what="SocketChannel.send_buffer",
+               into=False, how=HOW_SOCKET, lock="_write_lock",
+               state={"_state": _CONNECTED, "_output_shut": False})
+    accelerate(SocketChannel, "receive_buffer", "shared_receive",
+               what="SocketChannel.receive_buffer", into=True, how=HOW_SOCKET, max_args=0,
+               lock="_read_lock", state={"_state": _CONNECTED, "_input_shut": False})
