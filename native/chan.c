@@ -336,13 +336,12 @@ static PyMethodDef chan_functions[] = {
 int
 zcio_chan_init(PyObject *m)
 {
-    struct { PyObject **s; const char *name; } names[] = {
+    const zcio_name names[] = {
         {&s_users, "_users"}, {&s_fd, "_fd"}, {&s_closing_fd, "_closing_fd"},
         {&s_left, "_left"}, {&s_native_io, "NATIVE_IO"}, {&s_acquire, "acquire"},
         {&s_release, "release"},
     };
-    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-        if ((*names[i].s = PyUnicode_InternFromString(names[i].name)) == NULL)
-            return -1;
+    if (intern_names(names, sizeof(names) / sizeof(names[0])) < 0)
+        return -1;
     return PyModule_AddFunctions(m, chan_functions);
 }

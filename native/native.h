@@ -163,4 +163,20 @@ call_reference(PyObject *ref, PyObject *self, PyObject *const *args, Py_ssize_t 
     return r;
 }
 
+/* The attribute names a part looks up, interned once at module init: each entry's
+ * *s gets the interned name.  -1 with an exception if one cannot be made. */
+typedef struct {
+    PyObject **s;
+    const char *name;
+} zcio_name;
+
+static inline int
+intern_names(const zcio_name *names, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if ((*names[i].s = PyUnicode_InternFromString(names[i].name)) == NULL)
+            return -1;
+    return 0;
+}
+
 #endif

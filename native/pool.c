@@ -719,15 +719,14 @@ static PyMethodDef pool_functions[] = {
 int
 zcio_pool_init(PyObject *m)
 {
-    struct { PyObject **s; const char *name; } names[] = {
+    const zcio_name names[] = {
         {&s_chunk_size, "chunk_size"}, {&s_cached_classes, "_cached_classes"},
         {&s_cache_size, "cache_size"}, {&s_local, "_local"}, {&s_cache, "cache"},
         {&s_level, "_level"}, {&s_countdown, "_countdown"}, {&s_revoke, "_revoke"},
         {&s_recycle, "_recycle"},
     };
-    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-        if ((*names[i].s = PyUnicode_InternFromString(names[i].name)) == NULL)
-            return -1;
+    if (intern_names(names, sizeof(names) / sizeof(names[0])) < 0)
+        return -1;
     PyObject *t = PyType_FromSpec(&export_spec);
     if (t == NULL)
         return -1;

@@ -322,12 +322,11 @@ static PyMethodDef serve_functions[] = {
 int
 zcio_serve_init(PyObject *m)
 {
-    struct { PyObject **s; const char *name; } names[] = {
+    const zcio_name names[] = {
         {&s_full_path, "full_path"}, {&s_key, "key"}, {&s_wire, "wire"}, {&s_head, "head"},
     };
-    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-        if ((*names[i].s = PyUnicode_InternFromString(names[i].name)) == NULL)
-            return -1;
+    if (intern_names(names, sizeof(names) / sizeof(names[0])) < 0)
+        return -1;
     tables();
     return PyModule_AddFunctions(m, serve_functions);
 }

@@ -1044,13 +1044,12 @@ static PyMethodDef share_functions[] = {
 int
 zcio_share_init(PyObject *m)
 {
-    struct { PyObject **s; const char *name; } names[] = {
+    const zcio_name names[] = {
         {&s_registered, "_registered"}, {&s_sock, "_sock"}, {&s_toreadonly, "toreadonly"},
         {&s_release, "release"},
     };
-    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-        if ((*names[i].s = PyUnicode_InternFromString(names[i].name)) == NULL)
-            return -1;
+    if (intern_names(names, sizeof(names) / sizeof(names[0])) < 0)
+        return -1;
     PyObject *t = PyType_FromSpec(&map_spec);
     if (t == NULL)
         return -1;
