@@ -98,11 +98,15 @@ view_memory(State *s, Py_ssize_t *len, int writing)
     if (mv == NULL || !PyMemoryView_Check(mv))
         return NULL;
     PyMemoryViewObject *m = (PyMemoryViewObject *)mv;
-    if ((m->flags & _Py_MEMORYVIEW_RELEASED) || (m->mbuf->flags & _Py_MANAGED_BUFFER_RELEASED))
+    /* A view not released holds an export of its managed buffer, which is therefore not
+     * released either (io.c's pin).  Flat bytes: one dimension or none, C-contiguous as
+     * the view's own flags say (set when it was made: no read of its strides, a cache
+     * line further on). */
+    if (m->flags & _Py_MEMORYVIEW_RELEASED)
         return NULL;
     Py_buffer *v = &m->view;
     if ((writing && v->readonly) || v->itemsize != 1 || v->ndim > 1
-        || (v->ndim == 1 && v->strides && v->strides[0] != 1))
+        || !(m->flags & _Py_MEMORYVIEW_C))
         return NULL;
     *len = v->len;
     return (char *)v->buf;

@@ -93,9 +93,9 @@ pin(PyObject *buf, int into, Py_buffer *hold, char **base, Py_ssize_t *pos, Py_s
         || (hold != NULL && ((m->mbuf->flags & _Py_MANAGED_BUFFER_RELEASED)
                              || m->mbuf->master.obj == NULL)))
         return 0;
-    Py_buffer *v = &m->view;
+    Py_buffer *v = &m->view; /* flat bytes: as core.c's view_memory checks them */
     if ((into && v->readonly) || v->itemsize != 1 || v->ndim > 1
-        || (v->ndim == 1 && v->strides && v->strides[0] != 1))
+        || !(m->flags & _Py_MEMORYVIEW_C))
         return 0;
     Py_ssize_t p = exact_index(SLOT(buf, off_pos)), l = exact_index(SLOT(buf, off_lim));
     if (p < 0 || l < p || l > v->len)
