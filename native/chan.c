@@ -17,15 +17,18 @@
  * override what this reads), positional arguments only, zcio._syscalls.NATIVE_IO is
  * set (a test's syscall layer turns it off), the instance attributes named at install
  * time hold exactly the given objects (``_readable`` True, ``_state`` connected...), the
- * descriptor is open, the channel's lock (if any) is free, and io.c takes the buffer
- * (a plain one, or a list of plain ones for a gather; share.c: see there).  Anything else calls the
- * reference, before anything was registered or moved.
+ * descriptor is open, the channel's lock (if any) is a zcio._native.Lock (lock.c) and
+ * free, and io.c takes the buffer (a plain one, or a list of plain ones for a gather;
+ * share.c: see there).  Anything else calls the reference, before anything was
+ * registered or moved.
  *
- * Its steps are counting_operation's (zcio._channel._wrap), in the same order: the
- * thread's ident appended to ``_users``, then ``_fd`` read again (close() clears
- * ``_fd`` and then reads the users: one sees the other); the lock taken (not waited
- * for: taken elsewhere, this falls back before registering); io.c's call, the GIL
- * released around the system call; the lock released; the entry removed.  When the
+ * Its steps are counting_operation's (zcio._channel._wrap) and the method's: the lock
+ * taken (with one try, never waited for: held elsewhere, this falls back before
+ * registering; taken first, with the GIL held until the registration, which no thread
+ * can tell from _wrap's order); the thread's ident appended to ``_users``, then
+ * ``_fd`` read again (close() clears ``_fd`` and then reads the users: one sees the
+ * other); io.c's call, the GIL released around the system call; the lock released;
+ * the entry removed.  When the
  * channel is closing or closed by then, zcio._channel.closed_during() finishes the
  * pre-close and raises AsynchronousCloseError with the count, as _wrap does.  The GIL
  * is held between these steps, so the registry sees the same sequence of changes as
@@ -58,8 +61,7 @@ typedef struct {
 static Op ops[N_OPS];
 static PyObject *closed_during;   /* zcio._channel.closed_during */
 static PyObject *syscalls_dict;   /* zcio._syscalls's globals: NATIVE_IO */
-static PyObject *s_users, *s_fd, *s_closing_fd, *s_left, *s_native_io, *s_acquire,
-    *s_release;
+static PyObject *s_users, *s_fd, *s_closing_fd, *s_left, *s_native_io;
 
 /* The reference method: ref(self, *args, **kw). */
 static inline PyObject *
@@ -146,17 +148,10 @@ call(Op *op, PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *
     Py_ssize_t r = T_NOT_PLAIN;
     int registered = 0, locked = 0;
 
-    if (lock != NULL) { /* lock.acquire(False): never waits; taken, the reference waits */
-        PyObject *stack[2] = {lock, Py_False};
-        PyObject *got = PyObject_VectorcallMethod(
-            s_acquire, stack, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
-        if (got == NULL)
-            goto out;
-        locked = got == Py_True;
-        Py_DECREF(got);
-        if (!locked)
-            goto out;
-    }
+    /* The lock taken, never waited for: held elsewhere, or not zcio's Lock, the
+     * reference runs (and waits). */
+    if (lock != NULL && !(locked = zcio_lock_try(lock) == 1))
+        goto out;
     ident = PyLong_FromUnsignedLong(PyThread_get_thread_ident());
     if (ident == NULL || PyList_Append(users, ident) < 0)
         goto out;
@@ -183,14 +178,8 @@ out:
         /* Leave as _wrap does: the lock (released first, by the with block inside the
          * method), then the registry, keeping whatever exception is set. */
         PyObject *exc = raised_exception();
-        if (locked) {
-            PyObject *stack[1] = {lock};
-            PyObject *done = PyObject_VectorcallMethod(
-                s_release, stack, 1 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
-            if (done == NULL)
-                exc = exc ? exc : raised_exception();
-            Py_XDECREF(done);
-        }
+        if (locked)
+            zcio_lock_release(lock);
         if (registered && unregister(users, ident) < 0)
             exc = exc ? exc : raised_exception();
         PyErr_Clear();
@@ -338,8 +327,7 @@ zcio_chan_init(PyObject *m)
 {
     const zcio_name names[] = {
         {&s_users, "_users"}, {&s_fd, "_fd"}, {&s_closing_fd, "_closing_fd"},
-        {&s_left, "_left"}, {&s_native_io, "NATIVE_IO"}, {&s_acquire, "acquire"},
-        {&s_release, "release"},
+        {&s_left, "_left"}, {&s_native_io, "NATIVE_IO"},
     };
     if (intern_names(names, sizeof(names) / sizeof(names[0])) < 0)
         return -1;

@@ -40,7 +40,7 @@
 static PyTypeObject *state_type = NULL, *indirect_type = NULL;
 static PyObject *plain_type = NULL; /* the last type found not indirect: a one-entry cache */
 static Py_ssize_t off_pos, off_lim, off_ro, off_mv;
-static PyObject *metrics_locked = NULL, *metrics_counts = NULL, *metrics_record = NULL;
+static PyObject *metrics_lock = NULL, *metrics_counts = NULL, *metrics_record = NULL;
 
 /* A socket gather of at most COALESCE_MAX bytes in parts of COALESCE_PART bytes or
  * less on average is copied into one block and sent with one send(). */
@@ -117,7 +117,8 @@ pin(PyObject *buf, int into, Py_buffer *hold, char **base, Py_ssize_t *pos, Py_s
  * Metrics.record does.  Every update of the counters holds the metrics lock, and the
  * GIL is held here from the check to the last store: with the lock free, no update is
  * half done and none can start, so the counters are added to directly; otherwise (or
- * for a path not counted yet) record() itself runs. */
+ * for a path not counted yet, or a lock not zcio._native.Lock, whose state this cannot
+ * read without a call) record() itself runs. */
 static int
 count(PyObject *path, Py_ssize_t syscalls, Py_ssize_t user_bytes)
 {
@@ -125,14 +126,7 @@ count(PyObject *path, Py_ssize_t syscalls, Py_ssize_t user_bytes)
     if (c == NULL && PyErr_Occurred())
         return -1;
     if (c != NULL && PyList_CheckExact(c) && PyList_GET_SIZE(c) == 4) {
-        PyObject *held = PyObject_CallNoArgs(metrics_locked);
-        if (held == NULL)
-            return -1;
-        int busy = PyObject_IsTrue(held);
-        Py_DECREF(held);
-        if (busy < 0)
-            return -1;
-        if (!busy) {
+        if (zcio_lock_held(metrics_lock) == 0) { /* free (and zcio's Lock) */
             Py_ssize_t add[4] = {1, syscalls, 0, user_bytes};
             PyObject *sums[4] = {NULL, NULL, NULL, NULL};
             for (int i = 0; i < 4; i++) {
@@ -557,9 +551,7 @@ io_setup(PyObject *mod, PyObject *args)
     if (slot_offset(state, "_pos", &off_pos) < 0 || slot_offset(state, "_lim", &off_lim) < 0
         || slot_offset(state, "_ro", &off_ro) < 0 || slot_offset(state, "_mv", &off_mv) < 0)
         return NULL;
-    PyObject *mlock = PyObject_GetAttrString(metrics, "_lock");
-    PyObject *lock = mlock ? PyObject_GetAttrString(mlock, "locked") : NULL;
-    Py_XDECREF(mlock);
+    PyObject *lock = PyObject_GetAttrString(metrics, "_lock");
     PyObject *counts = lock ? PyObject_GetAttrString(metrics, "_counts") : NULL;
     PyObject *record = counts ? PyObject_GetAttrString(metrics, "record") : NULL;
     if (record == NULL || !PyDict_CheckExact(counts)) {
@@ -570,7 +562,7 @@ io_setup(PyObject *mod, PyObject *args)
             PyErr_SetString(PyExc_TypeError, "io_setup(): metrics._counts is not a dict");
         return NULL;
     }
-    Py_XSETREF(metrics_locked, lock);
+    Py_XSETREF(metrics_lock, lock);
     Py_XSETREF(metrics_counts, counts);
     Py_XSETREF(metrics_record, record);
     Py_XSETREF(indirect_type, (PyTypeObject *)Py_NewRef(indirect));

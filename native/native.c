@@ -17,7 +17,7 @@ PyInit__native(void)
         return NULL;
     if (zcio_guard_init(m) < 0 || zcio_core_init(m) < 0 || zcio_io_init(m) < 0
         || zcio_pool_init(m) < 0 || zcio_chan_init(m) < 0
-        || zcio_serve_init(m) < 0 || zcio_share_init(m) < 0) {
+        || zcio_serve_init(m) < 0 || zcio_share_init(m) < 0 || zcio_lock_init(m) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -6,6 +6,7 @@
  *   chan.c   the channels' read/write of one buffer: io.c's call, the whole method
  *   serve.c  zcio serve's cached hit: one read answered by one send
  *   share.c  the shared-buffer hand-off's system calls: one sendmsg, one recvmsg
+ *   lock.c   threading.Lock's behaviour with a state the other parts read directly
  *   native.c the module itself
  * Each part adds its functions and types to the module in its init function. */
 #ifndef ZCIO_NATIVE_H
@@ -19,6 +20,15 @@ int zcio_pool_init(PyObject *m);
 int zcio_chan_init(PyObject *m);
 int zcio_serve_init(PyObject *m);
 int zcio_share_init(PyObject *m);
+int zcio_lock_init(PyObject *m);
+
+/* lock.c's, for zcio._native.Lock (exactly that type): take it if free (1), or not (0,
+ * it is held); whether it is held (1 or 0); -1 for any other object (no exception: the
+ * caller's Python path takes or tests it).  Release a lock zcio_lock_try took.  The
+ * GIL held throughout. */
+int zcio_lock_try(PyObject *lock);
+int zcio_lock_held(PyObject *lock);
+void zcio_lock_release(PyObject *lock);
 
 /* io.c's calls, also the compiled channel operations' (chan.c). */
 enum {
@@ -51,7 +61,8 @@ PyObject *zcio_io_answer(Py_ssize_t r, int into);
 /* pool.c's, also share.c's: the offset of an object slot of t (a __slots__ entry or a
  * BufferState field), found from its member descriptor; -1 with TypeError if name is
  * none.  1 if a Python thread holds zcio._memory._RC_LOCK (is changing a reference
- * count: the fast paths step aside; also before accelerate_pool() ran), -1 on error. */
+ * count), or its state cannot be read without a call (before accelerate_pool() ran, or
+ * not a zcio._native.Lock): the fast paths step aside; else 0. */
 Py_ssize_t zcio_slot_offset(PyTypeObject *t, const char *name);
 int zcio_counts_locked(void);
 /* share.c's: release n references of ``mem`` if it is a shared buffer's memory, as

@@ -113,7 +113,7 @@ static PyType_Spec export_spec = {
 static PyTypeObject *alloc_type, *memory_type, *buffer_type;
 static PyObject *leak_dict;                 /* zcio._leak's globals */
 static PyObject *level_disabled, *level_paranoid;
-static PyObject *rc_locked;                 /* _RC_LOCK.locked */
+static PyObject *rc_lock;                   /* _RC_LOCK */
 static PyObject *fixed_names, *fixed_values; /* ByteBuffer slots every new buffer shares */
 static Py_ssize_t *fixed_offsets;
 static PyObject *ref_allocate, *ref_release, *ref_retain, *ref_exit;
@@ -230,14 +230,9 @@ count(PyObject *counts, Py_ssize_t dn, Py_ssize_t dbytes)
 int
 zcio_counts_locked(void)
 {
-    if (rc_locked == NULL) /* accelerate_pool() has not run: the Python path */
-        return 1;
-    PyObject *r = PyObject_CallNoArgs(rc_locked);
-    if (r == NULL)
-        return -1;
-    int locked = (r == Py_True);
-    Py_DECREF(r);
-    return locked;
+    /* Not yet told (accelerate_pool() has not run), or a lock whose state cannot be
+     * read without a call (not zcio._native.Lock): the Python path. */
+    return rc_lock == NULL || zcio_lock_held(rc_lock) != 0;
 }
 
 /* -- allocate ------------------------------------------------------------------------- */
@@ -404,10 +399,7 @@ buffer_retain(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject 
     if (mem == NULL || (rc = exact_size(SLOT(mem, o_refcnt))) <= 0
         || n > (Py_ssize_t)0x7FFFFFFF - rc)
         return call_reference(ref_retain, self, args, nargs, kw);
-    int locked = zcio_counts_locked();
-    if (locked < 0)
-        return NULL;
-    if (locked)
+    if (zcio_counts_locked())
         return call_reference(ref_retain, self, args, nargs, kw);
     PyObject *v = PyLong_FromSsize_t(rc + n);
     if (v == NULL)
@@ -490,10 +482,7 @@ buffer_release(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject
     }
     if (mem == NULL || (rc = exact_size(SLOT(mem, o_refcnt))) < n)
         return call_reference(ref_release, self, args, nargs, kw); /* raises past zero */
-    int locked = zcio_counts_locked();
-    if (locked < 0)
-        return NULL;
-    if (locked)
+    if (zcio_counts_locked())
         return call_reference(ref_release, self, args, nargs, kw);
     PyObject *v = PyLong_FromSsize_t(rc - n);
     if (v == NULL)
@@ -677,9 +666,7 @@ pool_accelerate(PyObject *mod, PyObject *args)
         }
     }
     PyObject *ld = PyModule_GetDict(leak); /* borrowed */
-    PyObject *locked = PyObject_GetAttrString(lock, "locked");
-    if (ld == NULL || locked == NULL) {
-        Py_XDECREF(locked);
+    if (ld == NULL) {
         PyMem_Free(offs);
         Py_DECREF(tn);
         Py_DECREF(tv);
@@ -689,7 +676,7 @@ pool_accelerate(PyObject *mod, PyObject *args)
     fixed_offsets = offs;
     Py_XSETREF(fixed_names, tn);
     Py_XSETREF(fixed_values, tv);
-    Py_XSETREF(rc_locked, locked);
+    Py_XSETREF(rc_lock, Py_NewRef(lock));
     Py_XSETREF(leak_dict, Py_NewRef(ld));
     Py_XSETREF(level_disabled, Py_NewRef(dis));
     Py_XSETREF(level_paranoid, Py_NewRef(par));

@@ -659,10 +659,10 @@ release_retained(PyObject *mem)
     long long rc = exact_value(SLOT(mem, o_refcnt));
     int locked = rc > 1 ? zcio_counts_locked() : 1;
     PyObject *r = NULL;
-    if (locked == 0) {
+    if (!locked) {
         if ((r = index_int((Py_ssize_t)rc - 1)) != NULL)
             Py_SETREF(SLOT(mem, o_refcnt), r);
-    } else if (locked > 0) {
+    } else {
         r = PyObject_CallMethodNoArgs(mem, s_release);
         Py_XDECREF(r);
     }
@@ -692,11 +692,8 @@ zcio_share_send_op(PyObject *dict, int sock, PyObject *buf, PyObject *path)
     unsigned char header[48];
     if (!pack_header(buf, mem, header) || !unix_socket(dict))
         return NULL;
-    int locked = zcio_counts_locked();
-    if (locked != 0) {
-        PyErr_Clear();
+    if (zcio_counts_locked())
         return NULL;
-    }
     /* mem.retain(): a release() by another thread while the GIL is released around
      * the call cannot close the descriptor under it. */
     PyObject *v = index_int((Py_ssize_t)rc + 1);
@@ -885,10 +882,8 @@ zcio_share_release(PyObject *mem, Py_ssize_t n)
     if (rc < n || mm == NULL || !Py_IS_TYPE(mm, map_type) || views == NULL
         || !PyList_CheckExact(views) || base == NULL)
         return NULL; /* past zero (an error, or a no-op at zero), or not ours */
-    if (zcio_counts_locked() != 0) {
-        PyErr_Clear(); /* the Python path meets it again */
-        return NULL;
-    }
+    if (zcio_counts_locked())
+        return NULL; /* the Python path waits for it */
     /* Memory.release */
     PyObject *v = index_int((Py_ssize_t)(rc - n));
     if (v == NULL)

@@ -27,7 +27,6 @@ import array
 import ctypes
 import mmap
 import struct
-import threading
 import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -36,6 +35,7 @@ from . import _guard
 from ._direct import PAGE_SIZE, reserve_direct, round_to_pages, unreserve_direct
 from ._errors import IllegalArgumentError, IllegalReferenceCountError, ReleasedBufferError
 from ._fork import fork_safe
+from ._lock import new_lock
 
 if TYPE_CHECKING:
     from ._types import Buffer
@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 __all__ = ["Memory", "GuardedMemory", "HeapMemory", "WrappedMappingMemory", "DirectMemory",
            "buffer_address", "may_lose_pages", "unmap", "revoke"]
 
-_RC_LOCK = fork_safe(threading.Lock())  # reference counts change atomically, as Netty's
+_RC_LOCK = fork_safe(new_lock())  # reference counts change atomically, as Netty's
 _MAX_REFCNT = (1 << 31) - 1  # Netty's refCnt is a Java int
 
 

@@ -17,7 +17,6 @@ CPU time and voluntary/involuntary context switches (``getrusage``).
 from __future__ import annotations
 
 import resource
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,6 +24,7 @@ from dataclasses import dataclass, field
 
 from ._buffer import check_int
 from ._fork import fork_safe
+from ._lock import new_lock
 
 __all__ = ["PathStats", "Metrics", "metrics", "Measurement", "measure"]
 
@@ -58,7 +58,7 @@ class Metrics:
     """Process-wide counters per path; thread-safe."""
 
     def __init__(self) -> None:
-        self._lock = fork_safe(threading.Lock())
+        self._lock = fork_safe(new_lock())  # tested by native/io.c too
         self._counts: dict[str, list[int]] = {}
 
     def record(

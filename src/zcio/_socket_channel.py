@@ -50,6 +50,7 @@ from ._errors import (
 )
 from ._guard import io_call
 from ._iovec import HOW_SOCKET, check_buffers, gather, remaining_pairs, scatter
+from ._lock import new_lock
 from ._metrics import metrics
 from ._selectable import OP_ACCEPT, OP_CONNECT, OP_READ, OP_WRITE
 from ._shared import SharedByteBuffer, receive_buffer, send_buffer
@@ -84,8 +85,8 @@ class SocketChannel(SocketHolder):
         """Adopt ``sock`` (prefer :meth:`open` / :meth:`from_socket`)."""
         blocking = adopt(sock, server=False)
         self._init_socket(sock, blocking)
-        self._read_lock = threading.Lock()
-        self._write_lock = threading.Lock()
+        self._read_lock = new_lock()  # taken by native/chan.c too
+        self._write_lock = new_lock()
         self._input_shut = False
         self._output_shut = False
         self._remote: Address | None = None

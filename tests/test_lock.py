@@ -1,0 +1,239 @@
+"""zcio._native.Lock against threading.Lock, and the compiled paths that read it.
+
+The locks that Python code and the accelerator's C both take (a socket channel's read
+and write locks, ``zcio.metrics``'s lock, the reference counts' lock) are
+``zcio._native.Lock`` when the accelerator runs (``zcio._lock.new_lock``).  Every
+contract test here runs on both kinds and asks for the same answers: the same results,
+waits, exceptions and messages, signal handlers run during a wait.  Then the C paths:
+each steps aside, to a Python path that waits, while another thread holds the lock.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+
+from zcio import ByteBuffer, FileChannel, OpenOption, PooledAllocator, _memory, metrics
+from zcio._accel import native
+from zcio._lock import new_lock
+
+KINDS: dict[str, Callable[[], Any]] = {"threading": threading.Lock}
+if native is not None:
+    KINDS["native"] = native.Lock
+
+compiled = pytest.mark.skipif(native is None, reason="zcio._native is not loaded")
+
+
+@pytest.fixture(params=["threading", "native"])
+def make(request: pytest.FixtureRequest) -> Callable[[], Any]:
+    if request.param not in KINDS:
+        pytest.skip("zcio._native is not loaded")
+    return KINDS[request.param]
+
+
+def outcome(fn: Callable[[], Any]) -> tuple[str, Any]:
+    try:
+        return "ok", fn()
+    except Exception as e:
+        return "error", (type(e).__name__, str(e))
+
+
+def test_new_lock_is_the_compiled_lock_when_the_accelerator_runs() -> None:
+    lock = new_lock()
+    assert type(lock) is (threading.Lock().__class__ if native is None else native.Lock)
+    for held in (metrics._lock, _memory._RC_LOCK):
+        assert type(held) is type(lock)
+
+
+def test_acquire_release_and_locked(make: Callable[[], Any]) -> None:
+    lock = make()
+    assert not lock.locked() and "unlocked" in repr(lock)
+    assert lock.acquire() is True and lock.locked() and repr(lock).startswith("<locked")
+    assert lock.acquire(False) is False and lock.acquire(blocking=False) is False
+    t0 = time.monotonic()
+    assert lock.acquire(timeout=0.05) is False
+    assert time.monotonic() - t0 >= 0.045
+    assert lock.acquire(True, 0) is False  # a zero timeout does not wait
+    assert lock.release() is None and not lock.locked()
+    assert outcome(lock.release) == ("error", ("RuntimeError", "release unlocked lock"))
+    assert lock.acquire(timeout=1) is True
+    lock.release()
+
+
+def test_with_takes_and_lets_go_even_on_error(make: Callable[[], Any]) -> None:
+    lock = make()
+    with lock as got:
+        assert got is True and lock.locked()
+    assert not lock.locked()
+    with pytest.raises(KeyError), lock:
+        raise KeyError("x")
+    assert not lock.locked()
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"blocking": False, "timeout": 1}, {"blocking": False, "timeout": 0.0},
+    {"timeout": -2}, {"timeout": -0.5}, {"timeout": math.nan}, {"timeout": "1"},
+    {"timeout": None}, {"timeout": -1}, {"timeout": -1.0}, {"blocking": 0, "timeout": -1},
+    {"blocking": []}, {"blocking": 1.5}, {"blocking": 2 ** 70}, {"bogus": 1},
+], ids=repr)
+def test_arguments_are_checked_as_threading_lock_checks_them(kwargs: dict[str, Any]) -> None:
+    answers = []
+    for make in KINDS.values():
+        lock = make()
+        answers.append(outcome(lambda acquire=lock.acquire: acquire(**kwargs)))
+        if lock.locked():
+            lock.release()
+    assert all(a == answers[0] for a in answers), answers
+    lock = make()
+    assert outcome(lambda: lock.acquire(1, 2, 3))[0] == "error"
+
+
+@pytest.mark.parametrize("timeout", [1e300, 10 ** 30, float("inf")])
+def test_a_timeout_too_large_is_an_overflow(make: Callable[[], Any], timeout: float) -> None:
+    with pytest.raises(OverflowError):
+        make().acquire(timeout=timeout)
+
+
+def test_another_thread_waits_for_it_and_may_release_it(make: Callable[[], Any]) -> None:
+    lock = make()
+    lock.acquire()
+    got = threading.Event()
+
+    def waiter() -> None:
+        assert lock.acquire()
+        got.set()
+
+    t = threading.Thread(target=waiter)
+    t.start()
+    assert not got.wait(0.1)
+    lock.release()
+    assert got.wait(10)
+    t.join(10)
+    assert lock.locked()
+    threading.Thread(target=lock.release).start()  # any thread may release it
+    deadline = time.monotonic() + 10
+    while lock.locked() and time.monotonic() < deadline:
+        time.sleep(0.001)
+    assert not lock.locked()
+
+
+@contextmanager
+def alarm_every(seconds: float, handler: Callable[[int, Any], None]) -> Iterator[None]:
+    old = signal.signal(signal.SIGALRM, handler)
+    signal.setitimer(signal.ITIMER_REAL, seconds, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def test_a_signal_handler_runs_during_a_wait_and_may_end_it(make: Callable[[], Any]) -> None:
+    lock = make()
+    lock.acquire()
+
+    def boom(signum: int, frame: Any) -> None:
+        raise ZeroDivisionError("from the handler")
+
+    t0 = time.monotonic()
+    with alarm_every(0.05, boom), pytest.raises(ZeroDivisionError):
+        lock.acquire()
+    assert time.monotonic() - t0 < 5
+    assert lock.locked()  # still held by this thread, not taken twice
+    lock.release()
+
+
+def test_a_timed_wait_keeps_its_deadline_across_signals(make: Callable[[], Any]) -> None:
+    lock = make()
+    lock.acquire()
+    ran: list[int] = []
+    t0 = time.monotonic()
+    with alarm_every(0.02, lambda signum, frame: ran.append(signum)):
+        assert lock.acquire(timeout=0.3) is False
+    took = time.monotonic() - t0
+    assert len(ran) >= 3 and 0.28 <= took < 3, (len(ran), took)
+    lock.release()
+
+
+def test_weak_references_and_fork_reinit(make: Callable[[], Any]) -> None:
+    lock = make()
+    ref = weakref.ref(lock)
+    assert ref() is lock
+    lock.acquire()
+    lock._at_fork_reinit()  # what zcio._fork does in a child
+    assert not lock.locked() and lock.acquire(False)
+    lock.release()
+    del lock
+    assert ref() is None
+
+
+# -- the compiled paths step aside while another thread holds the lock ----------------
+
+
+@contextmanager
+def held_by_another_thread(lock: Any) -> Iterator[Callable[[], None]]:
+    """``lock`` held by a helper thread until the returned function is called."""
+    taken, let_go = threading.Event(), threading.Event()
+
+    def holder() -> None:
+        with lock:
+            taken.set()
+            let_go.wait(10)
+
+    t = threading.Thread(target=holder)
+    t.start()
+    assert taken.wait(10)
+    try:
+        yield let_go.set
+    finally:
+        let_go.set()
+        t.join(10)
+
+
+def finishes_after_release(call: Callable[[], Any], lock: Any) -> Any:
+    """Run ``call`` in a thread while another holds ``lock``: it must not finish before
+    the lock is let go (it waits in the Python path), then must."""
+    result: list[Any] = []
+    with held_by_another_thread(lock) as let_go:
+        t = threading.Thread(target=lambda: result.append(call()))
+        t.start()
+        t.join(0.2)
+        assert t.is_alive() and not result, "finished while the lock was held"
+        let_go()
+        t.join(10)
+    assert result
+    return result[0]
+
+
+@compiled
+def test_the_compiled_count_waits_for_a_held_metrics_lock(tmp_path: Any) -> None:
+    ch = FileChannel.open(tmp_path / "f", OpenOption.CREATE, OpenOption.WRITE)
+    try:
+        before = metrics.path("file_write")
+        assert finishes_after_release(lambda: ch.write(ByteBuffer.wrap(b"abcd")),
+                                      metrics._lock) == 4
+        after = metrics.path("file_write") - before
+        assert (after.operations, after.syscalls, after.user_bytes) == (1, 1, 4)
+    finally:
+        ch.close()
+
+
+@compiled
+def test_the_compiled_retain_waits_for_a_held_count_lock() -> None:
+    buf = PooledAllocator.default().allocate(64)
+    try:
+        assert finishes_after_release(buf.retain, _memory._RC_LOCK) is buf
+        assert buf.ref_cnt() == 2
+        assert finishes_after_release(buf.release, _memory._RC_LOCK) is False
+    finally:
+        buf.release()
+    assert buf.ref_cnt() == 0
+
