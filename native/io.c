@@ -69,7 +69,7 @@ exact_index(PyObject *o)
  * 1 on success; 0 (no exception) when buf is not a plain buffer this module may
  * touch: not a ByteBuffer, an indirect kind, read-only for a read (``into``),
  * released, not flat bytes, or indexes that are not exact ints inside the view. */
-static int
+static inline __attribute__((always_inline)) int
 pin(PyObject *buf, int into, Py_buffer *hold, char **base, Py_ssize_t *pos, Py_ssize_t *lim)
 {
     PyTypeObject *t = Py_TYPE(buf);
@@ -185,19 +185,11 @@ count_failed(PyObject *path)
         set_raised_exception(exc);
 }
 
-/* position += n (the position as it is now, as ``_pos += n`` does). */
-static int
-advance(PyObject *buf, Py_ssize_t n)
+/* advance() for a position that is not a small exact int: ``_pos + n`` in Python. */
+static __attribute__((noinline)) int
+advance_any(PyObject *buf, Py_ssize_t n)
 {
     PyObject *p = SLOT(buf, off_pos);
-    long long v;
-    if (p != NULL && small_int(p, &v) && v >= 0 && v <= PY_SSIZE_T_MAX - n) {
-        PyObject *np = index_int((Py_ssize_t)v + n); /* the usual case: no add */
-        if (np == NULL)
-            return -1;
-        Py_SETREF(SLOT(buf, off_pos), np);
-        return 0;
-    }
     PyObject *d = PyLong_FromSsize_t(n);
     if (d == NULL)
         return -1;
@@ -210,6 +202,22 @@ advance(PyObject *buf, Py_ssize_t n)
     }
     Py_XSETREF(SLOT(buf, off_pos), np);
     return 0;
+}
+
+/* position += n (the position as it is now, as ``_pos += n`` does). */
+static inline __attribute__((always_inline)) int
+advance(PyObject *buf, Py_ssize_t n)
+{
+    PyObject *p = SLOT(buf, off_pos);
+    long long v;
+    if (p != NULL && small_int(p, &v) && v >= 0 && v <= PY_SSIZE_T_MAX - n) {
+        PyObject *np = index_int((Py_ssize_t)v + n); /* the usual case: no add */
+        if (np == NULL)
+            return -1;
+        Py_SETREF(SLOT(buf, off_pos), np);
+        return 0;
+    }
+    return advance_any(buf, n);
 }
 
 /* One call moving [pos, lim) of buf; ``into``: a read.  Returns the count (>= 0) or
@@ -271,6 +279,35 @@ zcio_io_transfer(int fd, PyObject *buf, long long offset, int how, PyObject *pat
     return r;
 }
 
+/* A run of reference count changes to one object, made at once when it ends. */
+typedef struct {
+    PyObject *o;
+    Py_ssize_t n;
+} RefRun;
+
+/* End the run of n increments (o gains n references) and start one on ``next``. */
+static inline void
+run_gain(RefRun *run, PyObject *next)
+{
+    if (run->n) /* Py_SET_REFCNT leaves an immortal object (3.12+) as it is */
+        Py_SET_REFCNT(run->o, Py_REFCNT(run->o) + run->n);
+    run->o = next;
+    run->n = 0;
+}
+
+/* End the run of n decrements (each of n slots held a reference: the count is at least
+ * n; the last one is a Py_DECREF, which frees the object at zero) and start one. */
+static inline void
+run_lose(RefRun *run, PyObject *next)
+{
+    if (run->n) {
+        Py_SET_REFCNT(run->o, Py_REFCNT(run->o) - (run->n - 1));
+        Py_DECREF(run->o);
+    }
+    run->o = next;
+    run->n = 0;
+}
+
 /* One gather call for a list of plain buffers: writev/pwritev, or sendmsg, of every
  * buffer's [position, limit) in order (at most IOV_MAX with bytes left); positions then
  * advance buffer by buffer by what the kernel took (zcio._iovec.advance).  The count
@@ -301,7 +338,22 @@ zcio_io_gather(int fd, PyObject *list, long long offset, int how, PyObject *path
         return T_ERROR;
     }
     Py_ssize_t pinned = 0, owned = 0, answer;
-    size_t total = 0;
+    size_t total = 0, room = 0;
+    char *joined = NULL;
+    /* Small parts to a socket: one copy into one block and one send() cost the TCP
+     * stack less than a sendmsg of many short iovecs (measured: 64 x 128 B, a bare
+     * sendmsg 1.2x join+send).  The bytes, the count and the positions are the same.
+     * The block is taken first and filled as the buffers are checked, each part read
+     * once while its buffer is at hand; the copy stops (``room`` 0) once the parts
+     * cannot be small enough on average, whatever follows.  The copy is made with the
+     * GIL held, so nothing can release the memory under it and no pin is needed;
+     * otherwise every buffer is pinned for the call. */
+    if ((how & IO_SOCKET) && n > 1) {
+        room = (size_t)n * COALESCE_PART < COALESCE_MAX ? (size_t)n * COALESCE_PART
+                                                        : COALESCE_MAX;
+        if ((joined = PyMem_Malloc(room)) == NULL)
+            room = 0;
+    }
     for (i = 0; i < n; i++) { /* every buffer checked before anything is touched */
         char *base;
         Py_ssize_t pos, lim;
@@ -318,6 +370,10 @@ zcio_io_gather(int fd, PyObject *list, long long offset, int how, PyObject *path
             }
             iov[used].iov_base = base + pos;
             iov[used++].iov_len = (size_t)len[i];
+            if (total + (size_t)len[i] <= room)
+                memcpy(joined + total, base + pos, (size_t)len[i]);
+            else
+                room = 0;
             total += (size_t)len[i];
         }
     }
@@ -325,20 +381,9 @@ zcio_io_gather(int fd, PyObject *list, long long offset, int how, PyObject *path
         answer = (how & IO_COUNT_EMPTY) && count(path, 0, 0) < 0 ? T_ERROR : T_NOTHING;
         goto done;
     }
-    /* Small parts to a socket: one copy into one block and one send() cost the TCP
-     * stack less than a sendmsg of many short iovecs (measured: 64 x 128 B, a bare
-     * sendmsg 1.2x join+send).  The bytes, the count and the positions are the same.
-     * The copy is made with the GIL held, so nothing can release the memory under it
-     * and no pin is needed; otherwise every buffer is pinned for the call. */
-    char *joined = NULL;
-    if ((how & IO_SOCKET) && used > 1 && total <= COALESCE_MAX
-        && total / (size_t)used <= COALESCE_PART && (joined = PyMem_Malloc(total)) != NULL) {
-        char *q = joined;
-        for (i = 0; i < used; i++) {
-            memcpy(q, iov[i].iov_base, iov[i].iov_len);
-            q += iov[i].iov_len;
-        }
-    } else {
+    if (room == 0 || used < 2 || total / (size_t)used > COALESCE_PART) {
+        PyMem_Free(joined);
+        joined = NULL;
         if ((holds = PyMem_Malloc((n ? n : 1) * sizeof(Py_buffer))) == NULL) {
             PyErr_NoMemory();
             answer = T_ERROR;
@@ -372,14 +417,12 @@ zcio_io_gather(int fd, PyObject *list, long long offset, int how, PyObject *path
         if (r >= 0 || err != EINTR)
             break;
         if (PyErr_CheckSignals() < 0) {
-            PyMem_Free(joined);
             if (how & IO_COUNT_ERRORS)
                 count_failed(path);
             answer = T_ERROR;
             goto done;
         }
     }
-    PyMem_Free(joined);
     if (r < 0) {
         if ((err == EAGAIN || err == EWOULDBLOCK) && (how & IO_EAGAIN_ZERO)) {
             answer = (how & IO_COUNT_ERRORS) && count(path, 1, 0) < 0 ? T_ERROR : T_AGAIN;
@@ -397,19 +440,45 @@ zcio_io_gather(int fd, PyObject *list, long long offset, int how, PyObject *path
         answer = T_ERROR;
         goto done;
     }
-    for (i = 0, n = r; i < owned && n > 0; i++) { /* view by view, in order */
+    /* View by view, in order.  Buffers moving from one position to another share both
+     * ints (small ints, or the index table's): their reference counts change once per
+     * run of equal ones, not once per buffer, which would chain 2 x 64 read-modify-
+     * writes of two words, each waiting for the one before (half the loop's time).
+     * Every int gained is the table's, which holds a reference of its own: while an
+     * increment waits, no count can reach zero (a buffer listed twice included). */
+    RefRun gained = {NULL, 0}, lost = {NULL, 0};
+    for (i = 0, n = r; i < owned && n > 0; i++) {
         Py_ssize_t step = len[i] < n ? len[i] : n;
-        if (step && advance(owner[i], step) < 0) {
+        PyObject *b = owner[i], *p = SLOT(b, off_pos), *np;
+        long long v;
+        n -= step;
+        if (step == 0)
+            continue;
+        if (p != NULL && small_int(p, &v) && v >= 0 && v < INDEX_INTS - step) {
+            if ((np = table_int((Py_ssize_t)v + step)) == NULL) {
+                answer = T_ERROR;
+                break;
+            }
+            SLOT(b, off_pos) = np; /* the reference counted in ``gained`` */
+            if (np != gained.o)
+                run_gain(&gained, np);
+            gained.n++;
+            if (p != lost.o)
+                run_lose(&lost, p);
+            lost.n++;
+        } else if (advance(b, step) < 0) {
             answer = T_ERROR;
             break;
         }
-        n -= step;
     }
+    run_gain(&gained, NULL);
+    run_lose(&lost, NULL);
 done:
     for (i = 0; i < pinned; i++)
         PyBuffer_Release(&holds[i]);
     for (i = 0; i < owned; i++)
         Py_DECREF(owner[i]);
+    PyMem_Free(joined);
     PyMem_Free(holds);
     if (heap) {
         PyMem_Free(owner);

@@ -109,18 +109,27 @@ small_int(PyObject *o, long long *v)
 #define INDEX_INTS (1 << 16)
 extern PyObject *zcio_index_ints[INDEX_INTS] __attribute__((visibility("hidden"))); /* no GOT load */
 
+/* The table's int v, 0 <= v < INDEX_INTS, borrowed (the table holds it for good); NULL
+ * with MemoryError if it could not be made. */
 static inline PyObject *
-index_int(Py_ssize_t v)
+table_int(Py_ssize_t v)
 {
-    if (v < 0 || v >= INDEX_INTS)
-        return PyLong_FromSsize_t(v);
     PyObject *o = zcio_index_ints[v];
     if (o == NULL) {
         if ((o = PyLong_FromSsize_t(v)) == NULL)
             return NULL;
         zcio_index_ints[v] = o;
     }
-    return Py_NewRef(o);
+    return o;
+}
+
+static inline PyObject *
+index_int(Py_ssize_t v)
+{
+    if (v < 0 || v >= INDEX_INTS)
+        return PyLong_FromSsize_t(v);
+    PyObject *o = table_int(v);
+    return o ? Py_NewRef(o) : NULL;
 }
 
 /* The exception being raised, taken out (a new reference, NULL if none), and put back:

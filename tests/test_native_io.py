@@ -550,6 +550,123 @@ def test_a_short_gather_write_moves_positions_buffer_by_buffer() -> None:
     twins(trial)
 
 
+#: Part sizes either side of the compiled socket gather's rules: parts of at most 512
+#: bytes on average, 64 KiB in all, are copied into one block and sent with one send();
+#: more than 64 buffers (GATHER_STACK) put its arrays on the heap.
+SIZES = st.lists(st.one_of(st.integers(0, 40), st.integers(400, 700)), max_size=80)
+BIG = st.lists(st.integers(2000, 20000), max_size=2)
+
+
+@native_only
+@SETTINGS
+@given(sizes=SIZES, big=BIG, at=st.data(), kinds=st.data())
+def test_socket_gathers_of_every_size_match_the_python_path(
+        sizes: list[int], big: list[int], at: st.DataObject, kinds: st.DataObject) -> None:
+    for b in big:
+        sizes.insert(at.draw(st.integers(0, len(sizes))), b)
+    chosen = [kinds.draw(st.sampled_from(KINDS)) for _ in sizes]
+    payload = os.urandom(sum(sizes))
+
+    def trial(forced: bool) -> Any:
+        bufs, off = [], 0
+        for kind, n in zip(chosen, sizes, strict=True):
+            bufs.append(make(kind, payload[off:off + n], 0, n))
+            off += n
+        a, peer = _pair()
+        ch = SocketChannel.from_socket(a)
+        ch.configure_blocking(False)  # never waits: a full socket says 0
+        with taking(forced):
+            out, d = delta("socket_write", lambda: outcome(lambda: ch.write(bufs)))
+        peer.setblocking(False)
+        arrived = bytearray()
+        while True:
+            try:
+                arrived += peer.recv(1 << 17)
+            except BlockingIOError:
+                break
+        result = (out, d, [(b.position(), b.limit()) for b in bufs], bytes(arrived))
+        ch.close()
+        peer.close()
+        dispose(*bufs)
+        return result
+
+    results = twins(trial)
+    assert results[0] == results[1]
+    assert results[0][3] == payload[:len(results[0][3])]
+
+
+@native_only
+def test_a_short_coalesced_gather_moves_positions_buffer_by_buffer() -> None:
+    """200 parts of 300 bytes (copied into one block) to a socket that takes part of it:
+    positions say exactly what the kernel took, buffer by buffer."""
+    part, count = 300, 200
+    payload = os.urandom(part * count)
+    for forced in (False, True):
+        a, peer = _pair(sndbuf=4096)
+        ch = SocketChannel.from_socket(a)
+        ch.configure_blocking(False)
+        bufs = [make("pooled", payload[i * part:(i + 1) * part], 0, part)
+                for i in range(count)]
+        with taking(forced):
+            moved = ch.write(bufs)
+        assert 0 < moved < part * count
+        assert [b.position() for b in bufs] == [min(part, max(0, moved - i * part))
+                                                for i in range(count)]
+        peer.setblocking(False)
+        got = bytearray()
+        while True:
+            try:
+                got += peer.recv(1 << 16)
+            except BlockingIOError:
+                break
+        assert bytes(got) == payload[:moved]
+        ch.close()
+        peer.close()
+        dispose(*bufs)
+
+
+@native_only
+def test_a_gather_changes_the_shared_position_ints_counts_exactly() -> None:
+    """Buffers moving between the same two positions share both int objects, whose
+    reference counts the compiled gather changes once per run of equal ones: the counts
+    must come out exact (too low frees an int still in use; too high leaks it).  Runs
+    are broken by a buffer at another position and by empty ones."""
+    a, peer = _pair()
+    ch = SocketChannel.from_socket(a)
+
+    def fresh(n: int) -> list[ByteBuffer]:
+        bufs = [make("direct", bytes(1300), 1000, 1300) for _ in range(n)]
+        bufs[n // 2].limit(1200).position(900)  # another run in the middle: to 1200
+        bufs[n // 3].position(1300)  # nothing left: no step
+        return bufs
+
+    def drain() -> None:
+        peer.setblocking(False)
+        try:
+            while peer.recv(1 << 17):
+                pass
+        except BlockingIOError:
+            pass
+
+    first = fresh(70)
+    ch.write(first)
+    drain()
+    to, to_other = first[0]._pos, first[70 // 2]._pos  # 1300 and 1200, as they now are
+    bufs = fresh(70)
+    start = bufs[0]._pos
+    movers = [b for i, b in enumerate(bufs) if i not in (70 // 2, 70 // 3)]
+    assert all(b._pos is start for b in movers)
+    before = (sys.getrefcount(start), sys.getrefcount(to), sys.getrefcount(to_other))
+    assert ch.write(bufs) == 69 * 300
+    drain()
+    assert all(b._pos is to for b in movers) and bufs[70 // 2]._pos is to_other
+    after = (sys.getrefcount(start), sys.getrefcount(to), sys.getrefcount(to_other))
+    assert after == (before[0] - 68, before[1] + 68, before[2] + 1)
+    ch.close()
+    peer.close()
+    dispose(*first, *bufs)
+
+
 @native_only
 def test_gather_of_a_composite_or_mapped_buffer_takes_the_python_path(
         tmp_path: Path, monkeypatch: Any) -> None:
