@@ -42,6 +42,7 @@ from zcio import (
     SocketChannel,
     _syscalls,
 )
+from zcio._accel import native
 from zcio._metrics import PathStats, metrics
 
 native_only = pytest.mark.skipif(
@@ -766,3 +767,54 @@ def test_release_while_a_write_blocks_keeps_the_memory_until_it_returns() -> Non
     r = subprocess.run([sys.executable, "-c", _RELEASE_RACE], capture_output=True,
                        text=True, timeout=60, env=env)
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
+
+
+# -- the metrics counters the compiled paths add to ------------------------------------
+
+
+@native_only
+@SETTINGS
+@given(steps=st.lists(st.tuples(st.integers(0, 3), st.integers(), st.booleans()), max_size=30))
+def test_counts_hold_any_int_as_the_list_does(steps: list[tuple[int, int, bool]]) -> None:
+    """zcio._native.Counts (one path's counters) reads back every int stored, inside the
+    C range or past it, as the pure path's list of four does."""
+    counts, model = native.Counts(), [0, 0, 0, 0]
+    for i, value, add in steps:
+        if add:
+            counts[i] += value
+            model[i] += value
+        else:
+            counts[i] = value
+            model[i] = value
+        assert list(counts) == model and counts[i] == model[i] and len(counts) == 4
+    with pytest.raises(IndexError):
+        counts[4]
+    with pytest.raises(TypeError):
+        counts[0] = 1.5
+    with pytest.raises(TypeError):
+        del counts[0]
+
+
+@native_only
+@pytest.mark.parametrize("start", [2 ** 62 - 50, 2 ** 63 - 1, 2 ** 64, -(2 ** 70)])
+def test_the_compiled_count_hands_counters_near_or_past_the_c_range_to_record(
+        start: int) -> None:
+    """Counters the C cannot add to without leaving its range (or held as Python ints)
+    are added to by Metrics.record: the sums are exact either way."""
+    a, peer = _pair()
+    ch = SocketChannel.from_socket(a)
+    b = ByteBuffer.wrap(bytes(100))
+    ch.write(b.duplicate())  # the path exists
+    counts = metrics._counts["socket_write"]
+    saved = list(counts)
+    try:
+        counts[3] = start
+        with taking(False):
+            assert ch.write(b) == 100
+        assert metrics.path("socket_write").user_bytes == start + 100
+        assert metrics.path("socket_write").operations == saved[0] + 1
+    finally:
+        for i, v in enumerate(saved):
+            counts[i] = v + (1 if i in (0, 1) else 100 if i == 3 else 0)
+        ch.close()
+        peer.close()

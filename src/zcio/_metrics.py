@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import resource
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, MutableSequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from ._accel import native
 from ._buffer import check_int
 from ._fork import fork_safe
 from ._lock import new_lock
@@ -54,12 +55,18 @@ class PathStats:
         )
 
 
+#: A new path's four counters: the accelerator's ``Counts`` (a sequence of four ints
+#: that the compiled paths add to without making an int, ``native/io.c``), else a list.
+_new_counts: Callable[[], MutableSequence[int]] = (
+    native.Counts if native is not None else lambda: [0, 0, 0, 0])
+
+
 class Metrics:
     """Process-wide counters per path; thread-safe."""
 
     def __init__(self) -> None:
         self._lock = fork_safe(new_lock())  # tested by native/io.c too
-        self._counts: dict[str, list[int]] = {}
+        self._counts: dict[str, MutableSequence[int]] = {}
 
     def record(
         self,
@@ -79,7 +86,7 @@ class Metrics:
         with self._lock:
             c = self._counts.get(path)
             if c is None:
-                c = self._counts[path] = [0, 0, 0, 0]
+                c = self._counts[path] = _new_counts()
             c[0] += operations
             c[1] += syscalls
             c[2] += kernel_bytes
