@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
+import threading
+import warnings
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -181,6 +185,40 @@ def test_socket_run_catches_wrong_bytes(source: tuple[str, int, int]) -> None:
                 run_socket(bad, receiver, path, size, MIB, (size, crc))
             sample = run_socket(good, receiver, path, size, MIB, (size, crc))  # still usable
             assert sample.nbytes == size and sample.user_bytes == 2 * size
+
+
+def test_the_receiver_is_a_fresh_process_that_leaves_nothing_behind() -> None:
+    """Started while another thread runs (waiting for a lock), the receiver copies none
+    of this process (no fork: no DeprecationWarning on 3.12+), answers, and on close leaves no
+    process, thread or descriptor of its own; a receiver that died is reported."""
+    held = threading.Lock()
+    held.acquire()
+    t = threading.Thread(target=lambda: held.acquire(timeout=30))
+    t.start()
+    fds, threads = set(os.listdir("/proc/self/fd")), threading.active_count()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", DeprecationWarning)
+            receiver = Receiver()
+        with receiver:
+            receiver.expect()
+            with socket.create_connection(receiver.address) as s:
+                s.sendall(b"abc")
+            assert receiver.report(10) == (3, zlib.crc32(b"abc"), "")
+            pid = receiver._process.pid
+        assert receiver._process.returncode is not None
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+        assert set(os.listdir("/proc/self/fd")) == fds
+        assert threading.active_count() == threads
+        with Receiver() as receiver:
+            receiver._process.kill()
+            receiver._process.wait()
+            with pytest.raises(Failed, match="exited"):
+                receiver.report(10)
+    finally:
+        held.release()
+        t.join()
 
 
 def test_file_run_catches_wrong_bytes(source: tuple[str, int, int], tmp_path: Path) -> None:

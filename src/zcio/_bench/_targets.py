@@ -11,22 +11,22 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import multiprocessing
+import json
 import os
 import resource
-import signal
+import select
 import socket
 import struct
-import zlib
+import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection
 
 from .._errors import ZcioError
 from .._file_channel import FileChannel, OpenOption
 from .._metrics import measure
 from .._socket_channel import SocketChannel
-from ._methods import GB, MIB, Failed, Method, Unavailable
+from ._methods import GB, Failed, Method, Unavailable
 from ._source import file_crc
 
 __all__ = ["Sample", "Receiver", "run_socket", "run_file"]
@@ -71,31 +71,32 @@ def _check(what: str, got: tuple[int, int], want: tuple[int, int]) -> None:
 # -- file -> socket ----------------------------------------------------------------------
 
 
-def _next(control: Connection) -> str:
+#: The receiver process: a fresh interpreter running only the standard library (not
+#: a fork, which would copy whatever locks the caller's other threads hold at that
+#: instant; nor multiprocessing's spawn, whose helper processes outlive the run).  For
+#: each "recv" line on stdin it accepts one connection on the listener (the descriptor
+#: in argv), reads to EOF, and answers one JSON line: [bytes, CRC-32, error].
+_RECEIVER = r"""
+import json, signal, socket, sys, zlib
+signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles ^C and ends us
+listener = socket.socket(fileno=int(sys.argv[1]))
+buf = bytearray(1 << 20)
+view = memoryview(buf)
+for line in sys.stdin:
+    if line.strip() != "recv":
+        break
+    total = crc = 0
+    error = ""
     try:
-        return str(control.recv())
-    except (EOFError, OSError):  # the parent is gone
-        return "quit"
-
-
-def _receive(listener: socket.socket, control: Connection) -> None:
-    """The receiver process: for each "recv", accept, read to EOF, report size and CRC."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles ^C and ends us
-    buf = bytearray(MIB)
-    view = memoryview(buf)
-    while _next(control) == "recv":
-        total = crc = 0
-        error = ""
-        try:
-            conn, _ = listener.accept()
-            with conn:
-                recv_into = conn.recv_into
-                while n := recv_into(buf):
-                    total += n
-                    crc = zlib.crc32(view[:n], crc)
-        except OSError as e:
-            error = str(e)
-        control.send((total, crc, error))
+        conn, _ = listener.accept()
+        with conn:
+            while n := conn.recv_into(buf):
+                total += n
+                crc = zlib.crc32(view[:n], crc)
+    except OSError as e:
+        error = str(e)
+    print(json.dumps([total, crc, error]), flush=True)
+"""
 
 
 class Receiver:
@@ -104,36 +105,40 @@ class Receiver:
     def __init__(self) -> None:
         listener = socket.create_server(("127.0.0.1", 0))
         self.address: tuple[str, int] = listener.getsockname()[:2]
-        self._control, theirs = multiprocessing.Pipe()
-        # Forked before any thread (progress bars) starts and before any socket is open.
-        self._process = multiprocessing.get_context("fork").Process(
-            target=_receive, args=(listener, theirs), daemon=True, name="zcio-bench-receiver")
         try:
-            self._process.start()
+            self._process = subprocess.Popen(
+                [sys.executable, "-I", "-c", _RECEIVER, str(listener.fileno())],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                pass_fds=(listener.fileno(),))
         finally:
             listener.close()
-            theirs.close()
+        assert self._process.stdin is not None and self._process.stdout is not None
+        self._commands, self._answers = self._process.stdin, self._process.stdout
 
     def expect(self) -> None:
         """Tell the receiver to accept the next connection."""
-        self._control.send("recv")
+        self._commands.write("recv\n")
+        self._commands.flush()
 
     def report(self, timeout: float) -> tuple[int, int, str]:
         """(bytes, CRC-32, error) of the connection just closed."""
-        if not self._control.poll(timeout):
-            raise Failed(f"the receiver did not report within {timeout:.0f} s")
-        total, crc, error = self._control.recv()
+        ready, _, _ = select.select([self._answers], [], [], timeout)
+        line = self._answers.readline() if ready else ""
+        if not line:
+            raise Failed(f"the receiver did not report within {timeout:.0f} s"
+                         if not ready else "the receiver exited")
+        total, crc, error = json.loads(line)
         return int(total), int(crc), str(error)
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
-            self._control.send("quit")
-        self._process.join(5)
-        if self._process.is_alive():
+            self._commands.close()  # end of input: the receiver exits
+        try:
+            self._process.wait(5)
+        except subprocess.TimeoutExpired:
             self._process.kill()
-            self._process.join()
-        self._process.close()
-        self._control.close()
+            self._process.wait()
+        self._answers.close()
 
     def __enter__(self) -> Receiver:
         return self
