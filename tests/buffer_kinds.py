@@ -352,9 +352,10 @@ BASE_KINDS: list[BufferKind] = [
         "wrap-memoryview", _wrap_of(lambda c: memoryview(bytearray(c))), False, False, memoryview
     ),
     BufferKind("direct", _direct, True, False, page_aligned=True),
-    BufferKind("shared", _shared, True, False, page_aligned=True, pool="shared"),
+    BufferKind("shared", _shared, True, False, page_aligned=True, pool="shared",
+               repr_class="SharedByteBuffer"),
     BufferKind("shared-received", _shared_received, True, False, page_aligned=True,
-               pool="shared"),
+               pool="shared", repr_class="SharedByteBuffer"),
     BufferKind("heap-slice", _heap_slice, False, False, bytearray, array_offset=SLICE_START),
     BufferKind("direct-slice", _direct_slice, True, False),
     BufferKind(

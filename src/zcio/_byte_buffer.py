@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import builtins
 import sys
-from typing import TYPE_CHECKING, Any, Self, TypeVar, overload
+from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar, overload
 
 from . import _guard, _views
 from ._access import ByteAccess, byte_view
@@ -88,7 +88,21 @@ class ByteBuffer(ByteAccess):
 
     __slots__ = ()
 
+    #: For a kind whose memory the factories below do not make (a file mapping, a
+    #: shared block): what to call instead, said by UnsupportedOperationError when one
+    #: is called on it (``MappedByteBuffer.allocate(8)`` would be a mapped buffer over
+    #: a bytearray).  None: they make this class.
+    _made_by: ClassVar[str | None] = None
+
     # -- factories ----------------------------------------------------------------------
+
+    @classmethod
+    def _factory_class(cls) -> type[Self]:
+        """``cls``, for the factories; UnsupportedOperationError for a kind they do not
+        make (``_made_by``)."""
+        if cls._made_by is not None:
+            raise UnsupportedOperationError(cls._made_by)
+        return cls
 
     @classmethod
     def _make(
@@ -123,7 +137,8 @@ class ByteBuffer(ByteAccess):
         position 0, limit = capacity, no mark, BIG_ENDIAN, ``array_offset()`` 0.
         """
         capacity = check_capacity(capacity)
-        return cls._make(HeapMemory(bytearray(capacity)), 0, capacity, 0, capacity)
+        return cls._factory_class()._make(HeapMemory(bytearray(capacity)), 0, capacity, 0,
+                                          capacity)
 
     @classmethod
     def allocate_direct(cls, capacity: int) -> ByteBuffer:
@@ -137,7 +152,7 @@ class ByteBuffer(ByteAccess):
         Syscalls: ``mmap(MAP_PRIVATE|MAP_ANONYMOUS)``; ``munmap`` on release.
         """
         capacity = check_capacity(capacity)
-        return cls._make(DirectMemory(capacity), 0, capacity, 0, capacity)
+        return cls._factory_class()._make(DirectMemory(capacity), 0, capacity, 0, capacity)
 
     @classmethod
     def wrap(cls, array: BytesLike, offset: int = 0, length: int | None = None) -> ByteBuffer:
@@ -158,6 +173,7 @@ class ByteBuffer(ByteAccess):
         """
         offset = check_int(offset, "offset")  # before the export pins a bytearray
         length = None if length is None else check_int(length, "length")
+        made = cls._factory_class()
         mem = HeapMemory.of(array)
         cap = mem.size
         length = cap - offset if length is None else length
@@ -166,8 +182,8 @@ class ByteBuffer(ByteAccess):
         except IndexOutOfBoundsError:
             mem.release()
             raise
-        return heap_class(cls, mem)._make(mem, 0, cap, offset, offset + length,
-                                          ro=mem.readonly)
+        return heap_class(made, mem)._make(mem, 0, cap, offset, offset + length,
+                                           ro=mem.readonly)
 
     # -- kind and backing array --------------------------------------------------------
 

@@ -79,6 +79,7 @@ class WrappedMappingByteBuffer(IndirectByteBuffer):
     so a file truncated under it raises MappedRegionError."""
 
     __slots__ = ()
+    _made_by = "a wrapped file mapping is made by ByteBuffer.wrap(mapping)"
 
 
 #: The Python methods the compiled fast paths replaced, by name: the reference the

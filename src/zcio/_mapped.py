@@ -163,6 +163,7 @@ class MappedByteBuffer(IndirectByteBuffer):
     """
 
     __slots__ = ()
+    _made_by = "a MappedByteBuffer maps a file: FileChannel.map(mode, position, size)"
 
     # -- the mapping ------------------------------------------------------------------
 

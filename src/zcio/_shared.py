@@ -235,6 +235,13 @@ class SharedByteBuffer(ByteBuffer):
     docstring).  Slices, duplicates and read-only views of it are shared buffers too."""
 
     __slots__ = ()
+    _made_by = "a SharedByteBuffer is made by ByteBuffer.allocate_shared(capacity)"
+
+    def __repr__(self) -> str:
+        """``zcio.SharedByteBuffer[pos=.. lim=.. cap=..]`` (``R`` if read-only), the
+        shape of every buffer's repr; ``seals()`` tells the memory's seals."""
+        ro = "R" if self._ro else ""
+        return f"zcio.SharedByteBuffer{ro}[pos={self._pos} lim={self._lim} cap={self._cap}]"
 
     def _shared(self) -> SharedMemory:
         self._check_memory()
