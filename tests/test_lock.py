@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import signal
+import sys
 import threading
 import time
 import weakref
@@ -217,6 +218,7 @@ def finishes_after_release(call: Callable[[], Any], lock: Any) -> Any:
 def test_the_compiled_count_waits_for_a_held_metrics_lock(tmp_path: Any) -> None:
     ch = FileChannel.open(tmp_path / "f", OpenOption.CREATE, OpenOption.WRITE)
     try:
+        ch.write(ByteBuffer.wrap(b"x"))  # the path is counted: the C adds to it directly
         before = metrics.path("file_write")
         assert finishes_after_release(lambda: ch.write(ByteBuffer.wrap(b"abcd")),
                                       metrics._lock) == 4
@@ -237,3 +239,62 @@ def test_the_compiled_retain_waits_for_a_held_count_lock() -> None:
         buf.release()
     assert buf.ref_cnt() == 0
 
+
+
+# -- many threads at once: nothing lost -----------------------------------------------
+
+
+def test_many_threads_taking_the_lock_lose_no_update(make: Callable[[], Any]) -> None:
+    """Eight threads each add 1 to a shared count 300 times under the lock, letting go of
+    the GIL inside (a read, a sleep(0), a write): any two inside at once lose an add."""
+    lock, box = make(), [0]
+
+    def work() -> None:
+        for _ in range(300):
+            with lock:
+                v = box[0]
+                time.sleep(0)
+                box[0] = v + 1
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert box[0] == 8 * 300 and not lock.locked()
+
+
+def test_compiled_and_python_counts_from_many_threads_add_up(tmp_path: Any) -> None:
+    """Four threads write through FileChannel.write (compiled: counted in C, on Counts,
+    when the metrics lock is free) while four call Metrics.record (under the lock, in
+    Python): every operation, syscall and byte is in the totals, in both modes."""
+    path = "lock_stress_probe"
+    before, probe = metrics.path("file_write"), metrics.path(path)
+    chans = [FileChannel.open(tmp_path / f"f{i}", OpenOption.CREATE, OpenOption.WRITE)
+             for i in range(4)]
+    data = ByteBuffer.wrap(bytes(100))
+
+    def writer(ch: FileChannel) -> None:
+        for _ in range(400):
+            assert ch.write(data.duplicate()) == 100
+
+    def recorder() -> None:
+        for _ in range(400):
+            metrics.record(path, syscalls=2, user_bytes=3)
+
+    threads = ([threading.Thread(target=writer, args=(c,)) for c in chans]
+               + [threading.Thread(target=recorder) for _ in range(4)])
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads between almost any two bytecodes
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+    finally:
+        sys.setswitchinterval(interval)
+        for c in chans:
+            c.close()
+    wrote, recorded = metrics.path("file_write") - before, metrics.path(path) - probe
+    assert (wrote.operations, wrote.syscalls, wrote.user_bytes) == (1600, 1600, 160000)
+    assert (recorded.operations, recorded.syscalls, recorded.user_bytes) == (1600, 3200, 4800)
