@@ -319,7 +319,10 @@ def test_out_of_descriptors_closes_idle_connections_and_recovers(
         status, body, _ = run.get("/small.bin")
         time.sleep(0.05)
     assert status == 200 and body == SMALL
-    time.sleep(1.5)  # a second without shortage ends the episode
+    # A second without shortage ends the episode, noticed by the next sweep, which runs
+    # every tick (1 s here: a quarter of the 60 s timeouts, at most 1 s): 2.5 s leaves a
+    # margin (1.5 s lost the last line once, on a loaded machine).
+    time.sleep(2.5)
     code, _, err = run.stop()
     log = err.decode()
     assert code == 0 and "Traceback" not in log, log
