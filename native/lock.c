@@ -5,17 +5,20 @@
  * reference counts' lock (pool.c).  Through threading.Lock each such step is a method
  * call: lock.acquire(False) parses its arguments into a tuple, locked() is a call,
  * about 0.2 microseconds per channel operation for the pair, as much as the rest of
- * the operation's checks.  This type is the same lock (a PyThread lock, as _thread's)
- * with a ``locked`` flag beside it, so that the C paths take it with one try
- * (zcio_lock_try) and test it with one load (zcio_lock_held), while Python sees
- * threading.Lock's API: acquire(blocking=True, timeout=-1) (interrupted by signals,
- * whose handlers run, as _thread's acquire_timed does), release() (RuntimeError if
- * not held), locked(), ``with``, and _at_fork_reinit() for zcio._fork.fork_safe.
+ * the operation's checks.  This type keeps the lock's state in the object, read and
+ * written only with the GIL held, which is what makes it a lock: taking a free lock
+ * or letting go is a store to ``locked``, and the C paths take it with one test
+ * (zcio_lock_try) and test it with one load (zcio_lock_held).  Only a thread that
+ * must wait sleeps, with the GIL released, on ``gate``: a PyThread lock used as a
+ * binary semaphore, held while closed; a release that finds waiters opens it (once:
+ * ``open`` says whether it is), a waiter that gets through closes it behind itself
+ * and tests ``locked`` again (another thread may have taken the lock first: Python's
+ * locks are not fair either).  Python sees threading.Lock's API:
+ * acquire(blocking=True, timeout=-1) (a wait interrupted by signals, whose handlers
+ * run, as _thread's acquire_timed does), release() (RuntimeError if not held),
+ * locked(), ``with``, and _at_fork_reinit() for zcio._fork.fork_safe.
  * zcio._lock.new_lock() makes one when the accelerator runs, else a threading.Lock.
- *
- * The flag is written only with the GIL held, by the thread that holds the lock
- * (set after acquiring, cleared before releasing), so a reader holding the GIL sees
- * the lock's state.  Like threading.Lock, any thread may release it.
+ * Like threading.Lock, any thread may release it.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -28,10 +31,36 @@
 
 typedef struct {
     PyObject_HEAD
-    PyThread_type_lock lock;
-    char locked;
+    char locked;             /* held */
+    char open;               /* gate released: one waiter may get through */
+    int waiters;             /* threads asleep on the gate, or about to be */
+    PyThread_type_lock gate; /* held while closed */
     PyObject *weakreflist;
 } Lock;
+
+/* A new gate, closed; NULL with MemoryError. */
+static PyThread_type_lock
+new_gate(void)
+{
+    PyThread_type_lock gate = PyThread_allocate_lock();
+    if (gate == NULL) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    PyThread_acquire_lock(gate, WAIT_LOCK); /* free: taken at once */
+    return gate;
+}
+
+/* Let go: free, and one waiter (if any) let through to try again. */
+static inline void
+let_go(Lock *self)
+{
+    self->locked = 0;
+    if (self->waiters > 0 && !self->open) {
+        self->open = 1;
+        PyThread_release_lock(self->gate);
+    }
+}
 
 static PyTypeObject *lock_type = NULL;
 
@@ -45,29 +74,39 @@ now_ns(void)
 }
 
 /* Take the lock, waiting at most ``timeout_us`` microseconds (-1: for ever, 0: not at
- * all): _thread's acquire_timed.  A try without releasing the GIL first; then a wait
- * with the GIL released, which a signal interrupts: its handlers run (an exception
- * from one is returned as PY_LOCK_INTR), and the wait resumes with what is left. */
+ * all), as _thread's acquire_timed: a wait with the GIL released, on the gate, which a
+ * signal interrupts: its handlers run (an exception from one is returned as
+ * PY_LOCK_INTR), and the wait resumes with what is left. */
 static PyLockStatus
 acquire_timed(Lock *self, long long timeout_us)
 {
     long long deadline = timeout_us > 0 ? now_ns() + timeout_us * 1000 : 0;
-    PyLockStatus r;
     for (;;) {
-        r = PyThread_acquire_lock_timed(self->lock, 0, 0);
-        if (r == PY_LOCK_FAILURE && timeout_us != 0) {
-            Py_BEGIN_ALLOW_THREADS
-            r = PyThread_acquire_lock_timed(self->lock, timeout_us, 1);
-            Py_END_ALLOW_THREADS
+        if (!self->locked) {
+            self->locked = 1;
+            return PY_LOCK_ACQUIRED;
         }
-        if (r != PY_LOCK_INTR)
-            return r;
-        if (Py_MakePendingCalls() < 0)
+        if (timeout_us == 0)
+            return PY_LOCK_FAILURE;
+        PyLockStatus r;
+        self->waiters++;
+        Py_BEGIN_ALLOW_THREADS
+        r = PyThread_acquire_lock_timed(self->gate, timeout_us, 1);
+        Py_END_ALLOW_THREADS
+        self->waiters--;
+        if (r == PY_LOCK_ACQUIRED)
+            self->open = 0; /* through, and closed behind: test again */
+        else if (r == PY_LOCK_INTR && Py_MakePendingCalls() < 0)
             return PY_LOCK_INTR;
         if (timeout_us > 0) {
             long long left = deadline - now_ns();
-            if (left <= 0)
+            if (left <= 0) {
+                if (!self->locked) { /* freed just as the time ran out */
+                    self->locked = 1;
+                    return PY_LOCK_ACQUIRED;
+                }
                 return PY_LOCK_FAILURE;
+            }
             timeout_us = (left + 999) / 1000;
         }
     }
@@ -142,18 +181,14 @@ lock_acquire(Lock *self, PyObject *args, PyObject *kw)
     PyLockStatus r = acquire_timed(self, wait);
     if (r == PY_LOCK_INTR)
         return NULL;
-    if (r == PY_LOCK_ACQUIRED)
-        self->locked = 1;
     return PyBool_FromLong(r == PY_LOCK_ACQUIRED);
 }
 
 static PyObject *
 lock_enter(Lock *self, PyObject *unused)
 {
-    PyLockStatus r = acquire_timed(self, -1);
-    if (r == PY_LOCK_INTR)
+    if (acquire_timed(self, -1) == PY_LOCK_INTR)
         return NULL;
-    self->locked = 1;
     Py_RETURN_TRUE;
 }
 
@@ -164,8 +199,7 @@ lock_release(Lock *self, PyObject *unused)
         PyErr_SetString(PyExc_RuntimeError, "release unlocked lock");
         return NULL;
     }
-    self->locked = 0;
-    PyThread_release_lock(self->lock);
+    let_go(self);
     Py_RETURN_NONE;
 }
 
@@ -181,17 +215,18 @@ lock_locked(Lock *self, PyObject *unused)
     return PyBool_FromLong(self->locked);
 }
 
-/* In a forked child: a new lock, free.  The old one is left as it is (another thread
- * of the parent may have held it; its state is not to be trusted), as CPython's own
- * _PyThread_at_fork_reinit leaves it. */
+/* In a forked child: free, with a new gate and no waiters (the parent's other threads
+ * are not in the child).  The old gate is left as it is (its state is not to be
+ * trusted), as CPython's own _PyThread_at_fork_reinit leaves a lock. */
 static PyObject *
 lock_at_fork_reinit(Lock *self, PyObject *unused)
 {
-    PyThread_type_lock fresh = PyThread_allocate_lock();
-    if (fresh == NULL)
-        return PyErr_NoMemory();
-    self->lock = fresh;
-    self->locked = 0;
+    PyThread_type_lock gate = new_gate();
+    if (gate == NULL)
+        return NULL;
+    self->gate = gate;
+    self->locked = self->open = 0;
+    self->waiters = 0;
     Py_RETURN_NONE;
 }
 
@@ -205,9 +240,9 @@ lock_new(PyTypeObject *type, PyObject *args, PyObject *kw)
     Lock *self = (Lock *)type->tp_alloc(type, 0);
     if (self == NULL)
         return NULL;
-    if ((self->lock = PyThread_allocate_lock()) == NULL) {
+    if ((self->gate = new_gate()) == NULL) {
         Py_DECREF(self);
-        return PyErr_NoMemory();
+        return NULL;
     }
     return (PyObject *)self;
 }
@@ -217,10 +252,10 @@ lock_dealloc(Lock *self)
 {
     if (self->weakreflist != NULL)
         PyObject_ClearWeakRefs((PyObject *)self);
-    if (self->lock != NULL) {
-        if (self->locked)
-            PyThread_release_lock(self->lock);
-        PyThread_free_lock(self->lock);
+    if (self->gate != NULL) { /* no waiter: each holds a reference to the lock */
+        if (!self->open)
+            PyThread_release_lock(self->gate);
+        PyThread_free_lock(self->gate);
     }
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
@@ -249,7 +284,7 @@ static PyMethodDef lock_methods[] = {
 };
 
 static PyMemberDef lock_members[] = {
-    {"__weaklistoffset__", T_PYSSIZET, offsetof(Lock, weakreflist), READONLY},
+    {"__weaklistoffset__", T_PYSSIZET, offsetof(Lock, weakreflist), READONLY, NULL},
     {NULL},
 };
 
@@ -277,7 +312,7 @@ zcio_lock_try(PyObject *o)
     if (Py_TYPE(o) != lock_type)
         return -1;
     Lock *l = (Lock *)o;
-    if (PyThread_acquire_lock_timed(l->lock, 0, 0) != PY_LOCK_ACQUIRED)
+    if (l->locked)
         return 0;
     l->locked = 1;
     return 1;
@@ -286,9 +321,7 @@ zcio_lock_try(PyObject *o)
 void
 zcio_lock_release(PyObject *o)
 {
-    Lock *l = (Lock *)o;
-    l->locked = 0;
-    PyThread_release_lock(l->lock);
+    let_go((Lock *)o);
 }
 
 int

@@ -11,6 +11,7 @@ each steps aside, to a Python path that waits, while another thread holds the lo
 from __future__ import annotations
 
 import math
+import random
 import signal
 import sys
 import threading
@@ -262,6 +263,41 @@ def test_many_threads_taking_the_lock_lose_no_update(make: Callable[[], Any]) ->
     for t in threads:
         t.join(60)
     assert box[0] == 8 * 300 and not lock.locked()
+
+
+def test_timed_and_untimed_waiters_exclude_each_other_and_all_finish(
+        make: Callable[[], Any]) -> None:
+    """Six threads mixing blocking, timed (0 to 2 ms) and non-blocking acquires, the GIL
+    let go inside: never two inside, every blocking one gets in, none is left asleep."""
+    lock, inside, overlaps, got = make(), [0], [0], [0]
+
+    def work(seed: int) -> None:
+        rng = random.Random(seed)
+        for _ in range(300):
+            how = rng.randrange(3)
+            took = (lock.acquire() if how == 0 else
+                    lock.acquire(timeout=rng.random() / 500) if how == 1 else
+                    lock.acquire(False))
+            if not took:
+                assert how != 0
+                continue
+            try:
+                inside[0] += 1
+                if inside[0] != 1:
+                    overlaps[0] += 1
+                time.sleep(0)
+                inside[0] -= 1
+                got[0] += 1
+            finally:
+                lock.release()
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not any(t.is_alive() for t in threads), "a waiter was never woken"
+    assert overlaps[0] == 0 and got[0] >= 600 and not lock.locked()
 
 
 def test_compiled_and_python_counts_from_many_threads_add_up(tmp_path: Any) -> None:
