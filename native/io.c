@@ -424,16 +424,21 @@ zcio_io_gather(int fd, PyObject *list, long long offset, int how, PyObject *path
         return T_ERROR;
     }
     Py_ssize_t pinned = 0, owned = 0, answer;
-    size_t total = 0, room = 0;
+    size_t total = 0, room = 0, filled = 0;
     char *joined = NULL;
-    /* Small parts to a socket: one copy into one block and one send() cost the TCP
-     * stack less than a sendmsg of many short iovecs (measured: 64 x 128 B, a bare
-     * sendmsg 1.2x join+send).  The bytes, the count and the positions are the same.
-     * The block is taken first and filled as the buffers are checked, each part read
-     * once while its buffer is at hand; the copy stops (``room`` 0) once the parts
-     * cannot be small enough on average, whatever follows.  The copy is made with the
-     * GIL held, so nothing can release the memory under it and no pin is needed;
-     * otherwise every buffer is pinned for the call. */
+    int run = 0;          /* the last iovec: 0 a part, 1 a lone small part, 2 a run */
+    Py_ssize_t direct = 0, parts = 0; /* iovecs of the parts' own memory; parts */
+    /* Runs of small parts to a socket (COALESCE_PART bytes or less each, two or more in
+     * a row) are copied into one block, a run to an iovec: one copy and one send() cost
+     * the TCP stack less than a sendmsg of many short iovecs (measured: 64 x 128 B, a
+     * bare sendmsg 1.2x join+send).  Any other part is an iovec of its own memory,
+     * never copied: a large one, a small one alone between large ones (it is copied
+     * only when a second one follows), a small one once the block (room for every part
+     * small, COALESCE_MAX at most) is full; so every byte copied saves an iovec.  Each
+     * part is copied while its buffer is at hand.  The copy is made with the GIL held,
+     * so nothing can release the memory under it; when any part is sent from its own
+     * memory, every buffer is pinned for the call.  The bytes, the count and the
+     * positions are those of a sendmsg of the parts in order. */
     if ((how & IO_SOCKET) && n > 1) {
         room = (size_t)n * COALESCE_PART < COALESCE_MAX ? (size_t)n * COALESCE_PART
                                                         : COALESCE_MAX;
@@ -448,29 +453,40 @@ zcio_io_gather(int fd, PyObject *list, long long offset, int how, PyObject *path
             answer = T_NOT_PLAIN;
             goto done;
         }
-        len[i] = lim - pos;
-        if (len[i]) {
-            if (used == IOV_MAX) {
-                answer = T_NOT_PLAIN;
-                goto done;
-            }
-            iov[used].iov_base = base + pos;
-            iov[used++].iov_len = (size_t)len[i];
-            if (total + (size_t)len[i] <= room)
-                memcpy(joined + total, base + pos, (size_t)len[i]);
-            else
-                room = 0;
-            total += (size_t)len[i];
+        size_t k = (size_t)(len[i] = lim - pos);
+        if (k == 0)
+            continue;
+        if (++parts > IOV_MAX) { /* as the reference: IOV_MAX parts per call */
+            answer = T_NOT_PLAIN;
+            goto done;
         }
+        total += k;
+        int small = k <= COALESCE_PART;
+        if (small && run == 1 && filled + iov[used - 1].iov_len + k <= room) {
+            /* the lone small part before this one: into the block, a run begins */
+            memcpy(joined + filled, iov[used - 1].iov_base, iov[used - 1].iov_len);
+            iov[used - 1].iov_base = joined + filled;
+            filled += iov[used - 1].iov_len;
+            direct--;
+            run = 2;
+        }
+        if (small && run == 2 && filled + k <= room) {
+            memcpy(joined + filled, base + pos, k);
+            filled += k;
+            iov[used - 1].iov_len += k;
+            continue;
+        }
+        iov[used].iov_base = base + pos; /* its own memory */
+        iov[used++].iov_len = k;
+        direct++;
+        run = small;
     }
     if (used == 0) {
         answer = (how & IO_COUNT_EMPTY) && count(path, 0, 0) < 0 ? T_ERROR : T_NOTHING;
         goto done;
     }
-    if (room == 0 || used < 2 || total / (size_t)used > COALESCE_PART) {
-        PyMem_Free(joined);
-        joined = NULL;
-        if ((holds = PyMem_Malloc((n ? n : 1) * sizeof(Py_buffer))) == NULL) {
+    if (direct) {
+        if ((holds = PyMem_Malloc(n * sizeof(Py_buffer))) == NULL) {
             PyErr_NoMemory();
             answer = T_ERROR;
             goto done;
@@ -486,7 +502,7 @@ zcio_io_gather(int fd, PyObject *list, long long offset, int how, PyObject *path
     }
     for (;;) {
         Py_BEGIN_ALLOW_THREADS
-        if (joined != NULL) {
+        if (!direct) { /* one run: the whole block */
             r = send(fd, joined, total, 0);
         } else if (how & IO_SOCKET) {
             struct msghdr msg = {0};
