@@ -23,7 +23,6 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
-#include <structmember.h>
 #include <errno.h>
 #include <unistd.h>
 #include <sys/socket.h>
@@ -694,23 +693,6 @@ io_byte_buffers(PyObject *mod, PyObject *list)
     Py_RETURN_TRUE;
 }
 
-/* The offset of slot ``name`` in ByteBuffer's state, from its member descriptor. */
-static int
-slot_offset(PyObject *type, const char *name, Py_ssize_t *off)
-{
-    PyObject *d = PyObject_GetAttrString(type, name);
-    if (d == NULL)
-        return -1;
-    int ok = Py_IS_TYPE(d, &PyMemberDescr_Type)
-             && ((PyMemberDescrObject *)d)->d_member->type == T_OBJECT_EX;
-    if (ok)
-        *off = ((PyMemberDescrObject *)d)->d_member->offset;
-    Py_DECREF(d);
-    if (!ok)
-        PyErr_Format(PyExc_TypeError, "io_setup(): %s is not an object slot", name);
-    return ok ? 0 : -1;
-}
-
 /* io_setup(ByteBuffer, IndirectByteBuffer, metrics) */
 static PyObject *
 io_setup(PyObject *mod, PyObject *args)
@@ -719,8 +701,9 @@ io_setup(PyObject *mod, PyObject *args)
     if (!PyArg_ParseTuple(args, "O!O!O", &PyType_Type, &state, &PyType_Type, &indirect,
                           &metrics))
         return NULL;
-    if (slot_offset(state, "_pos", &off_pos) < 0 || slot_offset(state, "_lim", &off_lim) < 0
-        || slot_offset(state, "_ro", &off_ro) < 0 || slot_offset(state, "_mv", &off_mv) < 0)
+    PyTypeObject *t = (PyTypeObject *)state;
+    if ((off_pos = zcio_slot_offset(t, "_pos")) < 0 || (off_lim = zcio_slot_offset(t, "_lim")) < 0
+        || (off_ro = zcio_slot_offset(t, "_ro")) < 0 || (off_mv = zcio_slot_offset(t, "_mv")) < 0)
         return NULL;
     PyObject *lock = PyObject_GetAttrString(metrics, "_lock");
     PyObject *counts = lock ? PyObject_GetAttrString(metrics, "_counts") : NULL;

@@ -58,9 +58,9 @@ int zcio_io_count(PyObject *path, Py_ssize_t syscalls, Py_ssize_t user_bytes);
  * EAGAIN is 0), NotImplemented for T_NOT_PLAIN, NULL for T_ERROR. */
 PyObject *zcio_io_answer(Py_ssize_t r, int into);
 
-/* pool.c's, also share.c's: the offset of an object slot of t (a __slots__ entry or a
- * BufferState field), found from its member descriptor; -1 with TypeError if name is
- * none.  1 if a Python thread holds zcio._memory._RC_LOCK (is changing a reference
+/* pool.c's, also io.c's and share.c's: the offset of an object slot of t (a __slots__
+ * entry or a BufferState field), found from its member descriptor; -1 with TypeError
+ * if name is none.  1 if a Python thread holds zcio._memory._RC_LOCK (is changing a reference
  * count), or its state cannot be read without a call (before accelerate_pool() ran, or
  * not a zcio._native.Lock): the fast paths step aside; else 0. */
 Py_ssize_t zcio_slot_offset(PyTypeObject *t, const char *name);
