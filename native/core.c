@@ -97,19 +97,7 @@ view_memory(State *s, Py_ssize_t *len, int writing)
     PyObject *mv = s->mv;
     if (mv == NULL || !PyMemoryView_Check(mv))
         return NULL;
-    PyMemoryViewObject *m = (PyMemoryViewObject *)mv;
-    /* A view not released holds an export of its managed buffer, which is therefore not
-     * released either (io.c's pin).  Flat bytes: one dimension or none, C-contiguous as
-     * the view's own flags say (set when it was made: no read of its strides, a cache
-     * line further on). */
-    if (m->flags & _Py_MEMORYVIEW_RELEASED)
-        return NULL;
-    Py_buffer *v = &m->view;
-    if ((writing && v->readonly) || v->itemsize != 1 || v->ndim > 1
-        || !(m->flags & _Py_MEMORYVIEW_C))
-        return NULL;
-    *len = v->len;
-    return (char *)v->buf;
+    return flat_view(mv, writing, 1, len);
 }
 
 /* The memory of a plain buffer, or NULL (no exception) when the fast path must not touch
@@ -348,18 +336,8 @@ flat_bytes(PyObject *o, int writing, Py_ssize_t *len)
         *len = PyByteArray_GET_SIZE(o);
         return PyByteArray_AS_STRING(o);
     }
-    if (PyMemoryView_Check(o)) { /* memoryview cannot be subclassed */
-        PyMemoryViewObject *m = (PyMemoryViewObject *)o;
-        if ((m->flags & _Py_MEMORYVIEW_RELEASED) || (m->mbuf->flags & _Py_MANAGED_BUFFER_RELEASED))
-            return NULL;
-        Py_buffer *v = &m->view;
-        /* C-contiguous as the memoryview itself tells consumers (an empty strided
-         * view is not, though nothing lies between its bytes) */
-        if ((writing && v->readonly) || v->ndim != 1 || !(m->flags & _Py_MEMORYVIEW_C))
-            return NULL;
-        *len = v->len;
-        return (char *)v->buf;
-    }
+    if (PyMemoryView_Check(o)) /* memoryview cannot be subclassed; any item size */
+        return flat_view(o, writing, 0, len);
     return NULL;
 }
 

@@ -82,31 +82,24 @@ pin(PyObject *buf, int into, Py_buffer *hold, char **base, Py_ssize_t *pos, Py_s
     if (into && SLOT(buf, off_ro) != Py_False)
         return 0;
     PyObject *mv = SLOT(buf, off_mv);
-    if (mv == NULL || !PyMemoryView_Check(mv))
+    Py_ssize_t vlen;
+    char *bytes;
+    if (mv == NULL || !PyMemoryView_Check(mv) || (bytes = flat_view(mv, into, 1, &vlen)) == NULL)
         return 0;
-    PyMemoryViewObject *m = (PyMemoryViewObject *)mv;
-    /* A view not released keeps its managed buffer's export count above zero, so
-     * that buffer is not released either: its flags are read only to pin it (one
-     * cache line less per buffer in a gather's check). */
-    if ((m->flags & _Py_MEMORYVIEW_RELEASED)
-        || (hold != NULL && ((m->mbuf->flags & _Py_MANAGED_BUFFER_RELEASED)
-                             || m->mbuf->master.obj == NULL)))
-        return 0;
-    Py_buffer *v = &m->view; /* flat bytes: as core.c's view_memory checks them */
-    if ((into && v->readonly) || v->itemsize != 1 || v->ndim > 1
-        || !(m->flags & _Py_MEMORYVIEW_C))
-        return 0;
+    _PyManagedBufferObject *mbuf = ((PyMemoryViewObject *)mv)->mbuf;
+    if (hold != NULL && ((mbuf->flags & _Py_MANAGED_BUFFER_RELEASED) || mbuf->master.obj == NULL))
+        return 0; /* read only to pin it: one cache line less per buffer in a gather */
     Py_ssize_t p = exact_index(SLOT(buf, off_pos)), l = exact_index(SLOT(buf, off_lim));
-    if (p < 0 || l < p || l > v->len)
+    if (p < 0 || l < p || l > vlen)
         return 0;
     /* ``_mv``'s bytes lie in this object's memory, which its own export has kept in
      * place since ``_mv`` was made; this one keeps it there until the call is over.
      * No hold: the caller copies the bytes before it lets go of the GIL. */
-    if (hold != NULL && PyObject_GetBuffer(m->mbuf->master.obj, hold, PyBUF_SIMPLE) < 0) {
+    if (hold != NULL && PyObject_GetBuffer(mbuf->master.obj, hold, PyBUF_SIMPLE) < 0) {
         PyErr_Clear();
         return 0;
     }
-    *base = (char *)v->buf;
+    *base = bytes;
     *pos = p;
     *lim = l;
     return 1;

@@ -132,6 +132,25 @@ index_int(Py_ssize_t v)
     return o ? Py_NewRef(o) : NULL;
 }
 
+/* The bytes of memoryview o (a PyMemoryView_Check one) as flat bytes, or NULL (no
+ * exception): not released, one dimension, C-contiguous as the view's own flags say
+ * (computed from its strides when it was made: no read of them, a cache line further
+ * on), writable if ``writing``, items of one byte if ``bytes_only``; *len its length
+ * in bytes.  A view not released holds an export of its managed buffer, which is
+ * therefore not released either: its flags need no read.  Valid while the GIL is held
+ * and no Python code runs. */
+static inline char *
+flat_view(PyObject *o, int writing, int bytes_only, Py_ssize_t *len)
+{
+    PyMemoryViewObject *m = (PyMemoryViewObject *)o;
+    Py_buffer *v = &m->view;
+    if ((m->flags & (_Py_MEMORYVIEW_RELEASED | _Py_MEMORYVIEW_C)) != _Py_MEMORYVIEW_C
+        || v->ndim != 1 || (writing && v->readonly) || (bytes_only && v->itemsize != 1))
+        return NULL;
+    *len = v->len;
+    return (char *)v->buf;
+}
+
 /* The exception being raised, taken out (a new reference, NULL if none), and put back:
  * PyErr_GetRaisedException/PyErr_SetRaisedException, also on 3.11. */
 static inline PyObject *
