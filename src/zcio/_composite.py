@@ -79,6 +79,7 @@ class CompositeBuffer(IndirectByteBuffer):
     """
 
     __slots__ = ("_first", "_stop")
+    _made_by = "a CompositeBuffer is made of components: CompositeBuffer.of(buf, ...)"
 
     _mem: CompositeMemory
     _first: int  # index in the space of this composite's first component piece
@@ -116,8 +117,8 @@ class CompositeBuffer(IndirectByteBuffer):
         ro: bool = False,
         mv: builtins.memoryview | None = None,
     ) -> Self:
-        raise UnsupportedOperationError(
-            "a CompositeBuffer is made of components: CompositeBuffer.of(buf, ...)")
+        """Never: a composite has no one memory (the factories say so first)."""
+        raise UnsupportedOperationError(cls._made_by)
 
     def _derive(self, off: int, cap: int, pos: int, lim: int, mark: int, ro: bool,
                 first: int, stop: int) -> CompositeBuffer:
