@@ -23,10 +23,12 @@
  *     ``Accept-Encoding`` when precompressed siblings are served;
  *   - the cache holds (path before ``?``, None) and one stat of its file gives the same
  *     inode, device, size, modification and status-change times, a regular file
- *     (FileCache.get), and its wire was made for exactly this date.
+ *     (FileCache.get), and its wire was made for exactly this date.  The stat is
+ *     skipped while the entry's ``watched`` is True: the loop's Watcher
+ *     (zcio.serve._watch) has read, this turn, no notice of a change to it.
  *
  * Syscalls: one recv (flags 0) into the caller's buffer; on a hit, one stat of the
- * file and one send (flags 0) of the response, the GIL released around each.  EAGAIN
+ * file (none for a watched entry) and one send (flags 0) of the response, the GIL released around each.  EAGAIN
  * or EINTR on the recv: -1, nothing read.  A recv error: OSError.  A send's EAGAIN or
  * EINTR: 0 sent; its other errors: -1 sent (the caller closes, as after a failed send).
  */
@@ -44,7 +46,7 @@
 #define SIMPLE_MAX 8192   /* _http._SIMPLE_MAX */
 #define MAX_FIELDS 128    /* more fields than this: left to Python */
 
-static PyObject *s_full_path, *s_key, *s_wire, *s_head;
+static PyObject *s_full_path, *s_key, *s_wire, *s_head, *s_watched;
 
 /* RFC 9110 tchar, and the target's characters of _SIMPLE. */
 static unsigned char is_tchar[256], is_target[256];
@@ -183,11 +185,19 @@ slong_is(PyObject *o, long long v)
     return x == v;
 }
 
-/* rep's file still is what rep says (FileCache.get's identity and S_ISREG), by one stat.
- * 0 when not, or when anything about rep is not as expected. */
+/* rep's file still is what rep says (FileCache.get's identity and S_ISREG): without a
+ * syscall while rep.watched is True (zcio.serve._watch: no change notice read for it,
+ * notices read each turn), else by one stat.  0 when not, or when anything about rep is
+ * not as expected. */
 static int
 unchanged(PyObject *rep)
 {
+    PyObject *watched = PyObject_GetAttr(rep, s_watched);
+    int trusted = watched == Py_True;
+    Py_XDECREF(watched);
+    if (trusted)
+        return 1;
+    PyErr_Clear();
     PyObject *path = PyObject_GetAttr(rep, s_full_path), *key = NULL;
     int ok = 0;
     if (path == NULL || !PyUnicode_CheckExact(path))
@@ -324,6 +334,7 @@ zcio_serve_init(PyObject *m)
 {
     const zcio_name names[] = {
         {&s_full_path, "full_path"}, {&s_key, "key"}, {&s_wire, "wire"}, {&s_head, "head"},
+        {&s_watched, "watched"},
     };
     if (intern_names(names, sizeof(names) / sizeof(names[0])) < 0)
         return -1;

@@ -9,7 +9,9 @@ for a small file, its bytes.
 The :class:`FileCache` keeps representations of files up to ``max_file`` bytes (and
 at most ``max_bytes`` in all, oldest evicted first), keyed by the request's path and
 encoding.  Each hit costs one ``stat``: a different inode, device, size, modification
-time or status-change time drops the entry.  The status-change time moves with every
+time or status-change time drops the entry.  (The server's compiled hit path skips
+that stat for an entry a :class:`~zcio.serve._watch.Watcher` covers: there a change
+notice drops the entry; ``get`` here always stats.)  The status-change time moves with every
 ``chmod``, ``chown``, ACL or link change, so a file made unreadable is never served from
 memory: the next request opens it again and gets what opening it now gives (403), and
 a directory made unsearchable fails the ``stat`` itself.  Because an entry is only
@@ -35,6 +37,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ._respond import Response
+    from ._watch import Watcher
 
 __all__ = ["content_type", "accepted_encodings", "Representation", "FileCache",
            "ENCODINGS"]
@@ -113,7 +116,8 @@ class Representation:
     """
 
     __slots__ = ("rel", "full_path", "st", "key", "size", "mtime", "etag", "fields",
-                 "fields_200", "fields_304", "body", "encoding", "dir_key", "wire")
+                 "fields_200", "fields_304", "body", "encoding", "dir_key", "wire",
+                 "watched")
 
     def __init__(self, rel: str, full_path: str, st: os.stat_result, type_name: str,
                  encoding: bytes | None) -> None:
@@ -139,6 +143,10 @@ class Representation:
         #: For an identity entry: its directory's (inode, mtime) when no precompressed
         #: sibling was found there; while it holds, none was added (see dir_key()).
         self.dir_key: tuple[int, int] | None = None
+        #: Set only by a :class:`~zcio.serve._watch.Watcher` while every change to the
+        #: file would be a notice it has not yet read: the compiled hit path then skips
+        #: its stat.  ``FileCache.get`` (the Python path) always stats.
+        self.watched = False
 
     def __repr__(self) -> str:
         return f"Representation({self.rel!r}, size={self.size}, cached={self.body is not None})"
@@ -179,6 +187,8 @@ class FileCache:
         self.max_entries = max_entries
         self._entries: dict[tuple[bytes, bytes | None], Representation] = {}
         self._bytes = 0
+        #: Set by :meth:`watch` (the server's loop): each entry put is watched.
+        self.watcher: Watcher | None = None
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -222,12 +232,29 @@ class FileCache:
             self._drop(next(iter(entries)))
         entries[key] = rep
         self._bytes += size
+        if self.watcher is not None:
+            self.watcher.add(key, rep)
 
     def _drop(self, key: tuple[bytes, bytes | None]) -> None:
         rep = self._entries.pop(key, None)
         if rep is not None and rep.body is not None:
             self._bytes -= len(rep.body)
+        if rep is not None and self.watcher is not None:
+            self.watcher.forget(rep)
 
     def clear(self) -> None:
-        self._entries.clear()
-        self._bytes = 0
+        for key in list(self._entries):
+            self._drop(key)
+
+    def watch(self, watcher: Watcher | None) -> None:
+        """Watch each entry put from now on with ``watcher`` (see ``_watch``), and drop
+        each one a change notice concerns; None stops (the watcher is not closed)."""
+        if self.watcher is not None:
+            self.watcher.changed = None
+        self.watcher = watcher
+        if watcher is not None:
+            watcher.changed = self._noticed
+
+    def _noticed(self, key: tuple[bytes, bytes | None], rep: Representation) -> None:
+        if self._entries.get(key) is rep:
+            self._drop(key)

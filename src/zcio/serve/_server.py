@@ -25,7 +25,10 @@ The compiled hit path: with ``zcio._native`` in use, a read on a connection at r
 (nothing queued, pending or half-parsed) is one call to ``serve_hit``
 (``native/serve.c``): it reads and, when the bytes are exactly one simple GET of a
 cached small file whose response was made this second, sends that response (its stat
-check included); anything else is handed to the parser as any read.  It takes only
+check included, or, for an entry the loop's :class:`~zcio.serve._watch.Watcher`
+covers, no stat: the watcher reads change notices once per turn, right after
+``epoll_wait`` and before any request of the turn is answered, and drops each entry a
+notice concerns); anything else is handed to the parser as any read.  It takes only
 what the Python path answers the same way, byte for byte (``_answered`` then does to
 the counts, deadlines and queue what the Python path does); it is off while a test's
 syscall layer is in (``_syscalls.NATIVE_IO``), while an access log is kept and during a
@@ -90,6 +93,7 @@ from ._http import (
     RequestError,
 )
 from ._respond import Responder, Response
+from ._watch import Watcher
 
 __all__ = ["Timeouts", "Loop"]
 
@@ -144,6 +148,12 @@ class Loop(Accepting):
                      and type(cache) is FileCache and sys.getfilesystemencoding() == "utf-8"
                      else None)
         self._entries = cache.entries
+        if cache.watcher is not None:  # another loop's, checked in its turns, not ours
+            self._hit = None
+        #: Change notices in place of the hit path's stat (``_watch``), read each turn.
+        self._watcher = Watcher.open(responder.root.path) if self._hit is not None else None
+        if self._watcher is not None:
+            cache.watch(self._watcher)
         lim = self.limits
         self._hit_limits = (lim.max_target, lim.max_header_bytes, lim.max_headers,
                             responder.precompressed)
@@ -175,6 +185,11 @@ class Loop(Accepting):
             os.close(wake)
         self._ep.close()
         self._view.release()
+        if self._watcher is not None:
+            if self.responder.cache.watcher is self._watcher:
+                self.responder.cache.watch(None)
+            self._watcher.close()
+            self._watcher = None
 
     def run(self) -> None:
         """Serve until a graceful stop completes."""
@@ -186,10 +201,13 @@ class Loop(Accepting):
         self._accepting = True
         ep.register(wake_fd, IN)
         read, drive, log = self._read, self._drive, self.access_log
+        watcher = self._watcher
         next_sweep = time.monotonic() + self._tick
         self._update_date()
         while True:
             events = ep.poll(0.0 if self._ready else max(next_sweep - self._now, 0.0))
+            if watcher is not None:  # after the poll, before any request of this turn
+                watcher.check()
             self._now = now = time.monotonic()
             if int(time.time()) != self._date_second:
                 self._update_date()

@@ -1,0 +1,295 @@
+"""Change notices for the compiled hit path: inotify in place of a stat per hit.
+
+The compiled hit path (``native/serve.c``) answers a cached small file from memory, and
+by default first stats the file: a third of a hit's syscalls, and more than half of
+its kernel time outside the network.  A :class:`Watcher` lets it skip that stat for an
+entry whose every change the kernel would report.
+
+For each entry the cache keeps, the watcher places inotify watches on every directory
+from the served root down to the file, then on the file, then confirms with one
+``stat`` that the file is still the one cached (its identity, as ``FileCache.get``
+checks it) and that no component of the path is a symlink.  Only then does it set the
+entry's ``watched``, and only the compiled path reads that flag.  A notice that may
+concern the entry clears ``watched`` for good: from then on each hit stats the file
+again, as before, which finds the change and drops the entry; the watcher forgets it.
+
+What may concern an entry:
+
+* on the file: ``IN_MODIFY`` (write, truncate), ``IN_ATTRIB`` (mode, owner, times,
+  links, extended attributes), ``IN_MOVE_SELF``, ``IN_DELETE_SELF``;
+* on each directory of its path: ``IN_ATTRIB`` of the directory itself (made
+  unsearchable), ``IN_MOVE_SELF``, ``IN_DELETE_SELF``, and, for the one name the path
+  takes there, ``IN_MOVED_FROM``, ``IN_MOVED_TO``, ``IN_CREATE``, ``IN_DELETE``
+  (renamed over, replaced, removed);
+* ``IN_IGNORED`` or ``IN_UNMOUNT`` of a watch it uses; ``IN_Q_OVERFLOW`` (notices lost)
+  and any change to the mount table (``/proc/self/mountinfo`` polls ``POLLPRI``):
+  every entry.
+
+When notices count: the loop calls :meth:`Watcher.check` once per turn, after
+``epoll_wait`` returns and before any request read in that turn is answered.  The
+kernel queues a notice before the changing call returns.  A request whose bytes all
+arrived after a change completed could only make its socket ready after that change,
+so the ``epoll_wait`` that reported it returned later still, and ``check`` reads the
+notice first: such a request gets what the stat would have given it.
+
+Not watched (the stat per hit stays): an entry whose path has a symlink below the root;
+files on a file system where inotify misses changes made elsewhere (NFS, SMB, FUSE,
+overlayfs and the rest: only ext2/3/4, XFS, Btrfs, tmpfs, ramfs and F2FS are trusted);
+an entry whose watch cannot be placed (``fs.inotify.max_user_watches`` reached,
+permissions); a loop without inotify or ``/proc`` (then no watcher at all).
+
+Limit: a write through a shared writable mapping raises no notice.  Its modification
+time moves (at the first write to a clean page), and the Python path, which makes each
+entry's response again once per second through ``FileCache.get``'s stat, sees it then.
+
+Syscalls: ``inotify_init1``, ``inotify_add_watch``, ``inotify_rm_watch`` and ``statfs``
+(ctypes: ``os`` has none of them); ``stat``, ``lstat`` (``realpath``), ``poll``,
+``read``, ``close``.  A failed ``inotify_add_watch`` leaves the entry unwatched.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import select
+import stat
+import struct
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
+
+from ._paths import _libc
+
+if TYPE_CHECKING:
+    from ._files import Representation
+
+__all__ = ["Watcher"]
+
+_IN_MODIFY = 0x2
+_IN_ATTRIB = 0x4
+_IN_MOVED_FROM = 0x40
+_IN_MOVED_TO = 0x80
+_IN_CREATE = 0x100
+_IN_DELETE = 0x200
+_IN_DELETE_SELF = 0x400
+_IN_MOVE_SELF = 0x800
+_IN_Q_OVERFLOW = 0x4000
+_IN_ONLYDIR = 0x1000000
+_IN_DONT_FOLLOW = 0x2000000
+_IN_MASK_ADD = 0x20000000
+_NAMED = _IN_MOVED_FROM | _IN_MOVED_TO | _IN_CREATE | _IN_DELETE
+_FILE_MASK = _IN_MODIFY | _IN_ATTRIB | _IN_MOVE_SELF | _IN_DELETE_SELF | _IN_DONT_FOLLOW
+_DIR_MASK = (_IN_ATTRIB | _IN_MOVE_SELF | _IN_DELETE_SELF | _NAMED | _IN_ONLYDIR
+             | _IN_DONT_FOLLOW)
+_EVENT = struct.Struct("iIII")  # wd, mask, cookie, len; then len bytes of name
+
+#: File systems whose every change, by whoever makes it, reaches inotify (magic.h).
+_LOCAL_FS = frozenset({
+    0xEF53,      # ext2, ext3, ext4
+    0x58465342,  # XFS
+    0x9123683E,  # Btrfs
+    0x01021994,  # tmpfs
+    0x858458F6,  # ramfs
+    0xF2F52010,  # F2FS
+})
+
+_init1 = _libc.inotify_init1
+_init1.argtypes = [ctypes.c_int]
+_init1.restype = ctypes.c_int
+_add_watch = _libc.inotify_add_watch
+_add_watch.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32]
+_add_watch.restype = ctypes.c_int
+_rm_watch = _libc.inotify_rm_watch
+_rm_watch.argtypes = [ctypes.c_int, ctypes.c_int]
+_rm_watch.restype = ctypes.c_int
+_statfs = _libc.statfs
+_statfs.argtypes = [ctypes.c_char_p, ctypes.c_void_p]
+_statfs.restype = ctypes.c_int
+
+
+def fs_type(path: str) -> int:
+    """The file system's magic number (``statfs``'s ``f_type``) for ``path``."""
+    buf = ctypes.create_string_buffer(256)  # struct statfs is 120 bytes on 64-bit Linux
+    if _statfs(os.fsencode(path), buf) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err), path)
+    return ctypes.c_long.from_buffer(buf).value & 0xFFFFFFFF  # f_type comes first
+
+
+Dep = tuple[int, bytes | None]  # (watch, None): its own notices; (watch, name): a name's
+
+
+Key = tuple[bytes, bytes | None]  # FileCache's key
+
+
+class Watcher:
+    """inotify watches over a cache's entries under one root (module docstring).
+
+    ``changed(key, rep)``, when set (``FileCache.watch`` sets it), is called for each
+    entry a notice concerned, after its ``watched`` is cleared: the cache drops it, so
+    the next request reads the file again.  That also catches what the stat cannot: a
+    rewrite that leaves size and times as they were (two writes in one clock tick).
+    """
+
+    def __init__(self, root: str, fd: int, mounts: int) -> None:
+        self.root = root
+        self.changed: Callable[[Key, Representation], None] | None = None
+        self._fd = fd
+        self._mounts = mounts
+        self._poll = select.poll()
+        self._poll.register(fd, select.POLLIN)
+        self._poll.register(mounts, select.POLLPRI)
+        self._buf = bytearray(65536)
+        self._deps: dict[Dep, set[Representation]] = {}
+        self._uses: dict[int, int] = {}  # watch -> deps naming it
+        self._reps: dict[Representation, tuple[Key, list[Dep]]] = {}
+
+    @classmethod
+    def open(cls, root: str) -> Watcher | None:
+        """A watcher for entries under ``root`` (a real path), or None where inotify or
+        ``/proc/self/mountinfo`` is missing or refused (the stat per hit stays)."""
+        fd = _init1(os.O_NONBLOCK | os.O_CLOEXEC)
+        if fd < 0:
+            return None
+        try:
+            mounts = os.open("/proc/self/mountinfo", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            os.close(fd)
+            return None
+        return cls(root, fd, mounts)
+
+    def __len__(self) -> int:
+        """Entries watched."""
+        return len(self._reps)
+
+    @property
+    def watches(self) -> int:
+        """inotify watches held."""
+        return len(self._uses)
+
+    def close(self) -> None:
+        """Clear every entry's ``watched`` (they are stat-checked again, not dropped) and
+        close the descriptors."""
+        for rep in list(self._reps):
+            self.forget(rep)
+        for fd in (self._fd, self._mounts):
+            if fd >= 0:
+                os.close(fd)
+        self._fd = self._mounts = -1
+
+    # -- entries -----------------------------------------------------------------------
+
+    def add(self, key: Key, rep: Representation) -> bool:
+        """Watch ``rep`` (cached under ``key``) and set its ``watched``; False (and
+        ``rep`` untouched) when it cannot be (see the module docstring).
+
+        Syscalls: per directory of the path and for the file, ``statfs`` and
+        ``inotify_add_watch``; then ``realpath``'s ``lstat`` calls and one ``stat``.
+        Watches placed for a refused entry and used by no other are removed.
+        """
+        if self._fd < 0 or rep in self._reps:
+            return rep in self._reps
+        names = rep.rel.split("/")
+        if not rep.rel or rep.full_path != f"{self.root}/{rep.rel}":
+            return False
+        deps: list[Dep] = []
+        placed: list[int] = []
+        try:
+            path = self.root
+            for i, name in enumerate(names):
+                wd = self._watch(path, _DIR_MASK, placed)
+                deps += [(wd, None), (wd, os.fsencode(name))]
+                path = f"{path}/{name}"
+                if i == len(names) - 1:
+                    deps.append((self._watch(path, _FILE_MASK, placed), None))
+            # After the watches: any later change is a notice; these see the earlier ones.
+            st = os.stat(rep.full_path)
+            ok = (os.path.realpath(rep.full_path) == rep.full_path
+                  and stat.S_ISREG(st.st_mode) and rep.key == (
+                      st.st_ino, st.st_dev, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
+        except OSError:
+            ok = False
+        if not ok:
+            for wd in placed:
+                if wd not in self._uses:
+                    _rm_watch(self._fd, wd)
+            return False
+        for dep in deps:
+            self._deps.setdefault(dep, set()).add(rep)
+            self._uses[dep[0]] = self._uses.get(dep[0], 0) + 1
+        self._reps[rep] = (key, deps)
+        rep.watched = True
+        return True
+
+    def _watch(self, path: str, mask: int, placed: list[int]) -> int:
+        if fs_type(path) not in _LOCAL_FS:
+            raise OSError(errno.EOPNOTSUPP, "not a file system inotify covers", path)
+        wd = int(_add_watch(self._fd, os.fsencode(path), mask | _IN_MASK_ADD))
+        if wd < 0:
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err), path)
+        placed.append(wd)
+        return wd
+
+    def forget(self, rep: Representation) -> None:
+        """Clear ``rep``'s ``watched`` and remove the watches only it used."""
+        rep.watched = False
+        held = self._reps.pop(rep, None)
+        if held is None:
+            return
+        for dep in held[1]:
+            reps = self._deps.get(dep)
+            if reps is not None:
+                reps.discard(rep)
+                if not reps:
+                    del self._deps[dep]
+            wd = dep[0]
+            left = self._uses.get(wd, 0) - 1
+            if left > 0:
+                self._uses[wd] = left
+            elif wd in self._uses:
+                del self._uses[wd]
+                _rm_watch(self._fd, wd)  # EINVAL when the kernel dropped it already
+
+    def _notice(self, reps: Iterable[Representation]) -> None:
+        """A notice concerned ``reps``: forget each, then tell ``changed``."""
+        for rep in list(reps):
+            held = self._reps.get(rep)
+            if held is None:
+                continue
+            self.forget(rep)
+            if self.changed is not None:
+                self.changed(held[0], rep)
+
+    # -- notices -----------------------------------------------------------------------
+
+    def check(self) -> None:
+        """Read every notice queued; forget each entry one may concern (``changed``).
+
+        Syscalls: one ``poll`` (timeout 0) of the inotify descriptor and the mount table;
+        when one is ready, ``read`` until EAGAIN.
+        """
+        ready = self._poll.poll(0)
+        if not ready:
+            return
+        for fd, _ in ready:
+            if fd == self._mounts:
+                self._notice(self._reps)
+        buf, fd = self._buf, self._fd
+        while fd >= 0:
+            try:
+                n = os.readv(fd, [buf])
+            except BlockingIOError:
+                return
+            off = 0
+            while off < n:
+                wd, mask, _, length = _EVENT.unpack_from(buf, off)
+                off += _EVENT.size
+                if mask & _IN_Q_OVERFLOW:
+                    self._notice(self._reps)
+                elif not length:
+                    self._notice(self._deps.get((wd, None), ()))
+                elif mask & _NAMED:
+                    name = bytes(buf[off:off + length]).rstrip(b"\0")
+                    self._notice(self._deps.get((wd, name), ()))
+                off += length
