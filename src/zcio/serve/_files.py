@@ -187,7 +187,8 @@ class FileCache:
         self.max_entries = max_entries
         self._entries: dict[tuple[bytes, bytes | None], Representation] = {}
         self._bytes = 0
-        #: Set by :meth:`watch` (the server's loop): each entry put is watched.
+        #: Set by :meth:`watch` (the server's loop): each entry is watched from its
+        #: first hit.
         self.watcher: Watcher | None = None
 
     def __len__(self) -> int:
@@ -217,6 +218,8 @@ class FileCache:
         if identity(st) != rep.key or not stat.S_ISREG(st.st_mode):
             self._drop(key)
             return None
+        if self.watcher is not None and not rep.watched:
+            self.watcher.add(key, rep)  # on its first hit: a file read once costs nothing
         return rep
 
     def put(self, key: tuple[bytes, bytes | None], rep: Representation) -> None:
@@ -232,8 +235,6 @@ class FileCache:
             self._drop(next(iter(entries)))
         entries[key] = rep
         self._bytes += size
-        if self.watcher is not None:
-            self.watcher.add(key, rep)
 
     def _drop(self, key: tuple[bytes, bytes | None]) -> None:
         rep = self._entries.pop(key, None)
@@ -247,8 +248,8 @@ class FileCache:
             self._drop(key)
 
     def watch(self, watcher: Watcher | None) -> None:
-        """Watch each entry put from now on with ``watcher`` (see ``_watch``), and drop
-        each one a change notice concerns; None stops (the watcher is not closed)."""
+        """Watch each entry from its first hit on with ``watcher`` (see ``_watch``), and
+        drop each one a change notice concerns; None stops (the watcher is not closed)."""
         if self.watcher is not None:
             self.watcher.changed = None
         self.watcher = watcher

@@ -5,11 +5,13 @@ by default first stats the file: a third of a hit's syscalls, and more than half
 its kernel time outside the network.  A :class:`Watcher` lets it skip that stat for an
 entry whose every change the kernel would report.
 
-For each entry the cache keeps, the watcher places inotify watches on every directory
-from the served root down to the file, then on the file, then confirms with one
-``stat`` that the file is still the one cached (its identity, as ``FileCache.get``
-checks it) and that no component of the path is a symlink.  Only then does it set the
-entry's ``watched``, and only the compiled path reads that flag.  A notice that may
+For each entry, at its first hit in ``FileCache.get`` (so a file read once costs no
+watch; the Python path makes each entry's response again once per second, so a
+file in use is watched within a second), the watcher places inotify watches on every
+directory from the served root down to the file, then on the file, each followed by an ``lstat``
+of what it covers: each directory is one (not a symlink), the file is a regular file
+and still the one cached (its identity, as ``FileCache.get`` checks it).  Only then
+does it set the entry's ``watched``, and only the compiled path reads that flag.  A notice that may
 concern the entry clears ``watched`` for good: from then on each hit stats the file
 again, as before, which finds the change and drops the entry; the watcher forgets it.
 
@@ -43,8 +45,8 @@ time moves (at the first write to a clean page), and the Python path, which make
 entry's response again once per second through ``FileCache.get``'s stat, sees it then.
 
 Syscalls: ``inotify_init1``, ``inotify_add_watch``, ``inotify_rm_watch`` and ``statfs``
-(ctypes: ``os`` has none of them); ``stat``, ``lstat`` (``realpath``), ``poll``,
-``read``, ``close``.  A failed ``inotify_add_watch`` leaves the entry unwatched.
+(ctypes: ``os`` has none of them); ``lstat``, ``poll``, ``read``, ``close``.  A failed
+``inotify_add_watch`` leaves the entry unwatched.
 """
 
 from __future__ import annotations
@@ -107,7 +109,7 @@ _statfs.argtypes = [ctypes.c_char_p, ctypes.c_void_p]
 _statfs.restype = ctypes.c_int
 
 
-def fs_type(path: str) -> int:
+def fs_type(path: str | bytes) -> int:
     """The file system's magic number (``statfs``'s ``f_type``) for ``path``."""
     buf = ctypes.create_string_buffer(256)  # struct statfs is 120 bytes on 64-bit Linux
     if _statfs(os.fsencode(path), buf) != 0:
@@ -133,6 +135,7 @@ class Watcher:
 
     def __init__(self, root: str, fd: int, mounts: int) -> None:
         self.root = root
+        self._root = os.fsencode(root)
         self.changed: Callable[[Key, Representation], None] | None = None
         self._fd = fd
         self._mounts = mounts
@@ -142,7 +145,11 @@ class Watcher:
         self._buf = bytearray(65536)
         self._deps: dict[Dep, set[Representation]] = {}
         self._uses: dict[int, int] = {}  # watch -> deps naming it
-        self._reps: dict[Representation, tuple[Key, list[Dep]]] = {}
+        #: entry -> (its key, its deps, the directories it goes through)
+        self._reps: dict[Representation, tuple[Key, list[Dep], list[bytes]]] = {}
+        self._refused: set[Representation] = set()  # add() said no: not tried again
+        self._dirs: dict[bytes, list[int]] = {}  # directory -> [watch, entries through it]
+        self._devs: dict[int, bool] = {}  # device -> on a file system inotify covers
 
     @classmethod
     def open(cls, root: str) -> Watcher | None:
@@ -183,48 +190,80 @@ class Watcher:
         """Watch ``rep`` (cached under ``key``) and set its ``watched``; False (and
         ``rep`` untouched) when it cannot be (see the module docstring).
 
-        Syscalls: per directory of the path and for the file, ``statfs`` and
-        ``inotify_add_watch``; then ``realpath``'s ``lstat`` calls and one ``stat``.
-        Watches placed for a refused entry and used by no other are removed.
+        Each watch is placed before the ``lstat`` that checks what it covers, so a change
+        is either seen by that ``lstat`` or a notice.  A directory another watched entry
+        goes through is not placed again: while any entry goes through it, no notice
+        about it has been read (one would have dropped them all), and one still queued
+        will drop this entry too.
+
+        Syscalls: for each directory of the path not yet watched, ``inotify_add_watch``
+        then ``lstat`` (a directory, not a symlink); for the file, ``inotify_add_watch``
+        then ``lstat`` (a regular file, the entry's identity); ``statfs`` once per
+        device.  Watches placed for a refused entry and used by no other are removed.
         """
-        if self._fd < 0 or rep in self._reps:
+        if self._fd < 0 or rep in self._reps or rep in self._refused:
             return rep in self._reps
-        names = rep.rel.split("/")
         if not rep.rel or rep.full_path != f"{self.root}/{rep.rel}":
+            self._refused.add(rep)
             return False
         deps: list[Dep] = []
+        dirs: list[tuple[bytes, int]] = []
         placed: list[int] = []
         try:
-            path = self.root
-            for i, name in enumerate(names):
-                wd = self._watch(path, _DIR_MASK, placed)
-                deps += [(wd, None), (wd, os.fsencode(name))]
-                path = f"{path}/{name}"
-                if i == len(names) - 1:
-                    deps.append((self._watch(path, _FILE_MASK, placed), None))
-            # After the watches: any later change is a notice; these see the earlier ones.
-            st = os.stat(rep.full_path)
-            ok = (os.path.realpath(rep.full_path) == rep.full_path
-                  and stat.S_ISREG(st.st_mode) and rep.key == (
-                      st.st_ino, st.st_dev, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
+            path = self._root
+            for name in os.fsencode(rep.rel).split(b"/"):
+                wd = self._dir(path, placed)
+                dirs.append((path, wd))
+                deps.append((wd, None))
+                deps.append((wd, name))
+                path = path + b"/" + name
+            deps.append((self._place(path, _FILE_MASK, placed), None))
+            st = os.lstat(path)
+            ok = (stat.S_ISREG(st.st_mode) and self._local(st.st_dev, path) and rep.key == (
+                st.st_ino, st.st_dev, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
         except OSError:
             ok = False
         if not ok:
             for wd in placed:
                 if wd not in self._uses:
                     _rm_watch(self._fd, wd)
+            self._refused.add(rep)
             return False
+        all_deps, uses = self._deps, self._uses
         for dep in deps:
-            self._deps.setdefault(dep, set()).add(rep)
-            self._uses[dep[0]] = self._uses.get(dep[0], 0) + 1
-        self._reps[rep] = (key, deps)
+            reps = all_deps.get(dep)
+            if reps is None:
+                all_deps[dep] = {rep}
+            else:
+                reps.add(rep)
+            uses[dep[0]] = uses.get(dep[0], 0) + 1
+        for path, wd in dirs:
+            self._dirs.setdefault(path, [wd, 0])[1] += 1
+        self._reps[rep] = (key, deps, [path for path, _ in dirs])
         rep.watched = True
         return True
 
-    def _watch(self, path: str, mask: int, placed: list[int]) -> int:
-        if fs_type(path) not in _LOCAL_FS:
+    def _dir(self, path: bytes, placed: list[int]) -> int:
+        """The watch on the directory ``path``: known, or placed and checked."""
+        known = self._dirs.get(path)
+        if known is not None:
+            return known[0]
+        wd = self._place(path, _DIR_MASK, placed)
+        st = os.lstat(path)
+        if not stat.S_ISDIR(st.st_mode):  # a symlink: its target's changes are not ours
+            raise NotADirectoryError(errno.ENOTDIR, "not a directory", path)
+        if not self._local(st.st_dev, path):
             raise OSError(errno.EOPNOTSUPP, "not a file system inotify covers", path)
-        wd = int(_add_watch(self._fd, os.fsencode(path), mask | _IN_MASK_ADD))
+        return wd
+
+    def _local(self, dev: int, path: bytes) -> bool:
+        local = self._devs.get(dev)
+        if local is None:
+            local = self._devs[dev] = fs_type(path) in _LOCAL_FS
+        return local
+
+    def _place(self, path: bytes, mask: int, placed: list[int]) -> int:
+        wd = int(_add_watch(self._fd, path, mask | _IN_MASK_ADD))
         if wd < 0:
             err = ctypes.get_errno()
             raise OSError(err, os.strerror(err), path)
@@ -234,9 +273,15 @@ class Watcher:
     def forget(self, rep: Representation) -> None:
         """Clear ``rep``'s ``watched`` and remove the watches only it used."""
         rep.watched = False
+        self._refused.discard(rep)
         held = self._reps.pop(rep, None)
         if held is None:
             return
+        for path in held[2]:
+            through = self._dirs[path]
+            through[1] -= 1
+            if not through[1]:
+                del self._dirs[path]
         for dep in held[1]:
             reps = self._deps.get(dep)
             if reps is not None:
@@ -274,6 +319,7 @@ class Watcher:
             return
         for fd, _ in ready:
             if fd == self._mounts:
+                self._devs.clear()
                 self._notice(self._reps)
         buf, fd = self._buf, self._fd
         while fd >= 0:
