@@ -307,8 +307,9 @@ class Loop(Accepting):
 
         Syscalls: one ``recv`` into the loop's buffer, by ``serve_hit`` (the compiled
         hit path, see the module docstring; then, for a hit, ``stat`` of the cached
-        file and one ``send``) or by ``SYS.recv_into``.  EAGAIN or EINTR: nothing
-        read, nothing changes.  Any other error closes the connection.
+        file unless the watcher covers it, and one ``send``) or by ``SYS.recv_into``.
+        EAGAIN or EINTR: nothing read, nothing changes.  Any other error closes the
+        connection.
         """
         hit = self._hit
         if (hit is not None and _syscalls.NATIVE_IO is not None and self.access_log is None
