@@ -321,6 +321,22 @@ def test_the_watch_limit_keeps_the_stat(www: Path, monkeypatch: pytest.MonkeyPat
         w.close()
 
 
+def test_only_what_the_compiled_path_answers_is_watched(www: Path) -> None:
+    """A precompressed sibling's entry is answered by the Python path only (it stats):
+    no watch for it."""
+    w = Watched(www)
+    try:
+        r = Responder(w.root, w.cache, precompressed=True)
+        for _ in range(2):
+            r.respond(Request(b"GET", b"/app.js", "1.1",
+                              {b"host": b"x", b"accept-encoding": b"br"}, True), b"d", True)
+        rep = w.cache.entries.get((b"/app.js", b"br"))
+        assert rep is not None and not rep.watched
+        assert w.watcher.watches == 0
+    finally:
+        w.close()
+
+
 def test_watches_are_given_back(watched: Watched) -> None:
     assert watched.watcher.watches == _inotify_watches(watched.watcher._fd) > 0
     warm(watched.r, b"/page.html", b"/noindex/a.txt")

@@ -218,8 +218,10 @@ class FileCache:
         if identity(st) != rep.key or not stat.S_ISREG(st.st_mode):
             self._drop(key)
             return None
-        if self.watcher is not None and not rep.watched:
-            self.watcher.add(key, rep)  # on its first hit: a file read once costs nothing
+        if self.watcher is not None and key[1] is None and not rep.watched:
+            # On its first hit, so a file read once costs no watch; and only an identity
+            # entry, the one kind the compiled hit path answers.
+            self.watcher.add(key, rep)
         return rep
 
     def put(self, key: tuple[bytes, bytes | None], rep: Representation) -> None:
