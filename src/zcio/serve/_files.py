@@ -222,6 +222,8 @@ class FileCache:
             # On its first hit, so a file read once costs no watch; and only an identity
             # entry, the one kind the compiled hit path answers.
             self.watcher.add(key, rep)
+            if self._entries.get(key) is not rep:  # its bytes were not the file's
+                return None
         return rep
 
     def put(self, key: tuple[bytes, bytes | None], rep: Representation) -> None:

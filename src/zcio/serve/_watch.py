@@ -10,8 +10,11 @@ watch; the Python path makes each entry's response again once per second, so a
 file in use is watched within a second), the watcher places inotify watches on every
 directory from the served root down to the file, then on the file, each followed by an ``lstat``
 of what it covers: each directory is one (not a symlink), the file is a regular file
-and still the one cached (its identity, as ``FileCache.get`` checks it).  Only then
-does it set the entry's ``watched``, and only the compiled path reads that flag.  A notice that may
+and still the one cached (its identity, as ``FileCache.get`` checks it).  Last, it
+reads the file once more: the cached bytes were read before any watch, and a write
+racing that read within one clock tick leaves the identity as it was and the bytes
+torn; bytes that differ drop the entry.  Only then does it set the entry's
+``watched``, and only the compiled path reads that flag.  A notice that may
 concern the entry clears ``watched`` for good: from then on each hit stats the file
 again, as before, which finds the change and drops the entry; the watcher forgets it.
 
@@ -45,8 +48,8 @@ time moves (at the first write to a clean page), and the Python path, which make
 entry's response again once per second through ``FileCache.get``'s stat, sees it then.
 
 Syscalls: ``inotify_init1``, ``inotify_add_watch``, ``inotify_rm_watch`` and ``statfs``
-(ctypes: ``os`` has none of them); ``lstat``, ``poll``, ``read``, ``close``.  A failed
-``inotify_add_watch`` leaves the entry unwatched.
+(ctypes: ``os`` has none of them); ``lstat``, ``open``, ``pread``, ``fstat``, ``poll``,
+``read``, ``close``.  A failed ``inotify_add_watch`` leaves the entry unwatched.
 """
 
 from __future__ import annotations
@@ -60,6 +63,7 @@ import struct
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
+from ._files import read_small
 from ._paths import _libc
 
 if TYPE_CHECKING:
@@ -198,8 +202,10 @@ class Watcher:
 
         Syscalls: for each directory of the path not yet watched, ``inotify_add_watch``
         then ``lstat`` (a directory, not a symlink); for the file, ``inotify_add_watch``
-        then ``lstat`` (a regular file, the entry's identity); ``statfs`` once per
-        device.  Watches placed for a refused entry and used by no other are removed.
+        then ``lstat`` (a regular file, the entry's identity), then the file read again
+        (:meth:`_same_bytes`; bytes that differ: ``changed`` drops the entry);
+        ``statfs`` once per device.  Watches placed for a refused entry and used by no
+        other are removed.
         """
         if self._fd < 0 or rep in self._reps or rep in self._refused:
             return rep in self._reps
@@ -221,13 +227,16 @@ class Watcher:
             st = os.lstat(path)
             ok = (stat.S_ISREG(st.st_mode) and self._local(st.st_dev, path) and rep.key == (
                 st.st_ino, st.st_dev, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
+            stale = ok and not self._same_bytes(path, rep)
         except OSError:
-            ok = False
-        if not ok:
+            ok = stale = False
+        if not ok or stale:
             for wd in placed:
                 if wd not in self._uses:
                     _rm_watch(self._fd, wd)
             self._refused.add(rep)
+            if stale and self.changed is not None:
+                self.changed(key, rep)
             return False
         all_deps, uses = self._deps, self._uses
         for dep in deps:
@@ -242,6 +251,22 @@ class Watcher:
         self._reps[rep] = (key, deps, [path for path, _ in dirs])
         rep.watched = True
         return True
+
+    @staticmethod
+    def _same_bytes(path: bytes, rep: Representation) -> bool:
+        """True if the file reads back as ``rep.body``.  The cached bytes were read
+        before any watch: a write racing that read within one clock tick leaves the
+        identity as it was and the bytes torn.  Read again now, after the watch, they
+        show it; a write still under way ends after the watch, so it is a notice.
+
+        Syscalls: ``open`` (``O_NOFOLLOW``, ``O_NONBLOCK``), ``read_small``'s ``pread``
+        calls and ``fstat``, ``close``.
+        """
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            return read_small(fd, rep) == rep.body
+        finally:
+            os.close(fd)
 
     def _dir(self, path: bytes, placed: list[int]) -> int:
         """The watch on the directory ``path``: known, or placed and checked."""
