@@ -6,17 +6,17 @@ its kernel time outside the network.  A :class:`Watcher` lets it skip that stat 
 entry whose every change the kernel would report.
 
 For each entry, at its first hit in ``FileCache.get`` (so a file read once costs no
-watch; the Python path makes each entry's response again once per second, so a
-file in use is watched within a second), the watcher places inotify watches on every
-directory from the served root down to the file, then on the file, each followed by an ``lstat``
-of what it covers: each directory is one (not a symlink), the file is a regular file
-and still the one cached (its identity, as ``FileCache.get`` checks it).  Last, it
-reads the file once more: the cached bytes were read before any watch, and a write
-racing that read within one clock tick leaves the identity as it was and the bytes
-torn; bytes that differ drop the entry.  Only then does it set the entry's
-``watched``, and only the compiled path reads that flag.  A notice that may
-concern the entry clears ``watched`` for good: from then on each hit stats the file
-again, as before, which finds the change and drops the entry; the watcher forgets it.
+watch; the Python path makes each entry's response again once per second, so a file
+in use is watched within a second), the watcher places inotify watches on every
+directory from the served root down to the file, then on the file, each followed by
+an ``lstat`` of what it covers: each directory is one (not a symlink), the file is a
+regular file and still the one cached (its identity, as ``FileCache.get`` checks
+it).  Last, it reads the file once more: the cached bytes were read before any
+watch, and a write racing that read within one clock tick leaves the identity as it
+was and the bytes torn; bytes that differ drop the entry.  Only then does it set the
+entry's ``watched``, and only the compiled path reads that flag.  A notice that may
+concern the entry clears ``watched`` and drops the entry from the cache (through
+``changed``, which ``FileCache.watch`` sets): the next request reads the file again.
 
 What may concern an entry:
 
