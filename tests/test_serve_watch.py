@@ -32,7 +32,7 @@ from zcio.serve._files import FileCache, Representation
 from zcio.serve._http import Request
 from zcio.serve._paths import Root
 from zcio.serve._respond import Responder
-from zcio.serve._watch import Watcher
+from zcio.serve._watch import Watcher, watch_budget
 
 __all__ = ["blobs", "serve", "www"]
 
@@ -217,7 +217,7 @@ from zcio.serve._files import FileCache
 from zcio.serve._http import Request
 from zcio.serve._paths import Root
 from zcio.serve._respond import Responder
-from zcio.serve._watch import Watcher
+from zcio.serve._watch import Watcher, watch_budget
 www = sys.argv[1]
 root = Root(www)
 cache = FileCache()
@@ -357,6 +357,33 @@ def test_bytes_torn_at_fill_are_dropped_not_watched(www: Path) -> None:
         assert again is not None and again.body == b"deep\n" and again.watched
     finally:
         w.close()
+
+
+def test_the_watch_budget_is_a_share_of_the_user_s_limit() -> None:
+    with open("/proc/sys/fs/inotify/max_user_watches") as f:
+        limit = int(f.read())
+    assert watch_budget() == max(16, min(8192, limit // 4))
+    assert watch_budget(4) == max(16, min(8192, limit // 16))
+    assert watch_budget(1 << 30) == 16
+
+
+def test_entries_past_the_budget_keep_the_stat(watched: Watched, www: Path) -> None:
+    """The user's watches are shared with every other program of theirs: past its
+    budget the watcher places none, and the entry is checked by stat as before."""
+    w = watched.watcher
+    w.max_watches = w.watches + 1  # room for the file's watch, not for noindex/'s
+    warm(watched.r, b"/noindex/a.txt")
+    rep = watched.rep(b"/noindex/a.txt")
+    assert rep is not None and not rep.watched
+    assert w.watches <= w.max_watches
+    data = b"GET /noindex/a.txt HTTP/1.1\r\nHost: x\r\n\r\n"
+    assert watched.hit(data)
+    os.utime(www / "noindex" / "a.txt", ns=(0, 0))
+    assert not watched.hit(data)  # the stat saw it
+    w.max_watches = 8192  # room again: the next first hit watches
+    warm(watched.r, b"/noindex/a.txt")
+    again = watched.rep(b"/noindex/a.txt")
+    assert again is not None and again.watched
 
 
 def test_watches_are_given_back(watched: Watched) -> None:

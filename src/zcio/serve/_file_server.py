@@ -181,7 +181,8 @@ class FileServer:
                               **self._options)
         log = AccessLog(self._access_log) if self._access_log is not None else None
         return Loop(listener, responder, limits=self.limits, timeouts=self.timeouts,
-                    max_connections=self.max_connections, access_log=log)
+                    max_connections=self.max_connections, access_log=log,
+                    workers=self.workers)
 
     def serve_forever(self, handle_signals: bool = False,
                       ready: Callable[[], None] | None = None) -> int:

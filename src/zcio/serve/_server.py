@@ -111,7 +111,8 @@ class Loop(Accepting):
 
     def __init__(self, listener: socket.socket, responder: Responder, *,
                  limits: Limits | None = None, timeouts: Timeouts | None = None,
-                 max_connections: int = 4096, access_log: AccessLog | None = None) -> None:
+                 max_connections: int = 4096, access_log: AccessLog | None = None,
+                 workers: int = 1) -> None:
         self.listener: socket.socket | None = listener
         self.responder = responder
         self.limits = limits or Limits()
@@ -151,7 +152,8 @@ class Loop(Accepting):
         if cache.watcher is not None:  # another loop's, checked in its turns, not ours
             self._hit = None
         #: Change notices in place of the hit path's stat (``_watch``), read each turn.
-        self._watcher = Watcher.open(responder.root.path) if self._hit is not None else None
+        self._watcher = (Watcher.open(responder.root.path, workers)  # their budget's share
+                         if self._hit is not None else None)
         if self._watcher is not None:
             cache.watch(self._watcher)
         lim = self.limits

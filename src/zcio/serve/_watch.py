@@ -41,7 +41,9 @@ Not watched (the stat per hit stays): an entry whose path has a symlink below th
 files on a file system where inotify misses changes made elsewhere (NFS, SMB, FUSE,
 overlayfs and the rest: only ext2/3/4, XFS, Btrfs, tmpfs, ramfs and F2FS are trusted);
 an entry whose watch cannot be placed (``fs.inotify.max_user_watches`` reached,
-permissions); a loop without inotify or ``/proc`` (then no watcher at all).
+permissions) or that would take the watcher past its share of that limit
+(:func:`watch_budget`: other programs of the user need watches too); a loop without
+inotify or ``/proc`` (then no watcher at all).
 
 Limit: a write through a shared writable mapping raises no notice.  Its modification
 time moves (at the first write to a clean page), and the Python path, which makes each
@@ -69,7 +71,7 @@ from ._paths import _libc
 if TYPE_CHECKING:
     from ._files import Representation
 
-__all__ = ["Watcher"]
+__all__ = ["Watcher", "watch_budget"]
 
 _IN_MODIFY = 0x2
 _IN_ATTRIB = 0x4
@@ -122,6 +124,19 @@ def fs_type(path: str | bytes) -> int:
     return ctypes.c_long.from_buffer(buf).value & 0xFFFFFFFF  # f_type comes first
 
 
+def watch_budget(share: int = 1) -> int:
+    """How many inotify watches one watcher may hold.  ``fs.inotify.max_user_watches``
+    is shared by every process of the user (an editor's, a build tool's): the server
+    takes at most a quarter of it, split among ``share`` workers, and 8192 per worker at
+    most.  Entries past the budget keep the stat.  Syscalls: reads one ``/proc`` file."""
+    try:
+        with open("/proc/sys/fs/inotify/max_user_watches") as f:
+            limit = int(f.read())
+    except (OSError, ValueError):
+        limit = 8192  # the old kernels' default
+    return max(16, min(8192, limit // 4 // max(1, share)))
+
+
 Dep = tuple[int, bytes | None]  # (watch, None): its own notices; (watch, name): a name's
 
 
@@ -137,8 +152,11 @@ class Watcher:
     rewrite that leaves size and times as they were (two writes in one clock tick).
     """
 
-    def __init__(self, root: str, fd: int, mounts: int) -> None:
+    def __init__(self, root: str, fd: int, mounts: int, max_watches: int = 8192) -> None:
         self.root = root
+        #: Watches this watcher may hold (:func:`watch_budget`); past it, entries keep
+        #: the stat.
+        self.max_watches = max_watches
         self._root = os.fsencode(root)
         self.changed: Callable[[Key, Representation], None] | None = None
         self._fd = fd
@@ -156,8 +174,9 @@ class Watcher:
         self._devs: dict[int, bool] = {}  # device -> on a file system inotify covers
 
     @classmethod
-    def open(cls, root: str) -> Watcher | None:
-        """A watcher for entries under ``root`` (a real path), or None where inotify or
+    def open(cls, root: str, share: int = 1) -> Watcher | None:
+        """A watcher for entries under ``root`` (a real path), holding at most
+        ``watch_budget(share)`` watches; or None where inotify or
         ``/proc/self/mountinfo`` is missing or refused (the stat per hit stays)."""
         fd = _init1(os.O_NONBLOCK | os.O_CLOEXEC)
         if fd < 0:
@@ -167,7 +186,7 @@ class Watcher:
         except OSError:
             os.close(fd)
             return None
-        return cls(root, fd, mounts)
+        return cls(root, fd, mounts, watch_budget(share))
 
     def __len__(self) -> int:
         """Entries watched."""
@@ -212,6 +231,8 @@ class Watcher:
         if not rep.rel or rep.full_path != f"{self.root}/{rep.rel}":
             self._refused.add(rep)
             return False
+        if len(self._uses) + rep.rel.count("/") + 2 > self.max_watches:
+            return False  # over budget: tried again at a later hit, once some are free
         deps: list[Dep] = []
         dirs: list[tuple[bytes, int]] = []
         placed: list[int] = []
