@@ -28,9 +28,10 @@
  *     (zcio.serve._watch) has read, this turn, no notice of a change to it.
  *
  * Syscalls: one recv (flags 0) into the caller's buffer; on a hit, one stat of the
- * file (none for a watched entry) and one send (flags 0) of the response, the GIL released around each.  EAGAIN
- * or EINTR on the recv: -1, nothing read.  A recv error: OSError.  A send's EAGAIN or
- * EINTR: 0 sent; its other errors: -1 sent (the caller closes, as after a failed send).
+ * file (none for a watched entry) and one send (flags 0) of the response, the GIL
+ * released around each.  EAGAIN or EINTR on the recv: -1, nothing read.  A recv error:
+ * OSError.  A send's EAGAIN or EINTR: 0 sent; its other errors: -1 sent (the caller
+ * closes, as after a failed send).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>

@@ -11,9 +11,9 @@ at most ``max_bytes`` in all, oldest evicted first), keyed by the request's path
 encoding.  Each hit costs one ``stat``: a different inode, device, size, modification
 time or status-change time drops the entry.  (The server's compiled hit path skips
 that stat for an entry a :class:`~zcio.serve._watch.Watcher` covers: there a change
-notice drops the entry; ``get`` here always stats.)  The status-change time moves with every
-``chmod``, ``chown``, ACL or link change, so a file made unreadable is never served from
-memory: the next request opens it again and gets what opening it now gives (403), and
+notice drops the entry; ``get`` here always stats.)  The status-change time moves with
+every ``chmod``, ``chown``, ACL or link change, so a file made unreadable is never
+served from memory: the next request opens it again and gets what opening it now gives (403), and
 a directory made unsearchable fails the ``stat`` itself.  Because an entry is only
 ever made by a safe open (see ``_paths``), and a hit requires the very same inode, a
 symlink swapped in later to point elsewhere is a miss, never a leak.  Larger files are

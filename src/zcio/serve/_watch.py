@@ -65,7 +65,7 @@ import struct
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
-from ._files import read_small
+from ._files import identity, read_small
 from ._paths import _libc
 
 if TYPE_CHECKING:
@@ -246,8 +246,8 @@ class Watcher:
                 path = path + b"/" + name
             deps.append((self._place(path, _FILE_MASK, placed), None))
             st = os.lstat(path)
-            ok = (stat.S_ISREG(st.st_mode) and self._local(st.st_dev, path) and rep.key == (
-                st.st_ino, st.st_dev, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
+            ok = (stat.S_ISREG(st.st_mode) and self._local(st.st_dev, path)
+                  and identity(st) == rep.key)
             stale = ok and not self._same_bytes(path, rep)
         except OSError:
             ok = stale = False
