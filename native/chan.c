@@ -33,6 +33,15 @@
  * pre-close and raises AsynchronousCloseError with the count, as _wrap does.  The GIL
  * is held between these steps, so the registry sees the same sequence of changes as
  * from Python.
+ *
+ * One exception: SocketChannel.write of 2 to 64 buffers of at most 512 bytes each is
+ * first offered, lock taken and before registering, to io.c's zcio_io_gather_held(),
+ * which sends it with one non-blocking send() without letting go of the GIL.  No
+ * Python code runs from the check of ``_fd`` to its answer, so no close() can start
+ * and no thread can look at the registry meanwhile: registering would change nothing
+ * anyone can see, and is skipped.  When a blocking channel's socket took less than
+ * everything, the operation goes on as above, registered, for the rest (two system
+ * calls counted as one operation).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -61,7 +70,7 @@ typedef struct {
 static Op ops[N_OPS];
 static PyObject *closed_during;   /* zcio._channel.closed_during */
 static PyObject *syscalls_dict;   /* zcio._syscalls's globals: NATIVE_IO */
-static PyObject *s_users, *s_fd, *s_closing_fd, *s_left, *s_native_io;
+static PyObject *s_users, *s_fd, *s_closing_fd, *s_left, *s_native_io, *s_blocking;
 
 /* The reference method: ref(self, *args, **kw). */
 static inline PyObject *
@@ -130,8 +139,9 @@ call(Op *op, PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *
     }
     PyObject *users = PyDict_GetItemWithError(dict, s_users); /* borrowed, as below */
     PyObject *lock = op->lock ? PyDict_GetItemWithError(dict, op->lock) : NULL;
+    long long fd0 = dict_int(dict, s_fd, -1);
     int fast = users != NULL && PyList_CheckExact(users) && (op->lock == NULL || lock != NULL)
-               && dict_int(dict, s_fd, -1) >= 0;
+               && fd0 >= 0 && fd0 <= INT_MAX;
     for (Py_ssize_t i = 0; fast && i < PyTuple_GET_SIZE(op->state); i++) {
         PyObject *pair = PyTuple_GET_ITEM(op->state, i);
         fast = PyDict_GetItemWithError(dict, PyTuple_GET_ITEM(pair, 0))
@@ -152,13 +162,36 @@ call(Op *op, PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *
      * reference runs (and waits). */
     if (lock != NULL && !(locked = zcio_lock_try(lock) == 1))
         goto out;
+    /* A socket gather of small parts is sent whole with the GIL held (io.c), and not
+     * registered: from the check of ``_fd`` above to its answer no Python code runs, so
+     * no thread can close the channel or see the registry meanwhile.  The general call
+     * below finishes a blocking channel's partial send (T_CONTINUE), registered. */
+    Py_ssize_t prior_calls = 0, moved = 0;
+    if (several && op - ops == OP_SOCKET_WRITE && offset < 0) {
+        PyObject *blocking = PyDict_GetItemWithError(dict, s_blocking); /* absent: True */
+        PyErr_Clear();
+        r = zcio_io_gather_held((int)fd0, buf, op->how | IO_EAGAIN_ZERO, op->path,
+                                blocking != Py_False, &moved);
+        if (r == T_CONTINUE) {
+            prior_calls = 1;
+        } else if (r != T_NOT_PLAIN) {
+            if (r != T_ERROR)
+                result = zcio_io_answer(r, 0);
+            goto out;
+        }
+    }
     ident = PyLong_FromUnsignedLong(PyThread_get_thread_ident());
     if (ident == NULL || PyList_Append(users, ident) < 0)
         goto out;
     registered = 1;
     long long fd = dict_int(dict, s_fd, -1); /* again, once registered */
-    if (fd < 0 || fd > INT_MAX)
-        goto out; /* closed meanwhile: the reference says so */
+    if (fd < 0 || fd > INT_MAX) { /* closed meanwhile: the reference says so */
+        if (prior_calls) /* cannot happen (the GIL held since): what moved is the count */
+            r = zcio_io_count(op->path, prior_calls, moved) < 0 ? T_ERROR : moved;
+        if (r >= 0)
+            result = zcio_io_answer(r, 0);
+        goto out;
+    }
     if (op - ops >= OP_SHARE_SEND) { /* share.c's hand-off: an object, not a count */
         result = op - ops == OP_SHARE_SEND ? zcio_share_send_op(dict, (int)fd, buf, op->path)
                                            : zcio_share_receive_op(dict, (int)fd, op->path);
@@ -166,7 +199,8 @@ call(Op *op, PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *
         goto out;
     }
     if (several)
-        r = zcio_io_gather((int)fd, buf, offset, op->how | IO_EAGAIN_ZERO, op->path);
+        r = zcio_io_gather((int)fd, buf, offset, op->how | IO_EAGAIN_ZERO, op->path,
+                           prior_calls, moved);
     else
         r = zcio_io_transfer((int)fd, buf, offset, op->into ? op->how | IO_EAGAIN_ZERO
                                                             : op->how, op->path, op->into);
@@ -327,7 +361,7 @@ zcio_chan_init(PyObject *m)
 {
     const zcio_name names[] = {
         {&s_users, "_users"}, {&s_fd, "_fd"}, {&s_closing_fd, "_closing_fd"},
-        {&s_left, "_left"}, {&s_native_io, "NATIVE_IO"},
+        {&s_left, "_left"}, {&s_native_io, "NATIVE_IO"}, {&s_blocking, "_blocking"},
     };
     if (intern_names(names, sizeof(names) / sizeof(names[0])) < 0)
         return -1;

@@ -39,15 +39,19 @@ enum {
 };
 /* Their answers besides a count: no call made (nothing remains, no room), the call
  * would block (EAGAIN with IO_EAGAIN_ZERO), an exception, not a plain buffer (nothing
- * touched: the caller takes the Python path). */
-enum { T_NOTHING = -1, T_AGAIN = -2, T_ERROR = -3, T_NOT_PLAIN = -4 };
+ * touched: the caller takes the Python path); zcio_io_gather_held's "go on". */
+enum { T_NOTHING = -1, T_AGAIN = -2, T_ERROR = -3, T_NOT_PLAIN = -4, T_CONTINUE = -5 };
 /* One read (``into``) or write of a plain buffer's [position, limit); one gather write
  * of a list of plain buffers.  ``offset`` >= 0: pread/pwrite(v) there.  ``path``: the
  * zcio.metrics entry counted. */
 Py_ssize_t zcio_io_transfer(int fd, PyObject *buf, long long offset, int how,
                             PyObject *path, int into);
 Py_ssize_t zcio_io_gather(int fd, PyObject *list, long long offset, int how,
-                          PyObject *path);
+                          PyObject *path, Py_ssize_t prior_calls, Py_ssize_t prior);
+/* A socket gather of small parts sent with the GIL held (io.c says when, and what a
+ * blocking channel's T_CONTINUE asks of the caller). */
+Py_ssize_t zcio_io_gather_held(int fd, PyObject *list, int how, PyObject *path,
+                               int blocking, Py_ssize_t *moved);
 /* memmove(dst, src, n) behind the SIGBUS guard (guard.c): 0, or -1 with *fault the
  * address that faulted (a mapped file truncated under it), no exception set. */
 int zcio_guarded_move(char *dst, const char *src, size_t n, void **fault);

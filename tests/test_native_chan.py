@@ -303,17 +303,20 @@ def test_a_blocked_compiled_read_closed_by_another_thread() -> None:
         assert ch._users == [] and ch._closing_fd == -1
 
 
-def race_writers_with_close() -> None:
-    """Four threads write 16-byte messages to one socket while another closes it."""
+def race_writers_with_close(parts: int = 1) -> None:
+    """Four threads write 16-byte messages to one socket while another closes it; each
+    message in ``parts`` buffers (a gather: the held one, for 2 to 64)."""
     a, peer = socket.socketpair()
     ch = SocketChannel.from_socket(a)
     msg = b"0123456789abcdef"
+    step = len(msg) // parts
     outcomes: list[str] = []
 
     def write() -> None:
         for _ in range(50):
             try:
-                n = ch.write(ByteBuffer.wrap(msg))
+                n = (ch.write(ByteBuffer.wrap(msg)) if parts == 1 else
+                     ch.write([ByteBuffer.wrap(msg[i:i + step]) for i in range(0, len(msg), step)]))
                 outcomes.append("ok" if n == len(msg) else f"short {n}")
             except (AsynchronousCloseError, OSError) as e:
                 outcomes.append(type(e).__name__)
@@ -342,8 +345,9 @@ def race_writers_with_close() -> None:
     assert ch._users == [] and ch._closing_fd == -1
 
 
-def test_many_threads_write_and_close_race() -> None:
+@pytest.mark.parametrize("parts", [1, 4], ids=["one buffer", "gather of four"])
+def test_many_threads_write_and_close_race(parts: int) -> None:
     """Every call returns a whole count or raises a channel error, the bytes that
     arrived are whole messages, nothing stays registered (20 races)."""
     for _ in range(20):
-        race_writers_with_close()
+        race_writers_with_close(parts)

@@ -684,6 +684,183 @@ def test_a_gather_changes_the_shared_position_ints_counts_exactly() -> None:
     dispose(*first, *bufs)
 
 
+# -- the held gather: 2 to 64 parts of at most 512 bytes sent with the GIL held ------------
+
+
+def _parts(count: int, part: int, skip: int = 0) -> tuple[bytes, list[ByteBuffer]]:
+    """``count`` pooled buffers with ``part`` bytes left each, after ``skip`` bytes (the
+    position), and those bytes in order."""
+    payload, top = os.urandom(count * part), skip + part  # one int each: shared
+    return payload, [make("pooled", bytes(skip) + payload[i * part:(i + 1) * part], skip,
+                          top) for i in range(count)]
+
+
+def _counted_once() -> None:
+    """One socket write, so that metrics counts "socket_write" in C from now on: the
+    held gather does not take a path counted for the first time (record() runs)."""
+    a, peer = _pair()
+    with SocketChannel.from_socket(a) as ch:
+        ch.write(ByteBuffer.wrap(b"x"))
+    a.close()
+    peer.close()
+
+
+def _received(peer: socket.socket) -> bytes:
+    """Everything the peer can read now, without waiting."""
+    peer.setblocking(False)
+    got = bytearray()
+    while True:
+        try:
+            chunk = peer.recv(1 << 17)
+        except BlockingIOError:
+            break
+        if not chunk:
+            break
+        got += chunk
+    return bytes(got)
+
+
+@native_only
+@pytest.mark.parametrize("full", [True, False], ids=["full: EAGAIN", "room for a part"])
+def test_a_held_gather_on_a_blocking_channel_goes_on_until_everything_is_taken(
+        full: bool) -> None:
+    """64 parts of 500 bytes (the held gather's most) on a blocking channel whose socket
+    cannot take them all at once: its non-blocking send takes what fits (nothing, when
+    the socket is full), and the operation goes on, registered, waiting as a blocking
+    call must, until the reader has made room: the whole count, one operation of two
+    calls, every position at its limit, the bytes in order after what was there."""
+    _counted_once()
+    a, peer = _pair(sndbuf=4096)
+    ch = SocketChannel.from_socket(a)
+    filler = bytearray()
+    if full:
+        while True:
+            try:
+                filler += b"f" * a.send(b"f" * 1024, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                break
+    payload, bufs = _parts(64, 500)
+    got = bytearray()
+
+    def read_later() -> None:
+        time.sleep(0.3)  # the write is waiting by now
+        while len(got) < len(filler) + len(payload):
+            got.extend(peer.recv(1 << 16))
+
+    reader = threading.Thread(target=read_later)
+    reader.start()
+    out, d = delta("socket_write", lambda: outcome(lambda: ch.write(bufs)))
+    reader.join(10)
+    assert out == ("ok", len(payload))
+    assert (d.operations, d.syscalls, d.user_bytes) == (1, 2, len(payload))
+    assert all(b.position() == b.limit() == 500 for b in bufs)
+    assert bytes(got) == bytes(filler) + payload
+    assert ch._users == []
+    ch.close()
+    peer.close()
+    dispose(*bufs)
+
+
+@native_only
+def test_a_short_held_gather_moves_positions_buffer_by_buffer() -> None:
+    """64 parts of 500 bytes to a non-blocking channel whose socket takes part of them:
+    one call, the count what it took, positions buffer by buffer (the parts past it put
+    back as they were), the bytes a prefix; a second call sends on from there."""
+    _counted_once()
+    a, peer = _pair(sndbuf=4096)
+    ch = SocketChannel.from_socket(a)
+    ch.configure_blocking(False)
+    payload, bufs = _parts(64, 500, skip=1000)
+    start, lim = bufs[0]._pos, bufs[0]._lim
+    assert all(b._pos is start and b._lim is lim for b in bufs)
+    before = (sys.getrefcount(start), sys.getrefcount(lim))
+    out, d = delta("socket_write", lambda: outcome(lambda: ch.write(bufs)))
+    assert out[0] == "ok" and 0 < out[1] < len(payload)
+    moved = out[1]
+    assert (d.operations, d.syscalls, d.user_bytes) == (1, 1, moved)
+    assert [b.position() - 1000 for b in bufs] == [min(500, max(0, moved - i * 500))
+                                                   for i in range(64)]
+    # the parts put back hold the int they held, and their limits' counts are as they were
+    went = sum(b.position() > 1000 for b in bufs)
+    assert sys.getrefcount(start) == before[0] - went
+    assert sys.getrefcount(lim) == before[1]
+    first = _received(peer)
+    assert first == payload[:moved]
+    rest = ch.write(bufs)
+    assert rest > 0 and _received(peer) == payload[moved:moved + rest]
+    ch.close()
+    peer.close()
+    dispose(*bufs)
+
+
+@native_only
+def test_a_held_gather_changes_the_position_ints_counts_exactly() -> None:
+    """Taken whole, each part's position becomes the int its limit holds: the limit's
+    count rises by one per part and the old position's falls by one, exactly."""
+    _counted_once()
+    a, peer = _pair()
+    ch = SocketChannel.from_socket(a)
+    bufs = [make("direct", bytes(1300), 1000, 1300) for _ in range(40)]
+    start, lim = bufs[0]._pos, bufs[0]._lim
+    assert all(b._pos is start and b._lim is lim for b in bufs)
+    before = (sys.getrefcount(start), sys.getrefcount(lim))
+    assert ch.write(bufs) == 40 * 300
+    assert all(b._pos is lim for b in bufs)
+    assert (sys.getrefcount(start), sys.getrefcount(lim)) == (before[0] - 40, before[1] + 40)
+    assert _received(peer) == bytes(40 * 300)
+    ch.close()
+    peer.close()
+    dispose(*bufs)
+
+
+def _gather_twins(count: int, layout: list[int],
+                  prepare: Callable[[SocketChannel, socket.socket], None]) -> list[Any]:
+    """``ch.write([bufs[i] for i in layout])`` of ``count`` pooled buffers of 40 bytes,
+    the channel and its peer ``prepare``-d, compiled and through the Python path: the
+    outcome, the metrics, the buffers' indexes and the bytes arrived, for each."""
+    def trial(forced: bool) -> Any:
+        a, peer = _pair()
+        ch = SocketChannel.from_socket(a)
+        prepare(ch, peer)
+        bufs = [make("pooled", bytes([65 + i]) * 40, 0, 40) for i in range(count)]
+        with taking(forced):
+            out, d = delta("socket_write", lambda: outcome(lambda: ch.write(
+                [bufs[i] for i in layout])))
+        result = (out, d, [(b.position(), b.limit()) for b in bufs],
+                  b"" if peer.fileno() < 0 else _received(peer))
+        ch.close()
+        peer.close()
+        dispose(*bufs)
+        return result
+
+    return twins(trial)
+
+
+@native_only
+@pytest.mark.parametrize("layout", [[0, 1, 0], [0, 1, 2, 1], [0, 0]],
+                         ids=["a-b-a", "a-b-c-b", "a-a"])
+def test_a_buffer_listed_twice_in_a_gather_does_as_the_python_path(layout: list[int]) -> None:
+    """A buffer listed twice is not the held gather's (its position moves under it): the
+    general path takes it, and the count, the positions, the bytes and the metrics are
+    the Python path's."""
+    results = _gather_twins(max(layout) + 1, layout, lambda ch, peer: None)
+    assert results[0] == results[1]
+
+
+@native_only
+@pytest.mark.parametrize("blocking", [True, False], ids=["blocking", "non-blocking"])
+def test_a_held_gather_to_a_closed_peer_raises_as_the_python_path(blocking: bool) -> None:
+    """The peer gone: BrokenPipeError, nothing moved, the failed call counted, as the
+    Python path does."""
+    def prepare(ch: SocketChannel, peer: socket.socket) -> None:
+        ch.configure_blocking(blocking)
+        peer.close()
+
+    results = _gather_twins(8, list(range(8)), prepare)
+    assert results[0] == results[1]
+    assert results[0][0] == ("error", (BrokenPipeError, errno.EPIPE))
+
+
 @native_only
 def test_gather_of_a_composite_or_mapped_buffer_takes_the_python_path(
         tmp_path: Path, monkeypatch: Any) -> None:
@@ -861,11 +1038,13 @@ def test_counts_hold_any_int_as_the_list_does(steps: list[tuple[int, int, bool]]
 
 
 @native_only
+@pytest.mark.parametrize("several", [False, True], ids=["one buffer", "held gather"])
 @pytest.mark.parametrize("start", [2 ** 62 - 50, 2 ** 63 - 1, 2 ** 64, -(2 ** 70)])
 def test_the_compiled_count_hands_counters_near_or_past_the_c_range_to_record(
-        start: int) -> None:
+        start: int, several: bool) -> None:
     """Counters the C cannot add to without leaving its range (or held as Python ints)
-    are added to by Metrics.record: the sums are exact either way."""
+    are added to by Metrics.record (a gather the held path would take goes the general
+    way, registered, for it): the sums are exact either way."""
     a, peer = _pair()
     ch = SocketChannel.from_socket(a)
     b = ByteBuffer.wrap(bytes(100))
@@ -875,7 +1054,7 @@ def test_the_compiled_count_hands_counters_near_or_past_the_c_range_to_record(
     try:
         counts[3] = start
         with taking(False):
-            assert ch.write(b) == 100
+            assert ch.write([b.slice(0, 40), b.slice(40, 60)] if several else b) == 100
         assert metrics.path("socket_write").user_bytes == start + 100
         assert metrics.path("socket_write").operations == saved[0] + 1
     finally:

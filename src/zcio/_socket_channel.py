@@ -362,7 +362,11 @@ class SocketChannel(SocketHolder):
         nothing written the builtin OSError (BrokenPipeError...) propagates and no
         position changes; after an earlier chunk was taken, the count so far is
         returned (Java's rule, as every zcio channel) and the error comes again on the
-        next call.
+        next call.  Compiled (``zcio._native``), the parts are copied into one block and
+        sent with one ``send(2)`` when they are small; 2 to 64 parts of at most 512
+        bytes go with ``MSG_DONTWAIT`` and the GIL held (a call that never waits), and a
+        blocking channel whose socket took less goes on with a second, waiting call for
+        the rest: one operation of two calls in ``zcio.metrics``.
         """
         if isinstance(src, ByteBuffer):
             if offset or length is not None:
