@@ -92,6 +92,16 @@ dict_int(PyObject *dict, PyObject *name, long long dflt)
     return small_int(o, &v) ? v : -2;
 }
 
+/* Whether the channel whose instance dict this is blocks (``_blocking``; absent: the
+ * class's default, True). */
+static int
+blocking(void *dict)
+{
+    PyObject *b = PyDict_GetItemWithError((PyObject *)dict, s_blocking); /* borrowed */
+    PyErr_Clear();
+    return b != Py_False;
+}
+
 /* Remove the entry appended for this call from users, or (a nested Python operation of
  * this thread removed that one: list.remove takes the first equal) the last one equal
  * to ident: every equal entry is this thread's, the same.  -1 with an exception if
@@ -168,10 +178,8 @@ call(Op *op, PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *
      * below finishes a blocking channel's partial send (T_CONTINUE), registered. */
     Py_ssize_t prior_calls = 0, moved = 0;
     if (several && op - ops == OP_SOCKET_WRITE && offset < 0) {
-        PyObject *blocking = PyDict_GetItemWithError(dict, s_blocking); /* absent: True */
-        PyErr_Clear();
         r = zcio_io_gather_held((int)fd0, buf, op->how | IO_EAGAIN_ZERO, op->path,
-                                blocking != Py_False, &moved);
+                                blocking, dict, &moved);
         if (r == T_CONTINUE) {
             prior_calls = 1;
         } else if (r != T_NOT_PLAIN) {

@@ -598,15 +598,16 @@ held_parts(PyObject *list, Py_ssize_t n, PyObject **old, Py_ssize_t *len, char *
  * general path runs) for any other list: a part not plain or larger, a buffer listed
  * twice, nothing to send, counters count() could not add to without running Python, or
  * a send interrupted by a signal (the general path makes that call again, and runs the
- * handlers).  T_CONTINUE for a ``blocking`` channel whose send took less than everything
- * (EAGAIN: nothing): *moved bytes were taken and the positions moved by them, one call
- * made, nothing counted; the caller, registered, finishes the operation with
- * zcio_io_gather(..., 1, *moved), which waits as a blocking channel must.
+ * handlers).  T_CONTINUE for a blocking channel (``blocking(channel)``, asked only
+ * then) whose send took less than everything (EAGAIN: nothing): *moved bytes were
+ * taken and the positions moved by them, one call made, nothing counted; the caller,
+ * registered, finishes the operation with zcio_io_gather(..., 1, *moved), which waits
+ * as a blocking channel must.
  *
  * Syscalls: send(2) with MSG_DONTWAIT, once. */
 Py_ssize_t
-zcio_io_gather_held(int fd, PyObject *list, int how, PyObject *path, int blocking,
-                    Py_ssize_t *moved)
+zcio_io_gather_held(int fd, PyObject *list, int how, PyObject *path,
+                    int (*blocking)(void *), void *channel, Py_ssize_t *moved)
 {
 #ifdef Py_GIL_DISABLED
     return T_NOT_PLAIN;
@@ -644,13 +645,14 @@ zcio_io_gather_held(int fd, PyObject *list, int how, PyObject *path, int blockin
     put_back(list, old, n);
     if (r < 0 && err == EINTR)
         return T_NOT_PLAIN;
-    if (r < 0 && blocking && (err == EAGAIN || err == EWOULDBLOCK))
+    int waits = blocking(channel); /* asked only now: the usual case never needs it */
+    if (r < 0 && waits && (err == EAGAIN || err == EWOULDBLOCK))
         r = 0;
     if (r < 0)
         return gather_failed(err, how, path, 1, 0);
     if (advance_parts(((PyListObject *)list)->ob_item, len, n, r) < 0)
         return r > 0 ? (count_failed(path, 1, r), T_ERROR) : T_ERROR;
-    if (blocking) {
+    if (waits) {
         *moved = r;
         return T_CONTINUE;
     }

@@ -51,7 +51,7 @@ Py_ssize_t zcio_io_gather(int fd, PyObject *list, long long offset, int how,
 /* A socket gather of small parts sent with the GIL held (io.c says when, and what a
  * blocking channel's T_CONTINUE asks of the caller). */
 Py_ssize_t zcio_io_gather_held(int fd, PyObject *list, int how, PyObject *path,
-                               int blocking, Py_ssize_t *moved);
+                               int (*blocking)(void *), void *channel, Py_ssize_t *moved);
 /* memmove(dst, src, n) behind the SIGBUS guard (guard.c): 0, or -1 with *fault the
  * address that faulted (a mapped file truncated under it), no exception set. */
 int zcio_guarded_move(char *dst, const char *src, size_t n, void **fault);
