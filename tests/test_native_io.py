@@ -762,6 +762,43 @@ def test_a_held_gather_on_a_blocking_channel_goes_on_until_everything_is_taken(
 
 
 @native_only
+def test_a_close_while_a_held_gather_goes_on_says_what_moved() -> None:
+    """A blocking channel's held gather that goes on waiting for the rest, closed by
+    another thread: AsynchronousCloseError whose count is what the socket took, the
+    positions saying the same, the bytes that arrived a prefix, nothing registered."""
+    _counted_once()
+    a, peer = _pair(sndbuf=4096)
+    ch = SocketChannel.from_socket(a)
+    payload, bufs = _parts(64, 500)
+    errors: list[BaseException] = []
+
+    def write() -> None:
+        try:
+            ch.write(bufs)
+        except BaseException as e:
+            errors.append(e)
+
+    t = threading.Thread(target=write)
+    t.start()
+    deadline = time.monotonic() + 5
+    while not ch._users and time.monotonic() < deadline:
+        time.sleep(0.001)
+    assert ch._users  # registered: the held send took part, the rest waits
+    time.sleep(0.05)
+    ch.close()
+    t.join(10)
+    assert not t.is_alive() and len(errors) == 1
+    assert isinstance(errors[0], AsynchronousCloseError)
+    moved = errors[0].moved
+    assert 0 < moved < len(payload)
+    assert sum(b.position() for b in bufs) == moved
+    assert _received(peer) == payload[:moved]
+    assert ch._users == [] and ch._closing_fd == -1
+    peer.close()
+    dispose(*bufs)
+
+
+@native_only
 def test_a_short_held_gather_moves_positions_buffer_by_buffer() -> None:
     """64 parts of 500 bytes to a non-blocking channel whose socket takes part of them:
     one call, the count what it took, positions buffer by buffer (the parts past it put
