@@ -420,28 +420,33 @@ run_lose(RefRun *run, PyObject *next)
     run->n = 0;
 }
 
-/* Positions advance part by part by the r bytes the kernel took (zcio._iovec.advance):
- * part i, of owner[i] with len[i] bytes, by what is left of r, len[i] at most.  Buffers
- * moving from one position to another share both ints (small ints, or the index
- * table's): their reference counts change once per run of equal ones, not once per
- * buffer, which would chain 2 x 64 read-modify-writes of two words, each waiting for the
- * one before (half the loop's time).  Every int gained is the table's, which holds a
- * reference of its own: while an increment waits, no count can reach zero (a buffer
- * listed twice included).  0, or -1 with an exception (the parts before moved). */
+/* Positions set part by part for the r bytes the kernel took (zcio._iovec.advance, as
+ * Java's IOUtil): while anything is left of r, part i, of owner[i] with len[i] bytes
+ * from index start[i], sets its owner's position to start[i] plus its share (what is
+ * left of r, len[i] at most); a buffer listed twice ends where its last part with a
+ * share puts it.  Buffers moving to positions below INDEX_INTS take the table's ints:
+ * their reference counts change once per run of equal ones, not once per buffer, which
+ * would chain 2 x 64 read-modify-writes of two words, each waiting for the one before
+ * (half the loop's time).  Every int gained is the table's, which holds a reference of
+ * its own; an int let go whose increments still wait (set by an earlier part of the
+ * same buffer) has them made first: no count can reach zero early.  0, or -1 with an
+ * exception (the parts before moved). */
 static int
-advance_parts(PyObject *const *owner, const Py_ssize_t *len, Py_ssize_t n, Py_ssize_t r)
+advance_parts(PyObject *const *owner, const Py_ssize_t *start, const Py_ssize_t *len,
+              Py_ssize_t n, Py_ssize_t r)
 {
     RefRun gained = {NULL, 0}, lost = {NULL, 0};
     int ok = 0;
     for (Py_ssize_t i = 0; i < n && r > 0; i++) {
-        Py_ssize_t step = len[i] < r ? len[i] : r;
+        Py_ssize_t step = len[i] < r ? len[i] : r, to = start[i] + step;
         PyObject *b = owner[i], *p = SLOT(b, off_pos), *np;
-        long long v;
         r -= step;
         if (step == 0)
             continue;
-        if (p != NULL && small_int(p, &v) && v >= 0 && v < INDEX_INTS - step) {
-            if ((np = table_int((Py_ssize_t)v + step)) == NULL) {
+        if (p == gained.o) /* an earlier part's int: its increments first */
+            run_gain(&gained, gained.o);
+        if (p != NULL && to < INDEX_INTS) {
+            if ((np = table_int(to)) == NULL) {
                 ok = -1;
                 break;
             }
@@ -452,9 +457,11 @@ advance_parts(PyObject *const *owner, const Py_ssize_t *len, Py_ssize_t n, Py_ss
             if (p != lost.o)
                 run_lose(&lost, p);
             lost.n++;
-        } else if (advance(b, step) < 0) {
+        } else if ((np = PyLong_FromSsize_t(to)) == NULL) {
             ok = -1;
             break;
+        } else {
+            Py_XSETREF(SLOT(b, off_pos), np);
         }
     }
     run_gain(&gained, NULL);
@@ -642,6 +649,9 @@ zcio_io_gather_held(int fd, PyObject *list, int how, PyObject *path,
         counts_add(counts, 1, r);
         return r;
     }
+    Py_ssize_t start[GATHER_STACK];
+    for (i = 0; i < n; i++)
+        start[i] = exact_index(old[i]); /* held_parts took them: exact, not negative */
     put_back(list, old, n);
     if (r < 0 && err == EINTR)
         return T_NOT_PLAIN;
@@ -650,7 +660,7 @@ zcio_io_gather_held(int fd, PyObject *list, int how, PyObject *path,
         r = 0;
     if (r < 0)
         return gather_failed(err, how, path, 1, 0);
-    if (advance_parts(((PyListObject *)list)->ob_item, len, n, r) < 0)
+    if (advance_parts(((PyListObject *)list)->ob_item, start, len, n, r) < 0)
         return r > 0 ? (count_failed(path, 1, r), T_ERROR) : T_ERROR;
     if (waits) {
         *moved = r;
@@ -679,17 +689,19 @@ zcio_io_gather(int fd, PyObject *list, long long offset, int how, PyObject *path
      * where the buffers are pinned (not coalesced). */
     PyObject *owner_s[GATHER_STACK];
     struct iovec iov_s[GATHER_STACK];
-    Py_ssize_t len_s[GATHER_STACK];
+    Py_ssize_t len_s[GATHER_STACK], start_s[GATHER_STACK];
     int heap = n > GATHER_STACK;
     PyObject **owner = heap ? PyMem_Malloc(n * sizeof(PyObject *)) : owner_s; /* held: the list may change */
     struct iovec *iov = heap ? PyMem_Malloc(n * sizeof(struct iovec)) : iov_s;
     Py_ssize_t *len = heap ? PyMem_Malloc(n * sizeof(Py_ssize_t)) : len_s;
+    Py_ssize_t *start = heap ? PyMem_Malloc(n * sizeof(Py_ssize_t)) : start_s;
     Py_buffer *holds = NULL;
-    if (owner == NULL || iov == NULL || len == NULL) {
+    if (owner == NULL || iov == NULL || len == NULL || start == NULL) {
         if (heap) {
             PyMem_Free(owner);
             PyMem_Free(iov);
             PyMem_Free(len);
+            PyMem_Free(start);
         }
         PyErr_NoMemory();
         return T_ERROR;
@@ -725,6 +737,7 @@ zcio_io_gather(int fd, PyObject *list, long long offset, int how, PyObject *path
             answer = T_NOT_PLAIN;
             goto done;
         }
+        start[i] = pos;
         size_t k = (size_t)(len[i] = lim - pos);
         if (k == 0)
             continue;
@@ -809,7 +822,7 @@ zcio_io_gather(int fd, PyObject *list, long long offset, int how, PyObject *path
         answer = T_ERROR;
         goto done;
     }
-    if (advance_parts(owner, len, owned, r) < 0)
+    if (advance_parts(owner, start, len, owned, r) < 0)
         answer = T_ERROR;
 done:
     for (i = 0; i < pinned; i++)
@@ -822,6 +835,7 @@ done:
         PyMem_Free(owner);
         PyMem_Free(iov);
         PyMem_Free(len);
+        PyMem_Free(start);
     }
     return answer;
 }

@@ -260,6 +260,58 @@ def test_gather_error_inside_a_composite_returns_what_moved(ends: Ends) -> None:
         data(3, 7) + data(3, 8) + data(3, 9))
 
 
+def test_a_buffer_gathered_twice_is_sent_twice_and_ends_at_its_limit(ends: Ends) -> None:
+    """Java's IOUtil sets each listed buffer's position from the index it was listed
+    at: a buffer listed twice is sent twice, both count, and it ends at its limit, never
+    past it (JDK 17: ``write([x, y, x])`` answers 2 x 4 + 3, x at 6 of limit 6)."""
+    x, y = ByteBuffer.wrap(b"..abcd..", 2, 4), ByteBuffer.wrap(b"XYZ")
+    assert ends.writer.write([x, y, x]) == 11
+    assert (x.position(), x.limit(), y.position()) == (6, 6, 3)
+    assert ends.take(11) == b"abcdXYZabcd"
+
+
+def test_a_short_gather_leaves_a_buffer_listed_twice_where_its_last_share_says(
+        ends: Ends) -> None:
+    """The kernel takes 10 of [x(6), y(2), x(6)]: shares 6, 2, 2; x ends at 2, where
+    its second listing's share puts it (JDK 17, a pipe taking 4,096 of [x(3,000),
+    y(10), x(3,000)]: x at 1,086).  A composite listed twice: shares 3, 2, 2, 0."""
+    x, y = ByteBuffer.wrap(data(6, 1)), ByteBuffer.wrap(data(2, 2))
+    layer = Faults({name: [short(10)] for name in GATHER_CALLS})
+    with _syscalls.override(layer):
+        assert ends.writer.write([x, y, x]) == 10
+    assert positions([x, y]) == [2, 2]
+    c = _composite(data(3, 3), data(2, 4))
+    layer = Faults({name: [short(7)] for name in GATHER_CALLS})
+    with _syscalls.override(layer):
+        assert ends.writer.write([c, c]) == 7
+    assert (c.position(), c.limit()) == (2, 5)
+    assert ends.take(17) == data(6, 1) + data(2, 2) + data(2, 1) + (
+        data(3, 3) + data(2, 4) + data(3, 3)[:2])
+
+
+def test_a_buffer_scattered_into_twice_ends_where_its_last_share_says(ends: Ends) -> None:
+    """A scatter into [x(4), y(2), x(4)]: the kernel fills x, y, then x again from its
+    start; x's position is its last share's.  (JDK 17 does so with direct buffers; its
+    heap buffers throw BufferOverflowException there, after the bytes were read.)"""
+    ends.feed(data(8))
+    x, y = ByteBuffer.allocate(4), ByteBuffer.allocate(2)
+    n = ends.read_eventually([x, y, x])
+    assert 1 <= n <= 8
+    # the model: views in order, each starting at index 0 of its buffer
+    memory = {id(x): bytearray(4), id(y): bytearray(2)}
+    where = {id(x): 0, id(y): 0}
+    left, fed = n, iter(data(8))
+    for b in (x, y, x):
+        share = min(left, b.limit())
+        if share:
+            for i in range(share):
+                memory[id(b)][i] = next(fed)
+            where[id(b)] = share
+        left -= share
+    assert positions([x, y]) == [where[id(x)], where[id(y)]]
+    assert (bytes(x.array()), bytes(y.array())) == (bytes(memory[id(x)]), bytes(memory[id(y)]))
+
+
 def test_gather_error_releases_the_views(ends: Ends) -> None:
     """A failed gather lets go of its views at once: the buffer is no longer exported
     while the caller still holds the traceback, so releasing it frees the memory."""

@@ -986,6 +986,56 @@ def _race(script: str, *args: str) -> None:
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
 
 
+_LISTED_TWICE = textwrap.dedent("""
+    import socket, sys
+    from zcio import ByteBuffer, SocketChannel
+    skip, layout = int(sys.argv[1]), [int(c) for c in sys.argv[2].split(",")]
+    a, peer = socket.socketpair()
+    ch = SocketChannel.from_socket(a)
+    start = int(str(skip))  # ints of their own: the index table's skip + 300 is held
+    lim = int(str(skip + 300))  # by nothing but the table until the write
+
+    def make():
+        b = ByteBuffer.allocate_direct(skip + 1000)
+        b._pos, b._lim = start, lim
+        return b
+
+    bufs = [make() for _ in range(max(layout) + 1)]
+    before = sys.getrefcount(start)
+    assert ch.write([bufs[i] for i in layout]) == 300 * len(layout)
+    junk = [int(str(i)) * 7 for i in range(100_000)]  # reuse what a wrong count freed
+    assert all((b.position(), b.limit()) == (skip + 300, skip + 300) for b in bufs)
+    assert sys.getrefcount(start) == before - len(bufs)
+    if skip + 300 < 1 << 16:  # the table's: it, the buffers, ``end`` and the argument
+        end = bufs[0]._pos
+        assert all(b._pos is end for b in bufs)
+        assert sys.getrefcount(end) == len(bufs) + 3, sys.getrefcount(end)
+    got = bytearray()
+    while len(got) < 300 * len(layout):
+        got += peer.recv(1 << 16)
+    assert bytes(got) == bytes(len(got))
+    ch.close(); peer.close()
+    for b in bufs:
+        b.release()
+    print("ok")
+""")
+
+
+@native_only
+@pytest.mark.parametrize("skip", [51_000, 70_000], ids=["table-ints", "past-the-table"])
+@pytest.mark.parametrize("layout", ["0,1,0,2,1", "0,0,1", "0,0,0,1"])
+def test_a_gather_listing_buffers_twice_changes_the_ints_counts_exactly(
+        skip: int, layout: str) -> None:
+    """Compiled (the general path: the held one leaves a list with a buffer twice to
+    it), each buffer ends at its limit, set from the index it was listed at, once per
+    listing; the old position's count falls by one per buffer and the new one's rises
+    by one per buffer, exactly, though later listings let go of the int an earlier one
+    set (the table's, whose increments still wait: made first, or the count could
+    reach zero and free it) or made (past the table).  In a subprocess: a count fallen
+    to zero would free an int still in use."""
+    _race(_LISTED_TWICE, str(skip), layout)
+
+
 _RELEASE_RACE = textwrap.dedent("""
     import socket, threading, time
     from zcio import ByteBuffer, SocketChannel

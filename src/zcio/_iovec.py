@@ -5,16 +5,21 @@ ends (readv/preadv/recvmsg, writev/pwritev/sendmsg) and ``vmsplice``.  A channel
 supplies only the system call for one chunk of views; this module chooses the views,
 runs the loop, moves the positions and applies the one rule for errors.
 
-Views.  :func:`remaining_pairs` lists ``(owner, view)`` for each buffer's
+Views.  :func:`remaining_pairs` lists ``(owner, view, start)`` for each buffer's
 ``[position, limit)``: one view per buffer, and one per component with bytes left for
-a CompositeBuffer (one buffer may fill several iovecs).  A view pins its memory: a
+a CompositeBuffer (one buffer may fill several iovecs); ``start`` is the owner's index
+of the view's first byte, taken when the views are listed.  A view pins its memory: a
 concurrent ``release()`` cannot unmap it under the kernel.  When a call raises, the
 loops release every view they were given, so the traceback does not keep the buffers
 exported (on return the views simply go with the list).
 
-Positions.  After the kernel moved ``n`` bytes, :func:`advance` moves owners'
-positions view by view, in order: view ``i+1``'s owner moves only once view ``i`` is
-full (scatter) or drained (gather).  Limits never move.
+Positions.  After the kernel moved ``n`` bytes, :func:`advance` sets owners'
+positions view by view, in order, as Java's IOUtil does: each view with a share of
+``n`` sets its owner's position to its ``start`` plus that share, and view ``i+1``
+has a share only once view ``i`` is full (scatter) or drained (gather).  So a buffer
+listed twice ends where its last listing with a share says, never past its limit
+(Java: ``write([x, x])`` moves ``x`` to its limit and answers twice its remaining
+bytes); a composite's views take their shares in turn.  Limits never move.
 
 Partial transfers (Java's rule, :func:`partial`): a call that moved bytes returns
 their count, even if an error struck afterwards (the error comes again on the next
@@ -61,9 +66,9 @@ __all__ = [
     "scatter",
 ]
 
-#: A view for one iovec and the buffer whose position it advances (None: a bytes-like
-#: object, which has no position).
-Pair = tuple[ByteBuffer | None, memoryview]
+#: A view for one iovec, the buffer whose position it sets (None: a bytes-like object,
+#: which has no position), and that buffer's index of the view's first byte.
+Pair = tuple[ByteBuffer | None, memoryview, int]
 
 
 def check_buffers(bufs: Sequence[ByteBuffer], offset: int, length: int | None) -> list[ByteBuffer]:
@@ -93,7 +98,7 @@ def check_buffers(bufs: Sequence[ByteBuffer], offset: int, length: int | None) -
 
 
 def remaining_pairs(bufs: Sequence[ByteBuffer], writable: bool) -> list[Pair]:
-    """``(buffer, view)`` for each view of the buffers' ``[position, limit)``, in order.
+    """``(buffer, view, start)`` for each view of the buffers' ``[position, limit)``, in order.
 
     ``writable``: the kernel will write into them (a read), so a read-only buffer is
     refused with IllegalArgumentError, full or not, as Java refuses it; nothing is
@@ -105,33 +110,38 @@ def remaining_pairs(bufs: Sequence[ByteBuffer], writable: bool) -> list[Pair]:
         if writable and b._ro:
             release(pairs)
             raise IllegalArgumentError("read into a read-only buffer")
+        start = b._pos
         if isinstance(b, CompositeBuffer):
             for v in b._rest_views():
-                append((b, v))
+                append((b, v, start))
+                start += len(v)
         else:  # measured: ~40 ns a buffer less than _rest_views() (a list per call)
-            append((b, b._rest()))
+            append((b, b._rest(), start))
     return pairs
 
 
 def release(pairs: Sequence[Pair]) -> None:
     """Let go of the views (the buffers are no longer exported through them)."""
-    for _, v in pairs:
+    for _, v, _ in pairs:
         v.release()
 
 
 def advance(pairs: Sequence[Pair], n: int) -> None:
-    """Move owners' positions by the ``n`` bytes the kernel moved, view by view in order.
+    """Set owners' positions for the ``n`` bytes the kernel moved, view by view in order.
 
-    Each view's owner (if any) advances by ``min(remaining n, len(view))``; a composite
-    listed once per component takes each component's share in turn.
+    Position: each view's owner (if any) is set to the view's ``start`` plus its share,
+    ``min(what is left of n, len(view))``, while anything is left (Java's IOUtil); a
+    view without a share leaves its owner as it is.  A composite's views, one per
+    component, take their shares in turn; a buffer listed twice ends where its last
+    listing with a share puts it.  Limit: unchanged.
     """
-    for owner, view in pairs:
+    for owner, view, start in pairs:
         if n <= 0:
             break
         size = len(view)
         step = size if size < n else n
         if owner is not None:
-            owner._pos += step
+            owner._pos = start + step
         n -= step
 
 
@@ -163,7 +173,7 @@ def gather(pairs: Sequence[Pair], call: Callable[[list[memoryview], int], int],
     try:
         for start in range(0, len(chosen), IOV_MAX):
             chunk = chosen[start : start + IOV_MAX]
-            views = [v for _, v in chunk]
+            views = [v for _, v, _ in chunk]
             try:
                 n = call(views, total)
             except BlockingIOError:
@@ -197,7 +207,7 @@ def scatter(pairs: Sequence[Pair], call: Callable[[list[memoryview]], int]) -> i
         return 0
     del chosen[IOV_MAX:]
     try:
-        n = call([v for _, v in chosen])
+        n = call([v for _, v, _ in chosen])
     except BlockingIOError:
         return 0
     except BaseException:

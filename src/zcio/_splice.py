@@ -258,9 +258,9 @@ def _vmsplice(guard: Guard, sink: FdLike,
             if isinstance(item, ByteBuffer):  # a composite: one per component
                 pairs += remaining_pairs([item], writable=False)
             else:
-                pairs.append((None, byte_view(item)))
+                pairs.append((None, byte_view(item), 0))
         if gift:
-            for _, view in pairs:
+            for _, view, _ in pairs:
                 address, size = buffer_address(view) if len(view) else 0, len(view)
                 if address % PAGE_SIZE or size % PAGE_SIZE:
                     raise IllegalArgumentError(

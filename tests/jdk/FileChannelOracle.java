@@ -532,7 +532,9 @@ public final class FileChannelOracle {
         String[] parts = spec.split(",");
         ByteBuffer[] bufs = new ByteBuffer[parts.length];
         for (int i = 0; i < parts.length; i++) {
-            if (contents) {
+            if (parts[i].startsWith("@")) { // the same buffer as an earlier part
+                bufs[i] = bufs[Integer.parseInt(parts[i].substring(1))];
+            } else if (contents) {
                 bufs[i] = ByteBuffer.wrap(parseHex(parts[i]));
             } else {
                 bufs[i] = ByteBuffer.allocate(Integer.parseInt(parts[i]));
