@@ -187,6 +187,56 @@ def test_wrap_guards_what_may_be_a_file_mapping_and_nothing_else(tmp_path: Path)
         del memmap
 
 
+_SPANNING = """
+import ctypes, mmap, os, sys
+from zcio import ByteBuffer, MappedRegionError
+from zcio._indirect import WrappedMappingByteBuffer
+from zcio._memory import may_lose_pages
+PAGE = mmap.PAGESIZE
+libc = ctypes.CDLL(None, use_errno=True)
+libc.mmap.restype = ctypes.c_void_p
+libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                      ctypes.c_int, ctypes.c_long]
+anon = mmap.mmap(-1, 2 * PAGE, flags=mmap.MAP_PRIVATE)  # the file's page over the 2nd
+base = ctypes.addressof(ctypes.c_char.from_buffer(anon))
+fd = os.open(sys.argv[1], os.O_RDWR)
+placed = libc.mmap(base + PAGE, PAGE, mmap.PROT_READ | mmap.PROT_WRITE,
+                   mmap.MAP_SHARED | 0x10, fd, 0)  # MAP_FIXED
+assert placed == base + PAGE, ctypes.get_errno()
+span = (ctypes.c_char * (2 * PAGE)).from_address(base)  # an exporter over both
+assert not may_lose_pages((ctypes.c_char * PAGE).from_address(base))
+assert may_lose_pages(span)
+b = ByteBuffer.wrap(span)
+assert type(b) is WrappedMappingByteBuffer, type(b)
+assert b.get(PAGE) == 7
+if sys.argv[2] == "truncate":
+    os.ftruncate(fd, 0)
+    try:
+        b.get(PAGE)
+    except MappedRegionError:
+        print("MappedRegionError")
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("truncate", [False, pytest.param(True, marks=guarded)],
+                         ids=["classified", "truncated"])
+def test_an_exporter_spanning_an_anonymous_and_a_file_mapping_is_guarded(
+        tmp_path: Path, truncate: bool) -> None:
+    """An unknown exporter whose first page is anonymous and whose second is a file's
+    (mapped over it, MAP_FIXED): its bytes may lose pages, so wrap gives the guarded
+    kind, and a get from the file's page after another truncated the file raises
+    MappedRegionError.  (Asked of the first byte's mapping only, it was a plain buffer:
+    that get was SIGBUS.)  In a child process: a wrong answer would kill it."""
+    path = tmp_path / "f"
+    path.write_bytes(bytes([7]) * 4096 * 2)
+    r = subprocess.run([sys.executable, "-c", _SPANNING, str(path),
+                        "truncate" if truncate else "keep"],
+                       capture_output=True, text=True, timeout=60, env=_env())
+    assert r.returncode == 0, (r.returncode, r.stderr)
+    assert r.stdout.split() == (["MappedRegionError", "ok"] if truncate else ["ok"])
+
+
 def test_pure_python_mode_imports_and_works() -> None:
     """ZCIO_PURE_PYTHON=1 skips the C module; zcio works, unguarded, and says why."""
     code = (

@@ -338,8 +338,8 @@ def may_lose_pages(obj: Any) -> bool:
     ``bytes``, ``bytearray``, ``array.array`` and a numpy array owning its data: no;
     an ``mmap``: if it maps a file (an anonymous one has none to stat); a memoryview,
     a PickleBuffer or a numpy array over another object: what that object is; any
-    other exporter: what ``/proc/self/maps`` says of its first byte's mapping (one with
-    an inode is a file's: a regular file, a memfd, ``/dev/shm``); unknown: yes.
+    other exporter: what ``/proc/self/maps`` says of the mappings its bytes span (any
+    with an inode is a file's: a regular file, a memfd, ``/dev/shm``); unknown: yes.
     Syscalls: ``fstat`` for an mmap; ``open``/``read``/``close`` of ``/proc/self/maps``
     for an exporter of another kind.
     """
@@ -367,21 +367,32 @@ def may_lose_pages(obj: Any) -> bool:
 
 
 def _file_backed(obj: Any) -> bool:
-    """Whether the first byte of ``obj``'s bytes lies in a mapping with an inode."""
+    """Whether any of ``obj``'s bytes lies in a mapping with an inode, or where the
+    kernel lists no mapping (cannot tell: guard it).  Every mapping the bytes span is
+    asked, not the first byte's only: an exporter may span an anonymous mapping and a
+    file's (one ``mmap`` placed over part of another, MAP_FIXED)."""
     address = buffer_address(obj)
-    if not address:
+    with memoryview(obj) as mv:
+        end = address + mv.nbytes
+    if not address or end == address:
         return False  # empty: no byte to lose
+    covered = address  # the bytes below this lie in mappings without an inode
     try:
         with open("/proc/self/maps", "rb") as f:  # the kernel writes it as it is read
             rest = b""
             while chunk := f.read(65536):
                 lines = (rest + chunk).split(b"\n")
                 rest = lines.pop()
-                for line in lines:
+                for line in lines:  # in address order
                     fields = line.split(maxsplit=5)
                     lo, _, hi = fields[0].partition(b"-")
-                    if int(lo, 16) <= address < int(hi, 16):
-                        return len(fields) > 4 and fields[4] != b"0"
+                    if int(hi, 16) <= covered:
+                        continue
+                    if int(lo, 16) > covered or (len(fields) > 4 and fields[4] != b"0"):
+                        return True  # a gap in the listing, or a file's pages
+                    covered = int(hi, 16)
+                    if covered >= end:
+                        return False
     except OSError:
         pass
     return True  # not found, or cannot tell: guard it
