@@ -627,6 +627,15 @@ zcio_io_gather_held(int fd, PyObject *list, int how, PyObject *path,
         PyErr_Clear();
         return T_NOT_PLAIN;
     }
+    /* The last part first: where one part is too large for this path it is most often
+     * the last (small heads, then a body), and the parts before it would be copied for
+     * nothing. */
+    PyObject *last = PyList_GET_ITEM(list, n - 1);
+    Py_ssize_t lp, ll;
+    if ((Py_TYPE(last) != (PyTypeObject *)plain_type && !plain_kind(Py_TYPE(last), 0))
+        || (lp = exact_index(SLOT(last, off_pos))) < 0
+        || (ll = exact_index(SLOT(last, off_lim))) < lp || ll - lp > COALESCE_PART)
+        return T_NOT_PLAIN;
     PyObject *old[GATHER_STACK]; /* the positions replaced, with their references */
     Py_ssize_t len[GATHER_STACK];
     char *to = held_block;

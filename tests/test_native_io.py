@@ -607,7 +607,9 @@ def test_socket_gathers_of_every_size_match_the_python_path(
     [500] * 200,  # the block (64 KiB) full after 131 parts: the rest sent as they are
     [100, 5000, 100, 100, 0, 100, 5000, 100],  # runs between large parts, a lone one
     [512, 513, 512, 512, 1, 0, 0, 1],  # either side of the small-part bound
-], ids=["block-full", "runs", "bounds"])
+    [512] * 63 + [600],  # small heads, then a body: the held pass declines at once
+    [100, 200, 0],  # the last part empty: the held pass takes the list
+], ids=["block-full", "runs", "bounds", "heads-then-body", "empty-last"])
 def test_socket_gathers_of_mixed_parts_match_the_python_path(sizes: list[int]) -> None:
     _socket_gather_twins(sizes, [KINDS[i % len(KINDS)] for i in range(len(sizes))])
 
