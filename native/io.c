@@ -694,23 +694,26 @@ zcio_io_gather(int fd, PyObject *list, long long offset, int how, PyObject *path
 {
     Py_ssize_t n = PyList_GET_SIZE(list), used = 0, r = 0, i, calls = prior_calls + 1;
     int err = 0;
-    /* Up to GATHER_STACK buffers, the arrays live on the stack (2 KiB); the holds only
-     * where the buffers are pinned (not coalesced). */
+    /* Up to GATHER_STACK buffers, the arrays live on the stack (2.6 KiB); the holds only
+     * for the parts sent from their own memory (``own``: not copied). */
     PyObject *owner_s[GATHER_STACK];
     struct iovec iov_s[GATHER_STACK];
     Py_ssize_t len_s[GATHER_STACK], start_s[GATHER_STACK];
+    char own_s[GATHER_STACK];
     int heap = n > GATHER_STACK;
     PyObject **owner = heap ? PyMem_Malloc(n * sizeof(PyObject *)) : owner_s; /* held: the list may change */
     struct iovec *iov = heap ? PyMem_Malloc(n * sizeof(struct iovec)) : iov_s;
     Py_ssize_t *len = heap ? PyMem_Malloc(n * sizeof(Py_ssize_t)) : len_s;
     Py_ssize_t *start = heap ? PyMem_Malloc(n * sizeof(Py_ssize_t)) : start_s;
+    char *own = heap ? PyMem_Malloc((size_t)n) : own_s;
     Py_buffer *holds = NULL;
-    if (owner == NULL || iov == NULL || len == NULL || start == NULL) {
+    if (owner == NULL || iov == NULL || len == NULL || start == NULL || own == NULL) {
         if (heap) {
             PyMem_Free(owner);
             PyMem_Free(iov);
             PyMem_Free(len);
             PyMem_Free(start);
+            PyMem_Free(own);
         }
         PyErr_NoMemory();
         return T_ERROR;
@@ -720,6 +723,7 @@ zcio_io_gather(int fd, PyObject *list, long long offset, int how, PyObject *path
     char *joined = NULL;
     int run = 0;          /* the last iovec: 0 a part, 1 a lone small part, 2 a run */
     Py_ssize_t direct = 0, parts = 0; /* iovecs of the parts' own memory; parts */
+    Py_ssize_t last = -1; /* the part of the last iovec of its own memory */
     /* Runs of small parts to a socket (COALESCE_PART bytes or less each, two or more in
      * a row) are copied into one block, a run to an iovec: one copy and one send() cost
      * the TCP stack less than a sendmsg of many short iovecs (measured in C over
@@ -729,8 +733,8 @@ zcio_io_gather(int fd, PyObject *list, long long offset, int how, PyObject *path
      * only when a second one follows), a small one once the block (room for every part
      * small, COALESCE_MAX at most) is full; so every byte copied saves an iovec.  Each
      * part is copied while its buffer is at hand.  The copy is made with the GIL held,
-     * so nothing can release the memory under it; when any part is sent from its own
-     * memory, every buffer is pinned for the call.  The bytes, the count and the
+     * so nothing can release the memory under it; only the buffers of parts sent from
+     * their own memory are pinned for the call.  The bytes, the count and the
      * positions are those of a sendmsg of the parts in order. */
     if ((how & IO_SOCKET) && n > 1) {
         room = (size_t)n * COALESCE_PART < COALESCE_MAX ? (size_t)n * COALESCE_PART
@@ -747,6 +751,7 @@ zcio_io_gather(int fd, PyObject *list, long long offset, int how, PyObject *path
             goto done;
         }
         start[i] = pos;
+        own[i] = 0;
         size_t k = (size_t)(len[i] = lim - pos);
         if (k == 0)
             continue;
@@ -761,6 +766,7 @@ zcio_io_gather(int fd, PyObject *list, long long offset, int how, PyObject *path
             memcpy(joined + filled, iov[used - 1].iov_base, iov[used - 1].iov_len);
             iov[used - 1].iov_base = joined + filled;
             filled += iov[used - 1].iov_len;
+            own[last] = 0;
             direct--;
             run = 2;
         }
@@ -772,6 +778,7 @@ zcio_io_gather(int fd, PyObject *list, long long offset, int how, PyObject *path
         }
         iov[used].iov_base = base + pos; /* its own memory */
         iov[used++].iov_len = k;
+        own[last = i] = 1;
         direct++;
         run = small;
     }
@@ -783,18 +790,21 @@ zcio_io_gather(int fd, PyObject *list, long long offset, int how, PyObject *path
         goto done;
     }
     if (direct) {
-        if ((holds = PyMem_Malloc(n * sizeof(Py_buffer))) == NULL) {
+        if ((holds = PyMem_Malloc(direct * sizeof(Py_buffer))) == NULL) {
             PyErr_NoMemory();
             answer = T_ERROR;
             goto done;
         }
-        for (i = 0; i < n; i++, pinned++) {
+        for (i = 0; i < n; i++) {
             char *base;
             Py_ssize_t pos, lim;
-            if (!pin(owner[i], 0, &holds[i], &base, &pos, &lim)) {
+            if (!own[i])
+                continue;
+            if (!pin(owner[i], 0, &holds[pinned], &base, &pos, &lim)) {
                 answer = T_NOT_PLAIN; /* cannot happen: checked above, GIL held since */
                 goto done;
             }
+            pinned++;
         }
     }
     for (;;) {
@@ -845,6 +855,7 @@ done:
         PyMem_Free(iov);
         PyMem_Free(len);
         PyMem_Free(start);
+        PyMem_Free(own);
     }
     return answer;
 }

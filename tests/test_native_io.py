@@ -1065,15 +1065,18 @@ def test_release_while_a_write_blocks_keeps_the_memory_until_it_returns() -> Non
 _GATHER_RELEASE_RACE = textwrap.dedent("""
     import gc, socket, sys, threading, time
     from zcio import ByteBuffer, PooledAllocator, SocketChannel
-    part, count = int(sys.argv[1]), int(sys.argv[2])
-    size = part * count
+    sizes = []
+    for group in sys.argv[1].split(","):  # "SIZE*COUNT,..."
+        n, times = group.split("*")
+        sizes += [int(n)] * int(times)
+    size, count = sum(sizes), len(sizes)
     payload = bytes((i * 7 + 3) & 0xFF for i in range(size))
     a, peer = socket.socketpair()
     a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
     ch = SocketChannel.from_socket(a)
     pool = PooledAllocator.default()
-    bufs = [pool.allocate(part).put(0, payload[i * part:(i + 1) * part])
-            for i in range(count)]
+    ends = [sum(sizes[:i]) for i in range(count + 1)]
+    bufs = [pool.allocate(sizes[i]).put(0, payload[ends[i]:ends[i + 1]]) for i in range(count)]
     out = []
     t = threading.Thread(target=lambda: out.append(ch.write(bufs)))
     t.start()
@@ -1081,7 +1084,7 @@ _GATHER_RELEASE_RACE = textwrap.dedent("""
     assert t.is_alive()
     for b in bufs:
         b.release()  # slots back to the pool, and reused at once:
-    again = [pool.allocate(part).put(0, bytes(part)) for _ in range(count)]
+    again = [pool.allocate(n).put(0, bytes(n)) for n in sizes]
     del bufs[:]  # the list emptied under the call
     gc.collect()
     for b in again:
@@ -1089,15 +1092,47 @@ _GATHER_RELEASE_RACE = textwrap.dedent("""
 """) + _SENT_WHOLE
 
 
-@pytest.mark.parametrize(("part", "count"), [(500, 120), (20000, 50)],
-                         ids=["coalesced", "pinned"])
-def test_release_and_reuse_while_a_gather_blocks_sends_the_bytes_written(
-        part: int, count: int) -> None:
+@pytest.mark.parametrize("sizes", ["500*120", "20000*50", "100*30,20000*2,300*40,20000*1"],
+                         ids=["coalesced", "pinned", "mixed"])
+def test_release_and_reuse_while_a_gather_blocks_sends_the_bytes_written(sizes: str) -> None:
     """A gather blocked in the kernel while another thread releases every buffer (its
     slot handed to a new buffer and overwritten) and empties the list: the bytes sent
     are those the buffers held at the call (copied into one block for small parts,
-    pinned otherwise), the count is whole, nothing crashes (in a subprocess)."""
-    _race(_GATHER_RELEASE_RACE, str(part), str(count))
+    which are not pinned then; pinned otherwise), the count is whole, nothing crashes
+    (in a subprocess)."""
+    _race(_GATHER_RELEASE_RACE, sizes)
+
+
+_COPIED_NOT_PINNED = textwrap.dedent("""
+    import socket, threading, time
+    from zcio import PooledAllocator, SocketChannel
+    a, peer = socket.socketpair()
+    a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    ch = SocketChannel.from_socket(a)
+    pool = PooledAllocator(name="probe")
+    small = [pool.allocate(100).put(0, bytes([i]) * 100) for i in range(8)]
+    big = pool.allocate(200_000).put(0, b"z" * 200_000)
+    payload = b"".join(bytes([i]) * 100 for i in range(8)) + b"z" * 200_000
+    out = []
+    t = threading.Thread(target=lambda: out.append(ch.write([*small, big])), daemon=True)
+    t.start()
+    time.sleep(0.3)
+    assert t.is_alive()
+    for b in small:  # copied into the call's block, not pinned: free for reuse at once
+        b.release()
+    assert pool._quarantine == [], "a copied part's slot is still exported"
+    again = [pool.allocate(100).put(0, bytes(100)) for _ in range(8)]
+    size = len(payload)
+""") + _SENT_WHOLE.replace("print(", "for b in (*again, big):\n    b.release()\nprint(")
+
+
+@native_only
+def test_small_parts_copied_for_a_blocked_gather_are_not_pinned() -> None:
+    """A gather of 8 small pooled buffers and a large one, blocked in the kernel: the
+    small ones were copied into the call's block, so their released slots go back to
+    the pool at once, not to quarantine (only the large one is pinned), and are
+    overwritten by their next owners; the bytes sent are still the old ones."""
+    _race(_COPIED_NOT_PINNED)
 
 
 # -- the metrics counters the compiled paths add to ------------------------------------
