@@ -9,6 +9,7 @@ as it would without the shortcut.
 from __future__ import annotations
 
 import io
+import mmap
 import os
 import time
 from collections.abc import Callable
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import zcio
 from test_serve_support import SMALL, Served, blobs, serve, wait_until, www
-from zcio.serve._files import FileCache
+from zcio.serve._files import VERIFY_EVERY, FileCache, identity
 from zcio.serve._http import Request
 from zcio.serve._paths import Root
 from zcio.serve._respond import Responder, Response
@@ -101,6 +102,31 @@ def test_a_changed_file_is_not_answered_from_the_old_buffer(www: Path) -> None:
         root.close()
     assert _split(_wire(before))[1] == SMALL
     assert _split(_wire(after))[1] == new
+
+
+def test_a_write_through_a_mapping_is_answered_once_the_bytes_are_read_again(
+        www: Path) -> None:
+    """A write through a shared mapping to a page already dirty moves none of the
+    file's times: the identity a hit checks stays.  The cache reads an entry's bytes
+    again once they were last read VERIFY_EVERY seconds before, and answers the new
+    bytes from then on (it answered the old ones for good before)."""
+    root = Root(str(www))
+    path = www / "small.bin"
+    try:
+        cache = FileCache()
+        responder = Responder(root, cache)
+        _get(responder, DATE1)
+        with open(path, "r+b") as f, mmap.mmap(f.fileno(), 0) as m:
+            m[0:1] = b"\x01"  # the first write to a clean page: the times move
+            assert _split(_wire(_get(responder, DATE1)))[1] == b"\x01" + SMALL[1:]
+            rep = cache.entries[(b"/small.bin", None)]
+            m[1:2] = b"\x02"  # the page is dirty now: nothing moves
+            assert identity(path.stat()) == rep.key
+            rep.checked -= VERIFY_EVERY  # as if a second had gone by
+            after = _get(responder, DATE2)
+    finally:
+        root.close()
+    assert _split(_wire(after))[1] == b"\x01\x02" + SMALL[2:]
 
 
 def test_the_access_log_gives_a_cached_hit_its_size(serve: Serve) -> None:

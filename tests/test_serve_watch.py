@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import mmap
 import os
 import shutil
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -468,6 +470,33 @@ def test_a_request_sent_after_a_change_sees_it(serve: Callable[..., Served]) -> 
     # Else this tested the stat, not the notices.  (A round that crosses a second
     # makes its response again in Python: on a loaded machine rounds are slow.)
     assert watched >= 200 and watched_hits >= 100, (watched, watched_hits)
+
+
+def test_a_write_through_a_mapping_reaches_the_compiled_hits(
+        serve: Callable[..., Served]) -> None:
+    """Writes through a shared mapping raise no notice, and the second to a dirty page
+    moves no time either: the watched entry's compiled hits answer the response made
+    for the current second, and the Python path, making it again for the next second,
+    reads the bytes again.  Within a few seconds every GET answers the mapped bytes
+    (never, before: the entry stayed watched and its identity unchanged)."""
+    s = serve()
+    f = s.root / "sub" / "m.txt"
+    f.write_bytes(b"m0".ljust(64))
+    loop = s.server._loop
+    assert loop is not None
+    entries = loop.responder.cache.entries
+    with socket.create_connection((s.host, s.port), timeout=10) as c, \
+            open(f, "r+b") as out, mmap.mmap(out.fileno(), 0) as m:
+        assert _get(c, b"/sub/m.txt") == b"m0".ljust(64)
+        for k, change in enumerate([b"m1", b"m2"], 1):
+            assert _get(c, b"/sub/m.txt", b"HEAD") == b""  # a Python hit: watched
+            rep = entries.get((b"/sub/m.txt", None))
+            assert rep is not None and rep.watched
+            m[0:2] = change  # k == 2: to the page k == 1 left dirty
+            deadline = time.monotonic() + 10
+            while _get(c, b"/sub/m.txt") != change.ljust(64):
+                assert time.monotonic() < deadline, f"write {k} never answered"
+                time.sleep(0.05)
 
 
 def test_the_loop_sets_up_and_gives_back_its_watcher(serve: Callable[..., Served]) -> None:

@@ -19,6 +19,14 @@ ever made by a safe open (see ``_paths``), and a hit requires the very same inod
 symlink swapped in later to point elsewhere is a miss, never a leak.  Larger files are
 opened per request and go out by sendfile; their bytes never enter Python.
 
+What no stat and no notice shows: a write through a shared mapping moves the file's
+times only at the first write to a clean page; later writes to the page while it is
+dirty (until writeback, and on tmpfs for good) change nothing the kernel reports.  So
+an entry's bytes are also read again and compared by the first hit at least
+``VERIFY_EVERY`` seconds after they were last read (``get``): bytes that differ drop
+the entry.  The compiled hit path serves the response the Python path made for the
+current second, so what it sends is at most about two seconds behind such a write.
+
 Precompressed siblings: for a client whose ``Accept-Encoding`` takes ``br`` or
 ``gzip`` (q > 0), ``NAME.br`` / ``NAME.gz`` are tried in the client's order of
 preference (br first on a tie), and a response from one says
@@ -32,6 +40,7 @@ from __future__ import annotations
 import mimetypes
 import os
 import stat
+import time
 from email.utils import formatdate
 from typing import TYPE_CHECKING
 
@@ -117,7 +126,7 @@ class Representation:
 
     __slots__ = ("rel", "full_path", "st", "key", "size", "mtime", "etag", "fields",
                  "fields_200", "fields_304", "body", "encoding", "dir_key", "wire",
-                 "watched")
+                 "watched", "checked")
 
     def __init__(self, rel: str, full_path: str, st: os.stat_result, type_name: str,
                  encoding: bytes | None) -> None:
@@ -147,6 +156,9 @@ class Representation:
         #: file would be a notice it has not yet read: the compiled hit path then skips
         #: its stat.  ``FileCache.get`` (the Python path) always stats.
         self.watched = False
+        #: When ``body`` was last read from the file or found equal to it
+        #: (``time.monotonic()``; set by ``FileCache.put``).
+        self.checked = 0.0
 
     def __repr__(self) -> str:
         return f"Representation({self.rel!r}, size={self.size}, cached={self.body is not None})"
@@ -175,6 +187,23 @@ def read_small(fd: int, rep: Representation) -> bytes | None:
     if os.pread(fd, 1, got) or identity(os.fstat(fd)) != rep.key:
         return None
     return b"".join(parts)
+
+
+#: Seconds an entry's bytes are served before a hit reads them again (see above).
+VERIFY_EVERY = 1.0
+
+
+def same_bytes(path: str | bytes, rep: Representation) -> bool:
+    """True if the file at ``path`` reads back as ``rep.body``, unchanged.
+
+    Syscalls: ``open`` (``O_NOFOLLOW``, ``O_NONBLOCK``), ``read_small``'s ``pread``
+    calls and ``fstat``, ``close``.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        return read_small(fd, rep) == rep.body
+    finally:
+        os.close(fd)
 
 
 class FileCache:
@@ -206,7 +235,9 @@ class FileCache:
         return self._entries
 
     def get(self, key: tuple[bytes, bytes | None]) -> Representation | None:
-        """The entry for ``key`` if its file is unchanged (one ``stat``), else None."""
+        """The entry for ``key`` if its file is unchanged (one ``stat``; its bytes read
+        again and compared when last read ``VERIFY_EVERY`` seconds ago or more), else
+        None, the entry dropped."""
         rep = self._entries.get(key)
         if rep is None:
             return None
@@ -218,6 +249,16 @@ class FileCache:
         if identity(st) != rep.key or not stat.S_ISREG(st.st_mode):
             self._drop(key)
             return None
+        now = time.monotonic()
+        if now - rep.checked >= VERIFY_EVERY:
+            try:
+                same = same_bytes(rep.full_path, rep)
+            except OSError:
+                same = False
+            if not same:
+                self._drop(key)
+                return None
+            rep.checked = now
         if self.watcher is not None and key[1] is None and not rep.watched:
             # On its first hit, so a file read once costs no watch; and only an identity
             # entry, the one kind the compiled hit path answers.
@@ -238,6 +279,7 @@ class FileCache:
                            or len(entries) >= self.max_entries):
             self._drop(next(iter(entries)))
         entries[key] = rep
+        rep.checked = time.monotonic()
         self._bytes += size
 
     def _drop(self, key: tuple[bytes, bytes | None]) -> None:

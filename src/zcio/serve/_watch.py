@@ -45,9 +45,11 @@ permissions) or that would take the watcher past its share of that limit
 (:func:`watch_budget`: other programs of the user need watches too); a loop without
 inotify or ``/proc`` (then no watcher at all).
 
-Limit: a write through a shared writable mapping raises no notice.  Its modification
-time moves (at the first write to a clean page), and the Python path, which makes each
-entry's response again once per second through ``FileCache.get``'s stat, sees it then.
+Limit: a write through a shared writable mapping raises no notice, and moves the
+file's times only at the first write to a clean page.  The Python path, which makes
+each entry's response again once per second through ``FileCache.get``, reads the
+bytes again there at least once a second (``_files.VERIFY_EVERY``) and drops an entry
+whose bytes differ.
 
 Syscalls: ``inotify_init1``, ``inotify_add_watch``, ``inotify_rm_watch`` and ``statfs``
 (ctypes: ``os`` has none of them); ``lstat``, ``open``, ``pread``, ``fstat``, ``poll``,
@@ -65,7 +67,7 @@ import struct
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
-from ._files import identity, read_small
+from ._files import identity, same_bytes
 from ._paths import _libc
 
 if TYPE_CHECKING:
@@ -222,7 +224,11 @@ class Watcher:
         Syscalls: for each directory of the path not yet watched, ``inotify_add_watch``
         then ``lstat`` (a directory, not a symlink); for the file, ``inotify_add_watch``
         then ``lstat`` (a regular file, the entry's identity), then the file read again
-        (:meth:`_same_bytes`; bytes that differ: ``changed`` drops the entry);
+        (``_files.same_bytes``; bytes that differ: ``changed`` drops the entry: the
+        cached bytes were read before any watch, and a write racing that read within
+        one clock tick leaves the identity as it was and the bytes torn; read again
+        after the watch, they show it, and a write still under way ends after the
+        watch, so it is a notice);
         ``statfs`` once per device.  Watches placed for a refused entry and used by no
         other are removed.
         """
@@ -248,7 +254,7 @@ class Watcher:
             st = os.lstat(path)
             ok = (stat.S_ISREG(st.st_mode) and self._local(st.st_dev, path)
                   and identity(st) == rep.key)
-            stale = ok and not self._same_bytes(path, rep)
+            stale = ok and not same_bytes(path, rep)
         except OSError:
             ok = stale = False
         if not ok or stale:
@@ -272,22 +278,6 @@ class Watcher:
         self._reps[rep] = (key, deps, [path for path, _ in dirs])
         rep.watched = True
         return True
-
-    @staticmethod
-    def _same_bytes(path: bytes, rep: Representation) -> bool:
-        """True if the file reads back as ``rep.body``.  The cached bytes were read
-        before any watch: a write racing that read within one clock tick leaves the
-        identity as it was and the bytes torn.  Read again now, after the watch, they
-        show it; a write still under way ends after the watch, so it is a notice.
-
-        Syscalls: ``open`` (``O_NOFOLLOW``, ``O_NONBLOCK``), ``read_small``'s ``pread``
-        calls and ``fstat``, ``close``.
-        """
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-        try:
-            return read_small(fd, rep) == rep.body
-        finally:
-            os.close(fd)
 
     def _dir(self, path: bytes, placed: list[int]) -> int:
         """The watch on the directory ``path``: known, or placed and checked."""
