@@ -129,6 +129,25 @@ def test_a_write_through_a_mapping_is_answered_once_the_bytes_are_read_again(
     assert _split(_wire(after))[1] == b"\x01\x02" + SMALL[2:]
 
 
+def test_reading_the_bytes_again_keeps_an_unchanged_entry(www: Path) -> None:
+    """The once-a-second read of an entry's bytes keeps an entry whose file is as it
+    was, the file served through a symlink too (opened as the stat resolves it)."""
+    os.symlink("small.bin", www / "link.bin")
+    root = Root(str(www))
+    try:
+        cache = FileCache()
+        responder = Responder(root, cache)
+        for target in (b"/small.bin", b"/link.bin"):
+            ask = Request(b"GET", target, "1.1", {b"host": b"x"}, True)
+            responder.respond(ask, DATE1, True)
+            rep = cache.entries[(target, None)]
+            rep.checked -= VERIFY_EVERY
+            assert _split(_wire(responder.respond(ask, DATE2, True)))[1] == SMALL
+            assert cache.entries[(target, None)] is rep, target
+    finally:
+        root.close()
+
+
 def test_the_access_log_gives_a_cached_hit_its_size(serve: Serve) -> None:
     log = io.StringIO()
     s = serve(access_log=log)

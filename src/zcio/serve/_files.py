@@ -193,13 +193,15 @@ def read_small(fd: int, rep: Representation) -> bytes | None:
 VERIFY_EVERY = 1.0
 
 
-def same_bytes(path: str | bytes, rep: Representation) -> bool:
-    """True if the file at ``path`` reads back as ``rep.body``, unchanged.
+def same_bytes(path: str | bytes, rep: Representation, follow: bool = False) -> bool:
+    """True if the file at ``path`` reads back as ``rep.body``, unchanged; ``follow``:
+    a symlink as the last component is followed (else it is an error: ELOOP).
 
-    Syscalls: ``open`` (``O_NOFOLLOW``, ``O_NONBLOCK``), ``read_small``'s ``pread``
-    calls and ``fstat``, ``close``.
+    Syscalls: ``open`` (``O_NONBLOCK``; ``O_NOFOLLOW`` unless ``follow``),
+    ``read_small``'s ``pread`` calls and ``fstat``, ``close``.
     """
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)
+    fd = os.open(path, flags)
     try:
         return read_small(fd, rep) == rep.body
     finally:
@@ -251,8 +253,8 @@ class FileCache:
             return None
         now = time.monotonic()
         if now - rep.checked >= VERIFY_EVERY:
-            try:
-                same = same_bytes(rep.full_path, rep)
+            try:  # the path resolved as the stat above resolved it
+                same = same_bytes(rep.full_path, rep, follow=True)
             except OSError:
                 same = False
             if not same:
