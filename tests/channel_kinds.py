@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -146,3 +147,31 @@ KINDS: list[tuple[str, Callable[..., Ends], bool]] = [
 ]
 STREAMS = [k for k in KINDS if k[0] != "file" and k[2]]
 NONBLOCKING = [k for k in KINDS if not k[2]]
+
+
+def close_while_blocked(ch: Any, call: Callable[[], object],
+                        wait: float = 10.0) -> BaseException | None:
+    """``call()`` in another thread; once it is in ``ch``'s in-flight registry (and
+    0.05 s more, to block in the kernel), ``ch.close()`` from this one.  What ``call``
+    raised (None if it returned), after asserting that the close woke it within
+    ``wait`` seconds."""
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            call()
+        except BaseException as e:
+            outcome.append(e)
+        else:
+            outcome.append(None)
+
+    t = threading.Thread(target=run, daemon=True)  # a failure must not hang the run
+    t.start()
+    deadline = time.monotonic() + wait
+    while not ch._users and t.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.001)
+    time.sleep(0.05)
+    ch.close()
+    t.join(wait)
+    assert not t.is_alive(), "close() did not wake the blocked thread"
+    return outcome[0]

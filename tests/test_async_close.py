@@ -29,6 +29,7 @@ from typing import Any
 import pytest
 
 import zcio
+from channel_kinds import close_while_blocked
 from zcio import (
     AsynchronousCloseError,
     ByteBuffer,
@@ -479,32 +480,8 @@ def test_close_races_never_move_a_foreign_byte(kind: Callable[..., Round], tmp_p
 # -- blocked operations are woken --------------------------------------------------------
 
 
-def wait_inside(ch: Any, thread: threading.Thread) -> None:
-    """Until ``thread`` is registered in the channel (then give it time to block)."""
-    deadline = time.monotonic() + JOIN
-    while not ch._users and thread.is_alive() and time.monotonic() < deadline:
-        time.sleep(0.001)
-    time.sleep(0.05)
-
-
 def blocked(ch: Any, call: Callable[[], object]) -> BaseException | None:
-    outcome: list[BaseException | None] = []
-
-    def worker() -> None:
-        try:
-            call()
-        except BaseException as e:
-            outcome.append(e)
-        else:
-            outcome.append(None)
-
-    t = threading.Thread(target=worker)
-    t.start()
-    wait_inside(ch, t)
-    ch.close()
-    t.join(JOIN)
-    assert not t.is_alive(), "close() did not wake the blocked thread"
-    return outcome[0]
+    return close_while_blocked(ch, call, JOIN)
 
 
 needs_wakeup = pytest.mark.skipif(not _wakeup.available(),

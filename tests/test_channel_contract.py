@@ -10,16 +10,14 @@ a transfer), argument errors.  Kind-specific extras stay in the kind's own test 
 from __future__ import annotations
 
 import errno
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 import zcio
-from channel_kinds import KINDS, NONBLOCKING, STREAMS, Ends
+from channel_kinds import KINDS, NONBLOCKING, STREAMS, Ends, close_while_blocked
 from faults import OK, Faults, short
 from zcio import (
     AsynchronousCloseError,
@@ -420,32 +418,6 @@ def test_use_after_close_is_the_plain_closed_error(ends: Ends) -> None:
         assert not isinstance(info.value, AsynchronousCloseError)
 
 
-def _in_thread(call: Any) -> tuple[threading.Thread, list[BaseException | None]]:
-    outcome: list[BaseException | None] = []
-
-    def run() -> None:
-        try:
-            call()
-        except BaseException as e:
-            outcome.append(e)
-        else:
-            outcome.append(None)
-
-    t = threading.Thread(target=run)
-    t.start()
-    return t, outcome
-
-
-def _close_when_inside(ch: Any, t: threading.Thread) -> None:
-    deadline = time.monotonic() + 10
-    while not ch._users and t.is_alive() and time.monotonic() < deadline:
-        time.sleep(0.001)
-    time.sleep(0.05)  # let it block in the kernel
-    ch.close()
-    t.join(20)
-    assert not t.is_alive(), "close() did not wake the thread"
-
-
 needs_wakeup = pytest.mark.skipif(
     not _wakeup.available(), reason=f"no wake-up signal: {_wakeup.unavailability_cause()}")
 
@@ -457,10 +429,9 @@ def test_close_during_a_blocked_read(stream_ends: Ends) -> None:
     if not _wakeup.available() and not hasattr(ends.reader, "socket"):
         pytest.skip(f"no wake-up signal for pipes: {_wakeup.unavailability_cause()}")
     dst = ByteBuffer.allocate(8)
-    t, outcome = _in_thread(lambda: ends.reader.read(dst))
-    _close_when_inside(ends.reader, t)
-    assert isinstance(outcome[0], AsynchronousCloseError)
-    assert outcome[0].moved == 0 == dst.position()
+    err = close_while_blocked(ends.reader, lambda: ends.reader.read(dst))
+    assert isinstance(err, AsynchronousCloseError)
+    assert err.moved == 0 == dst.position()
 
 
 @needs_wakeup
@@ -471,9 +442,7 @@ def test_close_during_a_blocked_transfer(stream_ends: Ends, tmp_path: Path) -> N
     path = tmp_path / "big"
     path.write_bytes(data(SIZE))
     with FileChannel.open(path) as src:
-        t, outcome = _in_thread(lambda: src.transfer_to(0, SIZE, ends.writer))
-        _close_when_inside(ends.writer, t)
-        err = outcome[0]
+        err = close_while_blocked(ends.writer, lambda: src.transfer_to(0, SIZE, ends.writer))
         assert isinstance(err, AsynchronousCloseError)
         assert 0 < err.moved < SIZE
         assert ends.take(SIZE) == data(err.moved)

@@ -27,6 +27,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import zcio
+from channel_kinds import close_while_blocked
 from what_ran import python_ran
 from zcio import (
     AsynchronousCloseError,
@@ -281,25 +282,9 @@ def test_a_blocked_compiled_read_closed_by_another_thread() -> None:
     the registry empty, the descriptor closed by the last one out."""
     with socket_pair() as (ch, _peer):
         b = ByteBuffer.allocate(8)
-        errors: list[BaseException] = []
-
-        def read() -> None:
-            try:
-                ch.read(b)
-            except BaseException as e:
-                errors.append(e)
-
-        t = threading.Thread(target=read)
-        t.start()
-        deadline = time.monotonic() + 10
-        while not ch._users and time.monotonic() < deadline:
-            time.sleep(0.001)
-        time.sleep(0.05)  # inside recv() by now
-        ch.close()
-        t.join(10)
-        assert not t.is_alive()
-        assert len(errors) == 1 and isinstance(errors[0], AsynchronousCloseError)
-        assert errors[0].moved == 0 and b.position() == 0
+        err = close_while_blocked(ch, lambda: ch.read(b))
+        assert isinstance(err, AsynchronousCloseError)
+        assert err.moved == 0 and b.position() == 0
         assert ch._users == [] and ch._closing_fd == -1
 
 

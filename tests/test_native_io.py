@@ -30,6 +30,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import zcio
+from channel_kinds import close_while_blocked
 from what_ran import python_ran
 from zcio import (
     AsynchronousCloseError,
@@ -772,27 +773,10 @@ def test_a_close_while_a_held_gather_goes_on_says_what_moved() -> None:
     a, peer = _pair(sndbuf=4096)
     ch = SocketChannel.from_socket(a)
     payload, bufs = _parts(64, 500)
-    errors: list[BaseException] = []
-
-    def write() -> None:
-        try:
-            ch.write(bufs)
-        except BaseException as e:
-            errors.append(e)
-
-    t = threading.Thread(target=write)
-    t.start()
-    deadline = time.monotonic() + 5
-    while not ch._users and time.monotonic() < deadline:
-        time.sleep(0.001)
-    assert ch._users  # registered: the held send took part, the rest waits
-    time.sleep(0.05)
-    ch.close()
-    t.join(10)
-    assert not t.is_alive() and len(errors) == 1
-    assert isinstance(errors[0], AsynchronousCloseError)
-    moved = errors[0].moved
-    assert 0 < moved < len(payload)
+    err = close_while_blocked(ch, lambda: ch.write(bufs))
+    assert isinstance(err, AsynchronousCloseError)  # registered: not ClosedChannelError
+    moved = err.moved
+    assert 0 < moved < len(payload)  # the held send took part, the rest waited
     assert sum(b.position() for b in bufs) == moved
     assert _received(peer) == payload[:moved]
     assert ch._users == [] and ch._closing_fd == -1
