@@ -371,8 +371,8 @@ def _file_backed(obj: Any) -> bool:
     kernel lists no mapping (cannot tell: guard it).  Every mapping the bytes span is
     asked, not the first byte's only: an exporter may span an anonymous mapping and a
     file's (one ``mmap`` placed over part of another, MAP_FIXED)."""
-    address = buffer_address(obj)
-    with memoryview(obj) as mv:
+    with memoryview(obj) as mv:  # one export for both
+        address = buffer_address(mv)
         end = address + mv.nbytes
     if not address or end == address:
         return False  # empty: no byte to lose
