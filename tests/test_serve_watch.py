@@ -29,8 +29,8 @@ import pytest
 from test_serve_native_hit import exchange, warm
 from test_serve_support import Served, blobs, read_response, serve, www
 from zcio import _accel
-from zcio.serve import _watch
-from zcio.serve._files import FileCache, Representation
+from zcio.serve import _files, _watch
+from zcio.serve._files import VERIFY_EVERY, FileCache, Representation, same_bytes
 from zcio.serve._http import Request
 from zcio.serve._paths import Root
 from zcio.serve._respond import Responder
@@ -357,6 +357,40 @@ def test_bytes_torn_at_fill_are_dropped_not_watched(www: Path) -> None:
         warm(w.r, b"/sub/deep.txt")  # read again: right, and watched
         again = w.rep(b"/sub/deep.txt")
         assert again is not None and again.body == b"deep\n" and again.watched
+    finally:
+        w.close()
+
+
+@pytest.mark.parametrize("watchable", [True, False], ids=["watched", "not watchable"])
+def test_the_first_hit_a_second_after_the_fill_reads_the_file_once(
+        www: Path, monkeypatch: pytest.MonkeyPatch, watchable: bool) -> None:
+    """At an entry's first hit the watch is placed and the file read again after it;
+    when that hit also comes a second or more after the fill, that read is the
+    once-a-second one too: one read, not two.  An entry that cannot be watched is
+    read by the hit itself."""
+    if not watchable:
+        monkeypatch.setattr(_watch, "fs_type", lambda path: 0x6969)  # NFS
+    reads: list[bytes] = []
+
+    def counted(path: str | bytes, rep: Representation, follow: bool = False) -> bool:
+        reads.append(os.fsencode(path))
+        return same_bytes(path, rep, follow)
+
+    monkeypatch.setattr(_watch, "same_bytes", counted)
+    monkeypatch.setattr(_files, "same_bytes", counted)
+    w = Watched(www)
+    try:
+        w.r.respond(Request(b"GET", b"/sub/deep.txt", "1.1", {b"host": b"x"}, True),
+                    b"d", True)
+        rep = w.rep(b"/sub/deep.txt")
+        assert rep is not None and not rep.watched and reads == []
+        rep.checked -= VERIFY_EVERY  # as if a second had gone by
+        before = time.monotonic()
+        assert w.cache.get((b"/sub/deep.txt", None)) is rep
+        assert len(reads) == 1 and reads[0].endswith(b"/sub/deep.txt")
+        assert rep.watched is watchable and rep.checked >= before
+        assert w.cache.get((b"/sub/deep.txt", None)) is rep  # within the second: none
+        assert len(reads) == 1
     finally:
         w.close()
 

@@ -24,8 +24,9 @@ times only at the first write to a clean page; later writes to the page while it
 dirty (until writeback, and on tmpfs for good) change nothing the kernel reports.  So
 an entry's bytes are also read again and compared by the first hit at least
 ``VERIFY_EVERY`` seconds after they were last read (``get``): bytes that differ drop
-the entry.  The compiled hit path serves the response the Python path made for the
-current second, so what it sends is at most about two seconds behind such a write.
+the entry; the watcher's read when it places an entry's watch counts as such a read.
+The compiled hit path serves the response the Python path made for the current
+second, so what it sends is at most about two seconds behind such a write.
 
 Precompressed siblings: for a client whose ``Accept-Encoding`` takes ``br`` or
 ``gzip`` (q > 0), ``NAME.br`` / ``NAME.gz`` are tried in the client's order of
@@ -157,7 +158,8 @@ class Representation:
         #: its stat.  ``FileCache.get`` (the Python path) always stats.
         self.watched = False
         #: When ``body`` was last read from the file or found equal to it
-        #: (``time.monotonic()``; set by ``FileCache.put``).
+        #: (``time.monotonic()``; set by ``FileCache.put`` and ``get``, and by the
+        #: watcher when it places the watch).
         self.checked = 0.0
 
     def __repr__(self) -> str:
@@ -251,6 +253,13 @@ class FileCache:
         if identity(st) != rep.key or not stat.S_ISREG(st.st_mode):
             self._drop(key)
             return None
+        if self.watcher is not None and key[1] is None and not rep.watched:
+            # On its first hit, so a file read once costs no watch; and only an identity
+            # entry, the one kind the compiled hit path answers.  Placing the watch
+            # reads the bytes again (and sets ``checked``): no second read below.
+            self.watcher.add(key, rep)
+            if self._entries.get(key) is not rep:  # its bytes were not the file's
+                return None
         now = time.monotonic()
         if now - rep.checked >= VERIFY_EVERY:
             try:  # the path resolved as the stat above resolved it
@@ -261,12 +270,6 @@ class FileCache:
                 self._drop(key)
                 return None
             rep.checked = now
-        if self.watcher is not None and key[1] is None and not rep.watched:
-            # On its first hit, so a file read once costs no watch; and only an identity
-            # entry, the one kind the compiled hit path answers.
-            self.watcher.add(key, rep)
-            if self._entries.get(key) is not rep:  # its bytes were not the file's
-                return None
         return rep
 
     def put(self, key: tuple[bytes, bytes | None], rep: Representation) -> None:

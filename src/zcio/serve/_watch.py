@@ -64,6 +64,7 @@ import os
 import select
 import stat
 import struct
+import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
@@ -277,6 +278,7 @@ class Watcher:
             self._dirs.setdefault(path, [wd, 0])[1] += 1
         self._reps[rep] = (key, deps, [path for path, _ in dirs])
         rep.watched = True
+        rep.checked = time.monotonic()  # its bytes read again, just above
         return True
 
     def _dir(self, path: bytes, placed: list[int]) -> int:
