@@ -137,18 +137,21 @@ index_int(Py_ssize_t v)
 }
 
 /* The bytes of memoryview o (a PyMemoryView_Check one) as flat bytes, or NULL (no
- * exception): not released, one dimension, C-contiguous as the view's own flags say
- * (computed from its strides when it was made: no read of them, a cache line further
- * on), writable if ``writing``, items of one byte if ``bytes_only``; *len its length
- * in bytes.  A view not released holds an export of its managed buffer, which is
- * therefore not released either: its flags need no read.  Valid while the GIL is held
- * and no Python code runs. */
+ * exception): neither it nor its managed buffer released, one dimension, C-contiguous
+ * as the view's own flags say (computed from its strides when it was made: no read of
+ * them, a cache line further on), writable if ``writing``, items of one byte if
+ * ``bytes_only``; *len its length in bytes.  The managed buffer's flag is read too, as
+ * CPython's own checks do: a view made by slicing registers with its managed buffer
+ * only after allocating itself, and a collection inside that allocation can release
+ * the buffer (the last other view revoked), so a live view can sit on a released
+ * buffer whose memory is gone.  Valid while the GIL is held and no Python code runs. */
 static inline char *
 flat_view(PyObject *o, int writing, int bytes_only, Py_ssize_t *len)
 {
     PyMemoryViewObject *m = (PyMemoryViewObject *)o;
     Py_buffer *v = &m->view;
     if ((m->flags & (_Py_MEMORYVIEW_RELEASED | _Py_MEMORYVIEW_C)) != _Py_MEMORYVIEW_C
+        || (m->mbuf->flags & _Py_MANAGED_BUFFER_RELEASED)
         || v->ndim != 1 || (writing && v->readonly) || (bytes_only && v->itemsize != 1))
         return NULL;
     *len = v->len;

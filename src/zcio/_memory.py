@@ -114,7 +114,13 @@ class Memory:
         self.refcnt = 1
 
     def view(self, start: int, stop: int, readonly: bool = False) -> memoryview:
-        """A memoryview of bytes ``[start, stop)``, revoked when the block is released."""
+        """A memoryview of bytes ``[start, stop)``, revoked when the block is released.
+
+        ``released`` is asked again once the view is tracked: making it allocates, the
+        garbage collector may run inside and release the block (a finalizer dropping
+        its last reference), and a view made then was never revoked and sits on memory
+        already freed or recycled.
+        """
         if self.released:
             raise self.released_error()
         mv = self._base[start:stop]
@@ -123,6 +129,9 @@ class Memory:
             mv.release()
             mv = ro
         self._track(mv)
+        if self.released:
+            revoke(mv)
+            raise self.released_error()
         return mv
 
     def _track(self, mv: memoryview) -> None:
