@@ -378,8 +378,9 @@ static Py_ssize_t o_mem, o_mv, o_off, o_cap, o_pos, o_lim, o_ro, o_order;
 #define SLOT(o, off) (*(PyObject **)((char *)(o) + (off)))
 
 /* zcio._shared._unshare(cell, size, used) made here: the descriptor in the cell closed
- * (-1 left in its place first), then SHARED.remove(size, used); OSError from the close
- * skips the removal, as there.  Arguments of another shape call the Python function. */
+ * (-1 left in its place first), then SHARED.remove(size, used), also when the close
+ * failed (its OSError raised after), as there.  Arguments of another shape call the
+ * Python function. */
 static PyObject *
 run_unshare(PyObject *args)
 {
@@ -392,15 +393,20 @@ run_unshare(PyObject *args)
     PyObject *gone = PyLong_FromLong(-1);
     if (gone == NULL || PyList_SetItem(cell, 0, gone) < 0) /* steals gone */
         return NULL;
+    int r = 0, err = 0;
     if (fd >= 0) { /* os.close's call */
-        int r;
         Py_BEGIN_ALLOW_THREADS
         r = close((int)fd);
+        err = errno;
         Py_END_ALLOW_THREADS
-        if (r < 0)
-            return PyErr_SetFromErrno(PyExc_OSError);
     }
-    return PyObject_Vectorcall(pool_remove, ((PyTupleObject *)args)->ob_item + 1, 2, NULL);
+    PyObject *done = PyObject_Vectorcall(pool_remove, ((PyTupleObject *)args)->ob_item + 1, 2,
+                                         NULL);
+    if (done == NULL || r == 0)
+        return done;
+    Py_DECREF(done);
+    errno = err;
+    return PyErr_SetFromErrno(PyExc_OSError);
 }
 
 static inline int
@@ -509,8 +515,13 @@ map_dealloc(SharedMap *m)
         if (is_finalizing())
             Py_CLEAR(m->cleaner);
         PyObject *exc = raised_exception();
+        /* The cleaner names the failure: the dying object must not (WriteUnraisable
+         * takes a reference to what it is given, and dropping it here would
+         * deallocate this object a second time). */
+        PyObject *ctx = m->cleaner != NULL ? Py_NewRef(m->cleaner) : NULL;
         if (map_unmap(m) < 0)
-            PyErr_WriteUnraisable((PyObject *)m);
+            PyErr_WriteUnraisable(ctx);
+        Py_XDECREF(ctx);
         if (exc != NULL)
             set_raised_exception(exc);
     }
@@ -722,15 +733,15 @@ zcio_share_send_op(PyObject *dict, int sock, PyObject *buf, PyObject *path)
     return sent;
 }
 
-/* The header's fields, as _checked_adopt unpacks them. */
+/* The header's fields, as _check unpacks them. */
 typedef struct {
     uint64_t version, flags, claimed, off, cap, pos, lim;
 } Header;
 
-/* A buffer over the memfd fd as the header h describes it, made as _checked_adopt
+/* A buffer over the memfd fd as the header h describes it, made as _adopt
  * makes it (SharedMap, SharedMemory with its accounting and cleaner, SharedByteBuffer
  * and its view) with every slot filled here, no __init__ run.  NULL with no exception
- * when _checked_adopt must answer (a check fails, the mapping fails: it asks again and
+ * when _adopt must answer (a check fails, the mapping fails: it asks again and
  * says why; the first shared buffer, which registers the reducer): fd untouched.  NULL
  * with an exception otherwise; then *owned tells whether fd went with the mapping
  * (closed by its cleaner) or is still the caller's. */
@@ -868,6 +879,19 @@ zcio_share_receive_op(PyObject *dict, int sock, PyObject *path)
         return NULL;
     }
     PyObject *buf = PyObject_Call(received_fn, t, NULL);
+    if (buf == NULL) {
+        /* Every descriptor it did not close or hand over (-1 marks those: an exception
+         * at its entry, before its own error path, leaves them here). */
+        PyObject *fds = PyTuple_GET_ITEM(t, 1), *exc = raised_exception(); /* the list */
+        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(fds); i++) {
+            long fd = PyLong_AsLong(PyList_GET_ITEM(fds, i));
+            if (fd >= 0)
+                close((int)fd);
+            else if (fd == -1 && PyErr_Occurred())
+                PyErr_Clear();
+        }
+        set_raised_exception(exc);
+    }
     Py_DECREF(t);
     return buf;
 }

@@ -8,6 +8,10 @@ last line.  Scenarios:
   parent wrote and writes a value of its own that the parent must see.
 * ``orders``: two processes over one buffer, released in every order.
 * ``kill``: a child holding the buffer is SIGKILLed; the parent's buffer stays valid.
+* ``interrupt OP``: ``OP`` (``receive``, ``allocate``, ``seal``) run again and again,
+  KeyboardInterrupt raised at the entry of its first Python call, then its second...
+  (where a raising signal handler strikes), until it completes: after each, no
+  unrelated descriptor closed, no memfd left open, the shared pool's count exact.
 """
 
 from __future__ import annotations
@@ -202,12 +206,93 @@ def scenario_kill() -> dict[str, Any]:
             "after": [shared_pool(), memfds(), mapped_memfds()]}
 
 
+class _Sub(zcio.SocketChannel):  # a subclass: the Python receive path, every rung
+    pass
+
+
+# The finalizers the collector runs are Python functions; nothing in Python can keep an
+# exception out of their first line, so the interrupt is not placed inside them.
+FINALIZERS = {"_unshare", "remove", "__call__", "_unmap_accounting"}
+
+
+def _in_finalizer(frame: Any) -> bool:
+    while frame is not None:
+        if frame.f_code.co_name in FINALIZERS:
+            return True
+        frame = frame.f_back
+    return False
+
+
+def scenario_interrupt(op: str) -> dict[str, Any]:
+    import gc
+
+    a, b = socket.socketpair()
+    tx, rx = zcio.SocketChannel.from_socket(a), _Sub.from_socket(b)
+    rx.configure_blocking(False)
+    src = zcio.ByteBuffer.allocate_shared(4096)
+
+    def run() -> zcio.ByteBuffer | None:
+        if op == "receive":
+            tx.send_buffer(src)
+            return rx.receive_buffer()
+        buf = zcio.ByteBuffer.allocate_shared(4096)
+        return buf.seal(write=True) if op == "seal" else buf
+
+    gc.collect()
+    base = [shared_pool()[0], memfds()]
+    failures: list[str] = []
+    k = 0
+    while True:
+        calls = [0]
+
+        def tracer(frame: Any, event: str, arg: Any, k: int = k,
+                   calls: list[int] = calls) -> None:
+            if event == "call" and not _in_finalizer(frame):
+                calls[0] += 1
+                if calls[0] == k + 1:
+                    sys.settrace(None)
+                    raise KeyboardInterrupt(f"call {k}: {frame.f_code.co_qualname}")
+
+        kept: BaseException | None = None
+        sys.settrace(tracer)
+        try:
+            got = run()
+        except KeyboardInterrupt as e:
+            got, kept = None, e  # kept, as a handler that logs it later would
+        finally:
+            sys.settrace(None)
+        if got is not None:
+            got.release()
+        where = str(kept) or "uninterrupted"
+        canary = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)  # may reuse a number
+        del kept
+        gc.collect()
+        try:
+            if os.readlink(f"/proc/self/fd/{canary}") != os.devnull:
+                failures.append(f"{where}: descriptor {canary} reused")
+            os.close(canary)
+        except FileNotFoundError:
+            failures.append(f"{where}: an unrelated descriptor was closed")
+        while op == "receive" and (late := rx.receive_buffer()) is not None:
+            late.release()  # a hand-off the interrupted receive left in the socket
+        gc.collect()
+        now = [shared_pool()[0], memfds()]
+        if now != base:
+            failures.append(f"{where}: shared count and memfds {now}, not {base}")
+        if got is not None:
+            break
+        k += 1
+    return {"interrupted": k, "failures": failures}
+
+
 if __name__ == "__main__":
     scenario = sys.argv[1]
     if scenario == "mp":
         result = scenario_mp(sys.argv[2])
     elif scenario == "orders":
         result = scenario_orders()
+    elif scenario == "interrupt":
+        result = scenario_interrupt(sys.argv[2])
     else:
         result = scenario_kill()
     print(json.dumps(result))

@@ -95,9 +95,11 @@ class _Pool:
     collector may run in the middle of any Python code of any thread, including code
     of this class holding the lock (3.12+ collect at any bytecode boundary): a
     finalizer that waited for the lock would wait for its own thread forever.  So
-    :meth:`remove` never waits: it queues the removal and applies the queue only if it
-    gets the lock at once; whoever takes the lock next applies it (``_settle``) before
-    reading or changing a figure.  Every figure read under the lock is exact.
+    :meth:`remove` never takes the lock: it queues the removal, and whoever takes the
+    lock next applies the queue (``_settle``) before reading or changing a figure.
+    Every figure read under the lock is exact.  (Taking the lock when free, as remove
+    once did, left it held for good when a signal handler raised between the acquire
+    and the ``try`` that released it.)
     """
 
     def __init__(self, name: str) -> None:
@@ -128,14 +130,9 @@ class _Pool:
             self.memory_used -= used
 
     def remove(self, capacity: int, used: int) -> None:
-        """Count one buffer of ``capacity`` (``used``) bytes out; never waits (see the
-        class docstring)."""
+        """Count one buffer of ``capacity`` (``used``) bytes out: queued, applied by
+        the next holder of the lock (see the class docstring)."""
         self._removed.append((capacity, used))
-        if self.lock.acquire(blocking=False):
-            try:
-                self._settle()
-            finally:
-                self.lock.release()
 
     def snapshot(self) -> BufferPoolInfo:
         with self.lock:

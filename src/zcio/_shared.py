@@ -52,6 +52,7 @@ import socket
 import struct
 import sys
 import weakref
+from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -138,12 +139,28 @@ _SEND_PATH, _RECEIVE_PATH = "shared_send", "shared_receive"
 _NO_SCM_RIGHTS = _syscalls.unavailability_cause("scm_rights")
 
 
+def _close(cells: list[int]) -> None:
+    """Close every descriptor in ``cells`` still open, -1 left in its place first.
+
+    A descriptor being handed over lives in such a cell from the moment it exists
+    until the mapping's cleaner has closed it: whoever closes it (an error path on
+    the way, or the cleaner) marks the cell, so it is closed once, whichever runs
+    first and however many error paths an exception crosses (a raising signal
+    handler can strike at the entry of any function on the way)."""
+    for i, n in enumerate(cells):
+        if n >= 0:
+            cells[i] = -1
+            os.close(n)
+
+
 def _unshare(fd: list[int], size: int, used: int) -> None:
-    """The cleaner: close the descriptor and give back the accounting (never raises)."""
-    n, fd[0] = fd[0], -1
-    if n >= 0:
-        os.close(n)
-    SHARED.remove(size, used)
+    """The cleaner: close the descriptor (see :func:`_close`) and give back the
+    accounting, also when the close fails (its OSError raised after: the mapping is
+    gone either way)."""
+    try:
+        _close(fd)
+    finally:
+        SHARED.remove(size, used)
 
 
 class SharedMemory(DirectMemory):
@@ -160,26 +177,19 @@ class SharedMemory(DirectMemory):
 
     __slots__ = ("_fd", "seals")
 
-    def __init__(self, mm: Mapping, size: int, fd: int, seals: int) -> None:
+    def __init__(self, mm: Mapping, size: int, fd: list[int], seals: int,
+                 finalizer: Callable[[], object]) -> None:
+        """Over ``mm``, which :func:`_shared_memory` handed the descriptor cell ``fd``
+        and the accounting to (``finalizer``: what ``_free`` calls after the unmap)."""
         _register_reducer()
-        length = len(mm)
-        used = round_to_pages(length)  # what the kernel maps
-        base = memoryview(mm) if size == length else memoryview(mm)[:size]
-        SHARED.add(size, used)
+        base = memoryview(mm) if size == len(mm) else memoryview(mm)[:size]
         self._mmap = mm
-        self._fd = [fd]
+        self._fd = fd
+        self._finalizer = finalizer
         #: Seals known to be set (seals are never removed: a subset of the file's).
         self.seals = seals
         Memory.__init__(self, base)
         self._address = -1
-        # The cleaner holds only what it frees: the descriptor's cell and the numbers.
-        if isinstance(mm, mmap.mmap):
-            finalizer = weakref.finalize(mm, partial(_unshare, self._fd), size, used)
-            finalizer.atexit = False
-            self._finalizer = finalizer
-        else:
-            mm.set_cleaner(_unshare, self._fd, size, used)
-            self._finalizer = _cleaned
 
     def fileno(self) -> int:
         """The memfd's descriptor (ReleasedBufferError after release)."""
@@ -190,6 +200,63 @@ class SharedMemory(DirectMemory):
 
 def _cleaned() -> None:
     """A SharedMap's finalizer: nothing, its ``close()`` ran the cleaner."""
+
+
+def _shared_memory(cell: list[int], length: int, size: int, seals: int, readonly: bool,
+                   map_error: Callable[[Exception], Exception] | None = None,
+                   ) -> SharedMemory:
+    """The memory of the first ``length`` bytes (``size`` of them in use) of the memfd
+    in ``cell`` (one descriptor, see :func:`_close`), mapped read-only if
+    ``readonly``.  Takes the descriptor over: closed on error, and with the memory
+    otherwise.  ``map_error(e)``: the exception to raise if the mapping fails (asked
+    while the descriptor is still open).
+
+    The one place a descriptor is handed over to a mapping's cleaner, which then
+    closes it and counts the memory out when the mapping goes.  On error, the
+    mapping goes now if it can be closed, else when the frames holding a view of it
+    are collected; callers close the cell too (a no-op once closed), for an exception
+    at this function's entry.
+
+    Syscalls: ``fstat``, ``mmap(MAP_SHARED)`` (see :func:`_map`); on error ``munmap``
+    and ``close``.
+    """
+    fd = cell[0]
+    mm: Mapping = None
+    cleaner: Callable[[], object] | None = None
+    used = -1  # not counted yet
+    try:
+        try:
+            mm = _map(fd, length, readonly)
+        except (OSError, ValueError) as e:
+            if map_error is None:
+                raise
+            raise map_error(e) from e
+        pages = round_to_pages(length)  # what the kernel maps
+        SHARED.add(size, pages)
+        used = pages
+        # The cleaner holds only what it frees: the descriptor's cell and the numbers.
+        if isinstance(mm, mmap.mmap):
+            cleaner = finalizer = weakref.finalize(mm, partial(_unshare, cell), size, used)
+            finalizer.atexit = False
+        else:
+            mm.set_cleaner(_unshare, cell, size, used)
+            cleaner = _cleaned
+        return SharedMemory(mm, size, cell, seals, cleaner)
+    except BaseException:
+        if cleaner is None:  # not handed over: undone here
+            if used >= 0:
+                SHARED.remove(size, used)
+            if mm is not None:
+                mm.close()
+            _close(cell)
+        else:
+            try:
+                mm.close()  # SharedMap: runs the cleaner
+            except BufferError:
+                pass  # a dying frame's view: the cleaner runs when it is collected
+            else:
+                cleaner()  # weakref.finalize: runs it now (once); _cleaned: nothing
+        raise
 
 
 def _map(fd: int, length: int, readonly: bool) -> Mapping:
@@ -299,19 +366,16 @@ class SharedByteBuffer(ByteBuffer):
                 f"{mem.refcnt})")
         assert mem._mmap is not None  # not released: _shared() checked
         length, order, mark = len(mem._mmap), self._order, self._mark
-        fd = os.dup(mem.fileno())  # non-inheritable, as the memfd
-        mem.release()  # revoke every view, unmap the writable mapping
-        ro = None
+        cell = [os.dup(mem.fileno())]  # non-inheritable, as the memfd
         try:
+            mem.release()  # revoke every view, unmap the writable mapping
             # Seal before mapping again: a shared mapping made before F_SEAL_WRITE
             # counts as writable, even a read-only one; one made after cannot write.
-            _add_seals(fd, F_SEAL_WRITE | bits)
-            ro = _map(fd, length, readonly=True)
-            new = SharedMemory(ro, mem.size, fd, mem.seals | F_SEAL_WRITE | bits)
+            _add_seals(cell[0], F_SEAL_WRITE | bits)
+            new = _shared_memory(cell, length, mem.size, mem.seals | F_SEAL_WRITE | bits,
+                                 True)
         except BaseException:
-            if ro is not None:
-                ro.close()
-            os.close(fd)
+            _close(cell)
             raise
         sealed = self._make(new, self._off, self._cap, self._pos, self._lim, mark, ro=True)
         return sealed.order(order)
@@ -330,17 +394,13 @@ def allocate_shared(capacity: int, name: str | None = None) -> SharedByteBuffer:
         raise UnsupportedOperationError(_syscalls.unavailability_cause("memfd_create"))
     sys_ = _syscalls.SYS
     used = round_to_pages(capacity) or PAGE_SIZE  # a page even for 0: mmap needs one
-    fd = sys_.memfd_create(label, MFD_CLOEXEC | MFD_ALLOW_SEALING)
-    mm = None
+    cell = [sys_.memfd_create(label, MFD_CLOEXEC | MFD_ALLOW_SEALING)]
     try:
-        sys_.ftruncate(fd, used)
-        sys_.add_seals(fd, F_SEAL_SHRINK | F_SEAL_GROW)
-        mm = _map(fd, used, readonly=False)
-        mem = SharedMemory(mm, capacity, fd, F_SEAL_SHRINK | F_SEAL_GROW)
+        sys_.ftruncate(cell[0], used)
+        sys_.add_seals(cell[0], F_SEAL_SHRINK | F_SEAL_GROW)
+        mem = _shared_memory(cell, used, capacity, F_SEAL_SHRINK | F_SEAL_GROW, False)
     except BaseException:
-        if mm is not None:
-            mm.close()
-        os.close(fd)
+        _close(cell)
         raise
     return SharedByteBuffer._make(mem, 0, capacity, 0, capacity)
 
@@ -358,19 +418,40 @@ def _header(buf: SharedByteBuffer, mem: SharedMemory) -> bytes:
                         buf._pos, buf._lim)
 
 
-def _adopt(fd: int, header: bytes, seals: int | None = None) -> SharedByteBuffer:
-    """A buffer over the memfd ``fd`` as ``header`` describes it, after checking that
-    ``fd`` really is one, big enough and sealed against shrinking; HandoffError else.
-    ``seals``: its ``F_GET_SEALS`` already asked (``-errno`` if that failed), or None.
-    Takes ``fd`` over: it is closed on error, and with the buffer's memory otherwise."""
+def _adopt(cell: list[int], header: bytes, seals: int | None = None) -> SharedByteBuffer:
+    """A buffer over the memfd in ``cell`` (one descriptor, see :func:`_close`) as
+    ``header`` describes it, after checking that it really is one, big enough and
+    sealed against shrinking; HandoffError else.  ``seals``: its ``F_GET_SEALS``
+    already asked (``-errno`` if that failed), or None.  Takes the descriptor over:
+    closed on error, and with the buffer's memory otherwise."""
+    fd = cell[0]
     try:
-        return _checked_adopt(fd, header, seals)
+        flags, found, off, cap, pos, lim = _check(fd, header, seals)
     except BaseException:
-        os.close(fd)
+        _close(cell)
         raise
+    # The size: CPython's mmap fstats the file and refuses a length past its end
+    # (ValueError); one fstat, not two, on the way that works.
+    need = max(off + cap, 1)
+    readonly = bool(flags & _READ_ONLY or found & _NO_WRITES)
+
+    def map_error(e: Exception) -> Exception:
+        size = _syscalls.SYS.fstat(fd).st_size  # cannot fail: F_GET_SEALS worked on it
+        if size < need:
+            return HandoffError(f"memfd of {size} bytes, {need} stated")
+        return HandoffError(f"cannot map the memfd received: {e}")
+
+    mem = _shared_memory(cell, need, off + cap, found, readonly, map_error)
+    buf = SharedByteBuffer._make(mem, off, cap, pos, lim, ro=readonly)
+    if flags & _LITTLE_ENDIAN:
+        buf.order(ByteOrder.LITTLE_ENDIAN)
+    return buf
 
 
-def _checked_adopt(fd: int, header: bytes, known: int | None) -> SharedByteBuffer:
+def _check(fd: int, header: bytes, known: int | None,
+           ) -> tuple[int, int, int, int, int, int]:
+    """``header`` checked against the memfd ``fd`` (HandoffError): its flags, the seals
+    set, offset, capacity, position and limit."""
     if len(header) != _HEADER.size:
         raise HandoffError(f"short header: {len(header)} of {_HEADER.size} bytes")
     magic, version, flags, claimed, off, cap, pos, lim = _HEADER.unpack(header)
@@ -401,26 +482,7 @@ def _checked_adopt(fd: int, header: bytes, known: int | None) -> SharedByteBuffe
                            "(SIGBUS)")
     if claimed & ~seals:
         raise HandoffError(f"seals {sorted(_names(claimed & ~seals))} stated but not set")
-    # The size: CPython's mmap fstats the file and refuses a length past its end
-    # (ValueError); one fstat, not two, on the way that works.
-    need = max(off + cap, 1)
-    readonly = bool(flags & _READ_ONLY or seals & _NO_WRITES)
-    try:
-        mm = _map(fd, need, readonly)
-    except (OSError, ValueError) as e:
-        size = sys_.fstat(fd).st_size  # cannot fail: F_GET_SEALS worked on it
-        if size < need:
-            raise HandoffError(f"memfd of {size} bytes, {need} stated") from e
-        raise HandoffError(f"cannot map the memfd received: {e}") from e
-    try:
-        mem = SharedMemory(mm, off + cap, fd, seals)
-    except BaseException:
-        mm.close()
-        raise
-    buf = SharedByteBuffer._make(mem, off, cap, pos, lim, ro=readonly)
-    if flags & _LITTLE_ENDIAN:
-        buf.order(ByteOrder.LITTLE_ENDIAN)
-    return buf
+    return flags, seals, off, cap, pos, lim
 
 
 def _unix_socket(channel: SocketChannel) -> tuple[socket.socket, int]:
@@ -479,14 +541,19 @@ def _sendmsg(sock: socket.socket, data: bytes, fd: int) -> int:
 
 def _recvmsg(sock: socket.socket) -> tuple[bytes, list[int], bool, int]:
     """``Syscalls.recvmsg`` of one hand-off message, counted (whatever the outcome):
-    the header's bytes, every descriptor received, whether other ancillary data came,
-    the message's flags."""
+    the header's bytes, every descriptor received (closed if this raises after the
+    call), whether other ancillary data came, the message's flags."""
+    anc: list[tuple[int, int, bytes]] = []
     try:
-        data, anc, flags, _ = _syscalls.retry(
-            _syscalls.SYS.recvmsg, sock, _HEADER.size, _ANCILLARY, _MSG_CMSG_CLOEXEC)
-    finally:
-        metrics.record(_RECEIVE_PATH)
-    fds, other = _received_fds(anc)
+        try:
+            data, anc, flags, _ = _syscalls.retry(
+                _syscalls.SYS.recvmsg, sock, _HEADER.size, _ANCILLARY, _MSG_CMSG_CLOEXEC)
+        finally:
+            metrics.record(_RECEIVE_PATH)
+        fds, other = _received_fds(anc)
+    except BaseException:
+        _close(_received_fds(anc)[0])
+        raise
     return data, fds, other, flags
 
 
@@ -514,21 +581,26 @@ def receive_buffer(channel: SocketChannel) -> SharedByteBuffer | None:
     ``Syscalls.recvmsg`` (and ``get_seals`` in :func:`_adopt`).  Where ``zcio._native``
     is in use the common call runs compiled whole (``native/chan.c`` and ``share.c``);
     this is its reference and the path of everything else."""
-    with channel._read_lock:
-        sock, sock_fd = _unix_socket(channel)
-        if channel._input_shut:
-            raise EndOfStreamError("input is shut down")
-        native = _syscalls.NATIVE_IO
-        seals: int | None = None
-        try:
-            if native is not None:  # counted inside, as _recvmsg counts
-                data, fds, other, flags, seals = native.share_receive(
-                    sock_fd, _HEADER.size, _ANCILLARY, _RECEIVE_PATH)
-            else:
-                data, fds, other, flags = _recvmsg(sock)
-        except BlockingIOError:
-            return None
-    return _received(data, fds, other, flags, seals)
+    fds: list[int] = []
+    try:
+        with channel._read_lock:
+            sock, sock_fd = _unix_socket(channel)
+            if channel._input_shut:
+                raise EndOfStreamError("input is shut down")
+            native = _syscalls.NATIVE_IO
+            seals: int | None = None
+            try:
+                if native is not None:  # counted inside, as _recvmsg counts
+                    data, fds, other, flags, seals = native.share_receive(
+                        sock_fd, _HEADER.size, _ANCILLARY, _RECEIVE_PATH)
+                else:
+                    data, fds, other, flags = _recvmsg(sock)
+            except BlockingIOError:
+                return None
+        return _received(data, fds, other, flags, seals)
+    except BaseException:
+        _close(fds)  # those _received did not reach (an exception at its entry)
+        raise
 
 
 def _received(data: bytes, fds: list[int], other: bool, flags: int,
@@ -546,18 +618,22 @@ def _received(data: bytes, fds: list[int], other: bool, flags: int,
             raise HandoffError("unexpected ancillary data with the header")
         if len(fds) != 1:
             raise HandoffError(f"{len(fds) or 'no'} descriptors with the header, 1 expected")
+        return _adopt(fds, data, seals)
     except BaseException:
-        for fd in fds:
-            os.close(fd)
+        _close(fds)
         raise
-    return _adopt(fds[0], data, seals)
 
 
 # -- multiprocessing ----------------------------------------------------------------
 
 
 def _rebuild(dup: Any, header: bytes) -> SharedByteBuffer:
-    return _adopt(dup.detach(), header)
+    cell = [dup.detach()]
+    try:
+        return _adopt(cell, header)
+    except BaseException:
+        _close(cell)
+        raise
 
 
 def _reduce(buf: SharedByteBuffer) -> tuple[Any, tuple[Any, bytes]]:
