@@ -210,21 +210,10 @@ class _Sub(zcio.SocketChannel):  # a subclass: the Python receive path, every ru
     pass
 
 
-# The finalizers the collector runs are Python functions; nothing in Python can keep an
-# exception out of their first line, so the interrupt is not placed inside them.
-FINALIZERS = {"_unshare", "remove", "__call__", "_unmap_accounting"}
-
-
-def _in_finalizer(frame: Any) -> bool:
-    while frame is not None:
-        if frame.f_code.co_name in FINALIZERS:
-            return True
-        frame = frame.f_back
-    return False
-
-
 def scenario_interrupt(op: str) -> dict[str, Any]:
     import gc
+
+    from interrupts import at_every_call
 
     a, b = socket.socketpair()
     tx, rx = zcio.SocketChannel.from_socket(a), _Sub.from_socket(b)
@@ -241,32 +230,13 @@ def scenario_interrupt(op: str) -> dict[str, Any]:
     gc.collect()
     base = [shared_pool()[0], memfds()]
     failures: list[str] = []
-    k = 0
-    while True:
-        calls = [0]
 
-        def tracer(frame: Any, event: str, arg: Any, k: int = k,
-                   calls: list[int] = calls) -> None:
-            if event == "call" and not _in_finalizer(frame):
-                calls[0] += 1
-                if calls[0] == k + 1:
-                    sys.settrace(None)
-                    raise KeyboardInterrupt(f"call {k}: {frame.f_code.co_qualname}")
-
-        kept: BaseException | None = None
-        sys.settrace(tracer)
-        try:
-            got = run()
-        except KeyboardInterrupt as e:
-            got, kept = None, e  # kept, as a handler that logs it later would
-        finally:
-            sys.settrace(None)
+    def check(where: str, got: zcio.ByteBuffer | None, drop: Any) -> None:
+        where = where or "uninterrupted"
         if got is not None:
             got.release()
-        where = str(kept) or "uninterrupted"
         canary = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)  # may reuse a number
-        del kept
-        gc.collect()
+        drop()
         try:
             if os.readlink(f"/proc/self/fd/{canary}") != os.devnull:
                 failures.append(f"{where}: descriptor {canary} reused")
@@ -279,10 +249,8 @@ def scenario_interrupt(op: str) -> dict[str, Any]:
         now = [shared_pool()[0], memfds()]
         if now != base:
             failures.append(f"{where}: shared count and memfds {now}, not {base}")
-        if got is not None:
-            break
-        k += 1
-    return {"interrupted": k, "failures": failures}
+
+    return {"interrupted": at_every_call(run, check), "failures": failures}
 
 
 if __name__ == "__main__":

@@ -7,9 +7,12 @@ the target must hold exactly those bytes (checked end to end), never more or twi
 from __future__ import annotations
 
 import errno
+import json
 import os
 import shutil
 import socket
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -900,3 +903,20 @@ def test_no_import_cycle_between_file_channel_and_the_engine() -> None:
     for engine in ("_transfer", "_endpoint", "_rungs"):
         top, nested = runtime_imports(engine)
         assert "_file_channel" not in top | nested, engine
+
+
+@pytest.mark.parametrize(("op", "path"), [("from_socket", "-"), ("to_socket", "splice")])
+def test_a_transfer_interrupted_anywhere_leaves_no_bytes_for_the_next(op: str, path: str
+                                                                     ) -> None:
+    """A raising signal handler at the entry of any call of a splice through the
+    thread's scratch pipe: the thread's next transfer, of another stream, delivers
+    that stream's bytes only (the pipe once kept the interrupted transfer's)."""
+    child = Path(__file__).with_name("transfer_child.py")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [str(Path(zcio.__file__).resolve().parents[1]), str(child.parent)]))
+    run = subprocess.run([sys.executable, "-X", "faulthandler", str(child), op, path],
+                         capture_output=True, text=True, timeout=240, env=env, check=False)
+    assert run.returncode == 0, run.stderr[-3000:]
+    out = json.loads(run.stdout.splitlines()[-1])
+    assert out["failures"] == []
+    assert out["interrupted"] >= 40  # every call on the way was a place to interrupt

@@ -168,15 +168,17 @@ class Splice(Rung):
             return n
         if not self.held:  # fill: a file source is read after what the pipe holds
             pipe = self.pipe
-            if pipe is None or pipe.closed:
+            if pipe is None or pipe.closed or pipe.dirty:
                 pipe = self.pipe = (_scratch.ScratchPipe() if self.nonblocking
                                     else _scratch.splice_pipe())
+            pipe.dirty = True  # until drained: whatever raises from here on
             n = self.kernel_call(sys_.splice, src.fd, pipe.write_fd,
                                  min(want, pipe.capacity), src.offset, None, self._flags())
+            self.held = n
+            pipe.dirty = n > 0
             metrics.record("splice", operations=0)  # bytes counted when delivered
             if n == 0:
                 return 0
-            self.held = n
         assert self.pipe is not None
         try:
             k = retry(sys_.splice, self.pipe.read_fd, dst.fd, self.held, None, dst.offset,
@@ -196,13 +198,14 @@ class Splice(Rung):
             if src.offset is not None:
                 self.release()
             raise Lost(OSError(errno.EPIPE, "target accepted no bytes"))
-        metrics.record("splice", kernel_bytes=k, operations=0)
         self.held -= k
+        self.pipe.dirty = self.held > 0
         self.advance(k)
+        metrics.record("splice", kernel_bytes=k, operations=0)
         return k
 
     def release(self) -> None:
-        if self.held and self.pipe is not None:  # it still holds bytes: never reuse it
+        if self.pipe is not None and (self.held or self.pipe.dirty):  # never reuse it
             if self.nonblocking:
                 self.pipe.close()
             elif not self.pipe.closed:  # this thread's pipe, in use by this transfer

@@ -10,7 +10,11 @@ ordinary direct memory, so it shows in ``buffer_pools()`` and counts against the
 The pipe is enlarged with ``F_SETPIPE_SZ`` to ``ZCIO_SPLICE_PIPE_SIZE`` (default 1 MiB,
 at most ``/proc/sys/fs/pipe-max-size``): measured here, chunk and pipe size matter more
 than the syscall.  A pipe that may still hold bytes after a failed splice is closed,
-never reused, so stale bytes cannot leak into another transfer.
+never reused, so stale bytes cannot leak into another transfer: a splice marks it
+``dirty`` before it fills it and clears the mark once it has drained it, and
+:func:`splice_pipe` never hands out a dirty pipe (an exception between the fill and the
+rung's bookkeeping, a raising signal handler's, would otherwise leave bytes nobody
+counts for the thread's next transfer to deliver).
 """
 
 from __future__ import annotations
@@ -42,7 +46,8 @@ def _close_fds(fds: tuple[int, int]) -> None:
 
 
 class ScratchPipe:
-    """A pipe owned by one thread's cache; closed by its finalizer when dropped."""
+    """A pipe owned by one thread's cache; closed by its finalizer when dropped.
+    ``dirty``: it may hold bytes (see the module docstring)."""
 
     def __init__(self) -> None:
         r, w = os.pipe2(os.O_CLOEXEC)
@@ -50,6 +55,7 @@ class ScratchPipe:
             fcntl.fcntl(w, fcntl.F_SETPIPE_SZ, _PIPE_SIZE)
         self.read_fd, self.write_fd = r, w
         self.capacity = fcntl.fcntl(w, fcntl.F_GETPIPE_SZ)
+        self.dirty = False
         self._finalizer = weakref.finalize(self, _close_fds, (r, w))
 
     @property
@@ -95,8 +101,12 @@ def give_back(buf: ByteBuffer) -> None:
 
 
 def splice_pipe() -> ScratchPipe:
-    """This thread's pipe for splicing, created (and enlarged) on first use."""
+    """This thread's pipe for splicing, created (and enlarged) on first use, and again
+    after one left dirty (closed: it may hold another transfer's bytes)."""
     pipe: ScratchPipe | None = getattr(_local, "pipe", None)
+    if pipe is not None and pipe.dirty:
+        pipe.close()
+        pipe = None
     if pipe is None or pipe.closed:
         pipe = _local.pipe = ScratchPipe()
         with _registry_lock:
