@@ -441,6 +441,33 @@ def test_per_call_cap(tmp_path: Path) -> None:
     assert counts == [MAX_TRANSFER, MAX_TRANSFER, (5 << 30) - 2 * MAX_TRANSFER]
 
 
+def test_sendfile_at_an_offset_leaves_the_target_position_to_its_other_users(
+        tmp_path: Path, src_path: Path, data: bytes, monkeypatch: pytest.MonkeyPatch
+        ) -> None:
+    """Another thread's relative write to the channel while its ``transfer_from``
+    writes into it by sendfile lands at the channel's position, never inside the
+    transfer (the rung once moved the shared position to the offset and back around
+    each call)."""
+    monkeypatch.setenv("ZCIO_TRANSFER_PATH", "sendfile")
+    target = FileChannel.open(tmp_path / "d", R, W, C)
+    target.write(zcio.ByteBuffer.wrap(bytes(2 * SIZE)), 0)
+    target.position(10)
+
+    def meanwhile(real: object, out_fd: int, in_fd: int, offset: int, count: int) -> int:
+        target.write(zcio.ByteBuffer.wrap(b"other writer"))  # relative: at position
+        return os.sendfile(out_fd, in_fd, offset, min(count, 1 << 20))
+
+    layer = Faults({"sendfile": [meanwhile] * 8})
+    with target, _syscalls.override(layer), FileChannel.open(src_path) as src:
+        assert target.transfer_from(src, SIZE, SIZE) == SIZE
+        writes = sum(1 for name, _ in layer.calls if name == "sendfile")
+        assert writes == 3
+        assert target.position() == 10 + 12 * writes
+    got = (tmp_path / "d").read_bytes()
+    assert got[SIZE:] == data
+    assert got[10:10 + 12 * writes] == b"other writer" * writes
+
+
 def test_source_shrinking_midway_is_an_error_not_a_busy_loop(tmp_path: Path, src_path: Path,
                                                              data: bytes) -> None:
     def then_shrink(real: object, out_fd: int, in_fd: int, offset: int, count: int) -> int:

@@ -33,11 +33,13 @@ syscalls in ``zcio.metrics`` under its name (the driver counts the operation).
 from __future__ import annotations
 
 import errno
+import fcntl
 import mmap
 import os
 import select
 import weakref
 from collections.abc import Callable
+from io import FileIO
 
 from . import _scratch, _syscalls
 from ._byte_buffer import ByteBuffer
@@ -76,15 +78,28 @@ class CopyFileRange(Rung):
 
 class Sendfile(Rung):
     """sendfile(2), file -> anything: nothing crosses into user space.  One syscall per
-    step to a stream (the HTTP server's per-response rung)."""
+    step to a stream (the HTTP server's per-response rung).
+
+    sendfile writes at its target's file position, which a file target's other users
+    share (the channel's relative writes, another thread's): to write at an offset it
+    writes through a private description of the target (``/proc/self/fd/N`` opened
+    again, the target's ``O_APPEND``, ``O_DIRECT`` and sync flags kept), whose position
+    nobody else moves.  Where that cannot be opened (no ``/proc``, permissions changed
+    since): Unsupported, the next rung.
+
+    Syscalls: ``sendfile``; to a file at an offset, once per transfer ``fcntl(F_GETFL)``,
+    ``open`` and ``lseek`` (again only if the offset jumped), ``close`` at the end.
+    """
 
     name = "sendfile"
-    __slots__ = ("calls", "sent", "full")
+    __slots__ = ("calls", "sent", "full", "private", "at")
 
     def __init__(self, src: End, dst: End, nonblocking: bool = False) -> None:
         super().__init__(src, dst, nonblocking)
         self.calls = self.sent = 0  # counted here, recorded in metrics by close()
         self.full = WouldBlock(dst, select.POLLOUT)  # raised afresh each time
+        self.private: FileIO | None = None  # the target's own description, for offsets
+        self.at = -1  # its position
 
     def step(self, want: int) -> int:
         n = self.try_step(want)
@@ -121,23 +136,38 @@ class Sendfile(Rung):
         return n
 
     def _to_file(self, want: int) -> int:
-        # sendfile writes at the target's own position: seek there, and back after,
-        # so that a file written at an explicit offset keeps its position.
         src, dst = self.src, self.dst
         assert dst.offset is not None
-        own = os.lseek(dst.fd, 0, os.SEEK_CUR)
-        os.lseek(dst.fd, dst.offset, os.SEEK_SET)
-        try:
-            n = self.kernel_call(_syscalls.SYS.sendfile, dst.fd, src.fd, src.offset, want)
-        finally:
-            os.lseek(dst.fd, own, os.SEEK_SET)
+        private = self.private
+        if private is None:
+            private = self.private = self._reopen(dst.fd)
+        fd = private.fileno()
+        if self.at != dst.offset:
+            self.at = os.lseek(fd, dst.offset, os.SEEK_SET)
+        n = self.kernel_call(_syscalls.SYS.sendfile, fd, src.fd, src.offset, want)
+        self.at += n
         self.calls += 1
         self.sent += n
         self.advance(n)
         return n
 
+    @staticmethod
+    def _reopen(fd: int) -> FileIO:
+        """A new description of the file ``fd`` is open on, for writing (closed when
+        dropped, should ``close`` not run)."""
+        keep = os.O_APPEND | os.O_DIRECT | os.O_SYNC | os.O_DSYNC
+        flags = (fcntl.fcntl(fd, fcntl.F_GETFL) & keep) | os.O_WRONLY | os.O_CLOEXEC
+        try:
+            return FileIO(os.open(f"/proc/self/fd/{fd}", flags), "w")
+        except OSError as e:
+            raise Unsupported(f"sendfile: cannot open the target again: {e.strerror}"
+                              ) from e
+
     def close(self) -> None:
         self.held = 0
+        private, self.private, self.at = self.private, None, -1
+        if private is not None:
+            private.close()
         if self.calls:
             metrics.record("sendfile", self.calls, self.sent, 0, 0)
             self.calls = self.sent = 0
