@@ -384,9 +384,11 @@ zcio_io_transfer(int fd, PyObject *buf, long long offset, int how, PyObject *pat
             count_failed(path, 1, 0);
         return T_ERROR;
     }
-    if (count(path, 1, r) < 0)
-        return T_ERROR;
+    /* Positions first: counting may run Python code (a signal handler that raises),
+     * and the buffer must say what moved whatever the call then raises. */
     if (r > 0 && advance(buf, r) < 0)
+        return T_ERROR;
+    if (count(path, 1, r) < 0)
         return T_ERROR;
     return r;
 }
@@ -837,11 +839,8 @@ zcio_io_gather(int fd, PyObject *list, long long offset, int how, PyObject *path
         goto done;
     }
     answer = prior + r;
-    if (count(path, calls, prior + r) < 0) {
-        answer = T_ERROR;
-        goto done;
-    }
-    if (advance_parts(owner, start, len, owned, r) < 0)
+    /* Positions first, as in zcio_io_transfer. */
+    if (advance_parts(owner, start, len, owned, r) < 0 || count(path, calls, prior + r) < 0)
         answer = T_ERROR;
 done:
     for (i = 0; i < pinned; i++)
