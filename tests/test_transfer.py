@@ -17,7 +17,7 @@ import tempfile
 import threading
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -466,6 +466,36 @@ def test_sendfile_at_an_offset_leaves_the_target_position_to_its_other_users(
     got = (tmp_path / "d").read_bytes()
     assert got[SIZE:] == data
     assert got[10:10 + 12 * writes] == b"other writer" * writes
+
+
+@pytest.mark.parametrize("how", ["transfer_to", "transfer"])
+def test_a_source_shrinking_during_a_write_from_its_mapping_is_an_error(
+        tmp_path: Path, src_path: Path, data: bytes, how: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The file shrinks to a size inside a page while write(2) copies out of the
+    mapping: the page's bytes past the new end read as zeros and go out.  They cannot
+    be taken back, so the transfer fails with ENODATA counting them (the JDK sends
+    them as the file's, silently), from ``transfer_to`` too, never a bare count."""
+    monkeypatch.setenv("ZCIO_TRANSFER_PATH", "mmap_write")
+    cut = (1 << 20) + 100
+
+    def shrink_then_write(real: Callable[..., int], fd: int, view: memoryview,
+                          offset: int) -> int:
+        os.truncate(src_path, cut)  # as another process would, mid-write
+        return real(fd, view, offset)
+
+    layer = Faults({"pwrite": [shrink_then_write]})
+    with _syscalls.override(layer), FileChannel.open(src_path) as src, \
+            FileChannel.open(tmp_path / "d", W, C) as dst, pytest.raises(TransferError) as info:
+        if how == "transfer":
+            transfer(src, dst)
+        else:
+            src.transfer_to(0, SIZE, dst)
+    assert info.value.errno == errno.ENODATA
+    sent = info.value.transferred
+    assert sent > cut and "were not the file's" in str(info.value)
+    got = (tmp_path / "d").read_bytes()
+    assert len(got) == sent and got[:cut] == data[:cut] and not any(got[cut:])
 
 
 def test_source_shrinking_midway_is_an_error_not_a_busy_loop(tmp_path: Path, src_path: Path,

@@ -252,7 +252,12 @@ class Splice(Rung):
 
 class MmapWrite(Rung):
     """write(2) from a read-only mapping of the source file, 8 MiB windows (the JDK's):
-    each byte crosses into user space once.  The window stays mapped across steps."""
+    each byte crosses into user space once.  The window stays mapped across steps.
+
+    Syscalls: ``mmap(MAP_POPULATE)`` per window, ``write`` per step, then ``fstat``: a
+    file that shrank during the write had zeros sent in place of its bytes past the new
+    end (the JDK sends them silently), and the step raises ENODATA with them counted.
+    """
 
     name = "mmap_write"
     __slots__ = ("mm", "view", "base", "end", "sizes")
@@ -308,6 +313,15 @@ class MmapWrite(Rung):
             self.close()
             return self.step(want)
         self.advance(k)
+        # A shrink during the write leaves the page holding the new end mapped, reading
+        # as zeros past it, and write(2) sends them as the file's bytes: nothing can take
+        # them back, so the transfer fails loudly (ENODATA, never a count alone).
+        size = os.fstat(self.src.fd).st_size
+        if size < start + k:
+            raise Lost(OSError(errno.ENODATA, (
+                f"the source shrank to {size} bytes while {k} bytes from its mapping "
+                f"were written: the last {start + k - max(size, start)} bytes sent were "
+                "not the file's")), k)
         return k
 
     def close(self) -> None:

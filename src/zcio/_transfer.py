@@ -244,7 +244,9 @@ def transfer_to(channel: FileChannel, position: int, count: int, target: Transfe
     the transfer ends it early: the count says how far it got.
 
     Syscalls: copy_file_range / sendfile / splice / mmap+write / pread+write, see the
-    module docstring.  An error after bytes moved: the count is returned (Java's rule).
+    module docstring.  An error after bytes moved: the count is returned (Java's rule),
+    except a file that shrank while a write from its mapping was in flight, which sent
+    zeros in place of its bytes past the new end: TransferError (ENODATA) counting them.
     A channel closed by another thread meanwhile: AsynchronousCloseError with the count.
     """
     return Guard().run(_transfer_to, channel, position, count, target, path)
@@ -379,7 +381,7 @@ def _run_positioned(src: End, dst: End, count: int, path: str | None, wait: bool
             return _copy_backward(src, dst, count, path, guard)
         return _Transfer(src, dst, path, guard).run(count, wait)
     except TransferError as e:
-        if wait:
+        if wait or e.errno == errno.ENODATA:  # a source that shrank under its mapping
             raise
         return partial(e.transferred, e)
     finally:  # also on error: positions say exactly what moved
