@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 
 import pytest
@@ -273,6 +274,48 @@ def test_a_buffer_released_by_the_collector_while_sliced_gives_no_slice(kind: st
     if int(run.stdout) == 0:  # 3.12+ collects at the eval breaker, not inside allocations
         assert sys.version_info >= (3, 12), "the collector never ran inside Memory.view"
         pytest.skip("the collector never ran inside the slice's allocation on this Python")
+
+
+@pytest.mark.parametrize("kind", ["pooled", "direct", "heap"])
+def test_views_derived_by_two_threads_at_once_are_all_revoked_at_release(kind: str) -> None:
+    """One thread derives and drops slices (the list of views prunes itself often)
+    while another derives and keeps them: every kept one must fail after release (a
+    prune once rebuilt the list over an append from the other thread, and that view
+    outlived the release, reading and writing the memory)."""
+    alloc = zcio.PooledAllocator()
+    make = {"pooled": lambda: alloc.allocate(64), "direct": lambda: ByteBuffer.allocate_direct(64),
+            "heap": lambda: ByteBuffer.allocate(64)}[kind]
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        for _ in range(3):
+            buf = make()
+            kept: list[ByteBuffer] = []
+
+            def dropper(buf: ByteBuffer = buf) -> None:
+                for _ in range(20000):
+                    buf.slice(0, 8)
+
+            def keeper(buf: ByteBuffer = buf, kept: list[ByteBuffer] = kept) -> None:
+                for _ in range(3000):
+                    kept.append(buf.slice(0, 8))
+
+            threads = [threading.Thread(target=dropper), threading.Thread(target=keeper)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            buf.release()
+            alive = 0
+            for s in kept:
+                try:
+                    s.get(0)
+                    alive += 1
+                except ReleasedBufferError:
+                    pass
+            assert alive == 0
+    finally:
+        sys.setswitchinterval(switch)
 
 
 # == 12. the exception tree ================================================================

@@ -27,6 +27,7 @@ import array
 import ctypes
 import mmap
 import struct
+import threading
 import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -79,6 +80,12 @@ def buffer_address(obj: Buffer) -> int:
         return view.buf or 0
     finally:
         _release_buffer(ctypes.byref(view))
+
+
+#: Keeps two prunes of a memory's view list apart (see ``Memory._prune``); reentrant,
+#: and ``_pruning`` marks this thread's prune, for one the collector starts inside it.
+_PRUNE_LOCK = fork_safe(threading.RLock())
+_pruning = threading.local()
 
 
 class Memory:
@@ -136,10 +143,26 @@ class Memory:
 
     def _track(self, mv: memoryview) -> None:
         views = self._views
-        views.append(weakref.ref(mv))
+        views.append(weakref.ref(mv))  # one C call: atomic under the GIL
         if len(views) >= self._prune_at:
-            views[:] = [r for r in views if r() is not None]
-            self._prune_at = max(8, 2 * len(views))
+            self._prune(views)
+
+    def _prune(self, views: list[weakref.ref[memoryview]]) -> None:
+        """Drop the dead entries of ``views``.  Threads deriving views at once append
+        while this runs: only the entries there when it started are replaced (one
+        slice assignment), so those appended meanwhile stay; a lock keeps two prunes
+        apart (each would overwrite entries the other moved), and a prune the collector
+        starts inside this one (a finalizer deriving a view) leaves it to this one."""
+        with _PRUNE_LOCK:
+            if getattr(_pruning, "active", False):
+                return
+            _pruning.active = True
+            try:
+                n = len(views)
+                views[:n] = [r for r in views[:n] if r() is not None]
+                self._prune_at = max(8, 2 * len(views))
+            finally:
+                _pruning.active = False
 
     def address(self) -> int:
         """The address of byte 0 of the block (0 for an empty block, which has none:
