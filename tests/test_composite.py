@@ -258,6 +258,21 @@ def test_a_read_only_component_makes_the_composite_read_only() -> None:
         assert repr(buf) == "zcio.CompositeBufferR[pos=0 lim=4 cap=4]"
 
 
+def test_a_read_only_composite_added_to_another_keeps_it_read_only() -> None:
+    """Its components are writable underneath; added to a new composite, they must come
+    as the read-only composite showed them (they once came writable, and the new
+    composite wrote through to the original's memory)."""
+    a = ByteBuffer.allocate(4)
+    ro = CompositeBuffer.of(a.retained_duplicate()).as_read_only_buffer()
+    with CompositeBuffer.of(ro.retained_duplicate()) as nested:
+        assert nested.is_read_only() is True
+        with pytest.raises(ReadOnlyBufferError):
+            nested.put(0, 0x7F)
+        assert all(b.is_read_only() for b in nested.nio_buffers())
+    assert a.get(0) == 0
+    ro.release()
+
+
 def test_kind_queries() -> None:
     d = ByteBuffer.allocate_direct(8).put(0, b"01234567")
     with CompositeBuffer.of(d.slice(0, 4).retain(), d.slice(4, 4)) as buf:

@@ -169,7 +169,7 @@ class CompositeBuffer(IndirectByteBuffer):
         flattened: list[CompositeBuffer] = []
         for b in bufs:
             if isinstance(b, CompositeBuffer):
-                inner = b._pieces(b._pos, b._lim, keep_empty=False)
+                inner = [b._seen(p) for p in b._pieces(b._pos, b._lim, keep_empty=False)]
                 for p in inner:
                     p._check_memory()  # released behind its composite's back
                 pieces.extend(inner)
@@ -233,17 +233,17 @@ class CompositeBuffer(IndirectByteBuffer):
         s, e = mem._starts[k], mem._ends[k]
         a = max(s, self._off)
         b = max(min(e, self._off + self._cap), a)
-        part = mem._pieces[k].slice(a - s, b - a)
+        return self._seen(mem._pieces[k].slice(a - s, b - a))
+
+    def _seen(self, part: ByteBuffer) -> ByteBuffer:
+        """``part`` as this composite shows it: read-only if this composite is."""
         return part.as_read_only_buffer() if self._ro and not part._ro else part
 
     def nio_buffers(self) -> list[ByteBuffer]:
         """``[position, limit)`` as one new buffer per component holding part of it
         (Netty's ``nioBuffers()``): zero-copy, in order, empty parts left out."""
-        out = []
-        for p in self._pieces(self._pos, self._lim, keep_empty=False):
-            q = p.slice()
-            out.append(q.as_read_only_buffer() if self._ro and not q._ro else q)
-        return out
+        return [self._seen(p.slice())
+                for p in self._pieces(self._pos, self._lim, keep_empty=False)]
 
     def memoryviews(self) -> list[builtins.memoryview]:
         """``[position, limit)`` as one zero-copy memoryview per component holding part
