@@ -377,7 +377,7 @@ BASE_KINDS: list[BufferKind] = [
     BufferKind("heap-read-only", _read_only_of(_heap), False, True),
     BufferKind("direct-read-only", _read_only_of(_direct), True, True, page_aligned=True),
     BufferKind("wrap-bytes", _wrap_bytes, False, True),
-    BufferKind("pooled-huge", _pooled_huge, True, False, page_aligned=True),
+    BufferKind("pooled-huge", _pooled_huge, True, False, page_aligned=True, strict=True),
 ]
 
 #: Pooled kinds with Netty's strict reference counts (a second release raises).

@@ -155,6 +155,15 @@ class _Slot:
         return sys.getrefcount(self.arr) > self.base_refs
 
 
+class HugeMemory(DirectMemory):
+    """A request above ``chunk_size``: a mapping of its own, never pooled, counted as
+    the pool's buffers are (strict: a release past zero raises, as Netty's huge
+    allocations, which are pooled buffers over an unpooled chunk)."""
+
+    strict = True
+    __slots__ = ()
+
+
 class PooledMemory(Memory):
     """A slot lent to one allocation; strict reference counting; returns on release."""
 
@@ -300,7 +309,7 @@ class PooledAllocator:
         return ByteBuffer._make(mem, 0, capacity, 0, capacity, mv=view)
 
     def _huge(self, capacity: int) -> ByteBuffer:
-        mem = DirectMemory(capacity)
+        mem = HugeMemory(capacity)
         return ByteBuffer._make(mem, 0, capacity, 0, capacity)
 
     def _cache(self) -> _ThreadCache:
