@@ -561,6 +561,32 @@ def test_blocked_transfer_to_a_full_pipe_reports_what_moved(src_path: Path) -> N
         assert drain(pipe.source().fileno()) == DATA[:capacity]
 
 
+@needs_wakeup
+@pytest.mark.parametrize("stream", ["socket", "pipe"])
+def test_closing_the_file_wakes_a_transfer_waiting_on_the_other_end(
+        tmp_path: Path, src_path: Path, stream: str) -> None:
+    """The transfer sleeps on the stream, not on the file being closed: ``transfer_from``
+    a stream with nothing to read, ``transfer_to`` a full one.  Closing the file wakes
+    it (the wake-up signal's interrupted call was retried on the stream alone)."""
+    if stream == "socket":
+        a, b = socket.socketpair()
+        reader, writer = SocketChannel.from_socket(a), SocketChannel.from_socket(b)
+    else:
+        pipe = Pipe.open()
+        reader, writer = pipe.source(), pipe.sink()
+    with reader, writer:
+        with FileChannel.open(tmp_path / "into", R, W, C) as into:
+            err = blocked(into, lambda: into.transfer_from(reader, 0, 1 << 20))
+        assert isinstance(err, AsynchronousCloseError) and err.moved == 0
+        writer.configure_blocking(False)
+        while writer.write(ByteBuffer.allocate(1 << 16)):
+            pass  # full
+        writer.configure_blocking(True)
+        with FileChannel.open(src_path) as src:
+            err = blocked(src, lambda: src.transfer_to(0, 1 << 20, writer))
+        assert isinstance(err, AsynchronousCloseError) and err.moved == 0
+
+
 def test_closed_before_the_call_is_the_plain_closed_error(tmp_path: Path) -> None:
     ch = FileChannel.open(tmp_path / "f", W, C)
     ch.close()

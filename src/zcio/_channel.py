@@ -37,6 +37,7 @@ from __future__ import annotations
 import functools
 import inspect
 import os
+import select
 import socket
 import threading
 import warnings
@@ -277,17 +278,20 @@ class Guard:
     under the operation; a bare int is used as given (its owner's responsibility).
     """
 
-    __slots__ = ("_channels", "_dups")
+    __slots__ = ("_channels", "_dups", "_numbers")
 
     def __init__(self) -> None:
         self._channels: list[Channel] = []
         self._dups: list[int] = []
+        self._numbers: list[int] = []  # the registered channels' descriptors
 
     def fd(self, obj: Any) -> int:
         """The descriptor to use for ``obj`` (ClosedChannelError for a closed channel)."""
         if isinstance(obj, Channel):
             if obj._begin():
                 self._channels.append(obj)
+                self._numbers.append(obj.fileno())
+                return self._numbers[-1]
             return obj.fileno()
         if isinstance(obj, int):
             return obj
@@ -302,11 +306,30 @@ class Guard:
         """Whether a registered channel has been closed since (stop moving bytes)."""
         return any(c._fd < 0 for c in self._channels)
 
+    def wait(self, fd: int, events: int) -> None:
+        """Wait until ``fd`` is ready for ``events``, or a registered channel is closed.
+
+        A wait on another descriptor than the closed channel's (a transfer into a file
+        from a socket with nothing to read yet) would sleep through the close: the
+        wake-up signal interrupts it, but CPython retries the call (PEP 475) on the
+        same descriptors.  So the wait watches the registered channels' numbers too,
+        which a close points at a dead socket (POLLHUP) before it sends the signal.
+
+        Syscalls: ``poll`` (retried after a signal, as CPython does).
+        """
+        poller = select.poll()
+        poller.register(fd, events)
+        for n in self._numbers:
+            if n != fd:
+                poller.register(n, 0)  # only POLLHUP / POLLERR / POLLNVAL come back
+        poller.poll()
+
     def finish(self, result: object, error: BaseException | None) -> None:
         """Leave every registration; AsynchronousCloseError if a channel closed meanwhile."""
         for d in self._dups:
             os.close(d)
         self._dups.clear()
+        self._numbers.clear()
         closed = [c for c in self._channels if c._end()]
         self._channels.clear()
         if closed:

@@ -54,6 +54,7 @@ import fcntl
 import os
 import select
 import time
+from functools import partial as partial_call
 from typing import TYPE_CHECKING, Any
 
 from ._buffer import check_int
@@ -177,12 +178,28 @@ class _Transfer:
 
     def run(self, count: int, wait: bool) -> int:
         """Move up to ``count`` bytes; stop at EOF, or where a step would block unless
-        ``wait`` (bytes a stream source already gave are delivered first, waiting)."""
+        ``wait`` (bytes a stream source already gave are delivered first, waiting).
+
+        With a guard, a step that would sleep in the kernel on a blocking stream end
+        waits in :meth:`Guard.wait` first, so that closing a channel of the transfer
+        (the file of a ``transfer_from`` a quiet socket) wakes it.
+        """
         moved = 0
         guard = self.guard
         rungs = self._ladder_built()
+        src, dst = self.src, self.dst
+        wait_in = wait_out = None
+        if guard is not None:
+            if src.kind in (SOCKET, PIPE) and src.fd >= 0 and src.blocking:
+                wait_in = partial_call(guard.wait, src.fd, select.POLLIN)
+            if dst.kind in (SOCKET, PIPE) and dst.fd >= 0 and dst.blocking:
+                wait_out = partial_call(guard.wait, dst.fd, select.POLLOUT)
         try:
             while moved < count:
+                if wait_in is not None and not rungs.rung.held:  # held: deliver first
+                    wait_in()
+                if wait_out is not None:
+                    wait_out()
                 if guard is not None and guard.closed():
                     break  # asynchronously closed: the guard raises with the count
                 try:
@@ -190,7 +207,10 @@ class _Transfer:
                 except WouldBlock as wb:
                     if not wait and not rungs.rung.must_deliver:
                         break
-                    _poll(wb.fd, wb.events)
+                    if guard is None:
+                        _poll(wb.fd, wb.events)
+                    else:
+                        guard.wait(wb.fd, wb.events)
                     continue
                 if n == 0:
                     break
