@@ -10,6 +10,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 
 import pytest
@@ -316,6 +317,53 @@ def test_views_derived_by_two_threads_at_once_are_all_revoked_at_release(kind: s
             assert alive == 0
     finally:
         sys.setswitchinterval(switch)
+
+
+@pytest.mark.parametrize("kind", ["pooled", "direct", "heap"])
+def test_a_view_derived_while_another_thread_releases_fails_after_it(kind: str) -> None:
+    """One thread slices while another releases: a slice made across the release must
+    fail with the tree's error like every other (one was once tracked after the
+    revocation had passed, and kept reading the memory, or a pooled slot's next
+    owner's), never a raw ValueError."""
+    alloc = zcio.PooledAllocator()
+    make = {"pooled": lambda: alloc.allocate(64), "direct": lambda: ByteBuffer.allocate_direct(64),
+            "heap": lambda: ByteBuffer.allocate(64)}[kind]
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    alive = raw = 0
+    try:
+        for _ in range(300):
+            buf = make()
+            made: list[ByteBuffer] = []
+            stop = threading.Event()
+
+            def slicer(buf: ByteBuffer = buf, made: list[ByteBuffer] = made,
+                       stop: threading.Event = stop) -> None:
+                nonlocal raw
+                while not stop.is_set():
+                    try:
+                        made.append(buf.slice(0, 8))
+                    except ZcioError:
+                        return
+                    except ValueError:
+                        raw += 1
+                        return
+
+            t = threading.Thread(target=slicer)
+            t.start()
+            time.sleep(0.0002)
+            buf.release()
+            stop.set()
+            t.join()
+            for s in made:
+                try:
+                    s.get(0)
+                    alive += 1
+                except ReleasedBufferError:
+                    pass
+    finally:
+        sys.setswitchinterval(switch)
+    assert (alive, raw) == (0, 0)
 
 
 # == 12. the exception tree ================================================================
