@@ -439,3 +439,26 @@ def test_release_during_a_blocking_recv_into_misdirects_nothing() -> None:
 
 if __name__ == "__main__":
     sys.exit(child_main(sys.argv[1]))
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="__buffer__ (PEP 688) is 3.12+")
+def test_wrap_takes_a_python_class_that_exports_through_dunder_buffer() -> None:
+    """Its memoryview's ``obj`` is CPython's internal wrapper, which exports nothing
+    itself: asking it whether the bytes lie in a file once raised TypeError."""
+
+    class Exporter:
+        def __init__(self) -> None:
+            self.data = bytearray(b"abcdefgh")
+
+        def __buffer__(self, flags: int) -> memoryview:
+            return memoryview(self.data)
+
+        def __release_buffer__(self, view: memoryview) -> None:
+            pass
+
+    exporter = Exporter()
+    buf = ByteBuffer.wrap(exporter)  # type: ignore[arg-type]
+    assert buf.get(0) == ord("a") and buf.capacity() == 8
+    buf.put(0, ord("z"))
+    assert exporter.data[0] == ord("z")
+    buf.release()

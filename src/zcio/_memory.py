@@ -392,10 +392,19 @@ def may_lose_pages(obj: Any) -> bool:
             continue
         with memoryview(obj) as mv:
             inner = mv.obj
-        if inner is None or inner is obj:
-            break
+        if inner is None or inner is obj or not _exports(inner):
+            break  # (3.12+: a Python class's __buffer__ shows an internal wrapper)
         obj = inner
     return _file_backed(obj)
+
+
+def _exports(obj: Any) -> bool:
+    """Whether ``obj`` gives a buffer (one export, let go at once)."""
+    try:
+        memoryview(obj).release()
+    except TypeError:
+        return False
+    return True
 
 
 def _file_backed(obj: Any) -> bool:
