@@ -374,3 +374,14 @@ def test_bulk_fast_path_is_taken() -> None:
     assert out == data and b.position() == 1024
     b.clear().get(8, out, 4, 100)
     assert out[4:104] == data[8:108] and b.position() == 0
+
+
+def test_a_zero_length_bulk_copy_at_the_end_of_a_strided_view_is_a_no_op() -> None:
+    """A one-item view with a stride is contiguous, but CPython flags its empty slice
+    as not: the reference once sliced it and raised TypeError where the fast path
+    copied nothing (found by hypothesis)."""
+    b = ByteBuffer.allocate(8)
+    for get, put in ((ByteBuffer.get, ByteBuffer.put), (REFERENCE["get"], REFERENCE["put"])):
+        dst = memoryview(bytearray(2))[::2]
+        assert get(b, dst, 1) is b and b.position() == 0
+        assert put(b, dst, 1) is b and b.position() == 0

@@ -140,7 +140,9 @@ class ByteAccess(Buffer):
     def _get_bulk(self, index: int | None, dst: Any, offset: Any, length: Any) -> Self:
         dmv = byte_view(dst, writable=True)
         p, offset, length = self._bulk_range(index, offset, length, len(dmv), False, " bytes")
-        _views.copy([dmv[offset : offset + length]], self._views(p, length))
+        own = self._views(p, length)  # ReleasedBufferError, also for no bytes
+        if length:  # (CPython flags an empty slice of a strided view as not contiguous)
+            _views.copy([dmv[offset : offset + length]], own)
         if index is None:
             self._pos = p + length
         return self
@@ -227,7 +229,9 @@ class ByteAccess(Buffer):
         self._check_writable()
         smv = byte_view(src)
         p, offset, length = self._bulk_range(index, offset, length, len(smv), True, " bytes")
-        _views.copy(self._views(p, length), [smv[offset : offset + length]])
+        own = self._views(p, length)
+        if length:  # as in _get_bulk
+            _views.copy(own, [smv[offset : offset + length]])
         if index is None:
             self._pos = p + length
         return self
