@@ -109,6 +109,14 @@ class Prim:
             return int.from_bytes(raw, order.value)
         if self.kind == "char":
             return chr(int.from_bytes(raw, order.value))
+        if self.kind == "float":
+            bits = int.from_bytes(raw, order.value)
+            if bits & 0x7F800000 == 0x7F800000 and bits & 0x7FFFFF:
+                # A NaN: Java's intBitsToFloat keeps every payload bit, the quiet bit
+                # too (struct, a C cast, would set it): sign, all-ones exponent, the 23
+                # bits at the top of the double's 52.
+                wide = (bits >> 31) << 63 | 0x7FF << 52 | (bits & 0x7FFFFF) << 29
+                return struct.unpack(">d", wide.to_bytes(8, "big"))[0]
         return struct.unpack(order.prefix + ("f" if self.kind == "float" else "d"), raw)[0]
 
 
