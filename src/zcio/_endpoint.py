@@ -71,21 +71,29 @@ class End:
     For a source it is the offset of the next byte *not yet delivered* to the target:
     bytes a rung read ahead and still holds do not count (see ``zcio._rungs``).
     ``ident`` is the (device, inode) of the descriptor's file, or None for an object.
+    ``dontwait``: a blocking socket that the splice rung reads without waiting
+    (``SPLICE_F_NONBLOCK``), its driver waiting in ``poll`` instead (see
+    ``zcio._transfer._Transfer.run``).
     """
 
-    __slots__ = ("obj", "fd", "kind", "offset", "ident")
+    __slots__ = ("obj", "fd", "kind", "offset", "ident", "dontwait")
 
     def __init__(self, obj: Any, fd: int, kind: str, offset: int | None = None,
                  ident: tuple[int, int] | None = None) -> None:
         self.obj, self.fd, self.kind, self.offset, self.ident = obj, fd, kind, offset, ident
+        self.dontwait = False
 
     def __repr__(self) -> str:
         return f"End({self.kind}, fd={self.fd}, offset={self.offset})"
 
     @property
     def blocking(self) -> bool:
-        """Whether the descriptor is in blocking mode (an object counts as blocking)."""
-        return self.fd < 0 or os.get_blocking(self.fd)
+        """Whether the descriptor is in blocking mode (an object counts as blocking): a
+        zcio channel's own mode, else the descriptor's (``fcntl``)."""
+        if self.fd < 0:
+            return True
+        mode = getattr(self.obj, "_blocking", None)
+        return mode if type(mode) is bool else os.get_blocking(self.fd)
 
     @property
     def loopback(self) -> bool:

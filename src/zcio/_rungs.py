@@ -186,7 +186,8 @@ class Splice(Rung):
         self.pipe: _scratch.ScratchPipe | None = None
 
     def _flags(self) -> int:
-        return os.SPLICE_F_MOVE | (os.SPLICE_F_NONBLOCK if self.nonblocking else 0)
+        return os.SPLICE_F_MOVE | (
+            os.SPLICE_F_NONBLOCK if self.nonblocking or self.src.dontwait else 0)
 
     def step(self, want: int) -> int:
         sys_, src, dst = _syscalls.SYS, self.src, self.dst

@@ -54,7 +54,6 @@ import fcntl
 import os
 import select
 import time
-from functools import partial as partial_call
 from typing import TYPE_CHECKING, Any
 
 from ._buffer import check_int
@@ -180,31 +179,47 @@ class _Transfer:
         """Move up to ``count`` bytes; stop at EOF, or where a step would block unless
         ``wait`` (bytes a stream source already gave are delivered first, waiting).
 
-        With a guard, a step that would sleep in the kernel on a blocking stream end
-        waits in :meth:`Guard.wait` first, so that closing a channel of the transfer
-        (the file of a ``transfer_from`` a quiet socket) wakes it.
+        With a guard, a step that would sleep in the kernel on a blocking stream end,
+        in a call that does not name the guarded channels' descriptors, waits in
+        :meth:`Guard.wait`'s ``poll`` instead, so that closing a channel of the
+        transfer (the file of a ``transfer_from`` a quiet socket) wakes it: the splice
+        rung reads a blocking socket with ``SPLICE_F_NONBLOCK`` and waits only when it
+        has nothing (``End.dontwait``); the other rungs wait before each step on a
+        blocking stream, unless their call names both ends (sendfile; splice to or
+        from a pipe).
         """
         moved = 0
         guard = self.guard
         rungs = self._ladder_built()
         src, dst = self.src, self.dst
-        wait_in = wait_out = None
+        in_fd = out_fd = -1  # blocking stream ends of a guarded transfer
         if guard is not None:
             if src.kind in (SOCKET, PIPE) and src.fd >= 0 and src.blocking:
-                wait_in = partial_call(guard.wait, src.fd, select.POLLIN)
+                in_fd = src.fd
+                src.dontwait = src.kind == SOCKET
             if dst.kind in (SOCKET, PIPE) and dst.fd >= 0 and dst.blocking:
-                wait_out = partial_call(guard.wait, dst.fd, select.POLLOUT)
+                out_fd = dst.fd
+        direct = PIPE in (src.kind, dst.kind)  # splice's one call names both ends
         try:
             while moved < count:
-                if wait_in is not None and not rungs.rung.held:  # held: deliver first
-                    wait_in()
-                if wait_out is not None:
-                    wait_out()
+                if guard is not None and (in_fd >= 0 or out_fd >= 0):
+                    rung = rungs.rung
+                    # A call naming both ends' descriptors needs no wait: a close points
+                    # one at a dead socket, and the retried call fails at once.
+                    if rung.name != "sendfile" and not (rung.name == "splice" and direct):
+                        if in_fd >= 0 and not rung.held and not (
+                                src.dontwait and rung.name == "splice"):  # held: deliver
+                            guard.wait(in_fd, select.POLLIN)
+                        if out_fd >= 0:
+                            guard.wait(out_fd, select.POLLOUT)
                 if guard is not None and guard.closed():
                     break  # asynchronously closed: the guard raises with the count
                 try:
                     n = self._step(min(count - moved, MAX_TRANSFER))
                 except WouldBlock as wb:
+                    if wb.end is src and src.dontwait and guard is not None:
+                        guard.wait(in_fd, select.POLLIN)  # a socket read without waiting
+                        continue
                     if not wait and not rungs.rung.must_deliver:
                         break
                     if guard is None:
