@@ -101,7 +101,7 @@ view_memory(State *s, Py_ssize_t *len, int writing)
     PyObject *mv = s->mv;
     if (mv == NULL || !PyMemoryView_Check(mv))
         return NULL;
-    return flat_view(mv, writing, 1, len);
+    return own_flat_view(mv, writing, 1, len);
 }
 
 /* The memory of a plain buffer, or NULL (no exception) when the fast path must not touch

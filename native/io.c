@@ -98,7 +98,7 @@ pin(PyObject *buf, int into, Py_buffer *hold, char **base, Py_ssize_t *pos, Py_s
     PyObject *mv = SLOT(buf, off_mv);
     Py_ssize_t vlen;
     char *bytes;
-    if (mv == NULL || !PyMemoryView_Check(mv) || (bytes = flat_view(mv, into, 1, &vlen)) == NULL)
+    if (mv == NULL || !PyMemoryView_Check(mv) || (bytes = own_flat_view(mv, into, 1, &vlen)) == NULL)
         return 0;
     _PyManagedBufferObject *mbuf = ((PyMemoryViewObject *)mv)->mbuf;
     if (hold != NULL && ((mbuf->flags & _Py_MANAGED_BUFFER_RELEASED) || mbuf->master.obj == NULL))
@@ -566,7 +566,7 @@ held_parts(PyObject *list, Py_ssize_t n, PyObject **old, Py_ssize_t *len, char *
         PyObject *mv = SLOT(b, o_mv), *po = SLOT(b, o_pos), *lo = SLOT(b, o_lim);
         Py_ssize_t vlen, p, l;
         char *base;
-        if (mv == NULL || !PyMemoryView_Check(mv) || (base = flat_view(mv, 0, 1, &vlen)) == NULL)
+        if (mv == NULL || !PyMemoryView_Check(mv) || (base = own_flat_view(mv, 0, 1, &vlen)) == NULL)
             break;
         if ((p = exact_index(po)) < 0 || (l = exact_index(lo)) < p || l > vlen
             || l - p > COALESCE_PART)

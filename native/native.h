@@ -137,25 +137,37 @@ index_int(Py_ssize_t v)
 }
 
 /* The bytes of memoryview o (a PyMemoryView_Check one) as flat bytes, or NULL (no
- * exception): neither it nor its managed buffer released, one dimension, C-contiguous
- * as the view's own flags say (computed from its strides when it was made: no read of
- * them, a cache line further on), writable if ``writing``, items of one byte if
- * ``bytes_only``; *len its length in bytes.  The managed buffer's flag is read too, as
- * CPython's own checks do: a view made by slicing registers with its managed buffer
- * only after allocating itself, and a collection inside that allocation can release
- * the buffer (the last other view revoked), so a live view can sit on a released
- * buffer whose memory is gone.  Valid while the GIL is held and no Python code runs. */
+ * exception): not released, one dimension, C-contiguous as the view's own flags say
+ * (computed from its strides when it was made: no read of them, a cache line further
+ * on), writable if ``writing``, items of one byte if ``bytes_only``; *len its length
+ * in bytes.  For a buffer's own view (its ``_mv``) only: ``Memory.view`` never hands
+ * out a view made while the memory was released (see flat_view), so a view not
+ * released holds an export of a managed buffer that is not released either, and the
+ * managed buffer's flags (another object, another cache line) need no read.  Valid
+ * while the GIL is held and no Python code runs. */
 static inline char *
-flat_view(PyObject *o, int writing, int bytes_only, Py_ssize_t *len)
+own_flat_view(PyObject *o, int writing, int bytes_only, Py_ssize_t *len)
 {
     PyMemoryViewObject *m = (PyMemoryViewObject *)o;
     Py_buffer *v = &m->view;
     if ((m->flags & (_Py_MEMORYVIEW_RELEASED | _Py_MEMORYVIEW_C)) != _Py_MEMORYVIEW_C
-        || (m->mbuf->flags & _Py_MANAGED_BUFFER_RELEASED)
         || v->ndim != 1 || (writing && v->readonly) || (bytes_only && v->itemsize != 1))
         return NULL;
     *len = v->len;
     return (char *)v->buf;
+}
+
+/* own_flat_view for any memoryview (a caller's): its managed buffer not released
+ * either, as CPython's own checks ask.  A view made by slicing registers with its
+ * managed buffer only after allocating itself, and a collection inside that
+ * allocation can release the buffer (a finalizer revoking the last other view), so a
+ * live view can sit on a released buffer whose memory is gone. */
+static inline char *
+flat_view(PyObject *o, int writing, int bytes_only, Py_ssize_t *len)
+{
+    if (((PyMemoryViewObject *)o)->mbuf->flags & _Py_MANAGED_BUFFER_RELEASED)
+        return NULL;
+    return own_flat_view(o, writing, bytes_only, len);
 }
 
 /* The exception being raised, taken out (a new reference, NULL if none), and put back:
