@@ -977,3 +977,43 @@ def test_a_transfer_interrupted_anywhere_leaves_no_bytes_for_the_next(op: str, p
     out = json.loads(run.stdout.splitlines()[-1])
     assert out["failures"] == []
     assert out["interrupted"] >= 40  # every call on the way was a place to interrupt
+
+
+class _TruncatesFirst(Faults):
+    """A syscall layer whose first copy_file_range truncates the file first, as
+    another process would in the middle of the transfer."""
+
+    def __init__(self, path: Path, size: int) -> None:
+        super().__init__({})
+        self.path, self.size, self.done = path, size, False
+
+    def copy_file_range(self, *args: object) -> int:
+        if not self.done:
+            self.done = True
+            os.truncate(self.path, self.size)
+        return int(super().copy_file_range(*args))
+
+
+@pytest.mark.parametrize("at", [1 << 20, 5 << 20], ids=["overlapping ahead", "disjoint ahead"])
+def test_a_copy_within_a_file_that_shrinks_writes_none_of_its_holes(tmp_path: Path,
+                                                                   at: int) -> None:
+    """The file shrinks to 1.5 MiB as the copy of its first 2 MiB starts; writes
+    further on would extend it again over a hole.  The copy goes backwards in 1 MiB
+    chunks and stops at the first short one, its count saying what moved (the range's
+    tail), and never writes the hole's zeros as the file's bytes (it did: the count
+    said 2 MiB, and the bytes past the cut came back as zeros)."""
+    mib = 1 << 20
+    original = (bytes(range(1, 252)) * (6 * mib // 251 + 1))[: 6 * mib]  # never 0
+    path = tmp_path / "f"
+    path.write_bytes(original)
+    cut = mib + mib // 2
+    with FileChannel.open(path) as src, FileChannel.open(path, R, W) as dst:
+        dst.position(at)
+        with _syscalls.override(_TruncatesFirst(path, cut)):
+            moved = src.transfer_to(0, 2 * mib, dst)
+        assert dst.position() == at + moved
+    assert moved == cut - mib  # the last chunk, [1 MiB, 2 MiB), cut short at 1.5 MiB
+    data = path.read_bytes()
+    assert data[:cut] == original[:cut]
+    assert data[at + mib:at + mib + moved] == original[mib:cut]  # where it went
+    assert len(data) == at + mib + moved  # nothing written past it

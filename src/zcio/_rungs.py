@@ -198,10 +198,7 @@ class Splice(Rung):
             self.advance(n)
             return n
         if not self.held:  # fill: a file source is read after what the pipe holds
-            pipe = self.pipe
-            if pipe is None or pipe.closed or pipe.dirty:
-                pipe = self.pipe = (_scratch.ScratchPipe() if self.nonblocking
-                                    else _scratch.splice_pipe())
+            pipe = self._pipe()
             pipe.dirty = True  # until drained: whatever raises from here on
             n = self.kernel_call(sys_.splice, src.fd, pipe.write_fd,
                                  min(want, pipe.capacity), src.offset, None, self._flags())
@@ -234,6 +231,18 @@ class Splice(Rung):
         self.advance(k)
         metrics.record("splice", kernel_bytes=k, operations=0)
         return k
+
+    def _pipe(self) -> _scratch.ScratchPipe:
+        """The pipe to fill: this rung's, else a clean one (see ``zcio._scratch``)."""
+        pipe = self.pipe
+        if pipe is None or pipe.closed or pipe.dirty:
+            pipe = self.pipe = (_scratch.ScratchPipe() if self.nonblocking
+                                else _scratch.splice_pipe())
+        return pipe
+
+    def whole(self) -> int:
+        """The pipe's room less a page: a range that starts anywhere in a page fits."""
+        return min(super().whole(), self._pipe().capacity - mmap.PAGESIZE)
 
     def release(self) -> None:
         if self.pipe is not None and (self.held or self.pipe.dirty):  # never reuse it

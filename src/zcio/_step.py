@@ -76,6 +76,11 @@ class Rung:
     def step(self, want: int) -> int:
         raise NotImplementedError
 
+    def whole(self) -> int:
+        """The most bytes a step moves whole unless the source ends: 1 MiB, the relay's
+        chunk and no more than any other rung's (the splice rung: its pipe's room)."""
+        return 1 << 20
+
     def try_step(self, want: int) -> int:
         """:meth:`step`, but "would block" returns -1 (``waiting`` says on what) instead
         of raising: cheaper for a driver that steps on every readiness event."""

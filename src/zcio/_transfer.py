@@ -175,9 +175,13 @@ class _Transfer:
                                 stopped=None if guard is None else guard.closed)
         return self.rungs
 
-    def run(self, count: int, wait: bool) -> int:
+    def run(self, count: int, wait: bool, whole_steps: bool = False) -> int:
         """Move up to ``count`` bytes; stop at EOF, or where a step would block unless
         ``wait`` (bytes a stream source already gave are delivered first, waiting).
+
+        ``whole_steps``, for a chunk of :func:`_copy_backward`: steps no longer than
+        the rung moves whole (``Rung.whole``), and the first short one ends the run
+        (the file shrank; see there).
 
         With a guard, a step that would sleep in the kernel on a blocking stream end,
         in a call that does not name the guarded channels' descriptors, waits in
@@ -214,8 +218,9 @@ class _Transfer:
                             guard.wait(out_fd, select.POLLOUT)
                 if guard is not None and guard.closed():
                     break  # asynchronously closed: the guard raises with the count
+                want = min(count - moved, rungs.rung.whole() if whole_steps else MAX_TRANSFER)
                 try:
-                    n = self._step(min(count - moved, MAX_TRANSFER))
+                    n = self._step(want)
                 except WouldBlock as wb:
                     if wb.end is src and src.dontwait and guard is not None:
                         guard.wait(in_fd, select.POLLIN)  # a socket read without waiting
@@ -230,6 +235,8 @@ class _Transfer:
                 if n == 0:
                     break
                 moved += n
+                if whole_steps and n < want:
+                    break  # the file shrank: see above
         except Lost as p:
             moved += p.moved
             raise TransferError(p.error, moved) from p.error
@@ -340,14 +347,15 @@ def _transfer_from(guard: Guard, channel: FileChannel, source: Any, position: in
     return _run_positioned(src, dst, count, path, wait=False, guard=guard)
 
 
-def _overlaps_ahead(src: End, dst: End, count: int) -> bool:
-    """Whether ``src`` -> ``dst`` copies within one file to an overlapping range ahead.
+def _ahead_in_one_file(src: End, dst: End) -> bool:
+    """Whether ``src`` -> ``dst`` copies within one file to a range ahead (overlapping
+    or not): :func:`_copy_backward`'s case.
 
     An O_APPEND target writes at the end, past anything the source can read.
     """
     if src.kind != FILE or dst.kind != FILE or src.offset is None or dst.offset is None:
         return False
-    if not src.offset < dst.offset < src.offset + count:
+    if not src.offset < dst.offset:
         return False
     if fcntl.fcntl(dst.fd, fcntl.F_GETFL) & os.O_APPEND:
         return False
@@ -357,28 +365,32 @@ def _overlaps_ahead(src: End, dst: End, count: int) -> bool:
 
 def _copy_backward(src: End, dst: End, count: int, path: str | None, guard: Guard
                    ) -> int:
-    """Copy ``count`` bytes within one file to an overlapping range ahead, as memmove.
+    """Copy ``count`` bytes within one file to a range ahead (overlapping: as memmove).
 
-    Chunks go from the end backwards, so every chunk is read before anything is written
-    over it.  A chunk no longer than the gap does not overlap itself, so any rung (the
-    forced one, if any) can move it; copy_file_range refuses overlapping ranges.  A gap
-    under 1 MiB always takes the relay in 1 MiB chunks, whatever rung is forced: it is
-    the one rung that reads a chunk whole before writing it, and gap-sized chunks
-    would cost a syscall per few bytes.  Both offsets end advanced by the count moved.
+    Chunks of 1 MiB go from the end backwards, so every chunk is read before anything
+    is written over it, and below everything written so far.  A file shrinking
+    meanwhile (another process truncating it) therefore shows as a short chunk, which
+    ends the copy; going forward instead, the copy's own writes further on would have
+    extended the file again over a hole, and the next read copied its zeros.  (Still
+    open: a truncation landing between one step's read and its write, inside one
+    copy_file_range, lets that write extend the file again before the next chunk.)
+    A chunk no longer than the gap does not overlap itself, so any rung (the forced
+    one, if any) can move it; copy_file_range refuses overlapping ranges.  A gap under
+    1 MiB always takes the relay, whatever rung is forced: it is the one rung that
+    reads a chunk whole before writing it, and gap-sized chunks would cost a syscall
+    per few bytes.  Both offsets end advanced by the count moved.
     """
     assert src.offset is not None and dst.offset is not None
-    gap = dst.offset - src.offset
-    relay = gap < CHUNK
-    step = CHUNK if relay else min(gap, MAX_TRANSFER)
+    relay = dst.offset - src.offset < CHUNK
     rung = "read_write" if relay else path
     moved = 0
     try:
         while moved < count:
-            n = min(step, count - moved)
+            n = min(CHUNK, count - moved)
             at = count - moved - n
             chunk = _Transfer(End(src.obj, src.fd, FILE, src.offset + at),
                               End(dst.obj, dst.fd, FILE, dst.offset + at), rung, guard)
-            k = chunk.run(n, wait=False)
+            k = chunk.run(n, wait=False, whole_steps=True)
             moved += k
             if k < n:  # the file shrank under us: what moved is the range's tail
                 break
@@ -403,8 +415,9 @@ def _run_positioned(src: End, dst: End, count: int, path: str | None, wait: bool
     ``wait``: ``zcio.transfer``, which promises everything, so an error after bytes
     moved is TransferError; else Java's partial rule (``zcio._iovec.partial``).
 
-    Within one file, a target range ahead of and overlapping the source's is copied as
-    by ``memmove``: every byte written is one the source had when the call started.
+    Within one file, a target range ahead of the source's is copied backwards, as by
+    ``memmove`` where they overlap: every byte written is one the source had when the
+    call started (see :func:`_copy_backward`).
     """
     src_start = dst_start = None
     if src.kind == FILE and src.offset is None:
@@ -412,7 +425,7 @@ def _run_positioned(src: End, dst: End, count: int, path: str | None, wait: bool
     if dst.kind == FILE and dst.offset is None:
         dst.offset = dst_start = file_position(dst)
     try:
-        if _overlaps_ahead(src, dst, count):
+        if _ahead_in_one_file(src, dst):
             return _copy_backward(src, dst, count, path, guard)
         return _Transfer(src, dst, path, guard).run(count, wait)
     except TransferError as e:
