@@ -355,12 +355,17 @@ def _ahead_in_one_file(src: End, dst: End) -> bool:
     """
     if src.kind != FILE or dst.kind != FILE or src.offset is None or dst.offset is None:
         return False
-    if not src.offset < dst.offset:
-        return False
-    if fcntl.fcntl(dst.fd, fcntl.F_GETFL) & os.O_APPEND:
-        return False
-    a, b = os.fstat(src.fd), os.fstat(dst.fd)
-    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+    if not src.offset < dst.offset or _file_ident(src) != _file_ident(dst):
+        return False  # (two files: one fstat at most, the classified end has its ident)
+    return not fcntl.fcntl(dst.fd, fcntl.F_GETFL) & os.O_APPEND
+
+
+def _file_ident(end: End) -> tuple[int, int]:
+    """(device, inode) of a file end: its ``ident``, else one ``fstat``."""
+    if end.ident is not None:
+        return end.ident
+    st = os.fstat(end.fd)
+    return st.st_dev, st.st_ino
 
 
 def _copy_backward(src: End, dst: End, count: int, path: str | None, guard: Guard
@@ -373,7 +378,9 @@ def _copy_backward(src: End, dst: End, count: int, path: str | None, guard: Guar
     ends the copy; going forward instead, the copy's own writes further on would have
     extended the file again over a hole, and the next read copied its zeros.  (Still
     open: a truncation landing between one step's read and its write, inside one
-    copy_file_range, lets that write extend the file again before the next chunk.)
+    copy_file_range, lets that write extend the file again before the next chunk;
+    so can one between two steps of a chunk where the forced splice rung, whose pipe
+    holds less than 1 MiB, takes a chunk in two.)
     A chunk no longer than the gap does not overlap itself, so any rung (the forced
     one, if any) can move it; copy_file_range refuses overlapping ranges.  A gap under
     1 MiB always takes the relay, whatever rung is forced: it is the one rung that
